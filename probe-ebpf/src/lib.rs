@@ -1,0 +1,330 @@
+//! What the kernel programs and the `probe` loader must agree on, in one place:
+//! map layouts, the attach-cookie encoding and the bucket math.
+//!
+//! This lib is plain `no_std` Rust with no dependencies. The eBPF object (src/main.rs) and
+//! probe-user both compile it, so the two sides can never disagree.
+#![no_std]
+
+/// Number of signed log2 buckets, as in SystemTap's `@hist_log`.
+pub const LOG2_BUCKETS: usize = 128;
+/// The bucket that holds 0. Bucket `ZERO_BUCKET + 1 + k` holds 2^k ..= 2^(k+1)-1, bucket
+/// `ZERO_BUCKET - 1 - k` holds -(2^(k+1)-1) ..= -2^k.
+pub const ZERO_BUCKET: usize = 64;
+
+/// Value slots (one per traced function and measured value) in one bank of `VALUE_STATS`.
+pub const VALUE_SLOTS: u32 = 64;
+/// `VALUE_STATS` holds two banks; `EPOCH[0] & 1` names the one the programs write. The loader
+/// flips the epoch at each interval and drains the other bank, so interval tables are exact
+/// without resetting a map that programs are writing.
+pub const VALUE_BANKS: u32 = 2;
+
+/// Map names, shared so a rename cannot split the two sides.
+pub const MAP_VALUE_STATS: &str = "VALUE_STATS";
+pub const MAP_EPOCH: &str = "EPOCH";
+/// Program names in the object (also what `bpftool prog` shows).
+pub const PROG_VALUE_UPROBE: &str = "pb_value";
+pub const PROG_VALUE_URETPROBE: &str = "pb_value_ret";
+
+/// Index of `slot` of `bank` in `VALUE_STATS`.
+#[inline(always)]
+pub fn value_index(bank: u32, slot: u32) -> u32 {
+    (bank & 1) * VALUE_SLOTS + (slot % VALUE_SLOTS)
+}
+
+/// SystemTap's `@hist_log` bucket for a signed 64-bit value (0..=127).
+#[inline(always)]
+pub fn log2_bucket(v: i64) -> usize {
+    if v == 0 {
+        return ZERO_BUCKET;
+    }
+    // floor(log2 |v|); |i64::MIN| = 2^63 fits in u64.
+    let k = 63 - v.unsigned_abs().leading_zeros() as usize;
+    if v > 0 {
+        ZERO_BUCKET + 1 + k
+    } else {
+        ZERO_BUCKET - 1 - k
+    }
+}
+
+/// Inclusive value range `(low, high)` that bucket `index` counts.
+pub fn log2_bucket_range(index: usize) -> (i64, i64) {
+    if index == ZERO_BUCKET {
+        return (0, 0);
+    }
+    if index > ZERO_BUCKET {
+        let k = (index - ZERO_BUCKET - 1) as u32;
+        let low = 1i128 << k;
+        (low as i64, ((low << 1) - 1) as i64)
+    } else {
+        let k = (ZERO_BUCKET - 1 - index) as u32;
+        let high = -(1i128 << k);
+        let low = (-((1i128 << (k + 1)) - 1)).max(i64::MIN as i128);
+        (low as i64, high as i64)
+    }
+}
+
+/// The label SystemTap prints for bucket `index`: 0, 2^k or -2^k.
+pub fn log2_bucket_label(index: usize) -> i64 {
+    let (low, high) = log2_bucket_range(index);
+    if index >= ZERO_BUCKET {
+        low
+    } else {
+        high
+    }
+}
+
+/// Per-CPU aggregate of the values one site group saw: exact count, 128-bit sum, min, max and
+/// the `@hist_log` buckets. Zero-initialised by the kernel; `count == 0` means "no values".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValueStats {
+    pub count: u64,
+    /// Sum as a 128-bit two's complement number split in two words (BPF has no i128 add).
+    pub sum_lo: u64,
+    pub sum_hi: i64,
+    pub min: i64,
+    pub max: i64,
+    /// Hits whose value could not be read (a stack slot that faulted). Not in `count`.
+    pub unreadable: u64,
+    pub buckets: [u64; LOG2_BUCKETS],
+}
+
+impl ValueStats {
+    pub const EMPTY: ValueStats = ValueStats {
+        count: 0,
+        sum_lo: 0,
+        sum_hi: 0,
+        min: 0,
+        max: 0,
+        unreadable: 0,
+        buckets: [0; LOG2_BUCKETS],
+    };
+
+    /// Adds one value. Used by the kernel program on its per-CPU copy.
+    #[inline(always)]
+    pub fn record(&mut self, v: i64) {
+        if self.count == 0 || v < self.min {
+            self.min = v;
+        }
+        if self.count == 0 || v > self.max {
+            self.max = v;
+        }
+        self.count += 1;
+        let (lo, carry) = self.sum_lo.overflowing_add(v as u64);
+        self.sum_lo = lo;
+        self.sum_hi = self.sum_hi.wrapping_add((v >> 63) + carry as i64);
+        // The optimiser proves log2_bucket() < 128 and drops the bounds check, but the BPF
+        // verifier cannot follow that proof (it does not model the leading-zeros expansion).
+        // A volatile round trip hides the range from the optimiser, so the check stays.
+        let index = log2_bucket(v);
+        let index = unsafe { core::ptr::read_volatile(&index) };
+        if let Some(b) = self.buckets.get_mut(index) {
+            *b += 1;
+        }
+    }
+
+    /// Folds another aggregate (another CPU, another interval) into this one.
+    pub fn merge(&mut self, other: &ValueStats) {
+        if other.count > 0 {
+            if self.count == 0 || other.min < self.min {
+                self.min = other.min;
+            }
+            if self.count == 0 || other.max > self.max {
+                self.max = other.max;
+            }
+        }
+        self.count += other.count;
+        self.unreadable += other.unreadable;
+        let sum = self.sum().wrapping_add(other.sum());
+        self.sum_lo = sum as u64;
+        self.sum_hi = (sum >> 64) as i64;
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets.iter()) {
+            *mine += theirs;
+        }
+    }
+
+    pub fn sum(&self) -> i128 {
+        ((self.sum_hi as i128) << 64) | self.sum_lo as i128
+    }
+}
+
+/// x86-64 registers a value can be read from. The union of the System V and Go register ABIs'
+/// integer argument registers.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reg {
+    Rax = 0,
+    Rbx = 1,
+    Rcx = 2,
+    Rdx = 3,
+    Rsi = 4,
+    Rdi = 5,
+    R8 = 6,
+    R9 = 7,
+    R10 = 8,
+    R11 = 9,
+}
+
+impl Reg {
+    pub const ALL: [Reg; 10] = [
+        Reg::Rax,
+        Reg::Rbx,
+        Reg::Rcx,
+        Reg::Rdx,
+        Reg::Rsi,
+        Reg::Rdi,
+        Reg::R8,
+        Reg::R9,
+        Reg::R10,
+        Reg::R11,
+    ];
+
+    pub fn from_u8(v: u8) -> Option<Reg> {
+        Reg::ALL.get(v as usize).copied()
+    }
+}
+
+/// Where the measured value lives when the probe fires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueSource {
+    Reg(Reg),
+    /// The 8 bytes at user stack pointer + offset.
+    Stack { offset: u32 },
+}
+
+/// What one attach site measures, carried in its BPF attach cookie so a single program serves
+/// every site. Layout: bits 0..16 slot, 16..24 source kind (0 register, 1 stack),
+/// 24..32 register, 32..64 stack offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValueCookie {
+    pub slot: u32,
+    pub source: ValueSource,
+}
+
+impl ValueCookie {
+    pub fn encode(self) -> u64 {
+        let slot = (self.slot as u64) & 0xffff;
+        match self.source {
+            ValueSource::Reg(r) => slot | ((r as u64) << 24),
+            ValueSource::Stack { offset } => slot | (1 << 16) | ((offset as u64) << 32),
+        }
+    }
+
+    #[inline(always)]
+    pub fn decode(cookie: u64) -> Option<ValueCookie> {
+        let slot = (cookie & 0xffff) as u32;
+        let source = match (cookie >> 16) & 0xff {
+            0 => ValueSource::Reg(Reg::from_u8((cookie >> 24) as u8)?),
+            1 => ValueSource::Stack {
+                offset: (cookie >> 32) as u32,
+            },
+            _ => return None,
+        };
+        Some(ValueCookie { slot, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+
+    /// The obvious definition, written independently of `log2_bucket`.
+    fn reference_bucket(v: i64) -> usize {
+        let v = v as i128;
+        if v == 0 {
+            return 64;
+        }
+        let mut k = 0usize;
+        while (1i128 << (k + 1)) <= v.abs() {
+            k += 1;
+        }
+        if v > 0 {
+            65 + k
+        } else {
+            63 - k
+        }
+    }
+
+    fn boundary_values() -> std::vec::Vec<i64> {
+        let mut vs = std::vec![0, 1, -1, 2, -2, 3, -3, i64::MIN, i64::MIN + 1, i64::MAX, i64::MAX - 1];
+        for k in 0..63 {
+            let p = 1i64 << k;
+            for v in [p - 1, p, p + 1] {
+                vs.push(v);
+                vs.push(-v);
+            }
+        }
+        vs
+    }
+
+    #[test]
+    fn bucket_matches_reference_at_boundaries() {
+        for v in boundary_values() {
+            assert_eq!(log2_bucket(v), reference_bucket(v), "value {v}");
+        }
+    }
+
+    #[test]
+    fn bucket_extremes() {
+        assert_eq!(log2_bucket(i64::MIN), 0);
+        assert_eq!(log2_bucket(i64::MAX), 127);
+        assert_eq!(log2_bucket(0), 64);
+        assert_eq!(log2_bucket(1), 65);
+        assert_eq!(log2_bucket(-1), 63);
+        assert_eq!(log2_bucket(3), 66);
+        assert_eq!(log2_bucket(-3), 62);
+    }
+
+    #[test]
+    fn ranges_contain_exactly_their_values() {
+        for v in boundary_values() {
+            let (low, high) = log2_bucket_range(log2_bucket(v));
+            assert!(low <= v && v <= high, "{v} not in {low}..={high}");
+        }
+        for i in 0..LOG2_BUCKETS {
+            let (low, high) = log2_bucket_range(i);
+            assert_eq!(log2_bucket(low), i);
+            assert_eq!(log2_bucket(high), i);
+            if i + 1 < LOG2_BUCKETS {
+                assert_eq!(high as i128 + 1, log2_bucket_range(i + 1).0 as i128, "gap after {i}");
+            }
+        }
+        assert_eq!(log2_bucket_range(55), (-511, -256));
+        assert_eq!(log2_bucket_label(55), -256);
+        assert_eq!(log2_bucket_label(0), i64::MIN);
+    }
+
+    #[test]
+    fn stats_record_and_merge() {
+        let mut a = ValueStats::EMPTY;
+        let mut b = ValueStats::EMPTY;
+        for v in -500..0 {
+            a.record(v);
+        }
+        for v in 0..500 {
+            b.record(v);
+        }
+        b.record(i64::MAX);
+        b.record(i64::MAX);
+        a.merge(&b);
+        assert_eq!(a.count, 1002);
+        assert_eq!(a.min, -500);
+        assert_eq!(a.max, i64::MAX);
+        assert_eq!(a.sum(), -500 + 2 * i64::MAX as i128);
+        assert_eq!(a.buckets.iter().sum::<u64>(), 1002);
+    }
+
+    #[test]
+    fn cookie_round_trips() {
+        for c in [
+            ValueCookie { slot: 3, source: ValueSource::Reg(Reg::R11) },
+            ValueCookie { slot: 0, source: ValueSource::Reg(Reg::Rax) },
+            ValueCookie { slot: 63, source: ValueSource::Stack { offset: 8 } },
+            ValueCookie { slot: 1, source: ValueSource::Stack { offset: 0xffff_fff8 } },
+        ] {
+            assert_eq!(ValueCookie::decode(c.encode()), Some(c));
+        }
+        assert_eq!(ValueCookie::decode(2 << 16), None);
+    }
+}

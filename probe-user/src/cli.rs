@@ -1,0 +1,72 @@
+//! Command-line interface (clap). One struct per command; shared target and output options.
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "probe",
+    version,
+    about = "Function latency and argument distributions for running Go, C, C++ and Rust programs",
+    after_help = "Run `probe <command> --help` for the options of each command."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Distribution of an integer argument or of the return value of a function
+    Argdist(ArgdistArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ArgdistArgs {
+    /// Function: exact symbol name, or a unique suffix after a `.` (`ToString` finds `main.ToString`)
+    #[arg(long, value_name = "FUNC")]
+    pub func: String,
+    /// Measure the N-th integer argument (0-based) in the function's calling convention
+    #[arg(long, value_name = "N", required_unless_present = "ret", conflicts_with = "ret")]
+    pub arg: Option<u32>,
+    /// Measure the return value
+    #[arg(long)]
+    pub ret: bool,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct TargetArgs {
+    /// Launch this command (split like a shell would), trace it from its first instruction until it exits
+    #[arg(short = 'c', long = "command", value_name = "CMD ARGS")]
+    pub command: Option<String>,
+    /// Trace one running process
+    #[arg(short = 'p', long = "pid", value_name = "PID")]
+    pub pid: Option<i32>,
+    /// Trace every process running this file, already running or started later
+    #[arg(value_name = "BINARY")]
+    pub binary: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// Stop after this many seconds
+    #[arg(short = 'd', long = "duration", value_name = "SECS", value_parser = positive_secs)]
+    pub duration: Option<f64>,
+    /// Print a timestamped table every SECS seconds (values of that interval)
+    #[arg(short = 'i', long = "interval", value_name = "SECS", value_parser = positive_secs)]
+    pub interval: Option<f64>,
+    /// One JSON object per table on stdout instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn positive_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() && v < 1e9 => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number of seconds")),
+    }
+}

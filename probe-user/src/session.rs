@@ -1,0 +1,145 @@
+//! The kernel session: loads the embedded eBPF object, attaches the planned sites, drains the
+//! per-CPU maps, and detaches. Dropping it detaches everything; nothing is pinned, so nothing
+//! outlives the process.
+use crate::error::user;
+use crate::plan::{Site, SiteKind};
+use anyhow::{Context, Result};
+use aya::maps::{Array, MapData, PerCpuArray, PerCpuValues};
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
+use aya::programs::UProbe;
+use aya::{Ebpf, EbpfLoader};
+use probe_ebpf::{
+    value_index, ValueStats, MAP_EPOCH, MAP_VALUE_STATS, PROG_VALUE_UPROBE, PROG_VALUE_URETPROBE,
+    VALUE_SLOTS,
+};
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::time::Duration;
+
+static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probe.bpf.o"));
+
+/// After flipping the epoch, programs that read the old one finish within microseconds; this
+/// grace period is far longer, so the drained bank is complete.
+const EPOCH_GRACE: Duration = Duration::from_millis(20);
+
+/// `ValueStats` as a map value (aya's `Pod` is foreign to the shared crate).
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+struct PodStats(ValueStats);
+unsafe impl aya::Pod for PodStats {}
+
+pub struct Session {
+    /// `None` once detached; the maps below stay readable.
+    ebpf: Option<Ebpf>,
+    stats: PerCpuArray<MapData, PodStats>,
+    epoch: Array<MapData, u32>,
+    bank: u32,
+    slots: u32,
+    cpus: usize,
+}
+
+/// Fails with a clear message unless we may load BPF programs and attach uprobes.
+pub fn ensure_privileges() -> Result<()> {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |cap: u32| effective & (1 << cap) != 0;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        Ok(())
+    } else {
+        Err(user("needs root, or CAP_BPF and CAP_PERFMON, to load eBPF programs; run it with sudo"))
+    }
+}
+
+impl Session {
+    /// Loads the programs and attaches every site to `binary`, for process `pid` or for all.
+    /// On any failure the partly attached session is dropped, which detaches it.
+    pub fn attach(binary: &Path, sites: &[Site], pid: Option<i32>, slots: u32) -> Result<Session> {
+        assert!(slots <= VALUE_SLOTS);
+        let mut ebpf = EbpfLoader::new().load(BPF_OBJECT).context("loading the eBPF object")?;
+        let scope = match pid {
+            Some(pid) => UProbeScope::OneProcess(NonZeroU32::new(pid as u32).context("pid 0")?),
+            None => UProbeScope::AllProcesses,
+        };
+        for (kind, name) in [(SiteKind::Uprobe, PROG_VALUE_UPROBE), (SiteKind::Uretprobe, PROG_VALUE_URETPROBE)] {
+            if !sites.iter().any(|s| s.kind == kind) {
+                continue;
+            }
+            let program: &mut UProbe = ebpf
+                .program_mut(name)
+                .with_context(|| format!("program {name} missing from the eBPF object"))?
+                .try_into()?;
+            program.load().with_context(|| format!("loading {name}"))?;
+            for site in sites.iter().filter(|s| s.kind == kind) {
+                let point = UProbeAttachPoint {
+                    location: UProbeAttachLocation::AbsoluteOffset(site.file_offset),
+                    cookie: Some(site.cookie),
+                };
+                program.attach(point, binary, scope).map_err(|e| attach_error(e, binary, pid))?;
+            }
+        }
+        let stats = PerCpuArray::try_from(ebpf.take_map(MAP_VALUE_STATS).context("stats map")?)?;
+        let epoch = Array::try_from(ebpf.take_map(MAP_EPOCH).context("epoch map")?)?;
+        let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
+        Ok(Session { ebpf: Some(ebpf), stats, epoch, bank: 0, slots, cpus })
+    }
+
+    /// Detaches every probe now. The maps stay readable for the final drain.
+    pub fn detach(&mut self) {
+        self.ebpf = None;
+    }
+
+    /// The values since the last drain, per slot, while probes keep firing: flips the epoch so
+    /// programs write the other bank, waits out the grace period, then empties the old bank.
+    pub async fn drain_interval(&mut self) -> Result<Vec<ValueStats>> {
+        let old = self.bank;
+        self.bank ^= 1;
+        self.epoch.set(0, self.bank, 0).context("flipping the epoch")?;
+        tokio::time::sleep(EPOCH_GRACE).await;
+        self.take_bank(old)
+    }
+
+    /// Everything not yet drained, per slot. Detaches first so the numbers are final.
+    pub fn drain_final(&mut self) -> Result<Vec<ValueStats>> {
+        self.detach();
+        let mut total = self.take_bank(self.bank)?;
+        for (t, s) in total.iter_mut().zip(self.take_bank(self.bank ^ 1)?) {
+            t.merge(&s);
+        }
+        Ok(total)
+    }
+
+    /// Sums one bank over the CPUs and zeroes it.
+    fn take_bank(&mut self, bank: u32) -> Result<Vec<ValueStats>> {
+        let mut out = Vec::with_capacity(self.slots as usize);
+        for slot in 0..self.slots {
+            let index = value_index(bank, slot);
+            let per_cpu = self.stats.get(&index, 0).context("reading the stats map")?;
+            let mut sum = ValueStats::EMPTY;
+            for cpu in per_cpu.iter() {
+                sum.merge(&cpu.0);
+            }
+            if sum.count > 0 || sum.unreadable > 0 {
+                let zero = PerCpuValues::try_from(vec![PodStats(ValueStats::EMPTY); self.cpus])?;
+                self.stats.set(index, zero, 0).context("clearing the stats map")?;
+            }
+            out.push(sum);
+        }
+        Ok(out)
+    }
+}
+
+fn attach_error(e: aya::programs::ProgramError, binary: &Path, pid: Option<i32>) -> anyhow::Error {
+    if let Some(pid) = pid {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return user(format!("-p {pid}: the process exited before probes were attached; start it again"));
+        }
+    }
+    anyhow::Error::new(e).context(format!("attaching a uprobe to {}", binary.display()))
+}

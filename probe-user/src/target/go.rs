@@ -1,0 +1,97 @@
+//! Go-specific facts read from a binary: is it Go, and which Go version built it.
+use object::{Object, ObjectSection, ObjectSymbol};
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GoVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl GoVersion {
+    /// Go 1.17 introduced the register-based calling convention on amd64.
+    pub fn has_register_abi(self) -> bool {
+        self >= GoVersion { major: 1, minor: 17 }
+    }
+
+    /// Parses "go1.19.8", "go1.21rc2", "devel go1.22-..." and the like.
+    pub fn parse(s: &str) -> Option<GoVersion> {
+        let s = &s[s.find("go1")? + 2..];
+        let mut parts = s.split(|c: char| !c.is_ascii_digit());
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        Some(GoVersion { major, minor })
+    }
+}
+
+impl fmt::Display for GoVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "go{}.{}", self.major, self.minor)
+    }
+}
+
+pub fn is_go(file: &object::File) -> bool {
+    file.section_by_name(".go.buildinfo").is_some()
+        || file.section_by_name(".gopclntab").is_some()
+        || file.symbols().any(|s| s.name() == Ok("runtime.buildVersion"))
+}
+
+const BUILDINFO_MAGIC: &[u8] = b"\xff Go buildinf:";
+
+/// Reads the Go version from `.go.buildinfo`. Go 1.18+ stores the string inline (flag bit 2);
+/// older versions store a pointer to a Go string header, resolved with `read_vaddr`.
+pub fn version<'d>(
+    file: &object::File,
+    read_vaddr: impl Fn(u64, usize) -> Option<&'d [u8]>,
+) -> Option<GoVersion> {
+    let section = file.section_by_name(".go.buildinfo")?;
+    let info = section.data().ok()?;
+    if info.len() < 32 || !info.starts_with(BUILDINFO_MAGIC) {
+        return None;
+    }
+    let ptr_size = info[14] as usize;
+    let flags = info[15];
+    let text = if flags & 2 != 0 {
+        let (len, used) = uvarint(&info[32..])?;
+        info.get(32 + used..32 + used + len as usize)?
+    } else {
+        if flags & 1 != 0 || !(ptr_size == 8 || ptr_size == 4) {
+            return None; // big-endian: not an x86-64 program
+        }
+        let word = |b: &[u8]| -> Option<u64> {
+            let mut buf = [0u8; 8];
+            buf[..ptr_size].copy_from_slice(b.get(..ptr_size)?);
+            Some(u64::from_le_bytes(buf))
+        };
+        let header = read_vaddr(word(&info[16..])?, 2 * ptr_size)?;
+        let (data, len) = (word(header)?, word(&header[ptr_size..])?);
+        read_vaddr(data, len as usize)?
+    };
+    GoVersion::parse(std::str::from_utf8(text).ok()?)
+}
+
+fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, &byte) in b.iter().enumerate().take(10) {
+        v |= ((byte & 0x7f) as u64) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_versions() {
+        assert_eq!(GoVersion::parse("go1.19.8"), Some(GoVersion { major: 1, minor: 19 }));
+        assert_eq!(GoVersion::parse("go1.21rc2"), Some(GoVersion { major: 1, minor: 21 }));
+        assert_eq!(GoVersion::parse("devel go1.22-abc"), Some(GoVersion { major: 1, minor: 22 }));
+        assert!(GoVersion::parse("go1.16.3").map(|v| !v.has_register_abi()).unwrap());
+        assert!(GoVersion::parse("go1.17").map(|v| v.has_register_abi()).unwrap());
+        assert_eq!(GoVersion::parse("gcc"), None);
+    }
+}

@@ -1,0 +1,155 @@
+//! The tracing run shared by every command: hold or find the process, attach, wait for the
+//! end (target exit, -d, Ctrl-C, SIGTERM) while printing -i tables, then detach and print.
+use crate::cli::OutputArgs;
+use crate::plan::Site;
+use crate::process::{ExitWatch, HeldChild};
+use crate::render::{self, Measured};
+use crate::session::{self, Session};
+use crate::target::{Scope, Target};
+use anyhow::{Context, Result};
+use probe_ebpf::ValueStats;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// What a command hands over: the target, its sites, and one label per value slot.
+pub struct Job {
+    pub target: Target,
+    pub sites: Vec<Site>,
+    pub slots: Vec<Measured>,
+    /// Shown once tracing starts, e.g. "main.ToString arg0 (Go register ABI)".
+    pub description: String,
+}
+
+pub fn run(job: Job, output: &OutputArgs) -> Result<()> {
+    session::ensure_privileges()?;
+    let Job { target, sites, slots, description } = job;
+    // Fork before any thread exists (the runtime is built after).
+    let mut child = match &target.scope {
+        Scope::Launch { argv } => Some(HeldChild::spawn(&target.binary.path, argv)?),
+        _ => None,
+    };
+    let pid = match (&target.scope, &child) {
+        (_, Some(c)) => Some(c.pid),
+        (Scope::Pid(pid), None) => Some(*pid),
+        _ => None,
+    };
+    let mut session = Session::attach(&target.binary.path, &sites, pid, slots.len() as u32)?;
+    if let Some(c) = child.as_mut() {
+        c.release()?;
+    }
+    let whom = match (&target.scope, pid) {
+        (Scope::AllProcesses, _) => format!("every process running {}", target.binary.path.display()),
+        (_, Some(pid)) => format!("pid {pid}"),
+        _ => unreachable!(),
+    };
+    eprintln!(
+        "probe: tracing {description} in {whom} ({} probe{}); Ctrl-C to end",
+        sites.len(),
+        if sites.len() == 1 { "" } else { "s" }
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut printer = Printer { slots, json: output.json, started: Instant::now(), drained: Vec::new() };
+    runtime.block_on(trace_until_done(&mut session, pid, output, &mut printer))?;
+    printer.finish(session.drain_final()?);
+    if let Some(c) = child {
+        c.reap();
+    }
+    Ok(())
+}
+
+async fn trace_until_done(
+    session: &mut Session,
+    pid: Option<i32>,
+    output: &OutputArgs,
+    printer: &mut Printer,
+) -> Result<()> {
+    let watch = pid.map(ExitWatch::new).transpose()?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let deadline = output.duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
+    let period = Duration::from_secs_f64(output.interval.unwrap_or(f64::MAX / 4.0).min(1e9));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+            _ = exited(watch.as_ref()) => break,
+            _ = sleep_until(deadline) => break,
+            _ = ticks.tick(), if output.interval.is_some() => {
+                printer.interval(session.drain_interval().await?);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Completes when the watched process exits; never without a process to watch.
+async fn exited(watch: Option<&ExitWatch>) {
+    match watch {
+        Some(w) => w.exited().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes at the deadline; never without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Prints tables in the chosen format. Interval values are kept, so the final table covers
+/// the whole run.
+struct Printer {
+    slots: Vec<Measured>,
+    json: bool,
+    started: Instant,
+    drained: Vec<ValueStats>,
+}
+
+impl Printer {
+    fn interval(&mut self, values: Vec<ValueStats>) {
+        self.print("interval", &values);
+        self.drained.resize(values.len(), ValueStats::EMPTY);
+        for (acc, v) in self.drained.iter_mut().zip(&values) {
+            acc.merge(v);
+        }
+    }
+
+    fn finish(&mut self, mut values: Vec<ValueStats>) {
+        for (v, drained) in values.iter_mut().zip(&self.drained) {
+            v.merge(drained);
+        }
+        self.print("final", &values);
+    }
+
+    fn print(&self, kind: &str, values: &[ValueStats]) {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let mut out = String::new();
+        if !self.json && kind == "interval" {
+            out.push_str(&format!("{} (+{elapsed:.1}s)\n", wall_clock()));
+        }
+        for (m, s) in self.slots.iter().zip(values) {
+            if self.json {
+                out.push_str(&render::json_table(kind, elapsed, m, s));
+                out.push('\n');
+            } else {
+                out.push_str(&render::text_block(m, s));
+            }
+        }
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(out.as_bytes());
+        let _ = stdout.flush();
+    }
+}
+
+/// Local time as HH:MM:SS.
+fn wall_clock() -> String {
+    let now = unsafe { libc::time(std::ptr::null_mut()) };
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    unsafe { libc::localtime_r(&now, &mut tm) };
+    format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+}

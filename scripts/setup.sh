@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs what probe needs to build and test, and nothing that is already there.
+# Idempotent: a second run only checks and finishes in seconds.
+#   - the pinned nightly (with rust-src) that builds the eBPF crate
+#   - bpf-linker 0.13.0 linked against that nightly's own libLLVM (versions must match)
+#   - Go and a C compiler for the test targets, bpftrace for comparisons
+set -euo pipefail
+
+NIGHTLY="nightly-2026-05-19"
+BPF_LINKER_VERSION="0.13.0"
+TOOLS_DIR="${PROBE_TOOLS_DIR:-$HOME/.local/share/probe-tools}"
+LLVM_PREFIX="$TOOLS_DIR/llvm"
+
+say() { printf 'setup: %s\n' "$*"; }
+
+need_root_apt=()
+command -v go  >/dev/null 2>&1 || need_root_apt+=(golang-go)
+command -v cc  >/dev/null 2>&1 || need_root_apt+=(gcc)
+command -v bpftrace >/dev/null 2>&1 || need_root_apt+=(bpftrace)
+if [ ${#need_root_apt[@]} -gt 0 ]; then
+  say "installing Debian packages: ${need_root_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_root_apt[@]}" >/dev/null
+else
+  say "go, cc, bpftrace: present"
+fi
+
+if ! rustup run "$NIGHTLY" rustc --version >/dev/null 2>&1; then
+  say "installing Rust $NIGHTLY with rust-src"
+  rustup toolchain install "$NIGHTLY" --profile minimal --component rust-src
+elif ! rustup component list --toolchain "$NIGHTLY" --installed 2>/dev/null | grep -q '^rust-src'; then
+  say "adding rust-src to $NIGHTLY"
+  rustup component add rust-src --toolchain "$NIGHTLY"
+else
+  say "$NIGHTLY with rust-src: present"
+fi
+
+# bpf-linker must use exactly the nightly's LLVM, or linking fails with "Invalid record".
+sysroot="$(rustup run "$NIGHTLY" rustc --print sysroot)"
+libllvm="$(ls "$sysroot"/lib/libLLVM.so* 2>/dev/null | head -n1 || true)"
+if [ -z "$libllvm" ]; then
+  say "error: no libLLVM in $sysroot/lib; reinstall $NIGHTLY" >&2
+  exit 1
+fi
+mkdir -p "$LLVM_PREFIX/lib"
+ln -sfn "$libllvm" "$LLVM_PREFIX/lib/libLLVM.so"
+ln -sfn "$libllvm" "$LLVM_PREFIX/lib/$(basename "$libllvm")"
+
+installed_linker="$(bpf-linker --version 2>/dev/null || true)"
+if [[ "$installed_linker" != *"$BPF_LINKER_VERSION"* ]] || ! bpf-linker --version >/dev/null 2>&1; then
+  say "building bpf-linker $BPF_LINKER_VERSION against $(basename "$libllvm") (about 2 minutes)"
+  LLVM_PREFIX="$LLVM_PREFIX" cargo install bpf-linker --version "$BPF_LINKER_VERSION" --locked \
+    --no-default-features --features llvm-22 --force
+else
+  say "bpf-linker $BPF_LINKER_VERSION: present"
+fi
+say "done"

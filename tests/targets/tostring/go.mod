@@ -1,0 +1,3 @@
+module tostring
+
+go 1.19
