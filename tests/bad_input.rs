@@ -1,0 +1,120 @@
+//! Bad input: one clear line on stderr, exit code 2, no panic, nothing left attached.
+use probe_tests::*;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+/// Runs probe, expects exit 2 with a single `probe: ...` line containing `needle`.
+fn assert_rejected(run: Run, needle: &str) {
+    assert_eq!(run.code, 2, "exit code; stderr: {}", run.stderr);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one line on stderr, got: {}", run.stderr);
+    assert!(lines[0].starts_with("probe: "), "{}", lines[0]);
+    assert!(lines[0].contains(needle), "expected {needle:?} in: {}", lines[0]);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    assert_nothing_attached();
+}
+
+fn argdist_on(binary: &str, func: &str, arg: &str) -> Run {
+    probe(&["argdist", "--func", func, "--arg", arg, binary])
+}
+
+#[test]
+fn not_root() {
+    let target = go_target("tostring");
+    let out = Command::new(probe_bin())
+        .args(["argdist", "--func", "ToString", "--arg", "0"])
+        .arg(&target)
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_rejected(out.into(), "needs root, or CAP_BPF and CAP_PERFMON");
+}
+
+#[test]
+fn missing_file() {
+    assert_rejected(argdist_on("/nonexistent/app", "main", "0"), "/nonexistent/app: no such file");
+}
+
+#[test]
+fn not_an_elf_file() {
+    let text = root().join("tests/targets/cvalues.c");
+    assert_rejected(argdist_on(&text.to_string_lossy(), "work", "0"), "not an ELF file");
+}
+
+#[test]
+fn not_x86_64() {
+    let target = c_target("cvalues", &[]);
+    let mut bytes = std::fs::read(&target).unwrap();
+    bytes[18..20].copy_from_slice(&183u16.to_le_bytes()); // e_machine = EM_AARCH64
+    let foreign = target.with_file_name("cvalues-aarch64");
+    std::fs::write(&foreign, bytes).unwrap();
+    assert_rejected(argdist_on(&foreign.to_string_lossy(), "work", "0"), "x86-64 programs only");
+}
+
+#[test]
+fn function_not_found_names_the_closest() {
+    let target = go_target("tostring");
+    let run = argdist_on(&target.to_string_lossy(), "ToStrin", "0");
+    assert_rejected(run, "no such function");
+    let run = argdist_on(&target.to_string_lossy(), "ToStrin", "0");
+    assert!(run.stderr.contains("main.ToString"), "{}", run.stderr);
+}
+
+#[test]
+fn ambiguous_function_lists_the_matches() {
+    let target = go_target("tostring");
+    let run = argdist_on(&target.to_string_lossy(), "String", "0");
+    assert_rejected(run, "ambiguous");
+}
+
+#[test]
+fn argument_out_of_range_for_the_abi() {
+    let go = go_target("tostring");
+    assert_rejected(argdist_on(&go.to_string_lossy(), "ToString", "9"), "out of range for the Go register ABI");
+    let c = c_target("cvalues", &[]);
+    assert_rejected(argdist_on(&c.to_string_lossy(), "work", "6"), "out of range for the System V ABI");
+}
+
+#[test]
+fn pid_that_does_not_exist() {
+    let pid = (4_000_000..).find(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()).unwrap();
+    let run = probe(&["argdist", "--func", "x", "--arg", "0", "-p", &pid.to_string()]);
+    assert_rejected(run, "no such process");
+}
+
+#[test]
+fn pid_that_has_exited() {
+    // A zombie: the process has exited but is not reaped, so its /proc entry remains.
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    while std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| !s.contains(") Z ")).unwrap_or(false) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let run = probe(&["argdist", "--func", "x", "--arg", "0", "-p", &pid.to_string()]);
+    child.wait().unwrap();
+    assert_rejected(run, "exited");
+}
+
+#[test]
+fn command_that_cannot_start() {
+    let run = probe(&["argdist", "--func", "x", "--arg", "0", "-c", "/nonexistent/cmd --flag"]);
+    assert_rejected(run, "cannot start `/nonexistent/cmd`");
+    let run = probe(&["argdist", "--func", "x", "--arg", "0", "-c", "no-such-command-anywhere"]);
+    assert_rejected(run, "cannot start `no-such-command-anywhere`");
+}
+
+#[test]
+fn go_stack_abi_return_value_is_refused() {
+    let target = go_target("goasm");
+    let run = probe(&["argdist", "--func", "Scale", "--ret", &target.to_string_lossy()]);
+    assert_rejected(run, "Go stack ABI");
+}
+
+#[test]
+fn missing_target_is_a_usage_error() {
+    let run = probe(&["argdist", "--func", "x", "--arg", "0"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("required"), "{}", run.stderr);
+}

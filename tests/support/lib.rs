@@ -1,0 +1,196 @@
+//! Helpers for the end-to-end tests: build the target programs, run `probe`, read its output,
+//! and check that nothing stays loaded in the kernel afterwards.
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The `probe` binary under test (`cargo xtask test` sets PROBE_BIN).
+pub fn probe_bin() -> PathBuf {
+    std::env::var_os("PROBE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/release/probe"))
+}
+
+static BUILD_LOCK: Mutex<()> = Mutex::new(());
+
+fn targets_dir() -> PathBuf {
+    let dir = root().join("target/targets");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Builds the Go program in tests/targets/<name> and returns its path.
+pub fn go_target(name: &str) -> PathBuf {
+    let _guard = BUILD_LOCK.lock().unwrap();
+    let out = targets_dir().join(name);
+    let status = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(".")
+        .current_dir(root().join("tests/targets").join(name))
+        .status()
+        .expect("go is installed (scripts/setup.sh)");
+    assert!(status.success(), "go build {name}");
+    out
+}
+
+/// Builds tests/targets/<name>.c with `cc -O2` and returns its path.
+pub fn c_target(name: &str, extra: &[&str]) -> PathBuf {
+    let _guard = BUILD_LOCK.lock().unwrap();
+    let out = targets_dir().join(name);
+    let status = Command::new("cc")
+        .args(["-O2", "-g", "-o"])
+        .arg(&out)
+        .arg(root().join("tests/targets").join(format!("{name}.c")))
+        .args(extra)
+        .status()
+        .expect("cc is installed (scripts/setup.sh)");
+    assert!(status.success(), "cc {name}");
+    out
+}
+
+/// A private copy of a binary: uprobes are per inode, so a copy keeps a test that traces
+/// "every process running this file" from seeing any other test's processes.
+pub fn private_copy(path: &Path, tag: &str) -> PathBuf {
+    let copy = targets_dir().join(format!(
+        "{}-{tag}-{}",
+        path.file_name().unwrap().to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::copy(path, &copy).unwrap();
+    copy
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs probe to completion.
+pub fn probe(args: &[&str]) -> Run {
+    let out = Command::new(probe_bin()).args(args).stdin(Stdio::null()).output().expect("run probe");
+    out.into()
+}
+
+/// Starts probe in the background and waits until it reports its probes attached.
+pub fn probe_background(args: &[&str]) -> (Child, BufReader<ChildStderr>) {
+    let mut child = Command::new(probe_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start probe");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.contains("probe: tracing"), "probe did not start tracing: {line}");
+    (child, stderr)
+}
+
+/// Waits for a background probe to end and collects its output.
+pub fn finish(child: Child, mut stderr: BufReader<ChildStderr>) -> Run {
+    let out = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let mut run: Run = out.into();
+    run.stderr = rest;
+    run
+}
+
+pub fn interrupt(child: &Child) {
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+}
+
+/// The number a target printed about itself, e.g. `ToString calls: 3000`.
+pub fn reported_calls(stdout: &str, label: &str) -> u64 {
+    let prefix = format!("{label} calls: ");
+    let line = stdout.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| {
+        panic!("target did not print `{prefix}`: {stdout}");
+    });
+    line[prefix.len()..].split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// Every JSON object probe printed on stdout.
+pub fn json_tables(stdout: &str) -> Vec<Value> {
+    stdout.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// The inclusive range of SystemTap's log2 bucket holding `v`, computed the obvious way.
+pub fn reference_bucket(v: i64) -> (i64, i64) {
+    if v == 0 {
+        return (0, 0);
+    }
+    let magnitude = (v as i128).abs();
+    let mut low = 1i128;
+    while low * 2 <= magnitude {
+        low *= 2;
+    }
+    let high = low * 2 - 1;
+    if v > 0 {
+        (low as i64, high as i64)
+    } else {
+        ((-high).max(i64::MIN as i128) as i64, (-low) as i64)
+    }
+}
+
+/// Expected `buckets` of a JSON table for these values: (low, high) -> count.
+pub fn expected_buckets(values: impl IntoIterator<Item = i64>) -> BTreeMap<(i64, i64), u64> {
+    let mut map = BTreeMap::new();
+    for v in values {
+        *map.entry(reference_bucket(v)).or_insert(0) += 1;
+    }
+    map
+}
+
+/// The `buckets` of a JSON table as (low, high) -> count.
+pub fn json_buckets(table: &Value) -> BTreeMap<(i64, i64), u64> {
+    table["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| ((b["low"].as_i64().unwrap(), b["high"].as_i64().unwrap()), b["count"].as_u64().unwrap()))
+        .collect()
+}
+
+/// BPF programs of probe's (names start with `pb_`) currently loaded in the kernel.
+pub fn loaded_probe_programs() -> Vec<String> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter_map(|p| p.name_as_str().map(str::to_string))
+        .filter(|n| n.starts_with("pb_"))
+        .collect()
+}
+
+/// Asserts that nothing of probe's stays loaded (programs go with their links and perf events).
+/// The kernel frees them asynchronously after the last fd closes, so allow it a moment.
+pub fn assert_nothing_attached() {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = loaded_probe_programs();
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "probe programs still loaded: {left:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,1 +1,122 @@
-fn main(){}
+//! `cargo xtask <command>`: the project's one entry point for building, testing and demos.
+//!
+//!   build   setup if needed, then target/release/probe with the eBPF object embedded
+//!   test    setup, unit tests, then integration tests that load real probes
+//!   run     build, then run probe with the given arguments (`cargo xtask run -- argdist ...`)
+//!   demo    build the seed's example programs and show probe on them
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => setup(),
+        Some("build") => build().map(|_| ()),
+        Some("test") => test(&args[1..]),
+        Some("run") => run(&args[1..]),
+        Some("demo") => demo(),
+        _ => {
+            eprintln!("usage: cargo xtask <setup|build|test|run|demo> [-- probe args]");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn check(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+/// scripts/setup.sh installs only what is missing; a second run takes a fraction of a second.
+fn setup() -> Result<()> {
+    check(Command::new("bash").arg(root().join("scripts/setup.sh")))
+}
+
+fn build() -> Result<PathBuf> {
+    setup()?;
+    check(cargo().args(["build", "--release", "-p", "probe-user"]))?;
+    Ok(root().join("target/release/probe"))
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    let probe = build()?;
+    println!("xtask: unit tests (shared kernel/user crate)");
+    check(
+        cargo()
+            .args(["test", "--lib", "--manifest-path", "probe-ebpf/Cargo.toml"])
+            .arg("--target-dir")
+            .arg(root().join("target/ebpf-host")),
+    )?;
+    println!("xtask: unit tests (probe)");
+    check(cargo().args(["test", "--release", "-p", "probe-user"]))?;
+    println!("xtask: integration tests (real probes on real targets, one at a time)");
+    // One at a time: the tests assert that no probe program stays loaded after each run.
+    check(
+        cargo()
+            .args(["test", "--release", "-p", "probe-tests", "--"])
+            .arg("--test-threads=1")
+            .args(extra)
+            .env("PROBE_BIN", &probe),
+    )
+}
+
+fn run(args: &[String]) -> Result<()> {
+    let probe = build()?;
+    let args = args.strip_prefix(&["--".to_string()]).unwrap_or(args);
+    let status = Command::new(probe).args(args).status()?;
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+/// Builds a Go program from tests/targets/<name> into target/targets/<name>.
+fn go_target(name: &str) -> Result<PathBuf> {
+    let out = root().join("target/targets").join(name);
+    check(
+        Command::new("go")
+            .args(["build", "-o"])
+            .arg(&out)
+            .arg(".")
+            .current_dir(root().join("tests/targets").join(name))
+            .stdout(Stdio::null()),
+    )?;
+    Ok(out)
+}
+
+fn demo() -> Result<()> {
+    let probe = build()?;
+    let tostring = go_target("tostring")?;
+    let show = |title: &str, args: &[&str]| -> Result<()> {
+        let quoted: Vec<String> =
+            args.iter().map(|a| if a.contains(' ') { format!("'{a}'") } else { a.to_string() }).collect();
+        println!("\n$ probe {}", quoted.join(" "));
+        println!("# {title}");
+        check(Command::new(&probe).args(args))
+    };
+    let cmd = format!("{} -rounds 1", tostring.display());
+    show(
+        "the seed's `stap -c ./systemtap02` on ToString: every value -500..=499 once",
+        &["argdist", "--func", "ToString", "--arg", "0", "-c", &cmd],
+    )?;
+    show(
+        "the same with --json: one object per table",
+        &["argdist", "--func", "main.ToString", "--arg", "0", "--json", "-c", &cmd],
+    )?;
+    Ok(())
+}
