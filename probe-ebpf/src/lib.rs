@@ -224,6 +224,147 @@ impl ValueCookie {
     }
 }
 
+/// Latency: log-linear buckets of nanoseconds, 16 per power of two, for percentiles within a
+/// few percent. Values below 16 ns have a bucket each.
+pub const FINE_SUB_BITS: u32 = 4;
+pub const FINE_SUB: usize = 1 << FINE_SUB_BITS;
+pub const FINE_BUCKETS: usize = FINE_SUB + (64 - FINE_SUB_BITS as usize) * FINE_SUB;
+
+/// Log-linear bucket of a duration in nanoseconds (0..FINE_BUCKETS).
+#[inline(always)]
+pub fn fine_bucket(ns: u64) -> usize {
+    if ns < FINE_SUB as u64 {
+        return ns as usize;
+    }
+    let k = 63 - ns.leading_zeros(); // >= FINE_SUB_BITS
+    let sub = (ns >> (k - FINE_SUB_BITS)) as usize & (FINE_SUB - 1);
+    FINE_SUB + (k - FINE_SUB_BITS) as usize * FINE_SUB + sub
+}
+
+/// Inclusive nanosecond range of fine bucket `index`.
+pub fn fine_bucket_range(index: usize) -> (u64, u64) {
+    if index < FINE_SUB {
+        return (index as u64, index as u64);
+    }
+    let k = ((index - FINE_SUB) / FINE_SUB) as u32 + FINE_SUB_BITS;
+    let sub = ((index - FINE_SUB) % FINE_SUB) as u64;
+    let width = 1u64 << (k - FINE_SUB_BITS);
+    let low = (1u64 << k) + sub * width;
+    (low, low + (width - 1))
+}
+
+/// Per-CPU latency aggregate of one function: the `@hist_log` view in the display unit
+/// (count, sum, min, max of truncated durations, as SystemTap computes them), the fine
+/// nanosecond buckets for percentiles, and the entries abandoned without a return.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LatencyStats {
+    pub value: ValueStats,
+    /// Entries whose frame was left without reaching RET (panic, Goexit, longjmp).
+    pub abandoned: u64,
+    /// Entries not recorded because the per-goroutine/thread nesting stack was full.
+    pub overflow: u64,
+    pub fine: [u64; FINE_BUCKETS],
+}
+
+impl LatencyStats {
+    pub const EMPTY: LatencyStats =
+        LatencyStats { value: ValueStats::EMPTY, abandoned: 0, overflow: 0, fine: [0; FINE_BUCKETS] };
+
+    /// Adds one call of `ns` nanoseconds; `unit_ns` is the display unit (1, 1000, 1000000).
+    #[inline(always)]
+    pub fn record(&mut self, ns: u64, unit_ns: u64) {
+        self.value.record((ns / unit_ns.max(1)) as i64);
+        let index = fine_bucket(ns);
+        // See ValueStats::record: keep the bounds check for the verifier.
+        let index = unsafe { core::ptr::read_volatile(&index) };
+        if let Some(b) = self.fine.get_mut(index) {
+            *b += 1;
+        }
+    }
+
+    pub fn merge(&mut self, other: &LatencyStats) {
+        self.value.merge(&other.value);
+        self.abandoned += other.abandoned;
+        self.overflow += other.overflow;
+        for (mine, theirs) in self.fine.iter_mut().zip(other.fine.iter()) {
+            *mine += theirs;
+        }
+    }
+}
+
+/// Latency slots: `LATENCY_STATS` holds `2 * functions` entries, bank-interleaved.
+#[inline(always)]
+pub fn latency_index(bank: u32, slot: u32) -> u32 {
+    slot * 2 + (bank & 1)
+}
+
+pub const MAP_LATENCY_STATS: &str = "LATENCY_STATS";
+pub const PROG_LATENCY_UPROBE: &str = "pb_lat";
+pub const PROG_LATENCY_URETPROBE: &str = "pb_lat_ret";
+/// Name of the global holding the display unit in nanoseconds.
+pub const GLOBAL_UNIT_NS: &str = "UNIT_NS";
+
+/// Frames remembered per (process, goroutine or thread, function): recursion deeper than
+/// this is counted in `overflow`, not measured.
+pub const MAX_NESTING: usize = 32;
+
+/// Key of the in-flight entries of one function on one goroutine (Go: the g pointer) or
+/// thread (everything else).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EntryKey {
+    pub tgid: u32,
+    pub slot: u32,
+    pub context: u64,
+}
+
+/// One in-flight call: its frame's depth on its stack and its entry time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Distance of the frame from the stack's base (deeper frames are larger). For Go it is
+    /// `g.stack.hi - SP`, which stays the same when the runtime moves a growing stack.
+    pub depth: u64,
+    pub entry_ns: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryStack {
+    pub len: u64,
+    pub frames: [Frame; MAX_NESTING],
+}
+
+/// What a latency attach site is, carried in its cookie. Layout: bits 0..24 slot, bit 24 exit,
+/// bit 25 Go (key by goroutine), bit 26 uretprobe (SP is 8 above the entry's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LatencyCookie {
+    pub slot: u32,
+    pub exit: bool,
+    pub go: bool,
+    pub uretprobe: bool,
+}
+
+impl LatencyCookie {
+    pub fn encode(self) -> u64 {
+        (self.slot as u64 & 0xff_ffff)
+            | (self.exit as u64) << 24
+            | (self.go as u64) << 25
+            | (self.uretprobe as u64) << 26
+    }
+
+    #[inline(always)]
+    pub fn decode(cookie: u64) -> LatencyCookie {
+        LatencyCookie {
+            slot: (cookie & 0xff_ffff) as u32,
+            exit: cookie & (1 << 24) != 0,
+            go: cookie & (1 << 25) != 0,
+            uretprobe: cookie & (1 << 26) != 0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -326,5 +467,34 @@ mod tests {
             assert_eq!(ValueCookie::decode(c.encode()), Some(c));
         }
         assert_eq!(ValueCookie::decode(2 << 16), None);
+    }
+
+    #[test]
+    fn fine_buckets_are_contiguous_and_tight() {
+        assert_eq!(fine_bucket(0), 0);
+        assert_eq!(fine_bucket(15), 15);
+        assert_eq!(fine_bucket(16), 16);
+        assert_eq!(fine_bucket(u64::MAX), FINE_BUCKETS - 1);
+        let mut next = 0u64;
+        for i in 0..FINE_BUCKETS {
+            let (low, high) = fine_bucket_range(i);
+            assert_eq!(low, next, "bucket {i} starts where {} ended", i.saturating_sub(1));
+            assert_eq!(fine_bucket(low), i);
+            assert_eq!(fine_bucket(high), i);
+            // Width at most 1/16 of the low bound: percentiles within about 6%.
+            assert!(low < 16 || (high - low + 1) * 16 <= low, "bucket {i} too wide");
+            next = high.wrapping_add(1);
+        }
+        assert_eq!(next, 0, "buckets cover all of u64");
+    }
+
+    #[test]
+    fn latency_cookie_round_trips() {
+        for c in [
+            LatencyCookie { slot: 0, exit: false, go: true, uretprobe: false },
+            LatencyCookie { slot: 999, exit: true, go: false, uretprobe: true },
+        ] {
+            assert_eq!(LatencyCookie::decode(c.encode()), c);
+        }
     }
 }

@@ -4,14 +4,17 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::pt_regs,
-    helpers::{bpf_get_attach_cookie, bpf_probe_read_user},
+    bindings::{pt_regs, BPF_F_NO_PREALLOC, BPF_NOEXIST},
+    helpers::{bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::{map, uprobe, uretprobe},
-    maps::{Array, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray},
     programs::{ProbeContext, RetProbeContext},
     EbpfContext,
 };
-use probe_ebpf::{value_index, Reg, ValueCookie, ValueSource, ValueStats, VALUE_BANKS, VALUE_SLOTS};
+use probe_ebpf::{
+    latency_index, value_index, EntryKey, EntryStack, LatencyCookie, LatencyStats, Reg, ValueCookie,
+    ValueSource, ValueStats, MAX_NESTING, VALUE_BANKS, VALUE_SLOTS,
+};
 
 #[map]
 static VALUE_STATS: PerCpuArray<ValueStats> =
@@ -73,6 +76,143 @@ fn read_source(regs: *mut pt_regs, source: ValueSource) -> Option<i64> {
         }
     };
     Some(v as i64)
+}
+
+/// Display unit of latency tables in nanoseconds; set by the loader.
+#[no_mangle]
+static UNIT_NS: u64 = 1000;
+
+/// Per-CPU latency aggregates, `latency_index(bank, slot)`; the loader sizes it to the number of
+/// traced functions.
+#[map]
+static LATENCY_STATS: PerCpuArray<LatencyStats> = PerCpuArray::with_max_entries(2, 0);
+
+/// In-flight calls per (process, goroutine or thread, function). Entries are created on first
+/// use and removed when their stack empties, so the map holds only live nesting.
+#[map]
+static ENTRIES: HashMap<EntryKey, EntryStack> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+
+/// A zeroed EntryStack to insert from (it is too large for the 512-byte BPF stack).
+#[map]
+static EMPTY_STACK: PerCpuArray<EntryStack> = PerCpuArray::with_max_entries(1, 0);
+
+/// Entry probes and RET-site exit probes of `latency`; the cookie says which.
+#[uprobe]
+pub fn pb_lat(ctx: ProbeContext) -> u32 {
+    on_latency_site(ctx.regs, ctx.as_ptr());
+    0
+}
+
+/// Exit probes of non-Go functions, as a uretprobe.
+#[uretprobe]
+pub fn pb_lat_ret(ctx: RetProbeContext) -> u32 {
+    on_latency_site(ctx.regs, ctx.as_ptr());
+    0
+}
+
+#[inline(always)]
+fn on_latency_site(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
+    let now = unsafe { bpf_ktime_get_ns() };
+    let site = LatencyCookie::decode(unsafe { bpf_get_attach_cookie(ctx) });
+    let regs = unsafe { &*regs };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (context, depth) = if site.go {
+        // Key by goroutine (R14 holds g): goroutines move between threads. Depth from the
+        // stack's top (g.stack.hi at offset 8) survives the runtime copying a growing stack.
+        let g = regs.r14;
+        let Ok(stack_hi) = (unsafe { bpf_probe_read_user((g + 8) as *const u64) }) else {
+            return;
+        };
+        (g, stack_hi.wrapping_sub(regs.rsp))
+    } else {
+        // A uretprobe fires after RET popped the return address: SP is 8 above the entry's.
+        let sp = if site.uretprobe { regs.rsp.wrapping_sub(8) } else { regs.rsp };
+        (pid_tgid & 0xffff_ffff, u64::MAX - sp)
+    };
+    let key = EntryKey { tgid: (pid_tgid >> 32) as u32, slot: site.slot, context };
+    let bank = EPOCH.get(0).copied().unwrap_or(0);
+    let Some(stats) = LATENCY_STATS.get_ptr_mut(latency_index(bank, site.slot)) else {
+        return;
+    };
+    let stats = unsafe { &mut *stats };
+    if site.exit {
+        on_exit(&key, depth, now, stats);
+    } else {
+        on_entry(&key, depth, now, stats);
+    }
+}
+
+#[inline(always)]
+fn on_entry(key: &EntryKey, depth: u64, now: u64, stats: &mut LatencyStats) {
+    let stack = match ENTRIES.get_ptr_mut(key) {
+        Some(s) => s,
+        None => {
+            let Some(empty) = EMPTY_STACK.get(0) else { return };
+            if ENTRIES.insert(key, empty, BPF_NOEXIST as u64).is_err() {
+                return;
+            }
+            let Some(s) = ENTRIES.get_ptr_mut(key) else { return };
+            s
+        }
+    };
+    let stack = unsafe { &mut *stack };
+    // A new frame at `depth` means every remembered frame at the same depth or deeper is gone
+    // (left by a panic or Goexit without reaching RET).
+    stats.abandoned += pop_frames(stack, |d| d >= depth);
+    let len = unsafe { core::ptr::read_volatile(&stack.len) } as usize;
+    match stack.frames.get_mut(len) {
+        Some(frame) => {
+            *frame = probe_ebpf::Frame { depth, entry_ns: now };
+            stack.len = len as u64 + 1;
+        }
+        None => stats.overflow += 1,
+    }
+}
+
+#[inline(always)]
+fn on_exit(key: &EntryKey, depth: u64, now: u64, stats: &mut LatencyStats) {
+    let Some(stack) = ENTRIES.get_ptr_mut(key) else { return };
+    let stack = unsafe { &mut *stack };
+    // Frames deeper than the returning one were abandoned.
+    stats.abandoned += pop_frames(stack, |d| d > depth);
+    let len = unsafe { core::ptr::read_volatile(&stack.len) } as usize;
+    if len > 0 {
+        if let Some(top) = stack.frames.get(len - 1) {
+            // No match: the call began before the probes were attached.
+            if top.depth == depth {
+                stats.record(now.wrapping_sub(top.entry_ns), unit_ns());
+                stack.len = len as u64 - 1;
+            }
+        }
+    }
+    if stack.len == 0 {
+        let _ = ENTRIES.remove(key);
+    }
+}
+
+/// Pops frames from the top while `gone(depth)` holds; returns how many.
+#[inline(always)]
+fn pop_frames(stack: &mut EntryStack, gone: impl Fn(u64) -> bool) -> u64 {
+    let mut popped = 0;
+    for _ in 0..MAX_NESTING {
+        let len = unsafe { core::ptr::read_volatile(&stack.len) } as usize;
+        if len == 0 {
+            break;
+        }
+        let Some(top) = stack.frames.get(len - 1) else { break };
+        if !gone(top.depth) {
+            break;
+        }
+        stack.len = len as u64 - 1;
+        popped += 1;
+    }
+    popped
+}
+
+#[inline(always)]
+fn unit_ns() -> u64 {
+    // Read through a volatile load so the loader's override is seen, not the default.
+    unsafe { core::ptr::read_volatile(&UNIT_NS) }
 }
 
 #[cfg(not(test))]

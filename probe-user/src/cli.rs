@@ -1,5 +1,7 @@
 //! Command-line interface (clap). One struct per command; shared target and output options.
 use clap::{Args, Parser, Subcommand};
+use crate::histogram::Unit;
+use crate::plan::ExitMode;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -16,8 +18,27 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Latency histogram and percentiles of functions (Go-safe: no uretprobes on Go code)
+    Latency(LatencyArgs),
     /// Distribution of an integer argument or of the return value of a function
     Argdist(ArgdistArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LatencyArgs {
+    /// Function to time (repeat for several): exact symbol name or a unique suffix after a `.`
+    #[arg(long, value_name = "FUNC", required = true)]
+    pub func: Vec<String>,
+    /// Unit of the table and summary
+    #[arg(long, value_enum, default_value = "us")]
+    pub unit: Unit,
+    /// How returns are observed: auto = RET probes for Go, uretprobes otherwise
+    #[arg(long, value_enum, default_value = "auto")]
+    pub exit: ExitMode,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Args, Debug)]

@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod disasm;
 mod error;
+mod histogram;
 mod plan;
 mod process;
 mod render;
@@ -18,6 +19,7 @@ fn main() {
     let cli = cli::Cli::parse();
     let result = match &cli.command {
         cli::Command::Argdist(args) => commands::argdist::run(args),
+        cli::Command::Latency(args) => commands::latency::run(args),
     };
     if let Err(err) = result {
         let (code, message) = error::report(&err);

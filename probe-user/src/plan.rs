@@ -7,7 +7,10 @@ use crate::error::user;
 use crate::render::Measured;
 use crate::target::elf::{Binary, Function};
 use anyhow::{Context, Result};
-use probe_ebpf::{Reg, ValueCookie, ValueSource};
+use probe_ebpf::{
+    LatencyCookie, Reg, ValueCookie, ValueSource, PROG_LATENCY_UPROBE, PROG_LATENCY_URETPROBE,
+    PROG_VALUE_UPROBE, PROG_VALUE_URETPROBE,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SiteKind {
@@ -19,8 +22,9 @@ pub enum SiteKind {
 
 #[derive(Clone, Debug)]
 pub struct Site {
+    /// Name of the eBPF program to attach (probe_ebpf::PROG_*); it decides uprobe or uretprobe.
+    pub program: &'static str,
     pub file_offset: u64,
-    pub kind: SiteKind,
     pub cookie: u64,
 }
 
@@ -44,8 +48,11 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
     let abi = Abi::of(binary, &function.name);
     let site = |addr: u64, kind: SiteKind, source: ValueSource| -> Result<Site> {
         Ok(Site {
+            program: match kind {
+                SiteKind::Uprobe => PROG_VALUE_UPROBE,
+                SiteKind::Uretprobe => PROG_VALUE_URETPROBE,
+            },
             file_offset: binary.code_offset(addr)?,
-            kind,
             cookie: ValueCookie { slot, source }.encode(),
         })
     };
@@ -90,5 +97,75 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
             }
         },
     };
-    Ok(ValuePlan { measured: Measured { function: function.name.clone(), what }, abi, sites })
+    Ok(ValuePlan { measured: Measured { function: function.name.clone(), what, unit: None }, abi, sites })
+}
+
+/// How `latency` observes a function's return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExitMode {
+    /// RET probes for Go, uretprobes for everything else.
+    Auto,
+    /// A plain uprobe on every RET instruction.
+    Ret,
+    /// A uretprobe (refused for Go: it crashes the program).
+    Uretprobe,
+}
+
+/// The probes measuring one function's latency, or why it cannot be measured.
+pub enum LatencyPlan {
+    Sites { measured: Measured, sites: Vec<Site> },
+    /// A warning: nothing can be attached (e.g. no RET to probe).
+    Skip(String),
+}
+
+/// Plans `latency` on `function` into latency slot `slot`.
+pub fn latency_plan(
+    binary: &Binary,
+    function: &Function,
+    slot: u32,
+    exit: ExitMode,
+    unit: crate::histogram::Unit,
+) -> Result<LatencyPlan> {
+    let go = Abi::of(binary, &function.name).is_go();
+    let use_rets = go || exit == ExitMode::Ret;
+    if go && exit == ExitMode::Uretprobe {
+        return Err(user(format!(
+            "--exit uretprobe: {} is Go code, and a uretprobe crashes Go programs \
+             (\"unknown caller pc\"); use --exit auto",
+            function.name
+        )));
+    }
+    let cookie = |exit: bool, uretprobe: bool| LatencyCookie { slot, exit, go, uretprobe }.encode();
+    let code = binary.code(function)?;
+    let entry = if go { disasm::go_body_entry(code, function.addr) } else { function.addr };
+    let mut sites = vec![Site {
+        program: PROG_LATENCY_UPROBE,
+        file_offset: binary.code_offset(entry)?,
+        cookie: cookie(false, false),
+    }];
+    if use_rets {
+        let rets = disasm::ret_addresses(code, function.addr)
+            .with_context(|| format!("decoding {}", function.name))?;
+        if rets.is_empty() {
+            return Ok(LatencyPlan::Skip(format!(
+                "{} has no RET instruction (it only tail-calls or never returns); not measured",
+                function.name
+            )));
+        }
+        for ret in rets {
+            sites.push(Site {
+                program: PROG_LATENCY_UPROBE,
+                file_offset: binary.code_offset(ret)?,
+                cookie: cookie(true, false),
+            });
+        }
+    } else {
+        sites.push(Site {
+            program: PROG_LATENCY_URETPROBE,
+            file_offset: binary.code_offset(function.addr)?,
+            cookie: cookie(true, true),
+        });
+    }
+    let measured = Measured { function: function.name.clone(), what: "latency".into(), unit: Some(unit) };
+    Ok(LatencyPlan::Sites { measured, sites })
 }

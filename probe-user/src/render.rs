@@ -1,5 +1,6 @@
 //! Output: SystemTap's `@hist_log` text table, the summary line, and JSON documents.
-use probe_ebpf::{log2_bucket_label, log2_bucket_range, ValueStats, LOG2_BUCKETS, ZERO_BUCKET};
+use crate::histogram::{Percentiles, Unit};
+use probe_ebpf::{log2_bucket_label, log2_bucket_range, LatencyStats, ValueStats, LOG2_BUCKETS, ZERO_BUCKET};
 use serde::Serialize;
 
 /// Bar width of a `@hist_log` table.
@@ -67,8 +68,80 @@ fn digits(v: i128) -> usize {
 #[derive(Clone, Debug)]
 pub struct Measured {
     pub function: String,
-    /// "arg0", "arg1", ... or "ret".
+    /// "arg0", "arg1", ..., "ret" or "latency".
     pub what: String,
+    /// Unit of the table's values (latency only).
+    pub unit: Option<Unit>,
+}
+
+/// A per-slot aggregate that can be printed as text or JSON.
+pub trait Report {
+    fn text(&self, m: &Measured) -> String;
+    fn json(&self, kind: &str, elapsed_s: f64, m: &Measured) -> String;
+}
+
+impl Report for ValueStats {
+    fn text(&self, m: &Measured) -> String {
+        text_block(m, self)
+    }
+    fn json(&self, kind: &str, elapsed_s: f64, m: &Measured) -> String {
+        serde_json::to_string(&json_table(kind, elapsed_s, m, self)).expect("JSON of plain data")
+    }
+}
+
+impl Report for LatencyStats {
+    fn text(&self, m: &Measured) -> String {
+        let unit = m.unit.unwrap_or(Unit::Us);
+        let v = &self.value;
+        let mut out = if v.count == 0 {
+            format!("{}: count:0", m.function)
+        } else {
+            let p = Percentiles::of(self);
+            let s = unit.suffix();
+            format!(
+                "{}: min:{}{s} avg:{}{s} max:{}{s} count:{} p50:{} p90:{} p99:{} p99.9:{}",
+                m.function,
+                v.min,
+                v.sum() / v.count as i128,
+                v.max,
+                v.count,
+                unit.format(p.p50),
+                unit.format(p.p90),
+                unit.format(p.p99),
+                unit.format(p.p999),
+            )
+        };
+        if self.abandoned > 0 {
+            out.push_str(&format!(" abandoned:{}", self.abandoned));
+        }
+        if self.overflow > 0 {
+            out.push_str(&format!(" too_deep:{}", self.overflow));
+        }
+        out.push('\n');
+        out.push_str(&hist_log(&v.buckets));
+        out
+    }
+
+    fn json(&self, kind: &str, elapsed_s: f64, m: &Measured) -> String {
+        let unit = m.unit.unwrap_or(Unit::Us);
+        let mut table = serde_json::to_value(json_table(kind, elapsed_s, m, &self.value)).expect("JSON");
+        let p = (self.value.count > 0).then(|| Percentiles::of(self));
+        let obj = table.as_object_mut().expect("object");
+        obj.remove("unreadable");
+        obj.insert("unit".into(), unit.suffix().into());
+        obj.insert("abandoned".into(), self.abandoned.into());
+        obj.insert("too_deep".into(), self.overflow.into());
+        obj.insert(
+            "percentiles".into(),
+            serde_json::json!({
+                "p50": p.as_ref().map(|p| unit.from_ns(p.p50)),
+                "p90": p.as_ref().map(|p| unit.from_ns(p.p90)),
+                "p99": p.as_ref().map(|p| unit.from_ns(p.p99)),
+                "p99.9": p.as_ref().map(|p| unit.from_ns(p.p999)),
+            }),
+        );
+        table.to_string()
+    }
 }
 
 /// `FUNC argN: min:-499 avg:8 max:497 count:1000` (avg truncated toward zero, like `@avg`).
@@ -123,9 +196,9 @@ pub struct JsonBucket {
     pub count: u64,
 }
 
-pub fn json_table(kind: &str, elapsed_s: f64, m: &Measured, s: &ValueStats) -> String {
+pub fn json_table<'a>(kind: &'a str, elapsed_s: f64, m: &'a Measured, s: &ValueStats) -> JsonTable<'a> {
     let sum = s.sum();
-    let table = JsonTable {
+    JsonTable {
         kind,
         elapsed_s,
         function: &m.function,
@@ -149,8 +222,7 @@ pub fn json_table(kind: &str, elapsed_s: f64, m: &Measured, s: &ValueStats) -> S
                 JsonBucket { low, high, count }
             })
             .collect(),
-    };
-    serde_json::to_string(&table).expect("JSON of plain data")
+    }
 }
 
 #[cfg(test)]
@@ -278,7 +350,7 @@ value |-------------------------------------------------- count
         for v in -500..=499 {
             s.record(v);
         }
-        let m = Measured { function: "main.ToString".into(), what: "arg0".into() };
+        let m = Measured { function: "main.ToString".into(), what: "arg0".into(), unit: None };
         assert_eq!(summary_line(&m, &s), "main.ToString arg0: min:-500 avg:0 max:499 count:1000");
     }
 }

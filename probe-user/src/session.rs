@@ -2,15 +2,15 @@
 //! per-CPU maps, and detaches. Dropping it detaches everything; nothing is pinned, so nothing
 //! outlives the process.
 use crate::error::user;
-use crate::plan::{Site, SiteKind};
+use crate::plan::Site;
 use anyhow::{Context, Result};
 use aya::maps::{Array, MapData, PerCpuArray, PerCpuValues};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
 use probe_ebpf::{
-    value_index, ValueStats, MAP_EPOCH, MAP_VALUE_STATS, PROG_VALUE_UPROBE, PROG_VALUE_URETPROBE,
-    VALUE_SLOTS,
+    latency_index, value_index, LatencyStats, ValueStats, GLOBAL_UNIT_NS, MAP_EPOCH,
+    MAP_LATENCY_STATS, MAP_VALUE_STATS,
 };
 use std::num::NonZeroU32;
 use std::path::Path;
@@ -22,16 +22,61 @@ static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 /// grace period is far longer, so the drained bank is complete.
 const EPOCH_GRACE: Duration = Duration::from_millis(20);
 
-/// `ValueStats` as a map value (aya's `Pod` is foreign to the shared crate).
+/// A shared map value type as an aya `Pod` (the trait is foreign to the shared crate).
 #[repr(transparent)]
 #[derive(Clone, Copy)]
-struct PodStats(ValueStats);
-unsafe impl aya::Pod for PodStats {}
+struct Pod<T>(T);
+unsafe impl<T: Copy + 'static> aya::Pod for Pod<T> {}
 
-pub struct Session {
+/// A per-slot aggregate the kernel keeps in a banked per-CPU array.
+pub trait Aggregate: Copy + 'static {
+    const EMPTY: Self;
+    const MAP: &'static str;
+    fn index(bank: u32, slot: u32) -> u32;
+    fn merge(&mut self, other: &Self);
+    fn is_empty(&self) -> bool;
+}
+
+impl Aggregate for ValueStats {
+    const EMPTY: Self = ValueStats::EMPTY;
+    const MAP: &'static str = MAP_VALUE_STATS;
+    fn index(bank: u32, slot: u32) -> u32 {
+        value_index(bank, slot)
+    }
+    fn merge(&mut self, other: &Self) {
+        ValueStats::merge(self, other)
+    }
+    fn is_empty(&self) -> bool {
+        self.count == 0 && self.unreadable == 0
+    }
+}
+
+impl Aggregate for LatencyStats {
+    const EMPTY: Self = LatencyStats::EMPTY;
+    const MAP: &'static str = MAP_LATENCY_STATS;
+    fn index(bank: u32, slot: u32) -> u32 {
+        latency_index(bank, slot)
+    }
+    fn merge(&mut self, other: &Self) {
+        LatencyStats::merge(self, other)
+    }
+    fn is_empty(&self) -> bool {
+        self.value.count == 0 && self.abandoned == 0 && self.overflow == 0
+    }
+}
+
+/// Load-time settings of the eBPF object.
+pub struct LoadConfig {
+    /// Number of value slots (argdist) or traced functions (latency).
+    pub slots: u32,
+    /// Display unit of latency tables, in nanoseconds.
+    pub unit_ns: u64,
+}
+
+pub struct Session<T: Aggregate> {
     /// `None` once detached; the maps below stay readable.
     ebpf: Option<Ebpf>,
-    stats: PerCpuArray<MapData, PodStats>,
+    stats: PerCpuArray<MapData, Pod<T>>,
     epoch: Array<MapData, u32>,
     bank: u32,
     slots: u32,
@@ -57,26 +102,30 @@ pub fn ensure_privileges() -> Result<()> {
     }
 }
 
-impl Session {
+impl<T: Aggregate> Session<T> {
     /// Loads the programs and attaches every site to `binary`, for process `pid` or for all.
     /// On any failure the partly attached session is dropped, which detaches it.
-    pub fn attach(binary: &Path, sites: &[Site], pid: Option<i32>, slots: u32) -> Result<Session> {
-        assert!(slots <= VALUE_SLOTS);
-        let mut ebpf = EbpfLoader::new().load(BPF_OBJECT).context("loading the eBPF object")?;
+    pub fn attach(binary: &Path, sites: &[Site], pid: Option<i32>, config: LoadConfig) -> Result<Self> {
+        let slots = config.slots;
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(MAP_LATENCY_STATS, 2 * slots)
+            .override_global(GLOBAL_UNIT_NS, &config.unit_ns, true)
+            .load(BPF_OBJECT)
+            .context("loading the eBPF object")?;
         let scope = match pid {
             Some(pid) => UProbeScope::OneProcess(NonZeroU32::new(pid as u32).context("pid 0")?),
             None => UProbeScope::AllProcesses,
         };
-        for (kind, name) in [(SiteKind::Uprobe, PROG_VALUE_UPROBE), (SiteKind::Uretprobe, PROG_VALUE_URETPROBE)] {
-            if !sites.iter().any(|s| s.kind == kind) {
-                continue;
-            }
+        let mut programs: Vec<&str> = sites.iter().map(|s| s.program).collect();
+        programs.sort();
+        programs.dedup();
+        for name in programs {
             let program: &mut UProbe = ebpf
                 .program_mut(name)
                 .with_context(|| format!("program {name} missing from the eBPF object"))?
                 .try_into()?;
             program.load().with_context(|| format!("loading {name}"))?;
-            for site in sites.iter().filter(|s| s.kind == kind) {
+            for site in sites.iter().filter(|s| s.program == name) {
                 let point = UProbeAttachPoint {
                     location: UProbeAttachLocation::AbsoluteOffset(site.file_offset),
                     cookie: Some(site.cookie),
@@ -84,7 +133,7 @@ impl Session {
                 program.attach(point, binary, scope).map_err(|e| attach_error(e, binary, pid))?;
             }
         }
-        let stats = PerCpuArray::try_from(ebpf.take_map(MAP_VALUE_STATS).context("stats map")?)?;
+        let stats = PerCpuArray::try_from(ebpf.take_map(T::MAP).context("stats map")?)?;
         let epoch = Array::try_from(ebpf.take_map(MAP_EPOCH).context("epoch map")?)?;
         let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
         Ok(Session { ebpf: Some(ebpf), stats, epoch, bank: 0, slots, cpus })
@@ -97,7 +146,7 @@ impl Session {
 
     /// The values since the last drain, per slot, while probes keep firing: flips the epoch so
     /// programs write the other bank, waits out the grace period, then empties the old bank.
-    pub async fn drain_interval(&mut self) -> Result<Vec<ValueStats>> {
+    pub async fn drain_interval(&mut self) -> Result<Vec<T>> {
         let old = self.bank;
         self.bank ^= 1;
         self.epoch.set(0, self.bank, 0).context("flipping the epoch")?;
@@ -106,7 +155,7 @@ impl Session {
     }
 
     /// Everything not yet drained, per slot. Detaches first so the numbers are final.
-    pub fn drain_final(&mut self) -> Result<Vec<ValueStats>> {
+    pub fn drain_final(&mut self) -> Result<Vec<T>> {
         self.detach();
         let mut total = self.take_bank(self.bank)?;
         for (t, s) in total.iter_mut().zip(self.take_bank(self.bank ^ 1)?) {
@@ -116,17 +165,17 @@ impl Session {
     }
 
     /// Sums one bank over the CPUs and zeroes it.
-    fn take_bank(&mut self, bank: u32) -> Result<Vec<ValueStats>> {
+    fn take_bank(&mut self, bank: u32) -> Result<Vec<T>> {
         let mut out = Vec::with_capacity(self.slots as usize);
         for slot in 0..self.slots {
-            let index = value_index(bank, slot);
+            let index = T::index(bank, slot);
             let per_cpu = self.stats.get(&index, 0).context("reading the stats map")?;
-            let mut sum = ValueStats::EMPTY;
+            let mut sum = T::EMPTY;
             for cpu in per_cpu.iter() {
                 sum.merge(&cpu.0);
             }
-            if sum.count > 0 || sum.unreadable > 0 {
-                let zero = PerCpuValues::try_from(vec![PodStats(ValueStats::EMPTY); self.cpus])?;
+            if !sum.is_empty() {
+                let zero = PerCpuValues::try_from(vec![Pod(T::EMPTY); self.cpus])?;
                 self.stats.set(index, zero, 0).context("clearing the stats map")?;
             }
             out.push(sum);

@@ -3,11 +3,11 @@
 use crate::cli::OutputArgs;
 use crate::plan::Site;
 use crate::process::{ExitWatch, HeldChild};
-use crate::render::{self, Measured};
-use crate::session::{self, Session};
+use crate::render::Measured;
+use crate::render::Report;
+use crate::session::{self, Aggregate, LoadConfig, Session};
 use crate::target::{Scope, Target};
 use anyhow::{Context, Result};
-use probe_ebpf::ValueStats;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -18,11 +18,13 @@ pub struct Job {
     pub slots: Vec<Measured>,
     /// Shown once tracing starts, e.g. "main.ToString arg0 (Go register ABI)".
     pub description: String,
+    /// Display unit of latency values in nanoseconds (1 for argdist).
+    pub unit_ns: u64,
 }
 
-pub fn run(job: Job, output: &OutputArgs) -> Result<()> {
+pub fn run<T: Aggregate + Report>(job: Job, output: &OutputArgs) -> Result<()> {
     session::ensure_privileges()?;
-    let Job { target, sites, slots, description } = job;
+    let Job { target, sites, slots, description, unit_ns } = job;
     // Fork before any thread exists (the runtime is built after).
     let mut child = match &target.scope {
         Scope::Launch { argv } => Some(HeldChild::spawn(&target.binary.path, argv)?),
@@ -33,7 +35,8 @@ pub fn run(job: Job, output: &OutputArgs) -> Result<()> {
         (Scope::Pid(pid), None) => Some(*pid),
         _ => None,
     };
-    let mut session = Session::attach(&target.binary.path, &sites, pid, slots.len() as u32)?;
+    let config = LoadConfig { slots: slots.len() as u32, unit_ns };
+    let mut session = Session::<T>::attach(&target.binary.path, &sites, pid, config)?;
     if let Some(c) = child.as_mut() {
         c.release()?;
     }
@@ -58,11 +61,11 @@ pub fn run(job: Job, output: &OutputArgs) -> Result<()> {
     Ok(())
 }
 
-async fn trace_until_done(
-    session: &mut Session,
+async fn trace_until_done<T: Aggregate + Report>(
+    session: &mut Session<T>,
     pid: Option<i32>,
     output: &OutputArgs,
-    printer: &mut Printer,
+    printer: &mut Printer<T>,
 ) -> Result<()> {
     let watch = pid.map(ExitWatch::new).transpose()?;
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
@@ -102,30 +105,30 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 /// Prints tables in the chosen format. Interval values are kept, so the final table covers
 /// the whole run.
-struct Printer {
+struct Printer<T> {
     slots: Vec<Measured>,
     json: bool,
     started: Instant,
-    drained: Vec<ValueStats>,
+    drained: Vec<T>,
 }
 
-impl Printer {
-    fn interval(&mut self, values: Vec<ValueStats>) {
+impl<T: Aggregate + Report> Printer<T> {
+    fn interval(&mut self, values: Vec<T>) {
         self.print("interval", &values);
-        self.drained.resize(values.len(), ValueStats::EMPTY);
+        self.drained.resize(values.len(), T::EMPTY);
         for (acc, v) in self.drained.iter_mut().zip(&values) {
             acc.merge(v);
         }
     }
 
-    fn finish(&mut self, mut values: Vec<ValueStats>) {
+    fn finish(&mut self, mut values: Vec<T>) {
         for (v, drained) in values.iter_mut().zip(&self.drained) {
             v.merge(drained);
         }
         self.print("final", &values);
     }
 
-    fn print(&self, kind: &str, values: &[ValueStats]) {
+    fn print(&self, kind: &str, values: &[T]) {
         let elapsed = self.started.elapsed().as_secs_f64();
         let mut out = String::new();
         if !self.json && kind == "interval" {
@@ -133,10 +136,10 @@ impl Printer {
         }
         for (m, s) in self.slots.iter().zip(values) {
             if self.json {
-                out.push_str(&render::json_table(kind, elapsed, m, s));
+                out.push_str(&s.json(kind, elapsed, m));
                 out.push('\n');
             } else {
-                out.push_str(&render::text_block(m, s));
+                out.push_str(&s.text(m));
             }
         }
         use std::io::Write;

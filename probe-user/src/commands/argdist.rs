@@ -4,6 +4,7 @@ use crate::plan::{self, Value};
 use crate::target::{find_function, Target};
 use crate::trace::{self, Job};
 use anyhow::Result;
+use probe_ebpf::ValueStats;
 
 /// The value slot argdist aggregates into (one function, one value).
 const SLOT: u32 = 0;
@@ -17,6 +18,6 @@ pub fn run(args: &ArgdistArgs) -> Result<()> {
     };
     let plan = plan::value_plan(&target.binary, &function, value, SLOT)?;
     let description = format!("{} {} ({})", plan.measured.function, plan.measured.what, plan.abi);
-    let job = Job { target, sites: plan.sites, slots: vec![plan.measured], description };
-    trace::run(job, &args.output)
+    let job = Job { target, sites: plan.sites, slots: vec![plan.measured], description, unit_ns: 1 };
+    trace::run::<ValueStats>(job, &args.output)
 }

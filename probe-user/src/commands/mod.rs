@@ -1,2 +1,3 @@
 //! One module per CLI command.
 pub mod argdist;
+pub mod latency;

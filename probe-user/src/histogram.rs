@@ -1,0 +1,87 @@
+//! Latency numbers for people: display units and percentiles from the kernel's fine buckets
+//! (through an HdrHistogram).
+use hdrhistogram::Histogram;
+use probe_ebpf::{fine_bucket_range, LatencyStats};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Unit {
+    Ns,
+    Us,
+    Ms,
+}
+
+impl Unit {
+    pub fn ns(self) -> u64 {
+        match self {
+            Unit::Ns => 1,
+            Unit::Us => 1_000,
+            Unit::Ms => 1_000_000,
+        }
+    }
+
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Unit::Ns => "ns",
+            Unit::Us => "us",
+            Unit::Ms => "ms",
+        }
+    }
+
+    pub fn from_ns(self, ns: u64) -> f64 {
+        ns as f64 / self.ns() as f64
+    }
+
+    /// A percentile in this unit with three significant digits, e.g. `2.05ms`, `586us`.
+    pub fn format(self, ns: u64) -> String {
+        let v = self.from_ns(ns);
+        let decimals = if v >= 100.0 { 0 } else if v >= 10.0 { 1 } else { 2 };
+        format!("{v:.decimals$}{}", self.suffix())
+    }
+}
+
+/// p50, p90, p99 and p99.9 in nanoseconds.
+pub struct Percentiles {
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+}
+
+impl Percentiles {
+    /// Each fine bucket (at most 1/16 of a power of two wide) enters the HdrHistogram at its
+    /// midpoint, so a percentile is off by at most half a bucket: about 3%.
+    pub fn of(stats: &LatencyStats) -> Percentiles {
+        let mut h = Histogram::<u64>::new(3).expect("3 significant digits is valid");
+        for (i, &count) in stats.fine.iter().enumerate().filter(|(_, &c)| c > 0) {
+            let (low, high) = fine_bucket_range(i);
+            let _ = h.record_n(low + (high - low) / 2, count);
+        }
+        let at = |q: f64| h.value_at_quantile(q);
+        Percentiles { p50: at(0.50), p90: at(0.90), p99: at(0.99), p999: at(0.999) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_land_within_a_few_percent() {
+        let mut s = LatencyStats::EMPTY;
+        for ns in 1..=100_000u64 {
+            s.record(ns * 100, 1000); // 100 ns .. 10 ms, uniform
+        }
+        let p = Percentiles::of(&s);
+        for (got, want) in [(p.p50, 5_000_000.0), (p.p90, 9_000_000.0), (p.p99, 9_900_000.0)] {
+            let err = (got as f64 - want).abs() / want;
+            assert!(err < 0.04, "percentile {got} vs {want}: {:.1}% off", err * 100.0);
+        }
+    }
+
+    #[test]
+    fn formats_three_significant_digits() {
+        assert_eq!(Unit::Ms.format(2_051_000), "2.05ms");
+        assert_eq!(Unit::Us.format(586_400), "586us");
+        assert_eq!(Unit::Us.format(12_340), "12.3us");
+    }
+}
