@@ -307,7 +307,7 @@ pub const GLOBAL_UNIT_NS: &str = "UNIT_NS";
 
 /// Frames remembered per (process, goroutine or thread, function): recursion deeper than
 /// this is counted in `overflow`, not measured.
-pub const MAX_NESTING: usize = 32;
+pub const MAX_NESTING: usize = 256;
 
 /// Key of the in-flight entries of one function on one goroutine (Go: the g pointer) or
 /// thread (everything else).
