@@ -118,3 +118,10 @@ fn missing_target_is_a_usage_error() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("required"), "{}", run.stderr);
 }
+
+#[test]
+fn uretprobe_on_go_code_is_refused() {
+    let target = go_target("latency");
+    let run = probe(&["latency", "--exit", "uretprobe", "--func", "Fib", &target.to_string_lossy()]);
+    assert_rejected(run, "crashes Go programs");
+}
