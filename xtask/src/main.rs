@@ -118,5 +118,12 @@ fn demo() -> Result<()> {
         "the same with --json: one object per table",
         &["argdist", "--func", "main.ToString", "--arg", "0", "--json", "-c", &cmd],
     )?;
+    let regex = go_target("regex")?;
+    let cmd = format!("{} -seconds 5", regex.display());
+    show(
+        "the seed's `stap main.stap 'process(...).function(\"main.UsingSubstring\")'`, which crashed \
+         the program; probe uses RET probes, and the program runs to its end",
+        &["latency", "--func", "main.UsingSubstring", "-c", &cmd],
+    )?;
     Ok(())
 }
