@@ -27,7 +27,7 @@ impl Abi {
             Runtime::Native => Abi::SystemV,
             Runtime::Go(_) if function_name.ends_with(".abi0") => Abi::GoStack,
             // Unknown version: every Go that can still be built today uses the register ABI.
-            Runtime::Go(v) if v.is_none_or(|v| v.has_register_abi()) => Abi::GoRegister,
+            Runtime::Go(info) if info.version.is_none_or(|v| v.has_register_abi()) => Abi::GoRegister,
             Runtime::Go(_) => Abi::GoStack,
         }
     }

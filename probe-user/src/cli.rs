@@ -22,6 +22,19 @@ pub enum Command {
     Latency(LatencyArgs),
     /// Distribution of an integer argument or of the return value of a function
     Argdist(ArgdistArgs),
+    /// The functions probe can trace in a binary or library (name, address, size, RETs, ABI)
+    List(ListArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Program or shared library
+    pub binary: PathBuf,
+    /// Only functions matching this glob (`*`, `?`), e.g. 'main.*'
+    pub glob: Option<String>,
+    /// One JSON object per line instead of a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

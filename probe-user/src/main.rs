@@ -20,6 +20,7 @@ fn main() {
     let result = match &cli.command {
         cli::Command::Argdist(args) => commands::argdist::run(args),
         cli::Command::Latency(args) => commands::latency::run(args),
+        cli::Command::List(args) => commands::list::run(args),
     };
     if let Err(err) = result {
         let (code, message) = error::report(&err);

@@ -22,6 +22,8 @@ pub enum SiteKind {
 
 #[derive(Clone, Debug)]
 pub struct Site {
+    /// The file (program or library) the offset is in.
+    pub path: std::path::PathBuf,
     /// Name of the eBPF program to attach (probe_ebpf::PROG_*); it decides uprobe or uretprobe.
     pub program: &'static str,
     pub file_offset: u64,
@@ -48,6 +50,7 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
     let abi = Abi::of(binary, &function.name);
     let site = |addr: u64, kind: SiteKind, source: ValueSource| -> Result<Site> {
         Ok(Site {
+            path: binary.path.clone(),
             program: match kind {
                 SiteKind::Uprobe => PROG_VALUE_UPROBE,
                 SiteKind::Uretprobe => PROG_VALUE_URETPROBE,
@@ -136,9 +139,16 @@ pub fn latency_plan(
         )));
     }
     let cookie = |exit: bool, uretprobe: bool| LatencyCookie { slot, exit, go, uretprobe }.encode();
+    if function.size == 0 {
+        return Ok(LatencyPlan::Skip(format!(
+            "{} has size 0 in the symbol table, so its instructions are unknown; not measured",
+            function.name
+        )));
+    }
     let code = binary.code(function)?;
     let entry = if go { disasm::go_body_entry(code, function.addr) } else { function.addr };
     let mut sites = vec![Site {
+        path: binary.path.clone(),
         program: PROG_LATENCY_UPROBE,
         file_offset: binary.code_offset(entry)?,
         cookie: cookie(false, false),
@@ -154,6 +164,7 @@ pub fn latency_plan(
         }
         for ret in rets {
             sites.push(Site {
+                path: binary.path.clone(),
                 program: PROG_LATENCY_UPROBE,
                 file_offset: binary.code_offset(ret)?,
                 cookie: cookie(true, false),
@@ -161,6 +172,7 @@ pub fn latency_plan(
         }
     } else {
         sites.push(Site {
+            path: binary.path.clone(),
             program: PROG_LATENCY_URETPROBE,
             file_offset: binary.code_offset(function.addr)?,
             cookie: cookie(true, true),

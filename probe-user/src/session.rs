@@ -105,7 +105,7 @@ pub fn ensure_privileges() -> Result<()> {
 impl<T: Aggregate> Session<T> {
     /// Loads the programs and attaches every site to `binary`, for process `pid` or for all.
     /// On any failure the partly attached session is dropped, which detaches it.
-    pub fn attach(binary: &Path, sites: &[Site], pid: Option<i32>, config: LoadConfig) -> Result<Self> {
+    pub fn attach(sites: &[Site], pid: Option<i32>, config: LoadConfig) -> Result<Self> {
         let slots = config.slots;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(MAP_LATENCY_STATS, 2 * slots)
@@ -130,7 +130,7 @@ impl<T: Aggregate> Session<T> {
                     location: UProbeAttachLocation::AbsoluteOffset(site.file_offset),
                     cookie: Some(site.cookie),
                 };
-                program.attach(point, binary, scope).map_err(|e| attach_error(e, binary, pid))?;
+                program.attach(point, &site.path, scope).map_err(|e| attach_error(e, &site.path, pid))?;
             }
         }
         let stats = PerCpuArray::try_from(ebpf.take_map(T::MAP).context("stats map")?)?;

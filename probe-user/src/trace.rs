@@ -27,7 +27,7 @@ pub fn run<T: Aggregate + Report>(job: Job, output: &OutputArgs) -> Result<()> {
     let Job { target, sites, slots, description, unit_ns } = job;
     // Fork before any thread exists (the runtime is built after).
     let mut child = match &target.scope {
-        Scope::Launch { argv } => Some(HeldChild::spawn(&target.binary.path, argv)?),
+        Scope::Launch { argv } => Some(HeldChild::spawn(&target.program().path, argv)?),
         _ => None,
     };
     let pid = match (&target.scope, &child) {
@@ -36,12 +36,12 @@ pub fn run<T: Aggregate + Report>(job: Job, output: &OutputArgs) -> Result<()> {
         _ => None,
     };
     let config = LoadConfig { slots: slots.len() as u32, unit_ns };
-    let mut session = Session::<T>::attach(&target.binary.path, &sites, pid, config)?;
+    let mut session = Session::<T>::attach(&sites, pid, config)?;
     if let Some(c) = child.as_mut() {
         c.release()?;
     }
     let whom = match (&target.scope, pid) {
-        (Scope::AllProcesses, _) => format!("every process running {}", target.binary.path.display()),
+        (Scope::AllProcesses, _) => format!("every process running {}", target.program().path.display()),
         (_, Some(pid)) => format!("pid {pid}"),
         _ => unreachable!(),
     };

@@ -1,7 +1,8 @@
 //! `probe argdist`: the distribution of an integer argument or return value of one function.
 use crate::cli::ArgdistArgs;
 use crate::plan::{self, Value};
-use crate::target::{find_function, Target};
+use crate::error::user;
+use crate::target::Target;
 use crate::trace::{self, Job};
 use anyhow::Result;
 use probe_ebpf::ValueStats;
@@ -10,13 +11,22 @@ use probe_ebpf::ValueStats;
 const SLOT: u32 = 0;
 
 pub fn run(args: &ArgdistArgs) -> Result<()> {
-    let target = Target::resolve(&args.target)?;
-    let function = find_function(&target.binary, &args.func)?.clone();
+    let mut target = Target::resolve(&args.target)?;
+    let chosen = target.choose(&args.func)?;
+    let [chosen] = chosen.as_slice() else {
+        let names: Vec<&str> = chosen.iter().take(10).map(|c| c.function.name.as_str()).collect();
+        return Err(user(format!(
+            "--func {}: argdist measures one function but {} match ({}); give one name",
+            args.func,
+            chosen.len(),
+            names.join(", ")
+        )));
+    };
     let value = match args.arg {
         Some(n) => Value::Arg(n),
         None => Value::Ret,
     };
-    let plan = plan::value_plan(&target.binary, &function, value, SLOT)?;
+    let plan = plan::value_plan(target.file(chosen.file), &chosen.function, value, SLOT)?;
     let description = format!("{} {} ({})", plan.measured.function, plan.measured.what, plan.abi);
     let job = Job { target, sites: plan.sites, slots: vec![plan.measured], description, unit_ns: 1 };
     trace::run::<ValueStats>(job, &args.output)

@@ -2,24 +2,38 @@
 use crate::cli::LatencyArgs;
 use crate::error::user;
 use crate::plan::{self, LatencyPlan};
-use crate::target::{find_function, Target};
+use crate::target::{is_glob, Target, MAX_FUNCTIONS};
 use crate::trace::{self, Job};
 use anyhow::Result;
 use probe_ebpf::LatencyStats;
 
 pub fn run(args: &LatencyArgs) -> Result<()> {
-    let target = Target::resolve(&args.target)?;
-    let mut functions = Vec::new();
+    let mut target = Target::resolve(&args.target)?;
+    let mut chosen = Vec::new();
     for query in &args.func {
-        let f = find_function(&target.binary, query)?.clone();
-        if !functions.contains(&f) {
-            functions.push(f);
+        let found = target.choose(query)?;
+        if is_glob(query) {
+            eprintln!("probe: {} function{} match {query}", found.len(), if found.len() == 1 { "" } else { "s" });
+        }
+        for c in found {
+            let duplicate = chosen.iter().any(|d: &crate::target::Chosen| {
+                d.file == c.file && d.function.addr == c.function.addr
+            });
+            if !duplicate {
+                chosen.push(c);
+            }
         }
     }
+    if chosen.len() > MAX_FUNCTIONS {
+        return Err(user(format!(
+            "{} functions selected, more than the {MAX_FUNCTIONS} probe traces at once; narrow the patterns",
+            chosen.len()
+        )));
+    }
     let (mut sites, mut slots) = (Vec::new(), Vec::new());
-    for function in &functions {
+    for c in &chosen {
         let slot = slots.len() as u32;
-        match plan::latency_plan(&target.binary, function, slot, args.exit, args.unit)? {
+        match plan::latency_plan(target.file(c.file), &c.function, slot, args.exit, args.unit)? {
             LatencyPlan::Sites { measured, sites: s } => {
                 sites.extend(s);
                 slots.push(measured);
@@ -30,8 +44,9 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
     if slots.is_empty() {
         return Err(user("no function left to measure; pick functions that return"));
     }
-    let names: Vec<&str> = slots.iter().map(|m| m.function.as_str()).collect();
-    let description = format!("latency of {}", names.join(", "));
+    let names: Vec<&str> = slots.iter().take(5).map(|m| m.function.as_str()).collect();
+    let more = if slots.len() > 5 { format!(" and {} more", slots.len() - 5) } else { String::new() };
+    let description = format!("latency of {}{more}", names.join(", "));
     let job = Job { target, sites, slots, description, unit_ns: args.unit.ns() };
     trace::run::<LatencyStats>(job, &args.output)
 }

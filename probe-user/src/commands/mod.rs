@@ -1,3 +1,4 @@
 //! One module per CLI command.
 pub mod argdist;
 pub mod latency;
+pub mod list;

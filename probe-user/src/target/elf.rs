@@ -1,16 +1,21 @@
-//! The traced binary: its functions (ELF symbol tables), its load segments (virtual address to
-//! file offset), its code bytes and whether it is a Go program.
-use super::go::{self, GoVersion};
+//! The traced file (program or shared library): its functions, its load segments (virtual
+//! address to file offset), its code bytes and whether it is a Go program.
+//!
+//! Functions come from, in order: `.symtab`; when the file is stripped, the separate debug file
+//! named by `.gnu_debuglink` or the build-id; for Go, `.gopclntab`; and always `.dynsym`.
+use super::go::{self, GoBuildInfo};
+use super::pclntab;
 use crate::error::user;
-use anyhow::{Context, Result};
-use object::{Object, ObjectSegment, ObjectSymbol, SegmentFlags, SymbolKind};
+use anyhow::Result;
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SegmentFlags, SymbolKind};
 use std::path::{Path, PathBuf};
 
-/// A function with code: a defined, sized text symbol.
+/// A function with code. `name` is demangled (C++, Rust) for matching and display.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Function {
     pub name: String,
     pub addr: u64,
+    /// 0 when the symbol table does not say.
     pub size: u64,
 }
 
@@ -25,14 +30,25 @@ struct LoadSegment {
 /// What produced the binary, which decides calling conventions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Runtime {
-    /// A Go program; the version is `None` when the build info cannot be read.
-    Go(Option<GoVersion>),
+    Go(GoBuildInfo),
     Native,
+}
+
+/// Where the function names came from, for `probe list`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SymbolSource {
+    Symtab,
+    DebugFile,
+    GoPclntab,
+    DynsymOnly,
 }
 
 pub struct Binary {
     pub path: PathBuf,
     pub runtime: Runtime,
+    pub symbols: SymbolSource,
+    /// The separate debug file the symbols came from, if any.
+    pub debug_file: Option<PathBuf>,
     functions: Vec<Function>,
     segments: Vec<LoadSegment>,
     data: Vec<u8>,
@@ -40,26 +56,32 @@ pub struct Binary {
 
 const PF_X: u32 = 1;
 
+fn unreadable(path: &Path, e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        user(format!("{}: no such file; check the path", path.display()))
+    } else {
+        user(format!("{}: cannot read it ({e}); check permissions", path.display()))
+    }
+}
+
 impl Binary {
     pub fn open(path: &Path) -> Result<Binary> {
-        let data = match std::fs::read(path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(user(format!("{}: no such file; check the path", path.display())))
-            }
-            Err(e) => {
-                return Err(user(format!("{}: cannot read it ({e}); check permissions", path.display())))
-            }
-        };
+        let data = std::fs::read(path).map_err(|e| unreadable(path, e))?;
+        Binary::parse(path, data)
+    }
+
+    /// Parses file contents (split from `open` so fuzzing can feed bytes directly).
+    pub fn parse(path: &Path, data: Vec<u8>) -> Result<Binary> {
         if !data.starts_with(b"\x7fELF") {
             return Err(user(format!(
                 "{}: not an ELF file; give the path of a compiled program or library",
                 path.display()
             )));
         }
-        let file = object::File::parse(&*data).map_err(|e| {
-            user(format!("{}: ELF file is corrupt ({e}); rebuild or pick another file", path.display()))
-        })?;
+        let corrupt = |e: &dyn std::fmt::Display| {
+            user(format!("{}: ELF file is corrupt or truncated ({e}); rebuild it or pick another file", path.display()))
+        };
+        let file = object::File::parse(&*data).map_err(|e| corrupt(&e))?;
         if file.architecture() != object::Architecture::X86_64 {
             return Err(user(format!(
                 "{}: {:?} binary; probe traces x86-64 programs only",
@@ -67,8 +89,7 @@ impl Binary {
                 file.architecture()
             )));
         }
-        let functions = collect_functions(&file);
-        let segments = file
+        let segments: Vec<LoadSegment> = file
             .segments()
             .map(|s| {
                 let (file_offset, file_size) = s.file_range();
@@ -76,18 +97,42 @@ impl Binary {
                 LoadSegment { vaddr: s.address(), file_offset, file_size, executable }
             })
             .collect();
-        let mut binary = Binary {
-            path: path.to_path_buf(),
-            runtime: Runtime::Native,
-            functions,
-            segments,
-            data: Vec::new(),
+        let read_vaddr = |addr: u64, len: usize| -> Option<&[u8]> {
+            let seg = segments.iter().find(|s| s.vaddr <= addr && addr < s.vaddr + s.file_size)?;
+            let start = (addr - seg.vaddr + seg.file_offset) as usize;
+            data.get(start..start.checked_add(len)?)
         };
-        if go::is_go(&file) {
-            binary.runtime = Runtime::Go(go::version(&file, |addr, len| binary.read_vaddr(&data, addr, len)));
-        }
-        binary.data = data;
-        Ok(binary)
+        let runtime = if go::is_go(&file) { Runtime::Go(go::build_info(&file, read_vaddr)) } else { Runtime::Native };
+
+        let mut functions = Vec::new();
+        let mut debug_file = None;
+        let symbols = if file.section_by_name(".symtab").is_some() {
+            functions.extend(text_symbols(file.symbols()));
+            SymbolSource::Symtab
+        } else if let Some((debug_path, debug_functions)) = debug_file_functions(path, &file) {
+            functions.extend(debug_functions);
+            debug_file = Some(debug_path);
+            SymbolSource::DebugFile
+        } else if let Some(section) = file.section_by_name(".gopclntab") {
+            let table = section.data().map_err(|e| corrupt(&e))?;
+            let text = file.section_by_name(".text").map(|s| s.address()).unwrap_or(0);
+            let go_functions = pclntab::functions(table, text).map_err(|e| corrupt(&e))?;
+            // The size runs to the next function (INT3 padding included): padding and a
+            // function's own trailing INT3s look alike, and both decode cleanly.
+            functions.extend(go_functions.into_iter().map(|f| Function {
+                size: f.end - f.entry,
+                name: f.name,
+                addr: f.entry,
+            }));
+            SymbolSource::GoPclntab
+        } else {
+            SymbolSource::DynsymOnly
+        };
+        functions.extend(text_symbols(file.dynamic_symbols()));
+        functions.sort_by(|a, b| (&a.name, a.addr).cmp(&(&b.name, b.addr)));
+        functions.dedup_by(|a, b| a.name == b.name && a.addr == b.addr);
+        drop(file);
+        Ok(Binary { path: path.to_path_buf(), runtime, symbols, debug_file, functions, segments, data })
     }
 
     pub fn functions(&self) -> &[Function] {
@@ -96,44 +141,84 @@ impl Binary {
 
     /// File offset of a virtual address in an executable load segment: what a uprobe takes.
     pub fn code_offset(&self, vaddr: u64) -> Result<u64> {
-        let seg = self
-            .segments
-            .iter()
-            .find(|s| s.vaddr <= vaddr && vaddr < s.vaddr + s.file_size)
-            .with_context(|| format!("address {vaddr:#x} is in no load segment of {}", self.path.display()))?;
-        anyhow::ensure!(
-            seg.executable,
-            "address {vaddr:#x} of {} is not in an executable segment",
-            self.path.display()
-        );
+        let seg = self.segments.iter().find(|s| s.vaddr <= vaddr && vaddr < s.vaddr + s.file_size);
+        let Some(seg) = seg else {
+            return Err(user(format!(
+                "address {vaddr:#x} is in no loaded part of {}; the symbol table is wrong",
+                self.path.display()
+            )));
+        };
+        if !seg.executable {
+            return Err(user(format!(
+                "address {vaddr:#x} of {} is not in executable code (a data symbol typed as a function?); \
+                 pick a real function",
+                self.path.display()
+            )));
+        }
         Ok(vaddr - seg.vaddr + seg.file_offset)
     }
 
     /// The machine code of a function.
     pub fn code(&self, f: &Function) -> Result<&[u8]> {
+        if f.size == 0 {
+            return Err(user(format!(
+                "{} has size 0 in the symbol table, so probe cannot find its instructions; \
+                 trace a function with a known size",
+                f.name
+            )));
+        }
         let start = self.code_offset(f.addr)? as usize;
-        let end = start.checked_add(f.size as usize).filter(|&e| e <= self.data.len());
-        let end = end.with_context(|| format!("{} extends past the end of the file", f.name))?;
-        Ok(&self.data[start..end])
-    }
-
-    fn read_vaddr<'d>(&self, data: &'d [u8], vaddr: u64, len: usize) -> Option<&'d [u8]> {
-        let seg = self.segments.iter().find(|s| s.vaddr <= vaddr && vaddr < s.vaddr + s.file_size)?;
-        let start = (vaddr - seg.vaddr + seg.file_offset) as usize;
-        data.get(start..start.checked_add(len)?)
+        let end = self.code_offset(f.addr + f.size - 1)? as usize + 1;
+        self.data.get(start..end).ok_or_else(|| {
+            user(format!("{} extends past the end of {} (truncated file?)", f.name, self.path.display()))
+        })
     }
 }
 
-fn collect_functions(file: &object::File) -> Vec<Function> {
-    let mut functions: Vec<Function> = file
-        .symbols()
-        .chain(file.dynamic_symbols())
-        .filter(|s| s.kind() == SymbolKind::Text && s.is_definition() && s.size() > 0)
-        .filter_map(|s| {
-            Some(Function { name: s.name().ok()?.to_string(), addr: s.address(), size: s.size() })
-        })
-        .collect();
-    functions.sort_by(|a, b| (&a.name, a.addr).cmp(&(&b.name, b.addr)));
-    functions.dedup();
-    functions
+/// Defined text symbols, demangled. Size-0 symbols are kept (their entry is still usable).
+fn text_symbols<'d, S: ObjectSymbol<'d>>(symbols: impl Iterator<Item = S>) -> Vec<Function> {
+    symbols
+        .filter(|s| s.kind() == SymbolKind::Text && s.is_definition() && s.address() != 0)
+        .filter_map(|s| Some(Function { name: demangle(s.name().ok()?), addr: s.address(), size: s.size() }))
+        .collect()
+}
+
+/// Rust (legacy and v0) and C++ names in the form people write them; others unchanged.
+pub fn demangle(raw: &str) -> String {
+    if let Ok(d) = rustc_demangle::try_demangle(raw) {
+        return format!("{d:#}"); // without the hash suffix
+    }
+    if raw.starts_with("_Z") {
+        if let Ok(sym) = cpp_demangle::Symbol::new(raw) {
+            if let Ok(d) = sym.demangle(&cpp_demangle::DemangleOptions::default()) {
+                return d;
+            }
+        }
+    }
+    raw.to_string()
+}
+
+/// Symbols of the separate debug file of a stripped binary: `.gnu_debuglink` next to the file,
+/// in its `.debug/` and under /usr/lib/debug, then /usr/lib/debug/.build-id/xx/rest.debug.
+fn debug_file_functions(path: &Path, file: &object::File) -> Option<(PathBuf, Vec<Function>)> {
+    let dir = path.canonicalize().ok()?.parent()?.to_path_buf();
+    let mut candidates = Vec::new();
+    if let Ok(Some((name, _crc))) = file.gnu_debuglink() {
+        let name = String::from_utf8_lossy(name).into_owned();
+        candidates.push(dir.join(&name));
+        candidates.push(dir.join(".debug").join(&name));
+        candidates.push(Path::new("/usr/lib/debug").join(dir.strip_prefix("/").ok()?).join(&name));
+    }
+    if let Ok(Some(id)) = file.build_id() {
+        if id.len() >= 2 {
+            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            candidates.push(PathBuf::from(format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..])));
+        }
+    }
+    candidates.into_iter().find_map(|candidate| {
+        let data = std::fs::read(&candidate).ok()?;
+        let debug = object::File::parse(&*data).ok()?;
+        let functions = text_symbols(debug.symbols());
+        (!functions.is_empty()).then_some((candidate, functions))
+    })
 }

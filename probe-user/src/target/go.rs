@@ -38,12 +38,34 @@ pub fn is_go(file: &object::File) -> bool {
 
 const BUILDINFO_MAGIC: &[u8] = b"\xff Go buildinf:";
 
-/// Reads the Go version from `.go.buildinfo`. Go 1.18+ stores the string inline (flag bit 2);
-/// older versions store a pointer to a Go string header, resolved with `read_vaddr`.
-pub fn version<'d>(
+/// What `go version -m` shows: the toolchain version and the main module's path.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GoBuildInfo {
+    /// E.g. "go1.19.8"; `None` when the build info cannot be read.
+    pub version_string: Option<String>,
+    pub version: Option<GoVersion>,
+    pub module: Option<String>,
+}
+
+/// Reads `.go.buildinfo`. Go 1.18+ stores the version and module info inline (flag bit 2);
+/// older versions store pointers to Go string headers, resolved with `read_vaddr`.
+pub fn build_info<'d>(file: &object::File, read_vaddr: impl Fn(u64, usize) -> Option<&'d [u8]>) -> GoBuildInfo {
+    let Some((version, modinfo)) = read_build_strings(file, read_vaddr) else {
+        return GoBuildInfo::default();
+    };
+    // modinfo lines: "path\t<main package>", "mod\t<module>\t<version>", "dep\t...", ...
+    let module = modinfo.lines().find_map(|l| l.strip_prefix("mod\t").or_else(|| l.strip_prefix("path\t")));
+    GoBuildInfo {
+        version: GoVersion::parse(&version),
+        module: module.and_then(|m| m.split('\t').next()).map(str::to_string),
+        version_string: Some(version),
+    }
+}
+
+fn read_build_strings<'d>(
     file: &object::File,
     read_vaddr: impl Fn(u64, usize) -> Option<&'d [u8]>,
-) -> Option<GoVersion> {
+) -> Option<(String, String)> {
     let section = file.section_by_name(".go.buildinfo")?;
     let info = section.data().ok()?;
     if info.len() < 32 || !info.starts_with(BUILDINFO_MAGIC) {
@@ -51,23 +73,32 @@ pub fn version<'d>(
     }
     let ptr_size = info[14] as usize;
     let flags = info[15];
-    let text = if flags & 2 != 0 {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    if flags & 2 != 0 {
         let (len, used) = uvarint(&info[32..])?;
-        info.get(32 + used..32 + used + len as usize)?
-    } else {
-        if flags & 1 != 0 || !(ptr_size == 8 || ptr_size == 4) {
-            return None; // big-endian: not an x86-64 program
-        }
-        let word = |b: &[u8]| -> Option<u64> {
-            let mut buf = [0u8; 8];
-            buf[..ptr_size].copy_from_slice(b.get(..ptr_size)?);
-            Some(u64::from_le_bytes(buf))
-        };
-        let header = read_vaddr(word(&info[16..])?, 2 * ptr_size)?;
-        let (data, len) = (word(header)?, word(&header[ptr_size..])?);
-        read_vaddr(data, len as usize)?
+        let start = 32 + used;
+        let version = info.get(start..start.checked_add(len as usize)?)?;
+        let rest = &info[start + len as usize..];
+        let modinfo = uvarint(rest)
+            .and_then(|(len, used)| rest.get(used..used.checked_add(len as usize)?))
+            .unwrap_or_default();
+        return Some((text(version), text(modinfo)));
+    }
+    if flags & 1 != 0 || !(ptr_size == 8 || ptr_size == 4) {
+        return None; // big-endian: not an x86-64 program
+    }
+    let word = |b: &[u8]| -> Option<u64> {
+        let mut buf = [0u8; 8];
+        buf[..ptr_size].copy_from_slice(b.get(..ptr_size)?);
+        Some(u64::from_le_bytes(buf))
     };
-    GoVersion::parse(std::str::from_utf8(text).ok()?)
+    let go_string = |at: u64| -> Option<&'d [u8]> {
+        let header = read_vaddr(at, 2 * ptr_size)?;
+        read_vaddr(word(header)?, word(&header[ptr_size..])? as usize)
+    };
+    let version = go_string(word(&info[16..])?)?;
+    let modinfo = word(&info[16 + ptr_size..]).and_then(go_string).unwrap_or_default();
+    Some((text(version), text(modinfo)))
 }
 
 fn uvarint(b: &[u8]) -> Option<(u64, usize)> {

@@ -1,6 +1,8 @@
-//! Resolving what to trace: which binary file, which processes, which function in it.
+//! Resolving what to trace: which processes, which files (the program and any shared
+//! library named as `LIB:FUNC`), and which functions in them.
 pub mod elf;
 pub mod go;
+pub mod pclntab;
 
 use crate::cli::TargetArgs;
 use crate::error::user;
@@ -15,13 +17,24 @@ pub enum Scope {
     Launch { argv: Vec<String> },
     /// One running process.
     Pid(i32),
-    /// Every process that runs the binary, now or later.
+    /// Every process that runs the file, now or later.
     AllProcesses,
 }
 
+/// A glob may match at most this many functions: each costs probes and kernel memory.
+pub const MAX_FUNCTIONS: usize = 10_000;
+
 pub struct Target {
-    pub binary: Binary,
     pub scope: Scope,
+    /// `files[0]` is the program (or the library given as BINARY); libraries follow.
+    files: Vec<Binary>,
+}
+
+/// A function chosen for tracing, and the file (index into the target's files) it is in.
+#[derive(Clone, Debug)]
+pub struct Chosen {
+    pub file: usize,
+    pub function: Function,
 }
 
 impl Target {
@@ -37,15 +50,115 @@ impl Target {
             let path = args.binary.clone().expect("clap requires one target");
             (path, Scope::AllProcesses)
         };
-        Ok(Target { binary: Binary::open(&path)?, scope })
+        Ok(Target { files: vec![Binary::open(&path)?], scope })
     }
+
+    pub fn program(&self) -> &Binary {
+        &self.files[0]
+    }
+
+    pub fn file(&self, index: usize) -> &Binary {
+        &self.files[index]
+    }
+
+    /// Functions matching `query`: `FUNC`, `GLOB`, `LIB:FUNC` or `LIB:GLOB`. A plain name must
+    /// match exactly one function; a glob at least one.
+    pub fn choose(&mut self, query: &str) -> Result<Vec<Chosen>> {
+        let (file, pattern) = match split_library(query) {
+            Some((lib, pattern)) => (self.open_library(lib)?, pattern),
+            None => (0, query),
+        };
+        let binary = &self.files[file];
+        let found = if is_glob(pattern) {
+            let all: Vec<&Function> = binary.functions().iter().filter(|f| glob_match(pattern, &f.name)).collect();
+            if all.is_empty() {
+                return Err(user(format!(
+                    "--func {query}: no function of {} matches; `probe list {}` shows them",
+                    binary.path.display(),
+                    binary.path.display()
+                )));
+            }
+            if all.len() > MAX_FUNCTIONS {
+                return Err(user(format!(
+                    "--func {query}: matches {} functions, more than the {MAX_FUNCTIONS} probe traces at once; \
+                     narrow the pattern",
+                    all.len()
+                )));
+            }
+            all
+        } else {
+            vec![find_function(binary, pattern)?]
+        };
+        Ok(found.into_iter().map(|f| Chosen { file, function: f.clone() }).collect())
+    }
+
+    /// Opens a library named in `LIB:FUNC` (once), returning its index in `files`.
+    fn open_library(&mut self, lib: &str) -> Result<usize> {
+        let path = match &self.scope {
+            _ if lib.contains('/') => PathBuf::from(lib),
+            Scope::AllProcesses => {
+                return Err(user(format!(
+                    "--func {lib}:...: a library function needs -p or -c; to trace it in every process, \
+                     give the library's path as BINARY"
+                )))
+            }
+            Scope::Pid(pid) => library_in_process(*pid, lib)?,
+            Scope::Launch { .. } => library_in_cache(lib)?,
+        };
+        if let Some(i) = self.files.iter().position(|b| b.path == path) {
+            return Ok(i);
+        }
+        self.files.push(Binary::open(&path)?);
+        Ok(self.files.len() - 1)
+    }
+}
+
+/// `LIB:FUNC` when the part before the first lone `:` looks like a library (`.so` or a path);
+/// C++ names (`ns::f`) are left alone.
+fn split_library(query: &str) -> Option<(&str, &str)> {
+    let bytes = query.as_bytes();
+    let colon = (0..bytes.len()).find(|&i| {
+        bytes[i] == b':' && bytes.get(i + 1) != Some(&b':') && (i == 0 || bytes[i - 1] != b':')
+    })?;
+    let (lib, func) = (&query[..colon], &query[colon + 1..]);
+    (lib.contains(".so") || lib.contains('/')).then_some((lib, func))
+}
+
+fn library_name_matches(file_name: &str, lib: &str) -> bool {
+    file_name == lib
+        || file_name.strip_prefix(lib).is_some_and(|rest| rest.starts_with(".so") || rest.starts_with('.'))
+}
+
+/// The library's file as mapped in the process (`/proc/PID/maps`).
+fn library_in_process(pid: i32, lib: &str) -> Result<PathBuf> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .map_err(|e| user(format!("-p {pid}: cannot read its memory map ({e})")))?;
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .map(Path::new)
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| library_name_matches(n, lib)))
+        .map(Path::to_path_buf)
+        .ok_or_else(|| user(format!("{lib}: not loaded by process {pid}; check /proc/{pid}/maps for its name")))
+}
+
+/// The library's file from the dynamic linker's cache (`ldconfig -p`).
+fn library_in_cache(lib: &str) -> Result<PathBuf> {
+    let not_found = || user(format!("{lib}: not in the linker cache (ldconfig -p); give the library's path"));
+    let out = std::process::Command::new("ldconfig").arg("-p").output().map_err(|_| not_found())?;
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let entries = listing.lines().filter_map(|l| {
+        let (head, path) = l.split_once(" => ")?;
+        let name = head.split_whitespace().next()?;
+        Some((name.to_string(), head.contains("x86-64"), PathBuf::from(path.trim())))
+    });
+    let mut matches: Vec<(String, bool, PathBuf)> =
+        entries.filter(|(name, _, _)| library_name_matches(name, lib)).collect();
+    matches.sort_by_key(|(_, x86_64, _)| !x86_64);
+    matches.into_iter().next().map(|(_, _, p)| p).ok_or_else(not_found)
 }
 
 /// Like the shell: a name with a `/` is a path, any other is looked up in PATH.
 fn find_program(name: &str) -> Result<PathBuf> {
-    let cannot_start = |why: &str| {
-        user(format!("-c: cannot start `{name}`: {why}; check the command"))
-    };
     let candidates: Vec<PathBuf> = if name.contains('/') {
         vec![PathBuf::from(name)]
     } else {
@@ -53,8 +166,10 @@ fn find_program(name: &str) -> Result<PathBuf> {
             .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect())
             .unwrap_or_default()
     };
-    let found = candidates.into_iter().find(|p| is_executable_file(p));
-    found.ok_or_else(|| cannot_start("no such executable file"))
+    candidates
+        .into_iter()
+        .find(|p| is_executable_file(p))
+        .ok_or_else(|| user(format!("-c: cannot start `{name}`: no such executable file; check the command")))
 }
 
 fn is_executable_file(p: &Path) -> bool {
@@ -71,30 +186,65 @@ fn process_exe(pid: i32) -> Result<PathBuf> {
     })
 }
 
-/// Finds FUNC: the exact symbol name, or a unique suffix that starts after a `.`. Go assembly
-/// functions match with or without their `.abi0` suffix (`Scale` finds `main.Scale.abi0`).
+pub fn is_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?'])
+}
+
+/// Shell-style match: `*` any run of characters, `?` one character.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni) = (0, 0);
+    let mut backtrack: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            backtrack = Some((pi, ni));
+            pi += 1;
+        } else if let Some((star, matched)) = backtrack {
+            pi = star + 1;
+            ni = matched + 1;
+            backtrack = Some((star, matched + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// The forms under which a function can be named: its full name, without Go's `.abi0`, and
+/// without a C++ parameter list.
+fn names_of(f: &Function) -> impl Iterator<Item = &str> {
+    let full = f.name.as_str();
+    let no_abi0 = full.strip_suffix(".abi0");
+    let no_params = full.find('(').filter(|&i| i > 0).map(|i| &full[..i]);
+    std::iter::once(full).chain(no_abi0).chain(no_params)
+}
+
+/// Finds FUNC: an exact name, or a unique suffix starting after a `.` (Go) or `::` (C++, Rust).
 pub fn find_function<'b>(binary: &'b Binary, query: &str) -> Result<&'b Function> {
     let functions = binary.functions();
-    if let Some(f) = functions.iter().find(|f| f.name == query) {
-        return Ok(f);
-    }
-    let dotted = format!(".{query}");
-    let matches_query = |f: &&Function| {
-        let name = f.name.strip_suffix(".abi0").unwrap_or(&f.name);
-        name == query || name.ends_with(&dotted)
+    let exact: Vec<&Function> = functions.iter().filter(|f| names_of(f).any(|n| n == query)).collect();
+    let matches = if exact.is_empty() {
+        let (dot, colons) = (format!(".{query}"), format!("::{query}"));
+        functions
+            .iter()
+            .filter(|f| names_of(f).any(|n| n.ends_with(&dot) || n.ends_with(&colons)))
+            .collect()
+    } else {
+        exact
     };
-    let mut matches: Vec<&Function> = functions.iter().filter(matches_query).collect();
-    matches.dedup_by(|a, b| a.name == b.name);
-    match matches.as_slice() {
-        [one] => Ok(one),
-        [] => Err(user(not_found_message(binary, query))),
-        many => {
-            let names: Vec<&str> = many.iter().take(10).map(|f| f.name.as_str()).collect();
-            let more = if many.len() > 10 { format!(" and {} more", many.len() - 10) } else { String::new() };
+    let mut names: Vec<&str> = matches.iter().map(|f| f.name.as_str()).collect();
+    names.dedup();
+    match (matches.first(), names.len()) {
+        (Some(f), 1) => Ok(f),
+        (None, _) => Err(user(not_found_message(binary, query))),
+        (_, n) => {
+            let more = if n > 10 { format!(" and {} more", n - 10) } else { String::new() };
             Err(user(format!(
-                "--func {query}: ambiguous, {} functions match: {}{more}; give the full name",
-                many.len(),
-                names.join(", ")
+                "--func {query}: ambiguous, {n} functions match: {}{more}; give the full name",
+                names[..n.min(10)].join(", ")
             )))
         }
     }
@@ -105,7 +255,7 @@ fn not_found_message(binary: &Binary, query: &str) -> String {
         .functions()
         .iter()
         .map(|f| {
-            let short = f.name.rsplit('.').next().unwrap_or(&f.name);
+            let short = f.name.rsplit(['.', ':']).next().unwrap_or(&f.name);
             let score = strsim::jaro_winkler(query, &f.name).max(strsim::jaro_winkler(query, short));
             (score, f.name.as_str())
         })
@@ -114,12 +264,34 @@ fn not_found_message(binary: &Binary, query: &str) -> String {
     scored.dedup_by(|a, b| a.1 == b.1);
     let closest: Vec<&str> = scored.iter().take(3).map(|s| s.1).collect();
     if closest.is_empty() {
-        format!("--func {query}: {} has no function symbols (stripped?)", binary.path.display())
+        format!("--func {query}: {} has no function symbols", binary.path.display())
     } else {
-        format!(
-            "--func {query}: no such function in {}; closest: {}",
-            binary.path.display(),
-            closest.join(", ")
-        )
+        format!("--func {query}: no such function in {}; closest: {}", binary.path.display(), closest.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("main.Using*", "main.UsingRegex"));
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match("fmt.?print*", "fmt.Fprintf"));
+        assert!(!glob_match("main.Using*", "main.main"));
+        assert!(glob_match("*Sub*ing", "main.UsingSubstring"));
+        assert!(!glob_match("a*b", "ac"));
+    }
+
+    #[test]
+    fn library_prefixes() {
+        assert_eq!(split_library("libc.so.6:strlen"), Some(("libc.so.6", "strlen")));
+        assert_eq!(split_library("/usr/lib/libfoo.so:foo"), Some(("/usr/lib/libfoo.so", "foo")));
+        assert_eq!(split_library("ns::Foo::bar"), None);
+        assert_eq!(split_library("main.ToString"), None);
+        assert!(library_name_matches("libc.so.6", "libc"));
+        assert!(library_name_matches("libc.so.6", "libc.so.6"));
+        assert!(!library_name_matches("libcrypt.so.1", "libc"));
     }
 }
