@@ -151,7 +151,7 @@ mod tests {
     fn rejects_garbage_without_panicking() {
         assert!(functions(&[], 0).is_err());
         assert!(functions(&[0xff; 64], 0).is_err());
-        let mut lying = vec![0u8; 64];
+        let mut lying = vec![0u8; 128];
         lying[0..4].copy_from_slice(&0xfffffff0u32.to_le_bytes());
         lying[7] = 8;
         lying[8..16].copy_from_slice(&u64::MAX.to_le_bytes()); // nfunc
