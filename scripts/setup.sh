@@ -18,13 +18,15 @@ say() { printf 'setup: %s\n' "$*"; }
 need_root_apt=()
 command -v go  >/dev/null 2>&1 || need_root_apt+=(golang-go)
 command -v cc  >/dev/null 2>&1 || need_root_apt+=(gcc)
+command -v c++ >/dev/null 2>&1 || need_root_apt+=(g++)
+command -v objcopy >/dev/null 2>&1 || need_root_apt+=(binutils)
 command -v bpftrace >/dev/null 2>&1 || need_root_apt+=(bpftrace)
 if [ ${#need_root_apt[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_root_apt[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_root_apt[@]}" >/dev/null
 else
-  say "go, cc, bpftrace: present"
+  say "go, cc, c++, binutils, bpftrace: present"
 fi
 
 if ! rustup run "$NIGHTLY" rustc --version >/dev/null 2>&1; then

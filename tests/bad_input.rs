@@ -125,3 +125,73 @@ fn uretprobe_on_go_code_is_refused() {
     let run = probe(&["latency", "--exit", "uretprobe", "--func", "Fib", &target.to_string_lossy()]);
     assert_rejected(run, "crashes Go programs");
 }
+
+#[test]
+fn truncated_elf() {
+    let target = c_target("cvalues", &[]);
+    let bytes = std::fs::read(&target).unwrap();
+    let cut = target.with_file_name("cvalues-truncated");
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+    assert_rejected(argdist_on(&cut.to_string_lossy(), "work", "0"), "corrupt or truncated");
+}
+
+#[test]
+fn gopclntab_that_lies() {
+    let stripped = root().join("target/targets/tostring-lying");
+    let status = Command::new("go")
+        .args(["build", "-ldflags=-s -w", "-o"])
+        .arg(&stripped)
+        .arg(".")
+        .current_dir(root().join("tests/targets/tostring"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut bytes = std::fs::read(&stripped).unwrap();
+    // Find .gopclntab's header (magic 0xfffffff0) and point its function table past the end.
+    let magic = 0xfffffff0u32.to_le_bytes();
+    let at = bytes.windows(8).position(|w| w[..4] == magic && w[4..8] == [0, 0, 1, 8]).unwrap();
+    bytes[at + 8 + 7 * 8..at + 8 + 8 * 8].copy_from_slice(&(u32::MAX as u64).to_le_bytes());
+    std::fs::write(&stripped, bytes).unwrap();
+    assert_rejected(argdist_on(&stripped.to_string_lossy(), "ToString", "0"), "corrupt or truncated");
+}
+
+#[test]
+fn function_in_a_data_section() {
+    let target = c_target("oddities", &[]);
+    assert_rejected(argdist_on(&target.to_string_lossy(), "data_not_code", "0"), "not in executable code");
+}
+
+#[test]
+fn function_of_size_zero_cannot_have_its_returns_found() {
+    let target = c_target("oddities", &[]);
+    let run = probe(&["latency", "--exit", "ret", "--func", "sizeless", &target.to_string_lossy()]);
+    assert_rejected(run, "sizeless has size 0");
+}
+
+#[test]
+fn glob_matching_too_many_functions() {
+    // 10,050 functions in one library: more than probe attaches at once.
+    let dir = root().join("target/targets");
+    let src = dir.join("many.c");
+    let body: String = (0..10_050).map(|i| format!("long f{i}(long x) {{ return x + {i}; }}\n")).collect();
+    std::fs::write(&src, body).unwrap();
+    let lib = dir.join("libmany.so");
+    let status = Command::new("cc").args(["-O0", "-shared", "-fPIC", "-o"]).arg(&lib).arg(&src).status().unwrap();
+    assert!(status.success());
+    let run = probe(&["latency", "--func", "f*", &lib.to_string_lossy()]);
+    assert_rejected(run, "functions, more than the 10000 probe traces at once");
+}
+
+#[test]
+fn glob_matching_nothing() {
+    let target = go_target("tostring");
+    let run = probe(&["latency", "--func", "main.Nothing*", &target.to_string_lossy()]);
+    assert_rejected(run, "no function of");
+}
+
+#[test]
+fn library_function_without_a_process() {
+    let target = c_target("cvalues", &[]);
+    let run = probe(&["latency", "--func", "libc.so.6:getppid", &target.to_string_lossy()]);
+    assert_rejected(run, "a library function needs -p or -c");
+}

@@ -141,7 +141,7 @@ pub fn latency_plan(
     let cookie = |exit: bool, uretprobe: bool| LatencyCookie { slot, exit, go, uretprobe }.encode();
     if function.size == 0 {
         return Ok(LatencyPlan::Skip(format!(
-            "{} has size 0 in the symbol table, so its instructions are unknown; not measured",
+            "{} has size 0 in the symbol table, so its instructions are unknown",
             function.name
         )));
     }
@@ -158,7 +158,7 @@ pub fn latency_plan(
             .with_context(|| format!("decoding {}", function.name))?;
         if rets.is_empty() {
             return Ok(LatencyPlan::Skip(format!(
-                "{} has no RET instruction (it only tail-calls or never returns); not measured",
+                "{} has no RET instruction (it only tail-calls or never returns)",
                 function.name
             )));
         }

@@ -30,6 +30,7 @@ impl HeldChild {
             argv.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<_, _>>().context("argument")?;
         let mut arg_ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
         arg_ptrs.push(std::ptr::null());
+        let drop_to = sudo_user();
         let (go_read, go_write) = pipe_cloexec()?;
         let (err_read, err_write) = pipe_cloexec()?;
 
@@ -44,6 +45,14 @@ impl HeldChild {
                 // EOF without the byte: probe gave up (attach failed); never run untraced.
                 if libc::read(go_read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) != 1 {
                     libc::_exit(127);
+                }
+                if let Some((uid, gid)) = drop_to {
+                    // Group first: after setuid we may no longer change it.
+                    if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+                        let errno = *libc::__errno_location();
+                        libc::write(err_write.as_raw_fd(), (&errno as *const i32).cast(), 4);
+                        libc::_exit(127);
+                    }
                 }
                 libc::execv(path.as_ptr(), arg_ptrs.as_ptr());
                 let errno = *libc::__errno_location();
@@ -80,6 +89,16 @@ impl HeldChild {
         unsafe { libc::waitpid(self.pid, &mut status, 0) };
         status
     }
+}
+
+/// Under `sudo`, the user who ran it: `-c` commands run as that user, not as root.
+fn sudo_user() -> Option<(libc::uid_t, libc::gid_t)> {
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let uid = std::env::var("SUDO_UID").ok()?.parse().ok()?;
+    let gid = std::env::var("SUDO_GID").ok()?.parse().ok()?;
+    (uid != 0).then_some((uid, gid))
 }
 
 impl Drop for HeldChild {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 __attribute__((noinline, noipa)) long work(long a, long b) {
     __asm__ volatile("");
@@ -29,5 +30,6 @@ int main(int argc, char **argv) {
         }
     }
     printf("work calls: %ld\n", calls);
+    printf("uid: %d\n", (int)getuid());
     return 0;
 }

@@ -30,7 +30,7 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
             chosen.len()
         )));
     }
-    let (mut sites, mut slots) = (Vec::new(), Vec::new());
+    let (mut sites, mut slots, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
     for c in &chosen {
         let slot = slots.len() as u32;
         match plan::latency_plan(target.file(c.file), &c.function, slot, args.exit, args.unit)? {
@@ -38,11 +38,15 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
                 sites.extend(s);
                 slots.push(measured);
             }
-            LatencyPlan::Skip(warning) => eprintln!("probe: warning: {warning}"),
+            LatencyPlan::Skip(reason) => skipped.push(reason),
         }
     }
     if slots.is_empty() {
-        return Err(user("no function left to measure; pick functions that return"));
+        let reason = skipped.first().cloned().unwrap_or_default();
+        return Err(user(format!("nothing to measure: {reason}; pick another function")));
+    }
+    for reason in skipped {
+        eprintln!("probe: warning: {reason}; not measured");
     }
     let names: Vec<&str> = slots.iter().take(5).map(|m| m.function.as_str()).collect();
     let more = if slots.len() > 5 { format!(" and {} more", slots.len() - 5) } else { String::new() };

@@ -1,0 +1,31 @@
+//! probe: how long does a function take, and what values does it see, in any running Go, C,
+//! C++ or Rust program. Data flows one way: cli -> target -> plan -> session -> render.
+pub mod abi;
+pub mod cli;
+pub mod commands;
+pub mod disasm;
+pub mod error;
+pub mod histogram;
+pub mod plan;
+pub mod process;
+pub mod render;
+pub mod session;
+pub mod target;
+pub mod trace;
+
+use clap::Parser;
+
+/// Runs the command line and exits with its code (0, 1 failure, 2 bad input).
+pub fn main_with_args() {
+    let cli = cli::Cli::parse();
+    let result = match &cli.command {
+        cli::Command::Argdist(args) => commands::argdist::run(args),
+        cli::Command::Latency(args) => commands::latency::run(args),
+        cli::Command::List(args) => commands::list::run(args),
+    };
+    if let Err(err) = result {
+        let (code, message) = error::report(&err);
+        eprintln!("probe: {message}");
+        std::process::exit(code);
+    }
+}
