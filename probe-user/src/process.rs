@@ -116,16 +116,17 @@ pub struct ExitWatch {
 }
 
 impl ExitWatch {
-    pub fn new(pid: i32) -> Result<ExitWatch> {
+    /// `Ok(None)` when the process is already gone.
+    pub fn new(pid: i32) -> Result<Option<ExitWatch>> {
         let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
         if raw < 0 {
-            return Err(user(format!("-p {pid}: the process has exited; start it again and retry")));
+            return Ok(None);
         }
         let fd = unsafe { OwnedFd::from_raw_fd(raw as RawFd) };
         // SAFETY: we own the pidfd and it stays open as long as the AsyncFd holds it.
         let fd = unsafe { tokio::io::unix::AsyncFd::register(fd) }
             .map_err(|e| anyhow::anyhow!("watching pid {pid}: {e}"))?;
-        Ok(ExitWatch { fd })
+        Ok(Some(ExitWatch { fd }))
     }
 
     pub async fn exited(&self) {

@@ -67,7 +67,11 @@ async fn trace_until_done<T: Aggregate + Report>(
     output: &OutputArgs,
     printer: &mut Printer<T>,
 ) -> Result<()> {
-    let watch = pid.map(ExitWatch::new).transpose()?;
+    let watch = match pid.map(ExitWatch::new).transpose()? {
+        Some(None) => return Ok(()), // exited between attaching and here: print what we have
+        Some(Some(w)) => Some(w),
+        None => None,
+    };
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let deadline = output.duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
