@@ -137,15 +137,7 @@ fn truncated_elf() {
 
 #[test]
 fn gopclntab_that_lies() {
-    let stripped = root().join("target/targets/tostring-lying");
-    let status = Command::new("go")
-        .args(["build", "-ldflags=-s -w", "-o"])
-        .arg(&stripped)
-        .arg(".")
-        .current_dir(root().join("tests/targets/tostring"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let stripped = go_target_stripped("tostring", "tostring-lying");
     let mut bytes = std::fs::read(&stripped).unwrap();
     // Find .gopclntab's header (magic 0xfffffff0) and point its function table past the end.
     let magic = 0xfffffff0u32.to_le_bytes();

@@ -101,14 +101,7 @@ fn libc_function_from_the_linker_cache_counts_only_the_traced_process() {
 #[test]
 fn stripped_and_unstripped_go_agree() {
     let unstripped = go_target("tostring");
-    let stripped = out_dir().join("tostring-stripped");
-    run_ok(
-        Command::new("go")
-            .args(["build", "-ldflags=-s -w", "-o"])
-            .arg(&stripped)
-            .arg(".")
-            .current_dir(root().join("tests/targets/tostring")),
-    );
+    let stripped = go_target_stripped("tostring", "tostring-stripped");
     let mut counts = Vec::new();
     for bin in [&unstripped, &stripped] {
         let cmd = format!("{} -rounds 2", bin.display());
@@ -143,14 +136,7 @@ fn stripped_and_unstripped_go_agree() {
 
 #[test]
 fn stripped_go_assembly_keeps_its_stack_abi() {
-    let stripped = out_dir().join("goasm-stripped");
-    run_ok(
-        Command::new("go")
-            .args(["build", "-ldflags=-s -w", "-o"])
-            .arg(&stripped)
-            .arg(".")
-            .current_dir(root().join("tests/targets/goasm")),
-    );
+    let stripped = go_target_stripped("goasm", "goasm-stripped");
     let run = probe(&["argdist", "--func", "Scale", "--arg", "0", "--json", "-c", &stripped.to_string_lossy()]);
     assert!(run.stderr.contains("Go stack ABI"), "{}", run.stderr);
     assert_round(&run, "main.Scale.abi0", "arg0", 1);

@@ -29,10 +29,21 @@ fn targets_dir() -> PathBuf {
 
 /// Builds the Go program in tests/targets/<name> and returns its path.
 pub fn go_target(name: &str) -> PathBuf {
+    go_build(name, name, &[])
+}
+
+/// The same program stripped with `-ldflags='-s -w'` (no .symtab, no DWARF), as `output`.
+pub fn go_target_stripped(name: &str, output: &str) -> PathBuf {
+    go_build(name, output, &["-ldflags=-s -w"])
+}
+
+fn go_build(name: &str, output: &str, flags: &[&str]) -> PathBuf {
     let _guard = BUILD_LOCK.lock().unwrap();
-    let out = targets_dir().join(name);
+    let out = targets_dir().join(output);
     let status = Command::new("go")
-        .args(["build", "-o"])
+        .arg("build")
+        .args(flags)
+        .arg("-o")
         .arg(&out)
         .arg(".")
         .current_dir(root().join("tests/targets").join(name))
