@@ -4,6 +4,8 @@
 //!   test    setup, unit tests, then integration tests that load real probes
 //!   run     build, then run probe with the given arguments (`cargo xtask run -- argdist ...`)
 //!   demo    build the seed's example programs and show probe on them
+mod bench;
+
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,6 +18,7 @@ fn main() {
         Some("test") => test(&args[1..]),
         Some("run") => run(&args[1..]),
         Some("demo") => demo(),
+        Some("bench") => bench::run(),
         _ => {
             eprintln!("usage: cargo xtask <setup|build|test|run|demo> [-- probe args]");
             std::process::exit(2);

@@ -144,7 +144,11 @@ fn library_in_process(pid: i32, lib: &str) -> Result<PathBuf> {
 /// The library's file from the dynamic linker's cache (`ldconfig -p`).
 fn library_in_cache(lib: &str) -> Result<PathBuf> {
     let not_found = || user(format!("{lib}: not in the linker cache (ldconfig -p); give the library's path"));
-    let out = std::process::Command::new("ldconfig").arg("-p").output().map_err(|_| not_found())?;
+    // root's PATH usually has /sbin, a sudo or CI environment may not.
+    let out = ["ldconfig", "/sbin/ldconfig", "/usr/sbin/ldconfig"]
+        .iter()
+        .find_map(|cmd| std::process::Command::new(cmd).arg("-p").output().ok())
+        .ok_or_else(not_found)?;
     let listing = String::from_utf8_lossy(&out.stdout);
     let entries = listing.lines().filter_map(|l| {
         let (head, path) = l.split_once(" => ")?;
