@@ -107,7 +107,7 @@ impl<T: Aggregate> Session<T> {
     /// On any failure the partly attached session is dropped, which detaches it.
     pub fn attach(sites: &[Site], pid: Option<i32>, config: LoadConfig) -> Result<Self> {
         let slots = config.slots;
-        let mut ebpf = EbpfLoader::new()
+        let mut ebpf = loader_without_kernel_btf()
             .map_max_entries(MAP_LATENCY_STATS, 2 * slots)
             .override_global(GLOBAL_UNIT_NS, &config.unit_ns, true)
             .load(BPF_OBJECT)
@@ -182,6 +182,49 @@ impl<T: Aggregate> Session<T> {
         }
         Ok(out)
     }
+}
+
+/// An `EbpfLoader` that has not parsed the kernel's BTF. The programs use no CO-RE relocations,
+/// but aya 0.14's `EbpfLoader::new()` always parses /sys/kernel/btf/vmlinux: about 35 ms and
+/// 15 MiB of peak memory at every start. Where we may (root), the loader is created in a private
+/// mount namespace in which that file reads as empty, so the parse fails at once; then we return
+/// to the original namespace. Called while the process is single-threaded (setns requires it).
+/// Without the privilege it falls back to the ordinary, slower path.
+fn loader_without_kernel_btf() -> EbpfLoader<'static> {
+    const VMLINUX_BTF: &std::ffi::CStr = c"/sys/kernel/btf/vmlinux";
+    let (Ok(original), Ok(cwd)) = (std::fs::File::open("/proc/self/ns/mnt"), std::fs::File::open(".")) else {
+        return plain_loader();
+    };
+    use std::os::fd::AsRawFd;
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return plain_loader();
+        }
+        // Private first, so the bind mount below can never propagate to the host.
+        let private = libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) == 0;
+        if private {
+            libc::mount(c"/dev/null".as_ptr(), VMLINUX_BTF.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null());
+        }
+        let loader = plain_loader();
+        // setns also moves the working directory to the namespace's root: restore it, since
+        // relative target paths are resolved when attaching. If setns failed we stay in the
+        // private namespace, which differs from the host's only by the hidden BTF file.
+        libc::setns(original.as_raw_fd(), libc::CLONE_NEWNS);
+        libc::fchdir(cwd.as_raw_fd());
+        loader
+    }
+}
+
+fn plain_loader() -> EbpfLoader<'static> {
+    let mut loader = EbpfLoader::new();
+    loader.btf(None);
+    loader
 }
 
 fn attach_error(e: aya::programs::ProgramError, binary: &Path, pid: Option<i32>) -> anyhow::Error {
