@@ -154,11 +154,16 @@ impl<T: Aggregate> Session<T> {
         self.take_bank(old)
     }
 
-    /// Everything not yet drained, per slot. Detaches first so the numbers are final.
-    pub fn drain_final(&mut self) -> Result<Vec<T>> {
-        self.detach();
-        let mut total = self.take_bank(self.bank)?;
-        for (t, s) in total.iter_mut().zip(self.take_bank(self.bank ^ 1)?) {
+    /// Everything not yet drained, per slot, up to this moment. Probes stay attached: the
+    /// caller prints, then detaches, because the kernel takes ~0.1 s per probe to detach
+    /// (an RCU grace period under a global lock each) and the result should not wait for it.
+    pub async fn drain_final(&mut self) -> Result<Vec<T>> {
+        let last = self.bank;
+        self.bank ^= 1;
+        self.epoch.set(0, self.bank, 0).context("flipping the epoch")?;
+        tokio::time::sleep(EPOCH_GRACE).await;
+        let mut total = self.take_bank(last)?;
+        for (t, s) in total.iter_mut().zip(self.take_bank(self.bank)?) {
             t.merge(&s);
         }
         Ok(total)

@@ -53,8 +53,15 @@ pub fn run<T: Aggregate + Report>(job: Job, output: &OutputArgs) -> Result<()> {
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut printer = Printer { slots, json: output.json, started: Instant::now(), drained: Vec::new() };
-    runtime.block_on(trace_until_done(&mut session, pid, output, &mut printer))?;
-    printer.finish(session.drain_final()?);
+    runtime.block_on(async {
+        trace_until_done(&mut session, pid, output, &mut printer).await?;
+        printer.finish(session.drain_final().await?);
+        anyhow::Ok(())
+    })?;
+    if sites.len() > 20 {
+        eprintln!("probe: detaching {} probes (the kernel takes about 0.1 s for each)", sites.len());
+    }
+    session.detach();
     if let Some(c) = child {
         c.reap();
     }
