@@ -4,7 +4,10 @@
 //!   test    setup, unit tests, then integration tests that load real probes
 //!   run     build, then run probe with the given arguments (`cargo xtask run -- argdist ...`)
 //!   demo    build the seed's example programs and show probe on them
+//!   bench   overhead, start-up, memory, scale and drain next to bpftrace -> bench/RESULTS.md
+//!   fuzz    run the ELF and .gopclntab fuzz targets for a while (`cargo xtask fuzz [SECS]`)
 mod bench;
+mod fuzz;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -19,8 +22,9 @@ fn main() {
         Some("run") => run(&args[1..]),
         Some("demo") => demo(),
         Some("bench") => bench::run(),
+        Some("fuzz") => fuzz::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <setup|build|test|run|demo> [-- probe args]");
+            eprintln!("usage: cargo xtask <setup|build|test|run|demo|bench|fuzz> [-- probe args]");
             std::process::exit(2);
         }
     };

@@ -1,0 +1,53 @@
+//! `cargo xtask fuzz [SECS]`: runs each fuzz target of probe-user/fuzz (cargo-fuzz, libFuzzer)
+//! for SECS seconds (default 120), seeded with the test programs. Not part of `test`: fuzzing
+//! takes minutes and finds nothing new on most runs.
+use crate::{build, check, go_target, root};
+use anyhow::Result;
+use std::path::Path;
+use std::process::Command;
+
+const NIGHTLY: &str = "+nightly-2026-05-19";
+
+pub fn run(args: &[String]) -> Result<()> {
+    let secs: u64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(120);
+    build()?; // setup, and the eBPF object the fuzzed crate embeds
+    if Command::new("cargo").args(["fuzz", "--version"]).output().map_or(true, |o| !o.status.success()) {
+        check(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    let fuzz = root().join("probe-user/fuzz");
+    seed_corpus(&fuzz)?;
+    for (target, max_len) in [("elf_functions", "1400000"), ("gopclntab", "400000")] {
+        println!("xtask: fuzzing {target} for {secs} s");
+        check(
+            Command::new("cargo")
+                .current_dir(&fuzz)
+                .args([NIGHTLY, "fuzz", "run", "-O", target])
+                .arg(fuzz.join("corpus").join(target))
+                .arg("--")
+                .arg(format!("-max_total_time={secs}"))
+                .arg(format!("-max_len={max_len}"))
+                .arg("-rss_limit_mb=4096"),
+        )?;
+    }
+    Ok(())
+}
+
+/// Real inputs to start from: a Go program (with its .gopclntab alone for that target) and
+/// the C test programs.
+fn seed_corpus(fuzz: &Path) -> Result<()> {
+    let elf = fuzz.join("corpus/elf_functions");
+    let pcln = fuzz.join("corpus/gopclntab");
+    std::fs::create_dir_all(&elf)?;
+    std::fs::create_dir_all(&pcln)?;
+    let go = go_target("tostring")?;
+    std::fs::copy(&go, elf.join("tostring"))?;
+    check(
+        Command::new("objcopy")
+            .args(["-O", "binary", "--only-section=.gopclntab"])
+            .arg(&go)
+            .arg(pcln.join("tostring.gopclntab")),
+    )?;
+    let c = elf.join("cvalues");
+    check(Command::new("cc").args(["-O2", "-o"]).arg(&c).arg(root().join("tests/targets/cvalues.c")))?;
+    Ok(())
+}
