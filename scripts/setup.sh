@@ -11,6 +11,8 @@ BPF_LINKER_VERSION="0.13.0"
 TOOLS_DIR="${PROBE_TOOLS_DIR:-$HOME/.local/share/probe-tools}"
 LLVM_PREFIX="$TOOLS_DIR/llvm"
 
+# A bare CI environment may lack HOME; cargo, rustup and go all need it.
+export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 export PATH="$HOME/.cargo/bin:$PATH"
 
 say() { printf 'setup: %s\n' "$*"; }
