@@ -5,15 +5,15 @@
 #   - bpf-linker 0.13.0 linked against that nightly's own libLLVM (versions must match)
 #   - Go and a C compiler for the test targets, bpftrace for comparisons
 set -euo pipefail
+# A bare CI environment may lack HOME; cargo, rustup and go all need it.
+export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
+export PATH="$HOME/.cargo/bin:$PATH"
 
 NIGHTLY="nightly-2026-05-19"
 BPF_LINKER_VERSION="0.13.0"
 TOOLS_DIR="${PROBE_TOOLS_DIR:-$HOME/.local/share/probe-tools}"
 LLVM_PREFIX="$TOOLS_DIR/llvm"
 
-# A bare CI environment may lack HOME; cargo, rustup and go all need it.
-export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
-export PATH="$HOME/.cargo/bin:$PATH"
 
 say() { printf 'setup: %s\n' "$*"; }
 
