@@ -83,6 +83,13 @@ impl HeldChild {
         Ok(())
     }
 
+    /// Collects the child's exit status if it has exited; a command still running (the
+    /// trace ended by -d or Ctrl-C) is left to run on, untraced.
+    pub fn reap_if_exited(&self) {
+        let mut status = 0;
+        unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+    }
+
     /// Waits for the child's exit and returns its status (blocking).
     pub fn reap(&self) -> i32 {
         let mut status = 0;

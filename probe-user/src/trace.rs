@@ -63,7 +63,7 @@ pub fn run<T: Aggregate + Report>(job: Job, output: &OutputArgs) -> Result<()> {
     }
     session.detach();
     if let Some(c) = child {
-        c.reap();
+        c.reap_if_exited();
     }
     Ok(())
 }
