@@ -11,12 +11,6 @@ pub const LOG2_BUCKETS: usize = 128;
 /// `ZERO_BUCKET - 1 - k` holds -(2^(k+1)-1) ..= -2^k.
 pub const ZERO_BUCKET: usize = 64;
 
-/// Value slots (one per traced function and measured value) in one bank of `VALUE_STATS`.
-pub const VALUE_SLOTS: u32 = 64;
-/// `VALUE_STATS` holds two banks; `EPOCH[0] & 1` names the one the programs write. The loader
-/// flips the epoch at each interval and drains the other bank, so interval tables are exact
-/// without resetting a map that programs are writing.
-pub const VALUE_BANKS: u32 = 2;
 
 /// Map names, shared so a rename cannot split the two sides.
 pub const MAP_VALUE_STATS: &str = "VALUE_STATS";
@@ -25,10 +19,15 @@ pub const MAP_EPOCH: &str = "EPOCH";
 pub const PROG_VALUE_UPROBE: &str = "pb_value";
 pub const PROG_VALUE_URETPROBE: &str = "pb_value_ret";
 
-/// Index of `slot` of `bank` in `VALUE_STATS`.
+/// Index of `slot` in bank `bank` of a stats map (`VALUE_STATS`, `LATENCY_STATS`).
+///
+/// Every stats map holds two banks per slot, interleaved, and the loader sizes it to
+/// `2 * slots`. `EPOCH[0] & 1` names the bank the programs write; the loader flips the epoch
+/// at each interval and drains the other bank, so interval tables are exact without resetting
+/// a map that programs are writing.
 #[inline(always)]
-pub fn value_index(bank: u32, slot: u32) -> u32 {
-    (bank & 1) * VALUE_SLOTS + (slot % VALUE_SLOTS)
+pub fn bank_index(bank: u32, slot: u32) -> u32 {
+    slot * 2 + (bank & 1)
 }
 
 /// SystemTap's `@hist_log` bucket for a signed 64-bit value (0..=127).
@@ -291,12 +290,6 @@ impl LatencyStats {
             *mine += theirs;
         }
     }
-}
-
-/// Latency slots: `LATENCY_STATS` holds `2 * functions` entries, bank-interleaved.
-#[inline(always)]
-pub fn latency_index(bank: u32, slot: u32) -> u32 {
-    slot * 2 + (bank & 1)
 }
 
 pub const MAP_LATENCY_STATS: &str = "LATENCY_STATS";

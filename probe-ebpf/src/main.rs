@@ -12,13 +12,13 @@ use aya_ebpf::{
     EbpfContext,
 };
 use probe_ebpf::{
-    latency_index, value_index, EntryKey, EntryStack, LatencyCookie, LatencyStats, Reg, ValueCookie,
-    ValueSource, ValueStats, MAX_NESTING, VALUE_BANKS, VALUE_SLOTS,
+    bank_index, EntryKey, EntryStack, LatencyCookie, LatencyStats, Reg, ValueCookie, ValueSource,
+    ValueStats, MAX_NESTING,
 };
 
+/// Per-CPU value aggregates at `bank_index(bank, slot)`; the loader sizes it to the slots.
 #[map]
-static VALUE_STATS: PerCpuArray<ValueStats> =
-    PerCpuArray::with_max_entries(VALUE_SLOTS * VALUE_BANKS, 0);
+static VALUE_STATS: PerCpuArray<ValueStats> = PerCpuArray::with_max_entries(2, 0);
 
 #[map]
 static EPOCH: Array<u32> = Array::with_max_entries(1, 0);
@@ -43,7 +43,7 @@ fn record_value(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
         return;
     };
     let bank = EPOCH.get(0).copied().unwrap_or(0);
-    let Some(stats) = VALUE_STATS.get_ptr_mut(value_index(bank, site.slot)) else {
+    let Some(stats) = VALUE_STATS.get_ptr_mut(bank_index(bank, site.slot)) else {
         return;
     };
     // Per-CPU value: no other program touches it while this one runs on this CPU.
@@ -82,7 +82,7 @@ fn read_source(regs: *mut pt_regs, source: ValueSource) -> Option<i64> {
 #[no_mangle]
 static UNIT_NS: u64 = 1000;
 
-/// Per-CPU latency aggregates, `latency_index(bank, slot)`; the loader sizes it to the number of
+/// Per-CPU latency aggregates at `bank_index(bank, slot)`; the loader sizes it to the number of
 /// traced functions.
 #[map]
 static LATENCY_STATS: PerCpuArray<LatencyStats> = PerCpuArray::with_max_entries(2, 0);
@@ -131,7 +131,7 @@ fn on_latency_site(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
     };
     let key = EntryKey { tgid: (pid_tgid >> 32) as u32, slot: site.slot, context };
     let bank = EPOCH.get(0).copied().unwrap_or(0);
-    let Some(stats) = LATENCY_STATS.get_ptr_mut(latency_index(bank, site.slot)) else {
+    let Some(stats) = LATENCY_STATS.get_ptr_mut(bank_index(bank, site.slot)) else {
         return;
     };
     let stats = unsafe { &mut *stats };

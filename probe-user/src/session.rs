@@ -9,7 +9,7 @@ use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
 use probe_ebpf::{
-    latency_index, value_index, LatencyStats, ValueStats, GLOBAL_UNIT_NS, MAP_EPOCH,
+    bank_index, LatencyStats, ValueStats, GLOBAL_UNIT_NS, MAP_EPOCH,
     MAP_LATENCY_STATS, MAP_VALUE_STATS,
 };
 use std::num::NonZeroU32;
@@ -32,7 +32,6 @@ unsafe impl<T: Copy + 'static> aya::Pod for Pod<T> {}
 pub trait Aggregate: Copy + 'static {
     const EMPTY: Self;
     const MAP: &'static str;
-    fn index(bank: u32, slot: u32) -> u32;
     fn merge(&mut self, other: &Self);
     fn is_empty(&self) -> bool;
 }
@@ -40,9 +39,6 @@ pub trait Aggregate: Copy + 'static {
 impl Aggregate for ValueStats {
     const EMPTY: Self = ValueStats::EMPTY;
     const MAP: &'static str = MAP_VALUE_STATS;
-    fn index(bank: u32, slot: u32) -> u32 {
-        value_index(bank, slot)
-    }
     fn merge(&mut self, other: &Self) {
         ValueStats::merge(self, other)
     }
@@ -54,9 +50,6 @@ impl Aggregate for ValueStats {
 impl Aggregate for LatencyStats {
     const EMPTY: Self = LatencyStats::EMPTY;
     const MAP: &'static str = MAP_LATENCY_STATS;
-    fn index(bank: u32, slot: u32) -> u32 {
-        latency_index(bank, slot)
-    }
     fn merge(&mut self, other: &Self) {
         LatencyStats::merge(self, other)
     }
@@ -103,12 +96,13 @@ pub fn ensure_privileges() -> Result<()> {
 }
 
 impl<T: Aggregate> Session<T> {
-    /// Loads the programs and attaches every site to `binary`, for process `pid` or for all.
-    /// On any failure the partly attached session is dropped, which detaches it.
+    /// Loads the programs and attaches every site (each to its own file), for process `pid` or
+    /// for all. On any failure the partly attached session is dropped, which detaches it.
     pub fn attach(sites: &[Site], pid: Option<i32>, config: LoadConfig) -> Result<Self> {
         let slots = config.slots;
         let mut ebpf = loader_without_kernel_btf()
-            .map_max_entries(MAP_LATENCY_STATS, 2 * slots)
+            // Only this command's stats map grows; the other keeps its minimal size.
+            .map_max_entries(T::MAP, 2 * slots)
             .override_global(GLOBAL_UNIT_NS, &config.unit_ns, true)
             .load(BPF_OBJECT)
             .context("loading the eBPF object")?;
@@ -147,10 +141,7 @@ impl<T: Aggregate> Session<T> {
     /// The values since the last drain, per slot, while probes keep firing: flips the epoch so
     /// programs write the other bank, waits out the grace period, then empties the old bank.
     pub async fn drain_interval(&mut self) -> Result<Vec<T>> {
-        let old = self.bank;
-        self.bank ^= 1;
-        self.epoch.set(0, self.bank, 0).context("flipping the epoch")?;
-        tokio::time::sleep(EPOCH_GRACE).await;
+        let old = self.flip_epoch().await?;
         self.take_bank(old)
     }
 
@@ -158,10 +149,7 @@ impl<T: Aggregate> Session<T> {
     /// caller prints, then detaches, because the kernel takes ~0.1 s per probe to detach
     /// (an RCU grace period under a global lock each) and the result should not wait for it.
     pub async fn drain_final(&mut self) -> Result<Vec<T>> {
-        let last = self.bank;
-        self.bank ^= 1;
-        self.epoch.set(0, self.bank, 0).context("flipping the epoch")?;
-        tokio::time::sleep(EPOCH_GRACE).await;
+        let last = self.flip_epoch().await?;
         let mut total = self.take_bank(last)?;
         for (t, s) in total.iter_mut().zip(self.take_bank(self.bank)?) {
             t.merge(&s);
@@ -169,11 +157,21 @@ impl<T: Aggregate> Session<T> {
         Ok(total)
     }
 
+    /// Makes the programs write the other bank and waits until none still writes the old one,
+    /// which it returns.
+    async fn flip_epoch(&mut self) -> Result<u32> {
+        let old = self.bank;
+        self.bank ^= 1;
+        self.epoch.set(0, self.bank, 0).context("flipping the epoch")?;
+        tokio::time::sleep(EPOCH_GRACE).await;
+        Ok(old)
+    }
+
     /// Sums one bank over the CPUs and zeroes it.
     fn take_bank(&mut self, bank: u32) -> Result<Vec<T>> {
         let mut out = Vec::with_capacity(self.slots as usize);
         for slot in 0..self.slots {
-            let index = T::index(bank, slot);
+            let index = bank_index(bank, slot);
             let per_cpu = self.stats.get(&index, 0).context("reading the stats map")?;
             let mut sum = T::EMPTY;
             for cpu in per_cpu.iter() {
