@@ -6,6 +6,7 @@ pub mod commands;
 pub mod disasm;
 pub mod error;
 pub mod histogram;
+pub mod outputs;
 pub mod plan;
 pub mod process;
 pub mod render;

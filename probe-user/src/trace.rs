@@ -1,6 +1,7 @@
 //! The tracing run shared by every command: hold or find the process, attach, wait for the
 //! end (target exit, -d, Ctrl-C, SIGTERM) while printing -i tables, then detach and print.
 use crate::cli::OutputArgs;
+use crate::outputs::{self, Output};
 use crate::plan::Site;
 use crate::process::{ExitWatch, HeldChild};
 use crate::render::Measured;
@@ -35,6 +36,7 @@ pub fn run<T: Aggregate + Report>(job: Job, output: &OutputArgs) -> Result<()> {
         (Scope::Pid(pid), None) => Some(*pid),
         _ => None,
     };
+    let outputs = outputs::build::<T>(output, &slots)?;
     let config = LoadConfig { slots: slots.len() as u32, unit_ns };
     let mut session = Session::<T>::attach(&sites, pid, config)?;
     if let Some(c) = child.as_mut() {
@@ -52,11 +54,18 @@ pub fn run<T: Aggregate + Report>(job: Job, output: &OutputArgs) -> Result<()> {
     );
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let mut printer = Printer { slots, json: output.json, started: Instant::now(), drained: Vec::new() };
+    let mut printer = Printer {
+        slots,
+        json: output.json,
+        print_intervals: output.interval.is_some(),
+        started: Instant::now(),
+        drained: Vec::new(),
+        outputs,
+    };
     runtime.block_on(async {
+        printer.start()?;
         trace_until_done(&mut session, pid, output, &mut printer).await?;
-        printer.finish(session.drain_final().await?);
-        anyhow::Ok(())
+        printer.finish(session.drain_final().await?)
     })?;
     if sites.len() > 20 {
         eprintln!("probe: detaching {} probes (the kernel takes about 0.1 s for each)", sites.len());
@@ -82,16 +91,22 @@ async fn trace_until_done<T: Aggregate + Report>(
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let deadline = output.duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
-    let period = Duration::from_secs_f64(output.interval.unwrap_or(f64::MAX / 4.0).min(1e9));
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    // Drain every -i seconds, or every DEFAULT_PERIOD when only an output follows time.
+    let period = match output.interval {
+        Some(secs) => Some(Duration::from_secs_f64(secs)),
+        None if !printer.outputs.is_empty() => Some(outputs::DEFAULT_PERIOD),
+        None => None,
+    };
+    let every = period.unwrap_or(Duration::from_secs(1 << 30));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tokio::select! {
             _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
             _ = exited(watch.as_ref()) => break,
             _ = sleep_until(deadline) => break,
-            _ = ticks.tick(), if output.interval.is_some() => {
-                printer.interval(session.drain_interval().await?);
+            _ = ticks.tick(), if period.is_some() => {
+                printer.interval(session.drain_interval().await?)?;
             }
         }
     }
@@ -114,29 +129,45 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Prints tables in the chosen format. Interval values are kept, so the final table covers
-/// the whole run.
+/// Prints tables in the chosen format and feeds the other outputs. Interval values are kept,
+/// so the final table covers the whole run.
 struct Printer<T> {
     slots: Vec<Measured>,
     json: bool,
+    /// -i was given: print each interval's table.
+    print_intervals: bool,
     started: Instant,
     drained: Vec<T>,
+    outputs: Vec<Box<dyn Output<T>>>,
 }
 
 impl<T: Aggregate + Report> Printer<T> {
-    fn interval(&mut self, values: Vec<T>) {
-        self.print("interval", &values);
+    fn start(&mut self) -> Result<()> {
+        self.outputs.iter_mut().try_for_each(|o| o.start())
+    }
+
+    fn interval(&mut self, values: Vec<T>) -> Result<()> {
+        if self.print_intervals {
+            self.print("interval", &values);
+        }
+        let elapsed = self.started.elapsed().as_secs_f64();
+        for o in &mut self.outputs {
+            o.interval(elapsed, &values)?;
+        }
         self.drained.resize(values.len(), T::EMPTY);
         for (acc, v) in self.drained.iter_mut().zip(&values) {
             acc.merge(v);
         }
+        Ok(())
     }
 
-    fn finish(&mut self, mut values: Vec<T>) {
+    fn finish(&mut self, mut values: Vec<T>) -> Result<()> {
         for (v, drained) in values.iter_mut().zip(&self.drained) {
             v.merge(drained);
         }
         self.print("final", &values);
+        let elapsed = self.started.elapsed().as_secs_f64();
+        self.outputs.iter_mut().try_for_each(|o| o.finish(elapsed, &values))
     }
 
     fn print(&self, kind: &str, values: &[T]) {
