@@ -4,16 +4,6 @@ use probe_tests::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn run_ok(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn out_dir() -> PathBuf {
-    let dir = root().join("target/targets");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Exact argdist of `--arg N` over one round of -500..=499 (times `factor`).
 fn assert_round(run: &Run, function: &str, measured: &str, factor: i64) {
@@ -29,8 +19,8 @@ fn assert_round(run: &Run, function: &str, measured: &str, factor: i64) {
 #[test]
 fn pie_and_non_pie_c_programs() {
     for (name, flag) in [("cvalues-pie", "-pie"), ("cvalues-nopie", "-no-pie")] {
-        let bin = out_dir().join(name);
-        run_ok(Command::new("cc").args(["-O2", flag, "-o"]).arg(&bin).arg(root().join("tests/targets/cvalues.c")));
+        let bin = targets_dir().join(name);
+        build(Command::new("cc").args(["-O2", flag, "-o"]).arg(&bin).arg(root().join("tests/targets/cvalues.c")), &bin);
         let run = probe(&["argdist", "--func", "work", "--arg", "1", "--json", "-c", &bin.to_string_lossy()]);
         assert_eq!(reported_calls(&run.stdout, "work"), 1000);
         assert_round(&run, "work", "arg1", 2);
@@ -39,16 +29,17 @@ fn pie_and_non_pie_c_programs() {
 
 fn libvalues() -> (PathBuf, PathBuf) {
     let src = root().join("tests/targets/libvalues");
-    let lib = out_dir().join("libprobevalues.so");
-    let main = out_dir().join("libmain");
-    run_ok(Command::new("cc").args(["-O2", "-shared", "-fPIC", "-o"]).arg(&lib).arg(src.join("libprobevalues.c")));
-    run_ok(
+    let lib = targets_dir().join("libprobevalues.so");
+    let main = targets_dir().join("libmain");
+    build(Command::new("cc").args(["-O2", "-shared", "-fPIC", "-o"]).arg(&lib).arg(src.join("libprobevalues.c")), &lib);
+    build(
         Command::new("cc")
             .args(["-O2", "-o"])
             .arg(&main)
             .arg(src.join("libmain.c"))
-            .arg(format!("-L{}", out_dir().display()))
+            .arg(format!("-L{}", targets_dir().display()))
             .args(["-lprobevalues", "-Wl,-rpath,$ORIGIN"]),
+        &main,
     );
     (lib, main)
 }
@@ -144,8 +135,8 @@ fn stripped_go_assembly_keeps_its_stack_abi() {
 
 #[test]
 fn cpp_method_by_demangled_name() {
-    let bin = out_dir().join("geo");
-    run_ok(Command::new("c++").args(["-O2", "-o"]).arg(&bin).arg(root().join("tests/targets/cpp/geo.cpp")));
+    let bin = targets_dir().join("geo");
+    build(Command::new("c++").args(["-O2", "-o"]).arg(&bin).arg(root().join("tests/targets/cpp/geo.cpp")), &bin);
     for name in ["geo::Scaler::scale", "Scaler::scale", "geo::Scaler::scale(long)"] {
         let run = probe(&["argdist", "--func", name, "--arg", "1", "--json", "-c", &bin.to_string_lossy()]);
         assert_eq!(reported_calls(&run.stdout, "scale"), 1000);
@@ -155,8 +146,8 @@ fn cpp_method_by_demangled_name() {
 
 #[test]
 fn rust_function_by_demangled_name() {
-    let bin = out_dir().join("rvalues");
-    run_ok(Command::new("rustc").args(["-O", "-o"]).arg(&bin).arg(root().join("tests/targets/rust/values.rs")));
+    let bin = targets_dir().join("rvalues");
+    build(Command::new("rustc").args(["-O", "-o"]).arg(&bin).arg(root().join("tests/targets/rust/values.rs")), &bin);
     let run = probe(&["argdist", "--func", "values::scale", "--ret", "--json", "-c", &bin.to_string_lossy()]);
     assert_eq!(reported_calls(&run.stdout, "scale"), 1000);
     assert_round(&run, "values::scale", "ret", 2);
@@ -179,15 +170,15 @@ fn glob_attaches_to_every_match() {
 
 #[test]
 fn symbols_from_a_gnu_debuglink_file() {
-    let dir = out_dir().join("debuglink");
+    let dir = targets_dir().join("debuglink");
     std::fs::create_dir_all(&dir).unwrap();
     let full = dir.join("cvalues-full");
     let bin = dir.join("cvalues-stripped");
     let debug = dir.join("cvalues-stripped.debug");
-    run_ok(Command::new("cc").args(["-O2", "-g", "-o"]).arg(&full).arg(root().join("tests/targets/cvalues.c")));
-    run_ok(Command::new("objcopy").arg("--only-keep-debug").arg(&full).arg(&debug));
-    run_ok(Command::new("objcopy").arg("--strip-all").arg(&full).arg(&bin));
-    run_ok(Command::new("objcopy").arg("--add-gnu-debuglink").arg(&debug).arg(&bin).current_dir(&dir));
+    build(Command::new("cc").args(["-O2", "-g", "-o"]).arg(&full).arg(root().join("tests/targets/cvalues.c")), &full);
+    build(Command::new("objcopy").arg("--only-keep-debug").arg(&full).arg(&debug), &debug);
+    build(Command::new("objcopy").arg("--strip-all").arg(&full).arg(&bin), &bin);
+    build(Command::new("objcopy").arg("--add-gnu-debuglink").arg(&debug).arg(&bin).current_dir(&dir), &bin);
     let list = probe(&["list", &bin.to_string_lossy(), "work"]);
     assert!(list.stdout.contains(&format!("debug file {}", debug.display())), "{}", list.stdout);
     let run = probe(&["argdist", "--func", "work", "--arg", "0", "--json", "-c", &bin.to_string_lossy()]);

@@ -297,6 +297,14 @@ pub const PROG_LATENCY_UPROBE: &str = "pb_lat";
 pub const PROG_LATENCY_URETPROBE: &str = "pb_lat_ret";
 /// Name of the global holding the display unit in nanoseconds.
 pub const GLOBAL_UNIT_NS: &str = "UNIT_NS";
+/// Globals of the one-program-per-site mode for kernels without BPF cookies: a non-zero
+/// `COOKIE_IS_FIXED` makes the programs use `FIXED_COOKIE` instead of the attach cookie.
+pub const GLOBAL_COOKIE_IS_FIXED: &str = "COOKIE_IS_FIXED";
+pub const GLOBAL_FIXED_COOKIE: &str = "FIXED_COOKIE";
+/// Maps shared by every copy of the programs in that mode.
+pub const MAP_ENTRIES: &str = "ENTRIES";
+pub const MAP_EMPTY_STACK: &str = "EMPTY_STACK";
+pub const SHARED_MAPS: [&str; 5] = [MAP_VALUE_STATS, MAP_LATENCY_STATS, MAP_EPOCH, MAP_ENTRIES, MAP_EMPTY_STACK];
 
 /// Frames remembered per (process, goroutine or thread, function): recursion deeper than
 /// this is counted in `overflow`, not measured.

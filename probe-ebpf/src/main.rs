@@ -23,6 +23,26 @@ static VALUE_STATS: PerCpuArray<ValueStats> = PerCpuArray::with_max_entries(2, 0
 #[map]
 static EPOCH: Array<u32> = Array::with_max_entries(1, 0);
 
+/// Set by the loader on kernels without BPF cookies (before 5.15), which get one copy of each
+/// program per site with that site's cookie as a constant here. The values live in frozen
+/// read-only data, so the verifier knows them and removes the `bpf_get_attach_cookie` call
+/// those kernels would reject as an unknown helper.
+#[no_mangle]
+static COOKIE_IS_FIXED: u32 = 0;
+#[no_mangle]
+static FIXED_COOKIE: u64 = 0;
+
+/// The site's cookie: the one attached with the probe, or this copy's constant.
+#[inline(always)]
+fn site_cookie(ctx: *mut core::ffi::c_void) -> u64 {
+    // Volatile reads, so the loader's values are used rather than the defaults above.
+    if unsafe { core::ptr::read_volatile(&COOKIE_IS_FIXED) } != 0 {
+        unsafe { core::ptr::read_volatile(&FIXED_COOKIE) }
+    } else {
+        unsafe { bpf_get_attach_cookie(ctx) }
+    }
+}
+
 /// Entry, RET-site and after-prologue probes: records the value named by the site's cookie.
 #[uprobe]
 pub fn pb_value(ctx: ProbeContext) -> u32 {
@@ -39,7 +59,7 @@ pub fn pb_value_ret(ctx: RetProbeContext) -> u32 {
 
 #[inline(always)]
 fn record_value(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
-    let Some(site) = ValueCookie::decode(unsafe { bpf_get_attach_cookie(ctx) }) else {
+    let Some(site) = ValueCookie::decode(site_cookie(ctx)) else {
         return;
     };
     let bank = EPOCH.get(0).copied().unwrap_or(0);
@@ -113,7 +133,7 @@ pub fn pb_lat_ret(ctx: RetProbeContext) -> u32 {
 #[inline(always)]
 fn on_latency_site(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
     let now = unsafe { bpf_ktime_get_ns() };
-    let site = LatencyCookie::decode(unsafe { bpf_get_attach_cookie(ctx) });
+    let site = LatencyCookie::decode(site_cookie(ctx));
     let regs = unsafe { &*regs };
     let pid_tgid = bpf_get_current_pid_tgid();
     let (context, depth) = if site.go {

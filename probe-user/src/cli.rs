@@ -24,6 +24,8 @@ pub enum Command {
     Argdist(ArgdistArgs),
     /// The functions probe can trace in a binary or library (name, address, size, RETs, ABI)
     List(ListArgs),
+    /// What this kernel offers probe, the attach strategy it picks, and a self-test
+    Doctor,
 }
 
 #[derive(Args, Debug)]

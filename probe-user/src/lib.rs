@@ -5,6 +5,7 @@ pub mod cli;
 pub mod commands;
 pub mod disasm;
 pub mod error;
+pub mod features;
 pub mod histogram;
 pub mod outputs;
 pub mod plan;
@@ -23,6 +24,7 @@ pub fn main_with_args() {
         cli::Command::Argdist(args) => commands::argdist::run(args),
         cli::Command::Latency(args) => commands::latency::run(args),
         cli::Command::List(args) => commands::list::run(args),
+        cli::Command::Doctor => commands::doctor::run(),
     };
     if let Err(err) = result {
         let (code, message) = error::report(&err);

@@ -8,12 +8,13 @@ use aya::maps::{Array, MapData, PerCpuArray, PerCpuValues};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
+use crate::features::AttachStrategy;
 use probe_ebpf::{
-    bank_index, LatencyStats, ValueStats, GLOBAL_UNIT_NS, MAP_EPOCH,
-    MAP_LATENCY_STATS, MAP_VALUE_STATS,
+    bank_index, LatencyStats, ValueStats, GLOBAL_COOKIE_IS_FIXED, GLOBAL_FIXED_COOKIE, GLOBAL_UNIT_NS,
+    MAP_EPOCH, MAP_LATENCY_STATS, MAP_VALUE_STATS, SHARED_MAPS,
 };
 use std::num::NonZeroU32;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probe.bpf.o"));
@@ -67,8 +68,9 @@ pub struct LoadConfig {
 }
 
 pub struct Session<T: Aggregate> {
-    /// `None` once detached; the maps below stay readable.
-    ebpf: Option<Ebpf>,
+    /// One object, or one per site without BPF cookies; empty once detached (the maps below
+    /// stay readable).
+    ebpfs: Vec<Ebpf>,
     stats: PerCpuArray<MapData, Pod<T>>,
     epoch: Array<MapData, u32>,
     bank: u32,
@@ -98,44 +100,36 @@ pub fn ensure_privileges() -> Result<()> {
 impl<T: Aggregate> Session<T> {
     /// Loads the programs and attaches every site (each to its own file), for process `pid` or
     /// for all. On any failure the partly attached session is dropped, which detaches it.
-    pub fn attach(sites: &[Site], pid: Option<i32>, config: LoadConfig) -> Result<Self> {
-        let slots = config.slots;
-        let mut ebpf = loader_without_kernel_btf()
-            // Only this command's stats map grows; the other keeps its minimal size.
-            .map_max_entries(T::MAP, 2 * slots)
-            .override_global(GLOBAL_UNIT_NS, &config.unit_ns, true)
-            .load(BPF_OBJECT)
-            .context("loading the eBPF object")?;
+    pub fn attach(sites: &[Site], pid: Option<i32>, config: LoadConfig, strategy: AttachStrategy) -> Result<Self> {
         let scope = match pid {
             Some(pid) => UProbeScope::OneProcess(NonZeroU32::new(pid as u32).context("pid 0")?),
             None => UProbeScope::AllProcesses,
         };
-        let mut programs: Vec<&str> = sites.iter().map(|s| s.program).collect();
-        programs.sort();
-        programs.dedup();
-        for name in programs {
-            let program: &mut UProbe = ebpf
-                .program_mut(name)
-                .with_context(|| format!("program {name} missing from the eBPF object"))?
-                .try_into()?;
-            program.load().with_context(|| format!("loading {name}"))?;
-            for site in sites.iter().filter(|s| s.program == name) {
-                let point = UProbeAttachPoint {
-                    location: UProbeAttachLocation::AbsoluteOffset(site.file_offset),
-                    cookie: Some(site.cookie),
-                };
-                program.attach(point, &site.path, scope).map_err(|e| attach_error(e, &site.path, pid))?;
-            }
+        let slots = config.slots;
+        let mut ebpfs = match strategy {
+            AttachStrategy::Cookies => vec![load_shared::<T>(sites, &config)?],
+            AttachStrategy::ProgramPerSite => load_per_site::<T>(sites, &config)?,
+        };
+        for (i, site) in sites.iter().enumerate() {
+            let (ebpf, cookie) = match strategy {
+                AttachStrategy::Cookies => (&mut ebpfs[0], Some(site.cookie)),
+                AttachStrategy::ProgramPerSite => (&mut ebpfs[i], None),
+            };
+            let program: &mut UProbe = ebpf.program_mut(site.program).context("program")?.try_into()?;
+            let point = UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(site.file_offset), cookie };
+            program.attach(point, &site.path, scope).map_err(|e| attach_error(e, &site.path, pid))?;
         }
-        let stats = PerCpuArray::try_from(ebpf.take_map(T::MAP).context("stats map")?)?;
-        let epoch = Array::try_from(ebpf.take_map(MAP_EPOCH).context("epoch map")?)?;
+        // Every copy shares these maps; any copy's handle will do.
+        let first = ebpfs.first_mut().context("no sites to attach")?;
+        let stats = PerCpuArray::try_from(first.take_map(T::MAP).context("stats map")?)?;
+        let epoch = Array::try_from(first.take_map(MAP_EPOCH).context("epoch map")?)?;
         let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
-        Ok(Session { ebpf: Some(ebpf), stats, epoch, bank: 0, slots, cpus })
+        Ok(Session { ebpfs, stats, epoch, bank: 0, slots, cpus })
     }
 
     /// Detaches every probe now. The maps stay readable for the final drain.
     pub fn detach(&mut self) {
-        self.ebpf = None;
+        self.ebpfs.clear();
     }
 
     /// The values since the last drain, per slot, while probes keep firing: flips the epoch so
@@ -187,23 +181,78 @@ impl<T: Aggregate> Session<T> {
     }
 }
 
-/// An `EbpfLoader` that has not parsed the kernel's BTF. The programs use no CO-RE relocations,
-/// but aya 0.14's `EbpfLoader::new()` always parses /sys/kernel/btf/vmlinux: about 35 ms and
-/// 15 MiB of peak memory at every start. Where we may (root), the loader is created in a private
-/// mount namespace in which that file reads as empty, so the parse fails at once; then we return
-/// to the original namespace. Called while the process is single-threaded (setns requires it).
-/// Without the privilege it falls back to the ordinary, slower path.
-fn loader_without_kernel_btf() -> EbpfLoader<'static> {
+/// The object loaded once, each program used by a site loaded once; sites get cookies.
+fn load_shared<T: Aggregate>(sites: &[Site], config: &LoadConfig) -> Result<Ebpf> {
+    let mut loader = in_private_mounts(|_| plain_loader());
+    let mut ebpf = loader
+        // Only this command's stats map grows; the other keeps its minimal size.
+        .map_max_entries(T::MAP, 2 * config.slots)
+        .override_global(GLOBAL_UNIT_NS, &config.unit_ns, true)
+        .load(BPF_OBJECT)
+        .context("loading the eBPF object")?;
+    let mut programs: Vec<&str> = sites.iter().map(|s| s.program).collect();
+    programs.sort();
+    programs.dedup();
+    for name in programs {
+        let program: &mut UProbe = ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing from the eBPF object"))?
+            .try_into()?;
+        program.load().with_context(|| format!("loading {name}"))?;
+    }
+    Ok(ebpf)
+}
+
+/// For kernels without BPF cookies: one copy of the object per site with the site's cookie
+/// built in, all sharing one set of maps. The maps are shared by pinning them in a bpffs that
+/// exists only in a private mount namespace, so the pins vanish with it: nothing outlives us.
+fn load_per_site<T: Aggregate>(sites: &[Site], config: &LoadConfig) -> Result<Vec<Ebpf>> {
+    in_private_mounts(|bpffs| {
+        let Some(bpffs) = bpffs else {
+            return Err(user(format!(
+                "Linux {} has no BPF cookies (5.15+); probe then loads a program per site, which \
+                 needs CAP_SYS_ADMIN for a private bpffs; run it as root",
+                crate::features::Kernel::detect().release
+            )));
+        };
+        let pins: Vec<(&str, PathBuf)> = SHARED_MAPS.iter().map(|m| (*m, bpffs.join(m))).collect();
+        let mut ebpfs = Vec::with_capacity(sites.len());
+        for site in sites {
+            let mut loader = plain_loader();
+            loader
+                .map_max_entries(T::MAP, 2 * config.slots)
+                .override_global(GLOBAL_UNIT_NS, &config.unit_ns, true)
+                .override_global(GLOBAL_COOKIE_IS_FIXED, &1u32, true)
+                .override_global(GLOBAL_FIXED_COOKIE, &site.cookie, true);
+            for (map, path) in &pins {
+                loader.map_pin_path(map, path.as_path());
+            }
+            let mut ebpf = loader.load(BPF_OBJECT).context("loading a copy of the eBPF object")?;
+            let program: &mut UProbe = ebpf.program_mut(site.program).context("program")?.try_into()?;
+            program.load().with_context(|| format!("loading {}", site.program))?;
+            ebpfs.push(ebpf);
+        }
+        Ok(ebpfs)
+    })
+}
+
+/// Runs `f` in a private mount namespace, then returns to the original one. In it,
+/// /sys/kernel/btf/vmlinux reads as empty: the programs use no CO-RE relocations, but aya
+/// 0.14's `EbpfLoader::new()` always parses that file (about 35 ms and 15 MiB of peak memory at
+/// every start), and there the parse fails at once. `f` also gets a fresh bpffs, private to
+/// the namespace. Needs CAP_SYS_ADMIN and a single-threaded process (setns requires it);
+/// without, `f` runs here with no bpffs.
+fn in_private_mounts<R>(f: impl FnOnce(Option<&Path>) -> R) -> R {
     const VMLINUX_BTF: &std::ffi::CStr = c"/sys/kernel/btf/vmlinux";
     let (Ok(original), Ok(cwd)) = (std::fs::File::open("/proc/self/ns/mnt"), std::fs::File::open(".")) else {
-        return plain_loader();
+        return f(None);
     };
     use std::os::fd::AsRawFd;
     unsafe {
         if libc::unshare(libc::CLONE_NEWNS) != 0 {
-            return plain_loader();
+            return f(None);
         }
-        // Private first, so the bind mount below can never propagate to the host.
+        // Private first, so the mounts below can never propagate to the host.
         let private = libc::mount(
             std::ptr::null(),
             c"/".as_ptr(),
@@ -211,16 +260,24 @@ fn loader_without_kernel_btf() -> EbpfLoader<'static> {
             libc::MS_REC | libc::MS_PRIVATE,
             std::ptr::null(),
         ) == 0;
+        let mut bpffs = None;
         if private {
             libc::mount(c"/dev/null".as_ptr(), VMLINUX_BTF.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null());
+            // Any directory will do as the mount point: nobody else sees this namespace.
+            for dir in [c"/sys/fs/bpf", c"/tmp", c"/"] {
+                if libc::mount(c"bpf".as_ptr(), dir.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) == 0 {
+                    bpffs = Some(Path::new(dir.to_str().unwrap_or("/")));
+                    break;
+                }
+            }
         }
-        let loader = plain_loader();
+        let result = f(bpffs);
         // setns also moves the working directory to the namespace's root: restore it, since
         // relative target paths are resolved when attaching. If setns failed we stay in the
-        // private namespace, which differs from the host's only by the hidden BTF file.
+        // private namespace, which differs from the host's only by the hidden BTF file and bpffs.
         libc::setns(original.as_raw_fd(), libc::CLONE_NEWNS);
         libc::fchdir(cwd.as_raw_fd());
-        loader
+        result
     }
 }
 

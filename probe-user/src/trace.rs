@@ -1,6 +1,7 @@
 //! The tracing run shared by every command: hold or find the process, attach, wait for the
 //! end (target exit, -d, Ctrl-C, SIGTERM) while printing -i tables, then detach and print.
 use crate::cli::OutputArgs;
+use crate::features::Kernel;
 use crate::outputs::{self, Output};
 use crate::plan::Site;
 use crate::process::{ExitWatch, HeldChild};
@@ -25,6 +26,8 @@ pub struct Job {
 
 pub fn run<T: Aggregate + Report>(job: Job, output: &OutputArgs) -> Result<()> {
     session::ensure_privileges()?;
+    let kernel = Kernel::detect();
+    kernel.ensure_supported()?;
     let Job { target, sites, slots, description, unit_ns } = job;
     // Fork before any thread exists (the runtime is built after).
     let mut child = match &target.scope {
@@ -38,7 +41,7 @@ pub fn run<T: Aggregate + Report>(job: Job, output: &OutputArgs) -> Result<()> {
     };
     let outputs = outputs::build::<T>(output, &slots)?;
     let config = LoadConfig { slots: slots.len() as u32, unit_ns };
-    let mut session = Session::<T>::attach(&sites, pid, config)?;
+    let mut session = Session::<T>::attach(&sites, pid, config, kernel.strategy())?;
     if let Some(c) = child.as_mut() {
         c.release()?;
     }

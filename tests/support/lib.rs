@@ -21,7 +21,23 @@ pub fn probe_bin() -> PathBuf {
 
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
 
-fn targets_dir() -> PathBuf {
+/// Set in a VM guest (`cargo xtask vm-test`), which has no compilers: the target programs were
+/// built by the host suite into target/targets, and the guest uses them as they are.
+pub fn prebuilt() -> bool {
+    std::env::var_os("PROBE_PREBUILT_TARGETS").is_some()
+}
+
+/// Runs a build command that writes `output`, unless the targets are prebuilt.
+pub fn build(cmd: &mut Command, output: &Path) {
+    if prebuilt() {
+        assert!(output.exists(), "prebuilt target {} is missing: run the host suite first", output.display());
+        return;
+    }
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+pub fn targets_dir() -> PathBuf {
     let dir = root().join("target/targets");
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -40,16 +56,8 @@ pub fn go_target_stripped(name: &str, output: &str) -> PathBuf {
 fn go_build(name: &str, output: &str, flags: &[&str]) -> PathBuf {
     let _guard = BUILD_LOCK.lock().unwrap();
     let out = targets_dir().join(output);
-    let status = Command::new("go")
-        .arg("build")
-        .args(flags)
-        .arg("-o")
-        .arg(&out)
-        .arg(".")
-        .current_dir(root().join("tests/targets").join(name))
-        .status()
-        .expect("go is installed (scripts/setup.sh)");
-    assert!(status.success(), "go build {name}");
+    let dir = root().join("tests/targets").join(name);
+    build(Command::new("go").arg("build").args(flags).arg("-o").arg(&out).arg(".").current_dir(dir), &out);
     out
 }
 
@@ -57,14 +65,8 @@ fn go_build(name: &str, output: &str, flags: &[&str]) -> PathBuf {
 pub fn c_target(name: &str, extra: &[&str]) -> PathBuf {
     let _guard = BUILD_LOCK.lock().unwrap();
     let out = targets_dir().join(name);
-    let status = Command::new("cc")
-        .args(["-O2", "-g", "-o"])
-        .arg(&out)
-        .arg(root().join("tests/targets").join(format!("{name}.c")))
-        .args(extra)
-        .status()
-        .expect("cc is installed (scripts/setup.sh)");
-    assert!(status.success(), "cc {name}");
+    let src = root().join("tests/targets").join(format!("{name}.c"));
+    build(Command::new("cc").args(["-O2", "-g", "-o"]).arg(&out).arg(src).args(extra), &out);
     out
 }
 

@@ -1,4 +1,5 @@
 //! One module per CLI command.
 pub mod argdist;
+pub mod doctor;
 pub mod latency;
 pub mod list;

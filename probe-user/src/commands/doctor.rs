@@ -1,0 +1,66 @@
+//! `probe doctor`: what this kernel offers, the attach strategy probe will use, and a real
+//! self-test: probe attaches to a function of its own binary, calls it, and checks the count.
+use crate::features::{AttachStrategy, Kernel};
+use crate::plan::{self, Value};
+use crate::session::{self, LoadConfig, Session};
+use crate::target::{elf::Binary, find_function};
+use anyhow::{bail, Context, Result};
+use probe_ebpf::ValueStats;
+use std::path::Path;
+
+/// Calls the self-test makes; the values are 1..=CALLS.
+const CALLS: i64 = 100;
+
+pub fn run() -> Result<()> {
+    println!("probe {}", env!("CARGO_PKG_VERSION"));
+    let kernel = Kernel::detect();
+    println!("kernel: Linux {}", kernel.release);
+    for f in kernel.all_features() {
+        let mark = if f.present { "yes" } else { "no " };
+        println!("  [{mark}] {:<28} (Linux {}): {}", f.name, f.since, f.role);
+    }
+    session::ensure_privileges()?;
+    kernel.ensure_supported()?;
+    let strategy = kernel.strategy();
+    println!("attach strategy: {}", describe(strategy));
+    let (count, sum) = self_test(strategy)?;
+    let expected_sum = CALLS * (CALLS + 1) / 2;
+    if count != CALLS as u64 || sum != expected_sum as i128 {
+        bail!("self-test: {CALLS} calls with values 1..={CALLS} were seen as count {count}, sum {sum}");
+    }
+    println!("self-test: {CALLS} calls traced, {count} counted, values sum {sum}: ok");
+    Ok(())
+}
+
+fn describe(strategy: AttachStrategy) -> &'static str {
+    match strategy {
+        AttachStrategy::Cookies => "one program per kind, a BPF cookie per site",
+        AttachStrategy::ProgramPerSite => "one program copy per site (no BPF cookies, or PROBE_ATTACH=per-site)",
+    }
+}
+
+/// The function the self-test traces: not inlined, its argument used so it is kept.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn probe_doctor_self_test(value: i64) -> i64 {
+    std::hint::black_box(value)
+}
+
+/// Traces arg0 of `probe_doctor_self_test` in this process while calling it CALLS times.
+fn self_test(strategy: AttachStrategy) -> Result<(u64, i128)> {
+    let exe = std::fs::read_link("/proc/self/exe").context("finding probe's own binary")?;
+    let binary = Binary::open(Path::new(&exe))?;
+    let function = find_function(&binary, "probe_doctor_self_test")?;
+    let plan = plan::value_plan(&binary, function, Value::Arg(0), 0)?;
+    let config = LoadConfig { slots: 1, unit_ns: 1 };
+    let pid = std::process::id() as i32;
+    let mut session = Session::<ValueStats>::attach(&plan.sites, Some(pid), config, strategy)?;
+    for v in 1..=CALLS {
+        probe_doctor_self_test(std::hint::black_box(v));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let stats = runtime.block_on(session.drain_final())?;
+    session.detach();
+    let s = stats.first().context("self-test slot")?;
+    Ok((s.count, s.sum()))
+}

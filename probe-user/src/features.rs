@@ -1,0 +1,180 @@
+//! What the running kernel offers, probed at start-up (never guessed from the version), and the
+//! attach strategy that follows from it. `probe doctor` prints the same facts.
+use crate::error::user;
+use anyhow::Result;
+use aya::maps::MapType;
+use aya::programs::ProgramType;
+use aya::sys::{is_helper_supported, is_map_supported, BpfHelper};
+use std::path::Path;
+
+/// One kernel facility probe may use, with the release that brought it (for messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Feature {
+    pub name: &'static str,
+    pub since: &'static str,
+    pub present: bool,
+    /// What probe does with it, or without it.
+    pub role: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    /// `uname -r`, e.g. "6.1.0-50-cloud-amd64".
+    pub release: String,
+    pub uprobe_events: Feature,
+    pub probe_read_user: Feature,
+    pub cookies: Feature,
+}
+
+/// How sites get told apart in the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachStrategy {
+    /// One program of each kind, a BPF cookie per attached site (5.15+).
+    Cookies,
+    /// One copy of the program per site with the site's cookie built in (older kernels).
+    ProgramPerSite,
+}
+
+impl Kernel {
+    /// Probes what every run depends on: two tiny program loads and a look at sysfs.
+    pub fn detect() -> Kernel {
+        let helper = |h: BpfHelper| matches!(is_helper_supported(ProgramType::KProbe, h), Ok(true));
+        Kernel {
+            release: kernel_release(),
+            uprobe_events: Feature {
+                name: "uprobe events",
+                since: "3.5 (CONFIG_UPROBE_EVENTS)",
+                present: Path::new("/sys/bus/event_source/devices/uprobe").exists(),
+                role: "required: every probe is a uprobe",
+            },
+            probe_read_user: Feature {
+                name: "bpf_probe_read_user",
+                since: "5.5",
+                present: helper(BpfHelper::BPF_FUNC_probe_read_user),
+                role: "required: reads stack arguments and Go's goroutine stack bounds",
+            },
+            cookies: Feature {
+                name: "BPF cookies on uprobes",
+                since: "5.15",
+                present: helper(BpfHelper::BPF_FUNC_get_attach_cookie) && aya::features().bpf_perf_link(),
+                role: "one program for all sites; without: one program copy per site",
+            },
+        }
+    }
+
+    /// Every feature, the ones a run does not need probed too (for `probe doctor`).
+    pub fn all_features(&self) -> Vec<Feature> {
+        vec![
+            self.uprobe_events,
+            self.probe_read_user,
+            self.cookies,
+            Feature {
+                name: "uretprobe syscall (x86-64)",
+                since: "6.11",
+                present: kallsyms_has("__x64_sys_uretprobe"),
+                role: "faster uretprobes on C/C++/Rust (the kernel uses it by itself)",
+            },
+            Feature {
+                name: "uprobe_multi link",
+                since: "6.6",
+                present: uprobe_multi_link_supported(),
+                role: "not used yet (aya 0.14 cannot create it); would make detaching fast",
+            },
+            Feature {
+                name: "BPF ring buffer",
+                since: "5.8",
+                present: matches!(is_map_supported(MapType::RingBuf), Ok(true)),
+                role: "not needed: probe aggregates in the kernel and sends no events",
+            },
+        ]
+    }
+
+    /// Fails with one line naming the kernel and the missing feature when probe cannot work.
+    pub fn ensure_supported(&self) -> Result<()> {
+        for f in [&self.uprobe_events, &self.probe_read_user] {
+            if !f.present {
+                return Err(user(format!(
+                    "Linux {} lacks {} (Linux {}), which probe needs; run it on a newer kernel",
+                    self.release, f.name, f.since
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Cookies where the kernel has them. `PROBE_ATTACH=per-site` forces the fallback, so the
+    /// path older kernels take is tested on new ones too.
+    pub fn strategy(&self) -> AttachStrategy {
+        let forced = std::env::var("PROBE_ATTACH").is_ok_and(|v| v == "per-site");
+        if self.cookies.present && !forced {
+            AttachStrategy::Cookies
+        } else {
+            AttachStrategy::ProgramPerSite
+        }
+    }
+}
+
+fn kernel_release() -> String {
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return "unknown".into();
+    }
+    let bytes: Vec<u8> = uts.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The uretprobe syscall cannot be probed by calling it (outside a uretprobe trampoline the
+/// kernel kills the caller with SIGILL), so look for its entry point instead.
+fn kallsyms_has(symbol: &str) -> bool {
+    let Ok(text) = std::fs::read_to_string("/proc/kallsyms") else {
+        return false;
+    };
+    text.lines().any(|l| l.rsplit(' ').next() == Some(symbol))
+}
+
+/// libbpf's probe: a kprobe program loaded for BPF_TRACE_UPROBE_MULTI, then a link on "/" that
+/// a kernel with the link type rejects with EBADF (not a regular file), and others with EINVAL.
+fn uprobe_multi_link_supported() -> bool {
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_LINK_CREATE: libc::c_long = 28;
+    const BPF_PROG_TYPE_KPROBE: u32 = 2;
+    const BPF_TRACE_UPROBE_MULTI: u32 = 48;
+    // mov r0, 0; exit
+    let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
+    let license = c"GPL";
+    let mut load = [0u8; 128];
+    put_u32(&mut load, 0, BPF_PROG_TYPE_KPROBE);
+    put_u32(&mut load, 4, insns.len() as u32);
+    put_u64(&mut load, 8, insns.as_ptr() as u64);
+    put_u64(&mut load, 16, license.as_ptr() as u64);
+    put_u32(&mut load, 68, BPF_TRACE_UPROBE_MULTI); // expected_attach_type
+    let prog = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, load.as_ptr(), load.len()) };
+    if prog < 0 {
+        return false;
+    }
+    let path = c"/";
+    let offset: u64 = 0;
+    let mut link = [0u8; 128];
+    put_u32(&mut link, 0, prog as u32); // prog_fd
+    put_u32(&mut link, 8, BPF_TRACE_UPROBE_MULTI); // attach_type
+    put_u64(&mut link, 16, path.as_ptr() as u64); // uprobe_multi.path
+    put_u64(&mut link, 24, &offset as *const u64 as u64); // uprobe_multi.offsets
+    put_u32(&mut link, 48, 1); // uprobe_multi.cnt
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_LINK_CREATE, link.as_ptr(), link.len()) };
+    let errno = std::io::Error::last_os_error().raw_os_error();
+    unsafe {
+        if fd >= 0 {
+            libc::close(fd as i32);
+        }
+        libc::close(prog as i32);
+    }
+    fd < 0 && errno == Some(libc::EBADF)
+}
+
+fn put_u32(buf: &mut [u8], at: usize, v: u32) {
+    buf[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+}
+
+fn put_u64(buf: &mut [u8], at: usize, v: u64) {
+    buf[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+}
