@@ -23,12 +23,28 @@ command -v cc  >/dev/null 2>&1 || need_root_apt+=(gcc)
 command -v c++ >/dev/null 2>&1 || need_root_apt+=(g++)
 command -v objcopy >/dev/null 2>&1 || need_root_apt+=(binutils)
 command -v bpftrace >/dev/null 2>&1 || need_root_apt+=(bpftrace)
+# cargo xtask vm-test: QEMU, a static busybox for the guest, cpio for its initramfs, and
+# curl/xz to fetch Debian's kernel packages.
+# Without recommends: QEMU's would add the GUI and firmware for other machines.
+need_vm_apt=()
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need_vm_apt+=(qemu-system-x86)
+dpkg -s busybox-static >/dev/null 2>&1 || need_vm_apt+=(busybox-static)
+command -v cpio >/dev/null 2>&1 || need_vm_apt+=(cpio)
+command -v curl >/dev/null 2>&1 || need_vm_apt+=(curl)
+command -v xz >/dev/null 2>&1 || need_vm_apt+=(xz-utils)
 if [ ${#need_root_apt[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_root_apt[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_root_apt[@]}" >/dev/null
 else
   say "go, cc, c++, binutils, bpftrace: present"
+fi
+if [ ${#need_vm_apt[@]} -gt 0 ]; then
+  say "installing Debian packages for vm-test: ${need_vm_apt[*]}"
+  [ ${#need_root_apt[@]} -gt 0 ] || apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_vm_apt[@]}" >/dev/null
+else
+  say "qemu, busybox-static, cpio, curl, xz: present"
 fi
 
 if ! rustup run "$NIGHTLY" rustc --version >/dev/null 2>&1; then

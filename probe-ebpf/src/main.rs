@@ -196,13 +196,13 @@ fn on_exit(key: &EntryKey, depth: u64, now: u64, stats: &mut LatencyStats) {
     // Frames deeper than the returning one were abandoned.
     stats.abandoned += pop_frames(stack, |d| d > depth);
     let len = unsafe { core::ptr::read_volatile(&stack.len) } as usize;
-    if len > 0 {
-        if let Some(top) = stack.frames.get(len - 1) {
-            // No match: the call began before the probes were attached.
-            if top.depth == depth {
-                stats.record(now.wrapping_sub(top.entry_ns), unit_ns());
-                stack.len = len as u64 - 1;
-            }
+    // `get(len - 1)` with a wrapping subtraction: one unsigned bound check that older
+    // verifiers (before 6.8) can follow; `len > 0` then `len - 1` loses the lower bound there.
+    if let Some(top) = stack.frames.get(len.wrapping_sub(1)) {
+        // No match: the call began before the probes were attached.
+        if top.depth == depth {
+            stats.record(now.wrapping_sub(top.entry_ns), unit_ns());
+            stack.len = len as u64 - 1;
         }
     }
     if stack.len == 0 {
@@ -216,10 +216,8 @@ fn pop_frames(stack: &mut EntryStack, gone: impl Fn(u64) -> bool) -> u64 {
     let mut popped = 0;
     for _ in 0..MAX_NESTING {
         let len = unsafe { core::ptr::read_volatile(&stack.len) } as usize;
-        if len == 0 {
-            break;
-        }
-        let Some(top) = stack.frames.get(len - 1) else { break };
+        // An empty stack wraps to an index past the end (see on_exit).
+        let Some(top) = stack.frames.get(len.wrapping_sub(1)) else { break };
         if !gone(top.depth) {
             break;
         }

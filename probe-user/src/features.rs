@@ -38,6 +38,7 @@ pub enum AttachStrategy {
 impl Kernel {
     /// Probes what every run depends on: two tiny program loads and a look at sysfs.
     pub fn detect() -> Kernel {
+        raise_memlock_limit();
         let helper = |h: BpfHelper| matches!(is_helper_supported(ProgramType::KProbe, h), Ok(true));
         Kernel {
             release: kernel_release(),
@@ -112,6 +113,13 @@ impl Kernel {
             AttachStrategy::ProgramPerSite
         }
     }
+}
+
+/// Kernels before 5.11 charge BPF maps and programs to RLIMIT_MEMLOCK (often 64 KiB), not
+/// to the memory cgroup; lift it, as libbpf-based tools do. Harmless where it is not used.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
 }
 
 fn kernel_release() -> String {

@@ -6,8 +6,10 @@
 //!   demo    build the seed's example programs and show probe on them
 //!   bench   overhead, start-up, memory, scale and drain next to bpftrace -> bench/RESULTS.md
 //!   fuzz    run the ELF and .gopclntab fuzz targets for a while (`cargo xtask fuzz [SECS]`)
+//!   vm-test the integration suite on another kernel in QEMU (`--kernel 6.1|5.10|host`)
 mod bench;
 mod fuzz;
+mod vm;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -23,8 +25,9 @@ fn main() {
         Some("demo") => demo(),
         Some("bench") => bench::run(),
         Some("fuzz") => fuzz::run(&args[1..]),
+        Some("vm-test") => vm::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <setup|build|test|run|demo|bench|fuzz> [-- probe args]");
+            eprintln!("usage: cargo xtask <setup|build|test|run|demo|bench|fuzz|vm-test> [-- probe args]");
             std::process::exit(2);
         }
     };
@@ -74,6 +77,10 @@ fn test(extra: &[String]) -> Result<()> {
     )?;
     println!("xtask: unit tests (probe)");
     check(cargo().args(["test", "--release", "-p", "probe-user"]))?;
+    integration_tests(&probe, extra)
+}
+
+fn integration_tests(probe: &Path, extra: &[String]) -> Result<()> {
     println!("xtask: integration tests (real probes on real targets, one at a time)");
     // One at a time: the tests assert that no probe program stays loaded after each run.
     check(
@@ -81,7 +88,7 @@ fn test(extra: &[String]) -> Result<()> {
             .args(["test", "--release", "-p", "probe-tests", "--"])
             .arg("--test-threads=1")
             .args(extra)
-            .env("PROBE_BIN", &probe),
+            .env("PROBE_BIN", probe),
     )
 }
 
