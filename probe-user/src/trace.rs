@@ -1,7 +1,7 @@
 //! The tracing run shared by every command: hold or find the process, attach, wait for the
 //! end (target exit, -d, Ctrl-C, SIGTERM) while printing -i tables, then detach and print.
 use crate::cli::OutputArgs;
-use crate::outputs::{self, Output};
+use crate::outputs::{self, Distribution, Output};
 use crate::plan::Site;
 use crate::process::{ExitWatch, HeldChild};
 use crate::render::Measured;
@@ -23,7 +23,7 @@ pub struct Job {
     pub unit_ns: u64,
 }
 
-pub fn run<T: Aggregate + Report>(job: Job, output: &OutputArgs) -> Result<()> {
+pub fn run<T: Aggregate + Report + Distribution>(job: Job, output: &OutputArgs) -> Result<()> {
     session::ensure_privileges()?;
     let Job { target, sites, slots, description, unit_ns } = job;
     // Fork before any thread exists (the runtime is built after).
