@@ -214,20 +214,41 @@ fn plot_has_one_bar_per_non_empty_bucket_of_the_final_histogram() {
 }
 
 #[test]
-fn argdist_plot_has_the_seed_tables_nineteen_bars() {
-    let path = out_dir().join("tostring-plot.svg");
-    let cmd = format!("{} -rounds 1", go_target("tostring").display());
-    let run =
-        probe(&["argdist", "--func", "ToString", "--arg", "0", "--json", "--plot", path.to_str().unwrap(), "-c", &cmd]);
+fn argdist_pictures_show_the_seed_tables_nineteen_buckets() {
+    let (plot, heatmap) = (out_dir().join("tostring-plot.svg"), out_dir().join("tostring-heatmap.svg"));
+    let cmd = format!("{} -rounds 100", go_target("tostring").display());
+    let run = probe(&[
+        "argdist",
+        "--func",
+        "ToString",
+        "--arg",
+        "0",
+        "-i",
+        "0.5",
+        "--json",
+        "--plot",
+        plot.to_str().unwrap(),
+        "--heatmap",
+        heatmap.to_str().unwrap(),
+        "-c",
+        &cmd,
+    ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_nothing_attached();
+    assert_eq!(reported_calls(&run.stdout, "ToString"), 100_000);
     let tables = json_tables(&run.stdout);
     // -500..=499: -256 .. -1, 0, 1 .. 256 (SystemTap's rows), 9 + 1 + 9 buckets.
-    assert_eq!(json_buckets(&tables[0]).len(), 19);
-    let picture = render(&path);
-    assert_eq!(picture.filled.len(), 19, "bars in {}", path.display());
-    assert_rendered(&picture);
-    assert!(picture.text.contains("main.ToString arg0: 1000 calls"), "caption");
+    assert_eq!(json_buckets(final_table(&tables, "main.ToString")).len(), 19);
+
+    let bars = render(&plot);
+    assert_eq!(bars.filled.len(), 19, "bars in {}", plot.display());
+    assert_rendered(&bars);
+    assert!(bars.text.contains("main.ToString arg0: 100000 calls"), "caption");
+
+    let cells = render(&heatmap);
+    let expected: usize = spans(&tables, "main.ToString").iter().map(|s| s.len()).sum();
+    assert_eq!(cells.filled.len(), expected, "cells in {}", heatmap.display());
+    assert_rendered(&cells);
 }
 
 /// Bad output options fail before anything is attached: exit 2, one line naming the fix.

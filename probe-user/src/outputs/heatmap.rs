@@ -159,3 +159,17 @@ impl<T: Distribution> Output<T> for Heatmap {
         self.draw()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_runs_from_dark_at_one_call_to_yellow_at_the_busiest_cell() {
+        assert_eq!(colour(1, 10_000), RGBColor(68, 1, 84));
+        assert_eq!(colour(10_000, 10_000), RGBColor(254, 232, 37));
+        assert_eq!(colour(1, 1), RGBColor(254, 232, 37));
+        // Log scale: 100 of 10000 is half way.
+        assert_eq!(colour(100, 10_000), ViridisRGB::get_color(0.5));
+    }
+}

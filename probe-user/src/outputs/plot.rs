@@ -42,6 +42,7 @@ impl Plot {
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .light_line_style(TRANSPARENT)
             .x_desc(bucket_axis(m))
             .y_desc("calls")
             .x_labels((high - low + 1) as usize)

@@ -73,3 +73,15 @@ pub fn row_end(i: i32, last: i32) -> SegmentValue<i32> {
         SegmentValue::Exact(i + 1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panels_skip_idle_functions_and_keep_the_busiest_in_order() {
+        assert_eq!(panel_slots(&[5, 0, 7], "--plot"), [0, 2]);
+        let calls: Vec<u64> = (0..20).collect(); // slot s has s calls
+        assert_eq!(panel_slots(&calls, "--plot"), (8..20).collect::<Vec<_>>());
+    }
+}
