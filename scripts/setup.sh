@@ -23,6 +23,8 @@ command -v cc  >/dev/null 2>&1 || need_root_apt+=(gcc)
 command -v c++ >/dev/null 2>&1 || need_root_apt+=(g++)
 command -v objcopy >/dev/null 2>&1 || need_root_apt+=(binutils)
 command -v bpftrace >/dev/null 2>&1 || need_root_apt+=(bpftrace)
+# The font of the labels in the PNGs tests/outputs.rs renders from probe's SVGs.
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_root_apt+=(fonts-dejavu-core)
 # cargo xtask vm-test: QEMU, a static busybox for the guest, cpio for its initramfs, and
 # curl/xz to fetch Debian's kernel packages.
 # Without recommends: QEMU's would add the GUI and firmware for other machines.
@@ -37,7 +39,7 @@ if [ ${#need_root_apt[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_root_apt[@]}" >/dev/null
 else
-  say "go, cc, c++, binutils, bpftrace: present"
+  say "go, cc, c++, binutils, bpftrace, fonts-dejavu-core: present"
 fi
 if [ ${#need_vm_apt[@]} -gt 0 ]; then
   say "installing Debian packages for vm-test: ${need_vm_apt[*]}"

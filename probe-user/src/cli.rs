@@ -98,6 +98,15 @@ pub struct OutputArgs {
     /// One JSON object per table on stdout instead of text
     #[arg(long)]
     pub json: bool,
+    /// Write each interval's latencies (ns) to FILE in HdrHistogram's interval log format
+    #[arg(long, value_name = "FILE")]
+    pub hdr_log: Option<PathBuf>,
+    /// Write a heatmap of the values over time (x: -i intervals, y: log2 buckets) as SVG
+    #[arg(long, value_name = "FILE.svg")]
+    pub heatmap: Option<PathBuf>,
+    /// Write a bar chart of the final histogram as SVG
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
 }
 
 fn positive_secs(s: &str) -> Result<f64, String> {

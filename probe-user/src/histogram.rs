@@ -1,7 +1,7 @@
 //! Latency numbers for people: display units and percentiles from the kernel's fine buckets
 //! (through an HdrHistogram).
 use hdrhistogram::Histogram;
-use probe_ebpf::{fine_bucket_range, LatencyStats};
+use probe_ebpf::{fine_bucket_range, LatencyStats, FINE_BUCKETS};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Unit {
@@ -51,14 +51,21 @@ impl Percentiles {
     /// Each fine bucket (at most 1/16 of a power of two wide) enters the HdrHistogram at its
     /// midpoint, so a percentile is off by at most half a bucket: about 3%.
     pub fn of(stats: &LatencyStats) -> Percentiles {
-        let mut h = Histogram::<u64>::new(3).expect("3 significant digits is valid");
-        for (i, &count) in stats.fine.iter().enumerate().filter(|(_, &c)| c > 0) {
-            let (low, high) = fine_bucket_range(i);
-            let _ = h.record_n(low + (high - low) / 2, count);
-        }
+        let h = ns_histogram(&stats.fine);
         let at = |q: f64| h.value_at_quantile(q);
         Percentiles { p50: at(0.50), p90: at(0.90), p99: at(0.99), p999: at(0.999) }
     }
+}
+
+/// The fine buckets as an HdrHistogram of nanoseconds: each bucket enters at its midpoint, with
+/// its exact count.
+pub fn ns_histogram(fine: &[u64; FINE_BUCKETS]) -> Histogram<u64> {
+    let mut h = Histogram::<u64>::new(3).expect("3 significant digits is valid");
+    for (i, &count) in fine.iter().enumerate().filter(|(_, &c)| c > 0) {
+        let (low, high) = fine_bucket_range(i);
+        let _ = h.record_n(low + (high - low) / 2, count);
+    }
+    h
 }
 
 #[cfg(test)]

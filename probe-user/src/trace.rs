@@ -2,7 +2,7 @@
 //! end (target exit, -d, Ctrl-C, SIGTERM) while printing -i tables, then detach and print.
 use crate::cli::OutputArgs;
 use crate::features::Kernel;
-use crate::outputs::{self, Output};
+use crate::outputs::{self, Distribution, Output};
 use crate::plan::Site;
 use crate::process::{ExitWatch, HeldChild};
 use crate::render::Measured;
@@ -24,7 +24,7 @@ pub struct Job {
     pub unit_ns: u64,
 }
 
-pub fn run<T: Aggregate + Report>(job: Job, output: &OutputArgs) -> Result<()> {
+pub fn run<T: Aggregate + Report + Distribution>(job: Job, output: &OutputArgs) -> Result<()> {
     session::ensure_privileges()?;
     let kernel = Kernel::detect();
     kernel.ensure_supported()?;

@@ -8,6 +8,14 @@ use crate::render::Measured;
 use anyhow::Result;
 use std::time::Duration;
 
+mod distribution;
+mod file;
+mod hdr_log;
+mod heatmap;
+mod plot;
+mod svg;
+pub use distribution::Distribution;
+
 /// How often outputs that follow time are fed when `-i` is not given.
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(1);
 
@@ -26,7 +34,17 @@ pub trait Output<T> {
     }
 }
 
-/// Builds the outputs the command line asks for (none yet besides the terminal).
-pub fn build<T>(_args: &OutputArgs, _slots: &[Measured]) -> Result<Vec<Box<dyn Output<T>>>> {
-    Ok(Vec::new())
+/// Builds the outputs the command line asks for.
+pub fn build<T: Distribution>(args: &OutputArgs, slots: &[Measured]) -> Result<Vec<Box<dyn Output<T>>>> {
+    let mut outputs: Vec<Box<dyn Output<T>>> = Vec::new();
+    if let Some(path) = &args.hdr_log {
+        outputs.push(Box::new(hdr_log::HdrLog::create(path, slots)?));
+    }
+    if let Some(path) = &args.heatmap {
+        outputs.push(Box::new(heatmap::Heatmap::create(path, slots)?));
+    }
+    if let Some(path) = &args.plot {
+        outputs.push(Box::new(plot::Plot::create(path, slots)?));
+    }
+    Ok(outputs)
 }

@@ -1,0 +1,117 @@
+//! `--hdr-log FILE`: each drained interval's latencies as HdrHistograms of nanoseconds, one per
+//! function (tagged with its name), in HdrHistogram's interval log format (V2 compressed
+//! histograms, as Java's `HistogramLogWriter` writes), so HdrHistogram's own tools read it.
+//! Written as the run goes; the last, partial interval at the end.
+use super::{file, Distribution, Output};
+use crate::error::user;
+use crate::histogram::ns_histogram;
+use crate::render::Measured;
+use anyhow::Result;
+use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+use hdrhistogram::serialization::V2DeflateSerializer;
+use probe_ebpf::FINE_BUCKETS;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+/// The column legend Java's `HistogramLogWriter` writes after the header.
+const LEGEND: &str = "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"";
+
+pub struct HdrLog {
+    file: BufWriter<File>,
+    serializer: V2DeflateSerializer,
+    /// One interval log tag per slot: the function name, with the characters a tag cannot
+    /// hold (`,`, space, line breaks) replaced by `_`.
+    tags: Vec<String>,
+    /// Fine buckets written so far per slot (empty until its first call): the totals at the
+    /// end minus these are the last, partial interval.
+    written: Vec<Vec<u64>>,
+    /// End of the last interval written, in seconds since tracing began.
+    written_until_s: f64,
+}
+
+impl HdrLog {
+    pub fn create(path: &Path, slots: &[Measured]) -> Result<HdrLog> {
+        if slots.iter().any(|m| m.unit.is_none()) {
+            return Err(user(
+                "--hdr-log records latencies: HdrHistogram cannot hold argdist's negative values; use --json for argdist",
+            ));
+        }
+        Ok(HdrLog {
+            file: BufWriter::new(file::create(path, "--hdr-log")?),
+            serializer: V2DeflateSerializer::new(),
+            tags: slots.iter().map(|m| tag_of(&m.function)).collect(),
+            written: vec![Vec::new(); slots.len()],
+            written_until_s: 0.0,
+        })
+    }
+
+    /// Writes one histogram per slot with calls in `[written_until_s, end_s]`; `span_of` gives
+    /// a slot's fine buckets for that span from its slot number and what was written before.
+    fn write_span(&mut self, end_s: f64, span_of: impl Fn(usize, &[u64]) -> [u64; FINE_BUCKETS]) -> Result<()> {
+        let start = Duration::from_secs_f64(self.written_until_s);
+        let length = Duration::from_secs_f64((end_s - self.written_until_s).max(0.0));
+        // A builder with no headers writes nothing itself: a writer for this batch of lines.
+        let mut log = IntervalLogWriterBuilder::new().begin_log_with(&mut self.file, &mut self.serializer)?;
+        for (slot, written) in self.written.iter_mut().enumerate() {
+            let span = span_of(slot, written);
+            if span.iter().all(|&c| c == 0) {
+                continue;
+            }
+            log.write_histogram(&ns_histogram(&span), start, length, Tag::new(&self.tags[slot]))?;
+            written.resize(FINE_BUCKETS, 0);
+            written.iter_mut().zip(span).for_each(|(w, c)| *w += c);
+        }
+        self.file.flush()?;
+        self.written_until_s = end_s;
+        Ok(())
+    }
+}
+
+impl<T: Distribution> Output<T> for HdrLog {
+    fn start(&mut self) -> Result<()> {
+        let now = SystemTime::now();
+        IntervalLogWriterBuilder::new()
+            .add_comment("[Histogram log format version 1.3]")
+            .add_comment("[probe latency: values in nanoseconds; one histogram per function and interval, tagged with the function]")
+            .with_start_time(now)
+            .with_base_time(now)
+            .begin_log_with(&mut self.file, &mut self.serializer)?;
+        writeln!(self.file, "{LEGEND}")?;
+        Ok(())
+    }
+
+    fn interval(&mut self, elapsed_s: f64, values: &[T]) -> Result<()> {
+        self.write_span(elapsed_s, |slot, _| *fine_ns(&values[slot]))
+    }
+
+    fn finish(&mut self, elapsed_s: f64, totals: &[T]) -> Result<()> {
+        self.write_span(elapsed_s, |slot, written| {
+            let mut rest = *fine_ns(&totals[slot]);
+            rest.iter_mut().zip(written).for_each(|(c, w)| *c -= w);
+            rest
+        })
+    }
+}
+
+fn fine_ns<T: Distribution>(v: &T) -> &[u64; FINE_BUCKETS] {
+    v.fine_ns().expect("create() accepts latency only")
+}
+
+/// A function name as an interval log tag.
+fn tag_of(function: &str) -> String {
+    function.chars().map(|c| if matches!(c, ',' | ' ' | '\r' | '\n') { '_' } else { c }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_hold_no_separators() {
+        assert_eq!(tag_of("geo::Scaler::scale(long, int)"), "geo::Scaler::scale(long__int)");
+        assert_eq!(tag_of("a\r\nb"), "a__b");
+        assert!(Tag::new(&tag_of("f(a, b)")).is_some());
+    }
+}

@@ -1,0 +1,175 @@
+//! `--heatmap FILE.svg`: calls over time per log2 bucket, the picture that shows modes and
+//! outliers. One panel per function: x is time (one column per drained interval, `-i` wide),
+//! y the `@hist_log` buckets, colour the calls in the cell on a log scale (viridis: dark is 1
+//! call, yellow the panel's maximum); empty cells stay blank. Drawn with plotters at the end.
+use super::svg::{self, bucket_axis, bucket_label, row_end};
+use super::{file, Distribution, Output};
+use crate::render::Measured;
+use anyhow::Result;
+use plotters::coord::ranged1d::SegmentValue;
+use plotters::prelude::*;
+use probe_ebpf::LOG2_BUCKETS;
+use std::fs::File;
+use std::path::Path;
+
+/// Width of the colour bar, in pixels.
+const BAR_WIDTH: u32 = 130;
+
+pub struct Heatmap {
+    file: File,
+    slots: Vec<Measured>,
+    columns: Vec<Column>,
+}
+
+/// One drained interval: its span in seconds since tracing began and its non-empty cells.
+struct Column {
+    start_s: f64,
+    end_s: f64,
+    cells: Vec<Cell>,
+}
+
+struct Cell {
+    slot: usize,
+    bucket: usize,
+    count: u64,
+}
+
+impl Heatmap {
+    pub fn create(path: &Path, slots: &[Measured]) -> Result<Heatmap> {
+        Ok(Heatmap { file: file::create_svg(path, "--heatmap")?, slots: slots.to_vec(), columns: Vec::new() })
+    }
+
+    fn push_column(&mut self, end_s: f64, count: impl Fn(usize, usize) -> u64) {
+        let start_s = self.columns.last().map_or(0.0, |c| c.end_s);
+        let mut cells = Vec::new();
+        for slot in 0..self.slots.len() {
+            for bucket in 0..LOG2_BUCKETS {
+                let count = count(slot, bucket);
+                if count > 0 {
+                    cells.push(Cell { slot, bucket, count });
+                }
+            }
+        }
+        self.columns.push(Column { start_s, end_s, cells });
+    }
+
+    /// Calls per slot in the columns so far, per bucket.
+    fn drawn(&self) -> Vec<[u64; LOG2_BUCKETS]> {
+        let mut drawn = vec![[0; LOG2_BUCKETS]; self.slots.len()];
+        for cell in self.columns.iter().flat_map(|c| &c.cells) {
+            drawn[cell.slot][cell.bucket] += cell.count;
+        }
+        drawn
+    }
+
+    fn draw(&self) -> Result<()> {
+        let calls: Vec<u64> = self.drawn().iter().map(|b| b.iter().sum()).collect();
+        let panels = svg::panel_slots(&calls, "--heatmap");
+        let end_s = self.columns.last().map_or(0.0, |c| c.end_s).max(1e-3);
+        svg::write(&self.file, panels.len(), |area, panel| self.draw_panel(area, panels[panel], end_s))
+    }
+
+    fn draw_panel(
+        &self,
+        area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+        slot: usize,
+        end_s: f64,
+    ) -> Result<()> {
+        let cells: Vec<(&Column, &Cell)> =
+            self.columns.iter().flat_map(|c| c.cells.iter().filter(|x| x.slot == slot).map(move |x| (c, x))).collect();
+        let low = cells.iter().map(|(_, x)| x.bucket).min().unwrap_or(0) as i32;
+        let high = cells.iter().map(|(_, x)| x.bucket).max().unwrap_or(0) as i32;
+        let max = cells.iter().map(|(_, x)| x.count).max().unwrap_or(1);
+        let m = &self.slots[slot];
+        let (plot_area, bar_area) = area.split_horizontally(svg::WIDTH - BAR_WIDTH);
+
+        let mut chart = ChartBuilder::on(&plot_area)
+            .caption(format!("{} {}: calls per interval and bucket", m.function, m.what), ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..end_s, (low..high).into_segmented())?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("seconds since tracing began")
+            .y_desc(bucket_axis(m))
+            .y_labels((high - low + 1) as usize)
+            .y_label_formatter(&bucket_label)
+            .label_style(("sans-serif", svg::LABEL_SIZE))
+            .axis_desc_style(("sans-serif", svg::LABEL_SIZE))
+            .draw()?;
+        // At least one pixel wide, so a short last interval still shows (and renders).
+        let x_pixels = |s: f64| chart.backend_coord(&(s, SegmentValue::Exact(low))).0;
+        let pixel_s = end_s / (x_pixels(end_s) - x_pixels(0.0)).max(1) as f64;
+        chart.draw_series(cells.iter().map(|(column, cell)| {
+            let row = cell.bucket as i32;
+            let x1 = column.end_s.max(column.start_s + pixel_s);
+            Rectangle::new(
+                [(column.start_s, SegmentValue::Exact(row)), (x1, row_end(row, high))],
+                colour(cell.count, max).filled(),
+            )
+        }))?;
+        draw_colour_bar(&bar_area, max)
+    }
+}
+
+/// The colour of a cell with `count` calls when the panel's busiest cell has `max`.
+fn colour(count: u64, max: u64) -> RGBColor {
+    let t = if max <= 1 { 1.0 } else { (count as f64).ln() / (max as f64).ln() };
+    ViridisRGB::get_color(t.clamp(0.0, 1.0))
+}
+
+/// The colour scale, 1 to `max` calls on a log axis, drawn as one horizontal line per pixel
+/// row (not rectangles: the only filled rectangles in the picture are cells).
+fn draw_colour_bar(area: &DrawingArea<SVGBackend, plotters::coord::Shift>, max: u64) -> Result<()> {
+    let top = (max as f64).max(2.0);
+    let mut bar = ChartBuilder::on(area)
+        .margin_top(40)
+        .margin_bottom(50)
+        .margin_right(10)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..1f64, (1f64..top).log_scale())?;
+    bar.configure_mesh()
+        .disable_mesh()
+        .disable_x_axis()
+        .y_desc("calls per cell")
+        .y_labels(6)
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .label_style(("sans-serif", svg::LABEL_SIZE))
+        .axis_desc_style(("sans-serif", svg::LABEL_SIZE))
+        .draw()?;
+    let rows = bar.plotting_area().dim_in_pixel().1.max(1);
+    bar.draw_series((0..rows).map(|row| {
+        let t = (row as f64 + 0.5) / rows as f64;
+        PathElement::new(vec![(0.0, top.powf(t)), (1.0, top.powf(t))], ViridisRGB::get_color(t).stroke_width(2))
+    }))?;
+    Ok(())
+}
+
+impl<T: Distribution> Output<T> for Heatmap {
+    fn interval(&mut self, elapsed_s: f64, values: &[T]) -> Result<()> {
+        self.push_column(elapsed_s, |slot, bucket| values[slot].log2_buckets()[bucket]);
+        Ok(())
+    }
+
+    fn finish(&mut self, elapsed_s: f64, totals: &[T]) -> Result<()> {
+        let drawn = self.drawn();
+        self.push_column(elapsed_s, |slot, bucket| totals[slot].log2_buckets()[bucket] - drawn[slot][bucket]);
+        self.draw()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_runs_from_dark_at_one_call_to_yellow_at_the_busiest_cell() {
+        assert_eq!(colour(1, 10_000), RGBColor(68, 1, 84));
+        assert_eq!(colour(10_000, 10_000), RGBColor(254, 232, 37));
+        assert_eq!(colour(1, 1), RGBColor(254, 232, 37));
+        // Log scale: 100 of 10000 is half way.
+        assert_eq!(colour(100, 10_000), ViridisRGB::get_color(0.5));
+    }
+}
