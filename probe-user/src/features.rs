@@ -41,7 +41,7 @@ impl Kernel {
         raise_memlock_limit();
         let helper = |h: BpfHelper| matches!(is_helper_supported(ProgramType::KProbe, h), Ok(true));
         Kernel {
-            release: kernel_release(),
+            release: Kernel::release(),
             uprobe_events: Feature {
                 name: "uprobe events",
                 since: "3.5 (CONFIG_UPROBE_EVENTS)",
@@ -122,6 +122,13 @@ fn raise_memlock_limit() {
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
 }
 
+impl Kernel {
+    /// `uname -r`.
+    pub fn release() -> String {
+        kernel_release()
+    }
+}
+
 fn kernel_release() -> String {
     let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
     if unsafe { libc::uname(&mut uts) } != 0 {
@@ -185,4 +192,41 @@ fn put_u32(buf: &mut [u8], at: usize, v: u32) {
 
 fn put_u64(buf: &mut [u8], at: usize, v: u64) {
     buf[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::report;
+
+    fn kernel(read_user: bool, cookies: bool) -> Kernel {
+        let f = |name, present| Feature { name, since: "x", present, role: "" };
+        Kernel {
+            release: "5.4.0-test".into(),
+            uprobe_events: f("uprobe events", true),
+            probe_read_user: Feature { since: "5.5", ..f("bpf_probe_read_user", read_user) },
+            cookies: f("BPF cookies on uprobes", cookies),
+        }
+    }
+
+    #[test]
+    fn a_missing_required_feature_is_one_line_naming_kernel_and_feature() {
+        let err = kernel(false, false).ensure_supported().unwrap_err();
+        assert_eq!(
+            report(&err),
+            (
+                2,
+                "Linux 5.4.0-test lacks bpf_probe_read_user (Linux 5.5), which probe needs; \
+                 run it on a newer kernel"
+                    .to_string()
+            )
+        );
+        assert!(kernel(true, false).ensure_supported().is_ok());
+    }
+
+    #[test]
+    fn strategy_follows_cookies() {
+        assert_eq!(kernel(true, true).strategy(), AttachStrategy::Cookies);
+        assert_eq!(kernel(true, false).strategy(), AttachStrategy::ProgramPerSite);
+    }
 }

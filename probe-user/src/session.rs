@@ -198,7 +198,7 @@ fn load_shared<T: Aggregate>(sites: &[Site], config: &LoadConfig) -> Result<Ebpf
             .program_mut(name)
             .with_context(|| format!("program {name} missing from the eBPF object"))?
             .try_into()?;
-        program.load().with_context(|| format!("loading {name}"))?;
+        program.load().map_err(|e| load_error(name, e))?;
     }
     Ok(ebpf)
 }
@@ -212,7 +212,7 @@ fn load_per_site<T: Aggregate>(sites: &[Site], config: &LoadConfig) -> Result<Ve
             return Err(user(format!(
                 "Linux {} has no BPF cookies (5.15+); probe then loads a program per site, which \
                  needs CAP_SYS_ADMIN for a private bpffs; run it as root",
-                crate::features::Kernel::detect().release
+                crate::features::Kernel::release()
             )));
         };
         let pins: Vec<(&str, PathBuf)> = SHARED_MAPS.iter().map(|m| (*m, bpffs.join(m))).collect();
@@ -229,7 +229,7 @@ fn load_per_site<T: Aggregate>(sites: &[Site], config: &LoadConfig) -> Result<Ve
             }
             let mut ebpf = loader.load(BPF_OBJECT).context("loading a copy of the eBPF object")?;
             let program: &mut UProbe = ebpf.program_mut(site.program).context("program")?.try_into()?;
-            program.load().with_context(|| format!("loading {}", site.program))?;
+            program.load().map_err(|e| load_error(site.program, e))?;
             ebpfs.push(ebpf);
         }
         Ok(ebpfs)
@@ -287,6 +287,35 @@ fn plain_loader() -> EbpfLoader<'static> {
     loader
 }
 
+/// One line for a program the kernel refused, never the whole verifier dump: the kernel, the
+/// program and the verifier's verdict (its last message before the statistics).
+fn load_error(program: &str, e: aya::programs::ProgramError) -> anyhow::Error {
+    let release = crate::features::Kernel::release();
+    match e {
+        aya::programs::ProgramError::LoadError { io_error, verifier_log } => {
+            let log = verifier_log.to_string();
+            anyhow::anyhow!(
+                "Linux {release} refused probe's eBPF program {program} ({io_error}; verifier: {}); \
+                 please report it with the output of `probe doctor`",
+                verifier_verdict(&log)
+            )
+        }
+        other => anyhow::Error::new(other).context(format!("loading {program} on Linux {release}")),
+    }
+}
+
+/// The verifier's reason in its log: the last line that is neither an instruction trace
+/// (`12: (bf) r1 = r2`) nor one of the closing statistics.
+fn verifier_verdict(log: &str) -> &str {
+    const STATS: [&str; 4] = ["verification time", "stack depth", "processed ", "max_states"];
+    log.lines()
+        .rev()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !STATS.iter().any(|s| l.starts_with(s)))
+        .find(|l| !l.split(':').next().is_some_and(|n| n.chars().all(|c| c.is_ascii_digit())))
+        .unwrap_or("no log")
+}
+
 fn attach_error(e: aya::programs::ProgramError, binary: &Path, pid: Option<i32>) -> anyhow::Error {
     if let Some(pid) = pid {
         if !Path::new(&format!("/proc/{pid}")).exists() {
@@ -294,4 +323,25 @@ fn attach_error(e: aya::programs::ProgramError, binary: &Path, pid: Option<i32>)
         }
     }
     anyhow::Error::new(e).context(format!("attaching a uprobe to {}", binary.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::verifier_verdict;
+
+    #[test]
+    fn verifier_verdict_is_the_reason_not_the_trace() {
+        // The tail of what Linux 6.1 printed for an earlier latency program.
+        let log = "111: (67) r4 <<= 4                    ; R4_w=scalar()\n\
+                   113: (0f) r5 += r4\n\
+                   math between map_value pointer and register with unbounded min value is not allowed\n\
+                   verification time 2381 usec\n\
+                   stack depth 40\n\
+                   processed 95 insns (limit 1000000) max_states_per_insn 0 total_states 8\n";
+        assert_eq!(
+            verifier_verdict(log),
+            "math between map_value pointer and register with unbounded min value is not allowed"
+        );
+        assert_eq!(verifier_verdict(""), "no log");
+    }
 }
