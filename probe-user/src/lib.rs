@@ -23,6 +23,8 @@ pub fn main_with_args() {
         cli::Command::Argdist(args) => commands::argdist::run(args),
         cli::Command::Latency(args) => commands::latency::run(args),
         cli::Command::List(args) => commands::list::run(args),
+        cli::Command::Completions(args) => commands::manual::completions(args),
+        cli::Command::Man(args) => commands::manual::man(args),
     };
     if let Err(err) = result {
         let (code, message) = error::report(&err);

@@ -2,3 +2,4 @@
 pub mod argdist;
 pub mod latency;
 pub mod list;
+pub mod manual;

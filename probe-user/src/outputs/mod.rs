@@ -5,8 +5,12 @@
 //! every drained interval, and the totals of the whole run at the end.
 use crate::cli::OutputArgs;
 use crate::render::Measured;
+use crate::session::Aggregate;
 use anyhow::Result;
 use std::time::Duration;
+
+pub mod metrics;
+pub mod serve;
 
 /// How often outputs that follow time are fed when `-i` is not given.
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(1);
@@ -24,9 +28,24 @@ pub trait Output<T> {
     fn finish(&mut self, _elapsed_s: f64, _totals: &[T]) -> Result<()> {
         Ok(())
     }
+    /// Whether probe keeps running after the target exits (until Ctrl-C, SIGTERM or -d), so
+    /// the final totals stay readable, as a metrics endpoint's must.
+    fn outlives_target(&self) -> bool {
+        false
+    }
 }
 
-/// Builds the outputs the command line asks for (none yet besides the terminal).
-pub fn build<T>(_args: &OutputArgs, _slots: &[Measured]) -> Result<Vec<Box<dyn Output<T>>>> {
-    Ok(Vec::new())
+/// Builds the outputs the command line asks for besides the terminal. `binary` and `pid`
+/// (None: every process running the binary) say what is traced, for labels.
+pub fn build<T: Aggregate + metrics::Exposed>(
+    args: &OutputArgs,
+    slots: &[Measured],
+    binary: &str,
+    pid: Option<i32>,
+) -> Result<Vec<Box<dyn Output<T>>>> {
+    let mut outputs: Vec<Box<dyn Output<T>>> = Vec::new();
+    if let Some(addr) = &args.serve {
+        outputs.push(Box::new(serve::Serve::<T>::bind(addr, slots, binary, pid)?));
+    }
+    Ok(outputs)
 }
