@@ -4,6 +4,7 @@
 #   - the pinned nightly (with rust-src) that builds the eBPF crate
 #   - bpf-linker 0.13.0 linked against that nightly's own libLLVM (versions must match)
 #   - Go and a C compiler for the test targets, bpftrace for comparisons
+#   - Prometheus and groff for the --serve and man page tests
 set -euo pipefail
 # A bare CI environment may lack HOME; cargo, rustup and go all need it.
 export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
@@ -23,12 +24,16 @@ command -v cc  >/dev/null 2>&1 || need_root_apt+=(gcc)
 command -v c++ >/dev/null 2>&1 || need_root_apt+=(g++)
 command -v objcopy >/dev/null 2>&1 || need_root_apt+=(binutils)
 command -v bpftrace >/dev/null 2>&1 || need_root_apt+=(bpftrace)
+# The --serve test scrapes probe with a real Prometheus (and checks the text with promtool);
+# the man page test renders with groff.
+command -v prometheus >/dev/null 2>&1 || need_root_apt+=(prometheus)
+command -v groff >/dev/null 2>&1 || need_root_apt+=(groff-base)
 if [ ${#need_root_apt[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_root_apt[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_root_apt[@]}" >/dev/null
 else
-  say "go, cc, c++, binutils, bpftrace: present"
+  say "go, cc, c++, binutils, bpftrace, prometheus, groff: present"
 fi
 
 if ! rustup run "$NIGHTLY" rustc --version >/dev/null 2>&1; then
