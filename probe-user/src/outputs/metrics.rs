@@ -128,16 +128,17 @@ pub struct Totals<T> {
 
 impl<T: Exposed> Collector for Totals<T> {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let values = self.values.lock().expect("no panic while holding the totals").clone();
+        // Held while encoding: the runtime has one thread, so this never waits.
+        let values = self.values.lock().expect("no panic while holding the totals");
         let (name, help) = T::HISTOGRAM;
         let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
-        for (labels, v) in self.labels.iter().zip(&values) {
+        for (labels, v) in self.labels.iter().zip(values.iter()) {
             let h = v.histogram();
             family.encode_family(labels)?.encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)?;
         }
         for (i, (name, help)) in T::COUNTERS.iter().enumerate() {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for (labels, v) in self.labels.iter().zip(&values) {
+            for (labels, v) in self.labels.iter().zip(values.iter()) {
                 family.encode_family(labels)?.encode_counter::<NoLabelSet, u64, u64>(&v.counters()[i], None)?;
             }
         }
