@@ -4,6 +4,7 @@
 #   - the pinned nightly (with rust-src) that builds the eBPF crate
 #   - bpf-linker 0.13.0 linked against that nightly's own libLLVM (versions must match)
 #   - Go and a C compiler for the test targets, bpftrace for comparisons
+#   - Prometheus and groff for the --serve and man page tests
 set -euo pipefail
 # A bare CI environment may lack HOME; cargo, rustup and go all need it.
 export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
@@ -25,6 +26,10 @@ command -v objcopy >/dev/null 2>&1 || need_root_apt+=(binutils)
 command -v bpftrace >/dev/null 2>&1 || need_root_apt+=(bpftrace)
 # The font of the labels in the PNGs tests/outputs.rs renders from probe's SVGs.
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_root_apt+=(fonts-dejavu-core)
+# The --serve test scrapes probe with a real Prometheus (and checks the text with promtool);
+# the man page test renders with groff.
+command -v prometheus >/dev/null 2>&1 || need_root_apt+=(prometheus)
+command -v groff >/dev/null 2>&1 || need_root_apt+=(groff-base)
 # cargo xtask vm-test: QEMU, a static busybox for the guest, cpio for its initramfs, and
 # curl/xz to fetch Debian's kernel packages.
 # Without recommends: QEMU's would add the GUI and firmware for other machines.
@@ -39,7 +44,7 @@ if [ ${#need_root_apt[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_root_apt[@]}" >/dev/null
 else
-  say "go, cc, c++, binutils, bpftrace, fonts-dejavu-core: present"
+  say "go, cc, c++, binutils, bpftrace, fonts-dejavu-core, prometheus, groff: present"
 fi
 if [ ${#need_vm_apt[@]} -gt 0 ]; then
   say "installing Debian packages for vm-test: ${need_vm_apt[*]}"

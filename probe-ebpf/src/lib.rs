@@ -263,17 +263,21 @@ pub struct LatencyStats {
     pub abandoned: u64,
     /// Entries not recorded because the per-goroutine/thread nesting stack was full.
     pub overflow: u64,
+    /// Exact sum of the recorded durations in nanoseconds (`value`'s sum is in the display
+    /// unit, truncated per call); wraps after 584 years of total time.
+    pub sum_ns: u64,
     pub fine: [u64; FINE_BUCKETS],
 }
 
 impl LatencyStats {
     pub const EMPTY: LatencyStats =
-        LatencyStats { value: ValueStats::EMPTY, abandoned: 0, overflow: 0, fine: [0; FINE_BUCKETS] };
+        LatencyStats { value: ValueStats::EMPTY, abandoned: 0, overflow: 0, sum_ns: 0, fine: [0; FINE_BUCKETS] };
 
     /// Adds one call of `ns` nanoseconds; `unit_ns` is the display unit (1, 1000, 1000000).
     #[inline(always)]
     pub fn record(&mut self, ns: u64, unit_ns: u64) {
         self.value.record((ns / unit_ns.max(1)) as i64);
+        self.sum_ns = self.sum_ns.wrapping_add(ns);
         let index = fine_bucket(ns);
         // See ValueStats::record: keep the bounds check for the verifier.
         let index = unsafe { core::ptr::read_volatile(&index) };
@@ -286,6 +290,7 @@ impl LatencyStats {
         self.value.merge(&other.value);
         self.abandoned += other.abandoned;
         self.overflow += other.overflow;
+        self.sum_ns = self.sum_ns.wrapping_add(other.sum_ns);
         for (mine, theirs) in self.fine.iter_mut().zip(other.fine.iter()) {
             *mine += theirs;
         }
@@ -455,6 +460,17 @@ mod tests {
         assert_eq!(a.max, i64::MAX);
         assert_eq!(a.sum(), -500 + 2 * i64::MAX as i128);
         assert_eq!(a.buckets.iter().sum::<u64>(), 1002);
+    }
+
+    #[test]
+    fn latency_sum_is_exact_nanoseconds_whatever_the_unit() {
+        let mut a = LatencyStats::EMPTY;
+        let mut b = LatencyStats::EMPTY;
+        a.record(1_999, 1_000);
+        b.record(2_500, 1_000);
+        a.merge(&b);
+        assert_eq!(a.sum_ns, 4_499);
+        assert_eq!(a.value.sum(), 3, "display unit (us), truncated per call");
     }
 
     #[test]

@@ -26,6 +26,23 @@ pub enum Command {
     List(ListArgs),
     /// What this kernel offers probe, the attach strategy it picks, and a self-test
     Doctor,
+    /// Print a shell completion script, e.g. `probe completions bash > /etc/bash_completion.d/probe`
+    Completions(CompletionsArgs),
+    /// Print the man page of probe, or of one command (probe-latency(1), ...), in roff
+    Man(ManArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// The command whose page to print (latency, argdist, list, ...); none: probe(1)
+    pub command: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -107,6 +124,10 @@ pub struct OutputArgs {
     /// Write a bar chart of the final histogram as SVG
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+    /// Serve the run's totals at http://ADDR/metrics for Prometheus (e.g. 127.0.0.1:9464);
+    /// probe keeps serving after the target exits, until Ctrl-C, SIGTERM or -d
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<String>,
 }
 
 fn positive_secs(s: &str) -> Result<f64, String> {

@@ -25,6 +25,8 @@ pub fn main_with_args() {
         cli::Command::Latency(args) => commands::latency::run(args),
         cli::Command::List(args) => commands::list::run(args),
         cli::Command::Doctor => commands::doctor::run(),
+        cli::Command::Completions(args) => commands::manual::completions(args),
+        cli::Command::Man(args) => commands::manual::man(args),
     };
     if let Err(err) = result {
         let (code, message) = error::report(&err);

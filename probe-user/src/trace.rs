@@ -2,6 +2,7 @@
 //! end (target exit, -d, Ctrl-C, SIGTERM) while printing -i tables, then detach and print.
 use crate::cli::OutputArgs;
 use crate::features::Kernel;
+use crate::outputs::metrics::Exposed;
 use crate::outputs::{self, Distribution, Output};
 use crate::plan::Site;
 use crate::process::{ExitWatch, HeldChild};
@@ -24,7 +25,7 @@ pub struct Job {
     pub unit_ns: u64,
 }
 
-pub fn run<T: Aggregate + Report + Distribution>(job: Job, output: &OutputArgs) -> Result<()> {
+pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &OutputArgs) -> Result<()> {
     session::ensure_privileges()?;
     let kernel = Kernel::detect();
     kernel.ensure_supported()?;
@@ -39,7 +40,10 @@ pub fn run<T: Aggregate + Report + Distribution>(job: Job, output: &OutputArgs) 
         (Scope::Pid(pid), None) => Some(*pid),
         _ => None,
     };
-    let outputs = outputs::build::<T>(output, &slots)?;
+    let program = &target.program().path;
+    let binary = std::fs::canonicalize(program).unwrap_or_else(|_| program.clone()).display().to_string();
+    let scope_pid = if matches!(target.scope, Scope::AllProcesses) { None } else { pid };
+    let outputs = outputs::build::<T>(output, &slots, &binary, scope_pid)?;
     let config = LoadConfig { slots: slots.len() as u32, unit_ns };
     let mut session = Session::<T>::attach(&sites, pid, config, kernel.strategy())?;
     if let Some(c) = child.as_mut() {
@@ -65,10 +69,11 @@ pub fn run<T: Aggregate + Report + Distribution>(job: Job, output: &OutputArgs) 
         drained: Vec::new(),
         outputs,
     };
-    runtime.block_on(async {
+    let target_exited = runtime.block_on(async {
         printer.start()?;
-        trace_until_done(&mut session, pid, output, &mut printer).await?;
-        printer.finish(session.drain_final().await?)
+        let target_exited = trace_until_done(&mut session, pid, output, &mut printer).await?;
+        printer.finish(session.drain_final().await?)?;
+        anyhow::Ok(target_exited)
     })?;
     if sites.len() > 20 {
         eprintln!("probe: detaching {} probes (the kernel takes about 0.1 s for each)", sites.len());
@@ -77,17 +82,35 @@ pub fn run<T: Aggregate + Report + Distribution>(job: Job, output: &OutputArgs) 
     if let Some(c) = child {
         c.reap_if_exited();
     }
+    if target_exited && printer.outputs.iter().any(|o| o.outlives_target()) {
+        let left = output.duration.map(|d| Duration::from_secs_f64(d).saturating_sub(printer.started.elapsed()));
+        eprintln!("probe: the target exited; still serving its final numbers until Ctrl-C, SIGTERM or -d");
+        runtime.block_on(until_stopped(left))?;
+    }
     Ok(())
 }
 
+/// Completes at Ctrl-C, SIGTERM, or after `left` when given.
+async fn until_stopped(left: Option<Duration>) -> Result<()> {
+    let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+        _ = sleep_until(left.map(|l| tokio::time::Instant::now() + l)) => {}
+    }
+    Ok(())
+}
+
+/// Returns whether the trace ended because the target exited.
 async fn trace_until_done<T: Aggregate + Report>(
     session: &mut Session<T>,
     pid: Option<i32>,
     output: &OutputArgs,
     printer: &mut Printer<T>,
-) -> Result<()> {
+) -> Result<bool> {
     let watch = match pid.map(ExitWatch::new).transpose()? {
-        Some(None) => return Ok(()), // exited between attaching and here: print what we have
+        Some(None) => return Ok(true), // exited between attaching and here: print what we have
         Some(Some(w)) => Some(w),
         None => None,
     };
@@ -106,14 +129,14 @@ async fn trace_until_done<T: Aggregate + Report>(
         tokio::select! {
             _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
-            _ = exited(watch.as_ref()) => break,
+            _ = exited(watch.as_ref()) => return Ok(true),
             _ = sleep_until(deadline) => break,
             _ = ticks.tick(), if period.is_some() => {
                 printer.interval(session.drain_interval().await?)?;
             }
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Completes when the watched process exits; never without a process to watch.

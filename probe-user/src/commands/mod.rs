@@ -3,3 +3,4 @@ pub mod argdist;
 pub mod doctor;
 pub mod latency;
 pub mod list;
+pub mod manual;

@@ -5,6 +5,7 @@
 //! every drained interval, and the totals of the whole run at the end.
 use crate::cli::OutputArgs;
 use crate::render::Measured;
+use crate::session::Aggregate;
 use anyhow::Result;
 use std::time::Duration;
 
@@ -12,7 +13,9 @@ mod distribution;
 mod file;
 mod hdr_log;
 mod heatmap;
+pub mod metrics;
 mod plot;
+pub mod serve;
 mod svg;
 pub use distribution::Distribution;
 
@@ -32,11 +35,25 @@ pub trait Output<T> {
     fn finish(&mut self, _elapsed_s: f64, _totals: &[T]) -> Result<()> {
         Ok(())
     }
+    /// Whether probe keeps running after the target exits (until Ctrl-C, SIGTERM or -d), so
+    /// the final totals stay readable, as a metrics endpoint's must.
+    fn outlives_target(&self) -> bool {
+        false
+    }
 }
 
-/// Builds the outputs the command line asks for.
-pub fn build<T: Distribution>(args: &OutputArgs, slots: &[Measured]) -> Result<Vec<Box<dyn Output<T>>>> {
+/// Builds the outputs the command line asks for besides the terminal. `binary` and `pid`
+/// (None: every process running the binary) say what is traced, for labels.
+pub fn build<T: Aggregate + Distribution + metrics::Exposed>(
+    args: &OutputArgs,
+    slots: &[Measured],
+    binary: &str,
+    pid: Option<i32>,
+) -> Result<Vec<Box<dyn Output<T>>>> {
     let mut outputs: Vec<Box<dyn Output<T>>> = Vec::new();
+    if let Some(addr) = &args.serve {
+        outputs.push(Box::new(serve::Serve::<T>::bind(addr, slots, binary, pid)?));
+    }
     if let Some(path) = &args.hdr_log {
         outputs.push(Box::new(hdr_log::HdrLog::create(path, slots)?));
     }

@@ -1,0 +1,77 @@
+//! `--serve ADDR`: the run's cumulative totals at `http://ADDR/metrics` in the Prometheus text
+//! exposition format, for Prometheus to scrape (each host runs probe; Prometheus aggregates).
+use super::metrics::{self, Exposed, Totals};
+use super::Output;
+use crate::error::user;
+use crate::render::Measured;
+use crate::session::Aggregate;
+use anyhow::{Context, Result};
+use axum::http::header::CONTENT_TYPE;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::registry::Registry;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+
+pub struct Serve<T> {
+    /// Bound before attaching; handed to the server in `start`.
+    listener: Option<TcpListener>,
+    addr: SocketAddr,
+    registry: Arc<Registry>,
+    /// Cumulative since tracing began: Prometheus counters never go down.
+    totals: Arc<Mutex<Vec<T>>>,
+}
+
+impl<T: Aggregate + Exposed> Serve<T> {
+    /// Binds `addr` now, so a bad or busy address is bad input with nothing attached.
+    pub fn bind(addr: &str, slots: &[Measured], binary: &str, pid: Option<i32>) -> Result<Serve<T>> {
+        let listener = TcpListener::bind(addr).map_err(|e| {
+            user(format!("--serve {addr}: cannot listen there ({e}); give a free HOST:PORT, e.g. 127.0.0.1:9464"))
+        })?;
+        listener.set_nonblocking(true).context("--serve: non-blocking socket")?;
+        let addr = listener.local_addr().context("--serve: local address")?;
+        let totals = Arc::new(Mutex::new(vec![T::EMPTY; slots.len()]));
+        let mut registry = Registry::default();
+        let labels = metrics::labels::<T>(slots, binary, pid);
+        registry.register_collector(Box::new(Totals { labels, values: totals.clone() }));
+        Ok(Serve { listener: Some(listener), addr, registry: Arc::new(registry), totals })
+    }
+
+    fn totals(&self) -> std::sync::MutexGuard<'_, Vec<T>> {
+        self.totals.lock().expect("no panic while holding the totals")
+    }
+}
+
+impl<T: Aggregate + Exposed> Output<T> for Serve<T> {
+    fn start(&mut self) -> Result<()> {
+        let listener = tokio::net::TcpListener::from_std(self.listener.take().expect("started once"))?;
+        let registry = self.registry.clone();
+        let app = Router::new().route("/metrics", get(move || scrape(registry.clone())));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        eprintln!("probe: serving metrics at http://{}/metrics", self.addr);
+        Ok(())
+    }
+
+    fn interval(&mut self, _elapsed_s: f64, values: &[T]) -> Result<()> {
+        for (total, v) in self.totals().iter_mut().zip(values) {
+            total.merge(v);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, _elapsed_s: f64, totals: &[T]) -> Result<()> {
+        self.totals().copy_from_slice(totals);
+        Ok(())
+    }
+
+    fn outlives_target(&self) -> bool {
+        true
+    }
+}
+
+async fn scrape(registry: Arc<Registry>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    let mut text = String::new();
+    prometheus_text::encode(&mut text, &registry).expect("writing to a String cannot fail");
+    ([(CONTENT_TYPE, prometheus_text::CONTENT_TYPE)], text)
+}
