@@ -26,32 +26,38 @@ command -v objcopy >/dev/null 2>&1 || need_root_apt+=(binutils)
 command -v bpftrace >/dev/null 2>&1 || need_root_apt+=(bpftrace)
 # The font of the labels in the PNGs tests/outputs.rs renders from probe's SVGs.
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_root_apt+=(fonts-dejavu-core)
-# The --serve test scrapes probe with a real Prometheus (and checks the text with promtool);
-# the man page test renders with groff.
-command -v prometheus >/dev/null 2>&1 || need_root_apt+=(prometheus)
 command -v groff >/dev/null 2>&1 || need_root_apt+=(groff-base)
-# cargo xtask vm-test: QEMU, a static busybox for the guest, cpio for its initramfs, and
-# curl/xz to fetch Debian's kernel packages.
-# Without recommends: QEMU's would add the GUI and firmware for other machines.
-need_vm_apt=()
-command -v qemu-system-x86_64 >/dev/null 2>&1 || need_vm_apt+=(qemu-system-x86)
-dpkg -s busybox-static >/dev/null 2>&1 || need_vm_apt+=(busybox-static)
-command -v cpio >/dev/null 2>&1 || need_vm_apt+=(cpio)
-command -v curl >/dev/null 2>&1 || need_vm_apt+=(curl)
-command -v xz >/dev/null 2>&1 || need_vm_apt+=(xz-utils)
+# Installed without recommends (QEMU's would add a GUI and firmware for other machines;
+# Prometheus's, the node exporter):
+#   - cargo xtask vm-test: QEMU, a static busybox for the guest, cpio for its initramfs, and
+#     curl/xz to fetch Debian's kernel packages;
+#   - tests/serve.rs: a real Prometheus scrapes probe (and promtool checks its text).
+need_plain_apt=()
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need_plain_apt+=(qemu-system-x86)
+dpkg -s busybox-static >/dev/null 2>&1 || need_plain_apt+=(busybox-static)
+command -v cpio >/dev/null 2>&1 || need_plain_apt+=(cpio)
+command -v curl >/dev/null 2>&1 || need_plain_apt+=(curl)
+command -v xz >/dev/null 2>&1 || need_plain_apt+=(xz-utils)
+new_prometheus=false
+if ! command -v prometheus >/dev/null 2>&1; then need_plain_apt+=(prometheus); new_prometheus=true; fi
 if [ ${#need_root_apt[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_root_apt[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_root_apt[@]}" >/dev/null
 else
-  say "go, cc, c++, binutils, bpftrace, fonts-dejavu-core, prometheus, groff: present"
+  say "go, cc, c++, binutils, bpftrace, fonts-dejavu-core, groff: present"
 fi
-if [ ${#need_vm_apt[@]} -gt 0 ]; then
-  say "installing Debian packages for vm-test: ${need_vm_apt[*]}"
+if [ ${#need_plain_apt[@]} -gt 0 ]; then
+  say "installing Debian packages without recommends: ${need_plain_apt[*]}"
   [ ${#need_root_apt[@]} -gt 0 ] || apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_vm_apt[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_plain_apt[@]}" >/dev/null
 else
-  say "qemu, busybox-static, cpio, curl, xz: present"
+  say "qemu, busybox-static, cpio, curl, xz, prometheus: present"
+fi
+# The tests start their own Prometheus; the package's service, started where systemd runs,
+# would only hold port 9090 on this machine.
+if $new_prometheus && [ -d /run/systemd/system ]; then
+  systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 
 if ! rustup run "$NIGHTLY" rustc --version >/dev/null 2>&1; then

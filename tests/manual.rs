@@ -84,6 +84,6 @@ fn man_page_of_an_unknown_command_is_bad_input() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!(
         run.stderr,
-        "probe: man nosuch: no such command; one of: latency, argdist, list, completions, man\n"
+        "probe: man nosuch: no such command; one of: latency, argdist, list, doctor, completions, man\n"
     );
 }

@@ -173,6 +173,14 @@ fn build_initramfs(probe: &Path, tests: &[PathBuf]) -> Result<PathBuf> {
             files.insert(PathBuf::from(extra));
         }
     }
+    // Tools the tests run besides probe: a real Prometheus and promtool (tests/serve.rs), bash
+    // and groff for the completion script and man pages (tests/manual.rs).
+    for tool in ["bash", "prometheus", "promtool", "groff", "troff", "grotty"] {
+        files.insert(host_tool(tool)?);
+    }
+    for dir in ["/usr/share/groff", "/etc/groff"] {
+        files.extend(walk(Path::new(dir))?);
+    }
     let libraries: BTreeSet<PathBuf> = files.iter().flat_map(|f| shared_libraries(f)).collect();
     files.extend(libraries);
     for file in &files {
@@ -197,6 +205,16 @@ fn build_initramfs(probe: &Path, tests: &[PathBuf]) -> Result<PathBuf> {
     let size = std::fs::metadata(&initrd)?.len();
     println!("xtask: initramfs {} ({} files, {:.1} MiB)", initrd.display(), files.len(), size as f64 / 1048576.0);
     Ok(initrd)
+}
+
+/// A tool's path on the host, from PATH (scripts/setup.sh installs them).
+fn host_tool(name: &str) -> Result<PathBuf> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .with_context(|| format!("{name} is not installed; run scripts/setup.sh"))
 }
 
 fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -234,6 +252,11 @@ fn copy_into(tree: &Path, file: &Path) -> Result<()> {
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent)?;
     }
+    // A link to a directory (groff's `current`) stays a link; other links are copied through.
+    if file.is_symlink() && file.is_dir() {
+        std::os::unix::fs::symlink(std::fs::read_link(file)?, &dest)?;
+        return Ok(());
+    }
     std::fs::copy(file, &dest).with_context(|| format!("copying {} into the initramfs", file.display()))?;
     Ok(())
 }
@@ -254,6 +277,8 @@ mount -t tmpfs tmpfs /tmp
 mount -t debugfs debugfs /sys/kernel/debug
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || mount -t tracefs tracefs /sys/kernel/debug/tracing
 mount -t bpf bpf /sys/fs/bpf
+# Loopback: tests/serve.rs scrapes probe's /metrics with Prometheus on 127.0.0.1.
+ip link set lo up
 echo "probe-vm: Linux $(uname -r), $(nproc) CPUs"
 export PROBE_BIN={probe} PROBE_PREBUILT_TARGETS=1
 cd {root}
