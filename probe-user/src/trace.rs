@@ -155,8 +155,8 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Prints tables in the chosen format and feeds the other outputs. Interval values are kept,
-/// so the final table covers the whole run.
+/// Prints tables in the chosen format and feeds the other outputs. The run's totals are kept
+/// here, once, so the final table covers the whole run and every output gets them as well.
 struct Printer<T> {
     slots: Vec<Measured>,
     json: bool,
@@ -176,24 +176,26 @@ impl<T: Aggregate + Report> Printer<T> {
         if self.print_intervals {
             self.print("interval", &values);
         }
-        let elapsed = self.started.elapsed().as_secs_f64();
-        for o in &mut self.outputs {
-            o.interval(elapsed, &values)?;
-        }
         self.drained.resize(values.len(), T::EMPTY);
         for (acc, v) in self.drained.iter_mut().zip(&values) {
             acc.merge(v);
         }
+        let elapsed = self.started.elapsed().as_secs_f64();
+        for o in &mut self.outputs {
+            o.interval(elapsed, &values, &self.drained)?;
+        }
         Ok(())
     }
 
-    fn finish(&mut self, mut values: Vec<T>) -> Result<()> {
-        for (v, drained) in values.iter_mut().zip(&self.drained) {
-            v.merge(drained);
+    /// `last`: what was drained at the end, since the last interval.
+    fn finish(&mut self, last: Vec<T>) -> Result<()> {
+        let mut totals = last.clone();
+        for (t, drained) in totals.iter_mut().zip(&self.drained) {
+            t.merge(drained);
         }
-        self.print("final", &values);
+        self.print("final", &totals);
         let elapsed = self.started.elapsed().as_secs_f64();
-        self.outputs.iter_mut().try_for_each(|o| o.finish(elapsed, &values))
+        self.outputs.iter_mut().try_for_each(|o| o.finish(elapsed, &last, &totals))
     }
 
     fn print(&self, kind: &str, values: &[T]) {

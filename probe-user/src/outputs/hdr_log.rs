@@ -9,7 +9,6 @@ use crate::render::Measured;
 use anyhow::Result;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
-use probe_ebpf::FINE_BUCKETS;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -24,9 +23,6 @@ pub struct HdrLog {
     /// One interval log tag per slot: the function name, with the characters a tag cannot
     /// hold (`,`, space, line breaks) replaced by `_`.
     tags: Vec<String>,
-    /// Fine buckets written so far per slot (empty until its first call): the totals at the
-    /// end minus these are the last, partial interval.
-    written: Vec<Vec<u64>>,
     /// End of the last interval written, in seconds since tracing began.
     written_until_s: f64,
 }
@@ -42,26 +38,22 @@ impl HdrLog {
             file: BufWriter::new(file::create(path, "--hdr-log")?),
             serializer: V2DeflateSerializer::new(),
             tags: slots.iter().map(|m| tag_of(&m.function)).collect(),
-            written: vec![Vec::new(); slots.len()],
             written_until_s: 0.0,
         })
     }
 
-    /// Writes one histogram per slot with calls in `[written_until_s, end_s]`; `span_of` gives
-    /// a slot's fine buckets for that span from its slot number and what was written before.
-    fn write_span(&mut self, end_s: f64, span_of: impl Fn(usize, &[u64]) -> [u64; FINE_BUCKETS]) -> Result<()> {
+    /// Writes one histogram per slot with calls in `[written_until_s, end_s]`, from the
+    /// values drained for that span.
+    fn write_span<T: Distribution>(&mut self, end_s: f64, span: &[T]) -> Result<()> {
         let start = Duration::from_secs_f64(self.written_until_s);
         let length = Duration::from_secs_f64((end_s - self.written_until_s).max(0.0));
         // A builder with no headers writes nothing itself: a writer for this batch of lines.
         let mut log = IntervalLogWriterBuilder::new().begin_log_with(&mut self.file, &mut self.serializer)?;
-        for (slot, written) in self.written.iter_mut().enumerate() {
-            let span = span_of(slot, written);
-            if span.iter().all(|&c| c == 0) {
-                continue;
+        for (values, tag) in span.iter().zip(&self.tags) {
+            let fine = values.fine_ns().expect("create() accepts latency only");
+            if fine.iter().any(|&c| c > 0) {
+                log.write_histogram(&ns_histogram(fine), start, length, Tag::new(tag))?;
             }
-            log.write_histogram(&ns_histogram(&span), start, length, Tag::new(&self.tags[slot]))?;
-            written.resize(FINE_BUCKETS, 0);
-            written.iter_mut().zip(span).for_each(|(w, c)| *w += c);
         }
         self.file.flush()?;
         self.written_until_s = end_s;
@@ -82,21 +74,13 @@ impl<T: Distribution> Output<T> for HdrLog {
         Ok(())
     }
 
-    fn interval(&mut self, elapsed_s: f64, values: &[T]) -> Result<()> {
-        self.write_span(elapsed_s, |slot, _| *fine_ns(&values[slot]))
+    fn interval(&mut self, elapsed_s: f64, values: &[T], _totals: &[T]) -> Result<()> {
+        self.write_span(elapsed_s, values)
     }
 
-    fn finish(&mut self, elapsed_s: f64, totals: &[T]) -> Result<()> {
-        self.write_span(elapsed_s, |slot, written| {
-            let mut rest = *fine_ns(&totals[slot]);
-            rest.iter_mut().zip(written).for_each(|(c, w)| *c -= w);
-            rest
-        })
+    fn finish(&mut self, elapsed_s: f64, last: &[T], _totals: &[T]) -> Result<()> {
+        self.write_span(elapsed_s, last)
     }
-}
-
-fn fine_ns<T: Distribution>(v: &T) -> &[u64; FINE_BUCKETS] {
-    v.fine_ns().expect("create() accepts latency only")
 }
 
 /// A function name as an interval log tag.

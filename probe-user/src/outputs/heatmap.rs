@@ -53,18 +53,9 @@ impl Heatmap {
         self.columns.push(Column { start_s, end_s, cells });
     }
 
-    /// Calls per slot in the columns so far, per bucket.
-    fn drawn(&self) -> Vec<[u64; LOG2_BUCKETS]> {
-        let mut drawn = vec![[0; LOG2_BUCKETS]; self.slots.len()];
-        for cell in self.columns.iter().flat_map(|c| &c.cells) {
-            drawn[cell.slot][cell.bucket] += cell.count;
-        }
-        drawn
-    }
-
-    fn draw(&self) -> Result<()> {
-        let calls: Vec<u64> = self.drawn().iter().map(|b| b.iter().sum()).collect();
-        let panels = svg::panel_slots(&calls, "--heatmap");
+    /// Draws the panels of the busiest slots; `calls` is each slot's total.
+    fn draw(&self, calls: &[u64]) -> Result<()> {
+        let panels = svg::panel_slots(calls, "--heatmap");
         let end_s = self.columns.last().map_or(0.0, |c| c.end_s).max(1e-3);
         svg::write(&self.file, panels.len(), |area, panel| self.draw_panel(area, panels[panel], end_s))
     }
@@ -148,15 +139,15 @@ fn draw_colour_bar(area: &DrawingArea<SVGBackend, plotters::coord::Shift>, max: 
 }
 
 impl<T: Distribution> Output<T> for Heatmap {
-    fn interval(&mut self, elapsed_s: f64, values: &[T]) -> Result<()> {
+    fn interval(&mut self, elapsed_s: f64, values: &[T], _totals: &[T]) -> Result<()> {
         self.push_column(elapsed_s, |slot, bucket| values[slot].log2_buckets()[bucket]);
         Ok(())
     }
 
-    fn finish(&mut self, elapsed_s: f64, totals: &[T]) -> Result<()> {
-        let drawn = self.drawn();
-        self.push_column(elapsed_s, |slot, bucket| totals[slot].log2_buckets()[bucket] - drawn[slot][bucket]);
-        self.draw()
+    fn finish(&mut self, elapsed_s: f64, last: &[T], totals: &[T]) -> Result<()> {
+        self.push_column(elapsed_s, |slot, bucket| last[slot].log2_buckets()[bucket]);
+        let calls: Vec<u64> = totals.iter().map(|t| t.log2_buckets().iter().sum()).collect();
+        self.draw(&calls)
     }
 }
 

@@ -136,10 +136,11 @@ impl<T: Exposed> Collector for Totals<T> {
             let h = v.histogram();
             family.encode_family(labels)?.encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)?;
         }
+        let counters: Vec<Vec<u64>> = values.iter().map(|v| v.counters()).collect();
         for (i, (name, help)) in T::COUNTERS.iter().enumerate() {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for (labels, v) in self.labels.iter().zip(values.iter()) {
-                family.encode_family(labels)?.encode_counter::<NoLabelSet, u64, u64>(&v.counters()[i], None)?;
+            for (labels, c) in self.labels.iter().zip(&counters) {
+                family.encode_family(labels)?.encode_counter::<NoLabelSet, u64, u64>(&c[i], None)?;
             }
         }
         Ok(())

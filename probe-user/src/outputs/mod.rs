@@ -27,12 +27,14 @@ pub trait Output<T> {
     fn start(&mut self) -> Result<()> {
         Ok(())
     }
-    /// The values of one drained interval that ended `elapsed_s` after tracing began.
-    fn interval(&mut self, _elapsed_s: f64, _values: &[T]) -> Result<()> {
+    /// The values of one drained interval that ended `elapsed_s` after tracing began, and the
+    /// run's totals up to then.
+    fn interval(&mut self, _elapsed_s: f64, _values: &[T], _totals: &[T]) -> Result<()> {
         Ok(())
     }
-    /// The totals of the whole run, once, at the end.
-    fn finish(&mut self, _elapsed_s: f64, _totals: &[T]) -> Result<()> {
+    /// Once, at the end: the values since the last interval (the last, partial one) and the
+    /// totals of the whole run.
+    fn finish(&mut self, _elapsed_s: f64, _last: &[T], _totals: &[T]) -> Result<()> {
         Ok(())
     }
     /// Whether probe keeps running after the target exits (until Ctrl-C, SIGTERM or -d), so

@@ -66,7 +66,7 @@ impl Plot {
 }
 
 impl<T: Distribution> Output<T> for Plot {
-    fn finish(&mut self, _elapsed_s: f64, totals: &[T]) -> Result<()> {
+    fn finish(&mut self, _elapsed_s: f64, _last: &[T], totals: &[T]) -> Result<()> {
         let calls: Vec<u64> = totals.iter().map(|t| t.log2_buckets().iter().sum()).collect();
         let panels = svg::panel_slots(&calls, "--plot");
         svg::write(&self.file, panels.len(), |area, panel| {

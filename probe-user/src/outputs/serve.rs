@@ -53,14 +53,12 @@ impl<T: Aggregate + Exposed> Output<T> for Serve<T> {
         Ok(())
     }
 
-    fn interval(&mut self, _elapsed_s: f64, values: &[T]) -> Result<()> {
-        for (total, v) in self.totals().iter_mut().zip(values) {
-            total.merge(v);
-        }
+    fn interval(&mut self, _elapsed_s: f64, _values: &[T], totals: &[T]) -> Result<()> {
+        self.totals().copy_from_slice(totals);
         Ok(())
     }
 
-    fn finish(&mut self, _elapsed_s: f64, totals: &[T]) -> Result<()> {
+    fn finish(&mut self, _elapsed_s: f64, _last: &[T], totals: &[T]) -> Result<()> {
         self.totals().copy_from_slice(totals);
         Ok(())
     }
