@@ -125,17 +125,13 @@ fn raise_memlock_limit() {
 impl Kernel {
     /// `uname -r`.
     pub fn release() -> String {
-        kernel_release()
+        let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+        if unsafe { libc::uname(&mut uts) } != 0 {
+            return "unknown".into();
+        }
+        let bytes: Vec<u8> = uts.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
     }
-}
-
-fn kernel_release() -> String {
-    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
-    if unsafe { libc::uname(&mut uts) } != 0 {
-        return "unknown".into();
-    }
-    let bytes: Vec<u8> = uts.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// The uretprobe syscall cannot be probed by calling it (outside a uretprobe trampoline the
