@@ -3,7 +3,8 @@
 # Idempotent: a second run only checks and finishes in seconds.
 #   - the pinned nightly (with rust-src) that builds the eBPF crate
 #   - bpf-linker 0.13.0 linked against that nightly's own libLLVM (versions must match)
-#   - Go and a C compiler for the test targets, bpftrace for comparisons
+#   - Go (Debian's 1.19, and 1.21 and 1.23 from backports) and a C compiler for the test
+#     targets, bpftrace for comparisons
 #   - Prometheus and groff for the --serve and man page tests
 set -euo pipefail
 # A bare CI environment may lack HOME; cargo, rustup and go all need it.
@@ -40,6 +41,28 @@ command -v curl >/dev/null 2>&1 || need_plain_apt+=(curl)
 command -v xz >/dev/null 2>&1 || need_plain_apt+=(xz-utils)
 new_prometheus=false
 if ! command -v prometheus >/dev/null 2>&1; then need_plain_apt+=(prometheus); new_prometheus=true; fi
+# Go 1.21 and 1.23 beside Debian 12's 1.19: Go's prologues differ by version (1.17-1.20 bodies
+# start with SUBQ, 1.21+ with PUSHQ BP), so the Go targets are built and traced with each. They
+# come from the bookworm-backports suite, added from the mirror this machine already uses.
+need_backports=()
+[ -x /usr/lib/go-1.21/bin/go ] || need_backports+=(golang-1.21-go)
+[ -x /usr/lib/go-1.23/bin/go ] || need_backports+=(golang-1.23-go)
+if [ ${#need_backports[@]} -gt 0 ]; then
+  suite="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")-backports"
+  if ! grep -rqs -- "$suite" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    codename="${suite%-backports}"
+    apt-get update -qq  # apt-cache policy lists the mirrors only once their lists are fetched
+    mirror="$(apt-cache policy | awk -v s="$codename/main" '$3 == s && $2 ~ /^https?:/ {print $2; exit}')"
+    [ -n "$mirror" ] || { say "error: no Debian mirror found in /etc/apt to add $suite from" >&2; exit 1; }
+    say "adding the $suite suite ($mirror) for ${need_backports[*]}"
+    printf 'Types: deb\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      "$mirror" "$suite" > /etc/apt/sources.list.d/probe-backports.sources
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t "$suite" "${need_backports[@]}" >/dev/null
+else
+  say "go 1.21 and 1.23 (bookworm-backports): present"
+fi
 if [ ${#need_root_apt[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_root_apt[*]}"
   apt-get update -qq

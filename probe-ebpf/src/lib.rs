@@ -192,35 +192,51 @@ pub enum ValueSource {
 }
 
 /// What one attach site measures, carried in its BPF attach cookie so a single program serves
-/// every site. Layout: bits 0..16 slot, 16..24 source kind (0 register, 1 stack),
-/// 24..32 register, 32..64 stack offset.
+/// every site. Layout: bits 0..16 slot, 16..20 source kind (0 register, 1 stack), bit 20
+/// the site is a Go stack-check branch, 24..32 register, 32..64 stack offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ValueCookie {
     pub slot: u32,
     pub source: ValueSource,
+    /// The site is the conditional jump of a Go stack check: see `stack_check_taken`.
+    pub stack_check: bool,
 }
 
 impl ValueCookie {
     pub fn encode(self) -> u64 {
         let slot = (self.slot as u64) & 0xffff;
+        let check = (self.stack_check as u64) << 20;
         match self.source {
-            ValueSource::Reg(r) => slot | ((r as u64) << 24),
-            ValueSource::Stack { offset } => slot | (1 << 16) | ((offset as u64) << 32),
+            ValueSource::Reg(r) => slot | check | ((r as u64) << 24),
+            ValueSource::Stack { offset } => slot | (1 << 16) | check | ((offset as u64) << 32),
         }
     }
 
     #[inline(always)]
     pub fn decode(cookie: u64) -> Option<ValueCookie> {
         let slot = (cookie & 0xffff) as u32;
-        let source = match (cookie >> 16) & 0xff {
+        let source = match (cookie >> 16) & 0xf {
             0 => ValueSource::Reg(Reg::from_u8((cookie >> 24) as u8)?),
             1 => ValueSource::Stack {
                 offset: (cookie >> 32) as u32,
             },
             _ => return None,
         };
-        Some(ValueCookie { slot, source })
+        Some(ValueCookie { slot, source, stack_check: cookie & (1 << 20) != 0 })
     }
+}
+
+/// x86 EFLAGS bits the `JBE` of a Go stack check tests: carry and zero.
+const EFLAGS_CF: u64 = 1 << 0;
+const EFLAGS_ZF: u64 = 1 << 6;
+
+/// At a Go stack check's `JBE` (probed because the kernel emulates a branch instead of
+/// single-stepping it), whether the jump to `morestack` is about to be taken: the call will
+/// grow its stack (or yield to a preemption request) and start again from its first byte, so
+/// this hit must be ignored for the call to count once.
+#[inline(always)]
+pub fn stack_check_taken(eflags: u64) -> bool {
+    eflags & (EFLAGS_CF | EFLAGS_ZF) != 0
 }
 
 /// Latency: log-linear buckets of nanoseconds, 16 per power of two, for percentiles within a
@@ -266,12 +282,21 @@ pub struct LatencyStats {
     /// Exact sum of the recorded durations in nanoseconds (`value`'s sum is in the display
     /// unit, truncated per call); wraps after 584 years of total time.
     pub sum_ns: u64,
+    /// Nanoseconds of the probes' own cost taken out of the recorded durations (see
+    /// `SpanShape`): the summary shows it per call.
+    pub subtracted_ns: u64,
     pub fine: [u64; FINE_BUCKETS],
 }
 
 impl LatencyStats {
-    pub const EMPTY: LatencyStats =
-        LatencyStats { value: ValueStats::EMPTY, abandoned: 0, overflow: 0, sum_ns: 0, fine: [0; FINE_BUCKETS] };
+    pub const EMPTY: LatencyStats = LatencyStats {
+        value: ValueStats::EMPTY,
+        abandoned: 0,
+        overflow: 0,
+        sum_ns: 0,
+        subtracted_ns: 0,
+        fine: [0; FINE_BUCKETS],
+    };
 
     /// Adds one call of `ns` nanoseconds; `unit_ns` is the display unit (1, 1000, 1000000).
     #[inline(always)]
@@ -291,6 +316,7 @@ impl LatencyStats {
         self.abandoned += other.abandoned;
         self.overflow += other.overflow;
         self.sum_ns = self.sum_ns.wrapping_add(other.sum_ns);
+        self.subtracted_ns = self.subtracted_ns.wrapping_add(other.subtracted_ns);
         for (mine, theirs) in self.fine.iter_mut().zip(other.fine.iter()) {
             *mine += theirs;
         }
@@ -309,7 +335,59 @@ pub const GLOBAL_FIXED_COOKIE: &str = "FIXED_COOKIE";
 /// Maps shared by every copy of the programs in that mode.
 pub const MAP_ENTRIES: &str = "ENTRIES";
 pub const MAP_EMPTY_STACK: &str = "EMPTY_STACK";
-pub const SHARED_MAPS: [&str; 5] = [MAP_VALUE_STATS, MAP_LATENCY_STATS, MAP_EPOCH, MAP_ENTRIES, MAP_EMPTY_STACK];
+pub const MAP_PROBE_COSTS: &str = "PROBE_COSTS";
+pub const MAP_HIT_COSTS: &str = "HIT_COSTS";
+pub const SHARED_MAPS: [&str; 7] = [
+    MAP_VALUE_STATS,
+    MAP_LATENCY_STATS,
+    MAP_EPOCH,
+    MAP_ENTRIES,
+    MAP_EMPTY_STACK,
+    MAP_PROBE_COSTS,
+    MAP_HIT_COSTS,
+];
+
+/// How one measured call is bracketed by probes, which decides what the probes themselves add
+/// to its measured duration: the entry probe's instruction is emulated by the kernel or
+/// single-stepped out of line (a second trap), and the exit is a RET probe or a uretprobe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpanShape {
+    pub entry_stepped: bool,
+    pub uretprobe: bool,
+}
+
+impl SpanShape {
+    pub const ALL: [SpanShape; 4] = [
+        SpanShape { entry_stepped: false, uretprobe: false },
+        SpanShape { entry_stepped: true, uretprobe: false },
+        SpanShape { entry_stepped: false, uretprobe: true },
+        SpanShape { entry_stepped: true, uretprobe: true },
+    ];
+
+    #[inline(always)]
+    pub fn index(self) -> u32 {
+        self.entry_stepped as u32 | (self.uretprobe as u32) << 1
+    }
+
+    /// `PROBE_COSTS` index of the nanoseconds this shape's probes add inside the span they
+    /// time (the entry probe's work after its timestamp, the exit probe's before its own).
+    #[inline(always)]
+    pub fn inside_cost_index(self) -> u32 {
+        self.index()
+    }
+
+    /// `PROBE_COSTS` index of the nanoseconds one call's entry and exit probes add, in all, to
+    /// whatever encloses the call: subtracted from the callers measured on the same goroutine
+    /// or thread.
+    #[inline(always)]
+    pub fn hit_cost_index(self) -> u32 {
+        4 + self.index()
+    }
+}
+
+/// Entries of `PROBE_COSTS`: an inside and a hit cost per `SpanShape`. All zero (`--raw`, or
+/// not calibrated) means durations are recorded as measured.
+pub const PROBE_COSTS_LEN: u32 = 8;
 
 /// Frames remembered per (process, goroutine or thread, function): recursion deeper than
 /// this is counted in `overflow`, not measured.
@@ -333,6 +411,11 @@ pub struct Frame {
     /// `g.stack.hi - SP`, which stays the same when the runtime moves a growing stack.
     pub depth: u64,
     pub entry_ns: u64,
+    /// The goroutine's or thread's `HIT_COSTS` counter at entry: what it has grown by at the
+    /// exit is the cost of the probes that fired inside this call.
+    pub hits_ns: u64,
+    /// 1 when the entry probe's instruction is single-stepped (`SpanShape::entry_stepped`).
+    pub entry_stepped: u64,
 }
 
 #[repr(C)]
@@ -343,13 +426,17 @@ pub struct EntryStack {
 }
 
 /// What a latency attach site is, carried in its cookie. Layout: bits 0..24 slot, bit 24 exit,
-/// bit 25 Go (key by goroutine), bit 26 uretprobe (SP is 8 above the entry's).
+/// bit 25 Go (key by goroutine), bit 26 uretprobe (SP is 8 above the entry's), bit 27 the entry
+/// is a Go stack-check branch (`stack_check_taken`), bit 28 the entry's instruction is
+/// single-stepped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LatencyCookie {
     pub slot: u32,
     pub exit: bool,
     pub go: bool,
     pub uretprobe: bool,
+    pub stack_check: bool,
+    pub entry_stepped: bool,
 }
 
 impl LatencyCookie {
@@ -358,6 +445,8 @@ impl LatencyCookie {
             | (self.exit as u64) << 24
             | (self.go as u64) << 25
             | (self.uretprobe as u64) << 26
+            | (self.stack_check as u64) << 27
+            | (self.entry_stepped as u64) << 28
     }
 
     #[inline(always)]
@@ -367,6 +456,8 @@ impl LatencyCookie {
             exit: cookie & (1 << 24) != 0,
             go: cookie & (1 << 25) != 0,
             uretprobe: cookie & (1 << 26) != 0,
+            stack_check: cookie & (1 << 27) != 0,
+            entry_stepped: cookie & (1 << 28) != 0,
         }
     }
 }
@@ -476,10 +567,10 @@ mod tests {
     #[test]
     fn cookie_round_trips() {
         for c in [
-            ValueCookie { slot: 3, source: ValueSource::Reg(Reg::R11) },
-            ValueCookie { slot: 0, source: ValueSource::Reg(Reg::Rax) },
-            ValueCookie { slot: 63, source: ValueSource::Stack { offset: 8 } },
-            ValueCookie { slot: 1, source: ValueSource::Stack { offset: 0xffff_fff8 } },
+            ValueCookie { slot: 3, source: ValueSource::Reg(Reg::R11), stack_check: false },
+            ValueCookie { slot: 0, source: ValueSource::Reg(Reg::Rax), stack_check: true },
+            ValueCookie { slot: 63, source: ValueSource::Stack { offset: 8 }, stack_check: false },
+            ValueCookie { slot: 1, source: ValueSource::Stack { offset: 0xffff_fff8 }, stack_check: true },
         ] {
             assert_eq!(ValueCookie::decode(c.encode()), Some(c));
         }
@@ -508,10 +599,30 @@ mod tests {
     #[test]
     fn latency_cookie_round_trips() {
         for c in [
-            LatencyCookie { slot: 0, exit: false, go: true, uretprobe: false },
-            LatencyCookie { slot: 999, exit: true, go: false, uretprobe: true },
+            LatencyCookie { slot: 0, exit: false, go: true, uretprobe: false, stack_check: true, entry_stepped: false },
+            LatencyCookie { slot: 999, exit: true, go: false, uretprobe: true, stack_check: false, entry_stepped: true },
         ] {
             assert_eq!(LatencyCookie::decode(c.encode()), c);
         }
+    }
+
+    #[test]
+    fn stack_check_is_taken_exactly_when_jbe_jumps() {
+        // CMP SP, stackguard: below (CF) or equal (ZF) means morestack; above means the body.
+        assert!(stack_check_taken(EFLAGS_CF));
+        assert!(stack_check_taken(EFLAGS_ZF | 0x202));
+        assert!(!stack_check_taken(0x202)); // IF and the always-one bit only
+        assert!(!stack_check_taken(0x286)); // SF, PF: still above for an unsigned compare
+    }
+
+    #[test]
+    fn span_shapes_index_both_cost_halves_of_the_table() {
+        let mut seen = std::vec::Vec::new();
+        for s in SpanShape::ALL {
+            seen.push(s.inside_cost_index());
+            seen.push(s.hit_cost_index());
+        }
+        seen.sort();
+        assert_eq!(seen, (0..PROBE_COSTS_LEN).collect::<std::vec::Vec<_>>());
     }
 }

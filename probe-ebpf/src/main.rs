@@ -7,13 +7,13 @@ use aya_ebpf::{
     bindings::{pt_regs, BPF_F_NO_PREALLOC, BPF_NOEXIST},
     helpers::{bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::{map, uprobe, uretprobe},
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
     programs::{ProbeContext, RetProbeContext},
     EbpfContext,
 };
 use probe_ebpf::{
-    bank_index, EntryKey, EntryStack, LatencyCookie, LatencyStats, Reg, ValueCookie, ValueSource,
-    ValueStats, MAX_NESTING,
+    bank_index, stack_check_taken, EntryKey, EntryStack, Frame, LatencyCookie, LatencyStats, Reg,
+    SpanShape, ValueCookie, ValueSource, ValueStats, MAX_NESTING, PROBE_COSTS_LEN,
 };
 
 /// Per-CPU value aggregates at `bank_index(bank, slot)`; the loader sizes it to the slots.
@@ -62,6 +62,9 @@ fn record_value(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
     let Some(site) = ValueCookie::decode(site_cookie(ctx)) else {
         return;
     };
+    if site.stack_check && stack_check_taken(unsafe { (*regs).eflags }) {
+        return; // the call grows its stack and comes back here: count it then
+    }
     let bank = EPOCH.get(0).copied().unwrap_or(0);
     let Some(stats) = VALUE_STATS.get_ptr_mut(bank_index(bank, site.slot)) else {
         return;
@@ -116,6 +119,21 @@ static ENTRIES: HashMap<EntryKey, EntryStack> = HashMap::with_max_entries(65536,
 #[map]
 static EMPTY_STACK: PerCpuArray<EntryStack> = PerCpuArray::with_max_entries(1, 0);
 
+/// What the probes cost, calibrated by the loader on this kernel at start-up: an inside and a
+/// hit cost per `SpanShape` (see there). Zero means "subtract nothing".
+#[map]
+static PROBE_COSTS: Array<u64> = Array::with_max_entries(PROBE_COSTS_LEN, 0);
+
+/// Per goroutine or thread (`EntryKey` with `slot` = `CONTEXT_SLOT`): the running total of the
+/// hit costs of every measured call that returned on it. A call's exit subtracts what the
+/// total grew by since its entry, so a caller is not charged for its callees' probes. LRU: a
+/// context that is gone simply ages out (an evicted total reads as no growth).
+#[map]
+static HIT_COSTS: LruHashMap<EntryKey, u64> = LruHashMap::with_max_entries(65536, 0);
+
+/// `EntryKey::slot` of a `HIT_COSTS` key: the goroutine or thread itself, not one function.
+const CONTEXT_SLOT: u32 = u32::MAX;
+
 /// Entry probes and RET-site exit probes of `latency`; the cookie says which.
 #[uprobe]
 pub fn pb_lat(ctx: ProbeContext) -> u32 {
@@ -132,9 +150,14 @@ pub fn pb_lat_ret(ctx: RetProbeContext) -> u32 {
 
 #[inline(always)]
 fn on_latency_site(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
-    let now = unsafe { bpf_ktime_get_ns() };
+    // An exit's time is taken first thing, an entry's last (in on_entry): what lies between
+    // the two timestamps of a call is as little of the probes' own work as possible.
+    let exit_ns = unsafe { bpf_ktime_get_ns() };
     let site = LatencyCookie::decode(site_cookie(ctx));
     let regs = unsafe { &*regs };
+    if !site.exit && site.stack_check && stack_check_taken(regs.eflags) {
+        return; // the call grows its stack and comes back here: count it then
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
     let (context, depth) = if site.go {
         // Key by goroutine (R14 holds g): goroutines move between threads. Depth from the
@@ -156,14 +179,31 @@ fn on_latency_site(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
     };
     let stats = unsafe { &mut *stats };
     if site.exit {
-        on_exit(&key, depth, now, stats);
+        on_exit(&key, depth, exit_ns, site.uretprobe, stats);
     } else {
-        on_entry(&key, depth, now, stats);
+        on_entry(&key, depth, site.entry_stepped, stats);
     }
 }
 
 #[inline(always)]
-fn on_entry(key: &EntryKey, depth: u64, now: u64, stats: &mut LatencyStats) {
+fn context_key(key: &EntryKey) -> EntryKey {
+    EntryKey { tgid: key.tgid, slot: CONTEXT_SLOT, context: key.context }
+}
+
+/// The context's `HIT_COSTS` total (0 if it has none yet).
+#[inline(always)]
+fn context_hits(context: &EntryKey) -> u64 {
+    // The value is copied out at once; a concurrent update can only make it stale.
+    unsafe { HIT_COSTS.get(context) }.copied().unwrap_or(0)
+}
+
+#[inline(always)]
+fn probe_cost(index: u32) -> u64 {
+    PROBE_COSTS.get(index).copied().unwrap_or(0)
+}
+
+#[inline(always)]
+fn on_entry(key: &EntryKey, depth: u64, entry_stepped: bool, stats: &mut LatencyStats) {
     let stack = match ENTRIES.get_ptr_mut(key) {
         Some(s) => s,
         None => {
@@ -179,10 +219,12 @@ fn on_entry(key: &EntryKey, depth: u64, now: u64, stats: &mut LatencyStats) {
     // A new frame at `depth` means every remembered frame at the same depth or deeper is gone
     // (left by a panic or Goexit without reaching RET).
     stats.abandoned += pop_frames(stack, |d| d >= depth);
+    let hits_ns = context_hits(&context_key(key));
     let len = unsafe { core::ptr::read_volatile(&stack.len) } as usize;
     match stack.frames.get_mut(len) {
         Some(frame) => {
-            *frame = probe_ebpf::Frame { depth, entry_ns: now };
+            let entry_ns = unsafe { bpf_ktime_get_ns() };
+            *frame = Frame { depth, entry_ns, hits_ns, entry_stepped: entry_stepped as u64 };
             stack.len = len as u64 + 1;
         }
         None => stats.overflow += 1,
@@ -190,7 +232,7 @@ fn on_entry(key: &EntryKey, depth: u64, now: u64, stats: &mut LatencyStats) {
 }
 
 #[inline(always)]
-fn on_exit(key: &EntryKey, depth: u64, now: u64, stats: &mut LatencyStats) {
+fn on_exit(key: &EntryKey, depth: u64, now: u64, uretprobe: bool, stats: &mut LatencyStats) {
     let Some(stack) = ENTRIES.get_ptr_mut(key) else { return };
     let stack = unsafe { &mut *stack };
     // Frames deeper than the returning one were abandoned.
@@ -201,8 +243,21 @@ fn on_exit(key: &EntryKey, depth: u64, now: u64, stats: &mut LatencyStats) {
     if let Some(top) = stack.frames.get(len.wrapping_sub(1)) {
         // No match: the call began before the probes were attached.
         if top.depth == depth {
-            stats.record(now.wrapping_sub(top.entry_ns), unit_ns());
+            let shape = SpanShape { entry_stepped: top.entry_stepped != 0, uretprobe };
+            let context = context_key(key);
+            let hits_now = context_hits(&context);
+            // Probes that fired inside this call (callees, recursion) cost it what the context's
+            // total grew by; a total that went backwards was evicted: count nothing.
+            let nested = if hits_now >= top.hits_ns { hits_now - top.hits_ns } else { 0 };
+            let raw = now.wrapping_sub(top.entry_ns);
+            let ns = raw.saturating_sub(probe_cost(shape.inside_cost_index()).saturating_add(nested));
+            stats.record(ns, unit_ns());
+            stats.subtracted_ns = stats.subtracted_ns.wrapping_add(raw - ns);
             stack.len = len as u64 - 1;
+            let hit = probe_cost(shape.hit_cost_index());
+            if hit != 0 {
+                let _ = HIT_COSTS.insert(&context, &(hits_now + hit), 0);
+            }
         }
     }
     if stack.len == 0 {

@@ -67,6 +67,10 @@ pub struct LatencyArgs {
     /// How returns are observed: auto = RET probes for Go, uretprobes otherwise
     #[arg(long, value_enum, default_value = "auto")]
     pub exit: ExitMode,
+    /// Report durations as measured, without subtracting the probes' own cost (calibrated at
+    /// start-up on this kernel)
+    #[arg(long)]
+    pub raw: bool,
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(flatten)]

@@ -1,7 +1,12 @@
-//! x86-64 machine-code facts that decide where probes may go: the first instruction after a Go
-//! stack-check prologue, and every RET (Go-safe exit sites, instead of uretprobes).
+//! x86-64 machine-code facts that decide where probes may go and what they cost: the Go
+//! stack-check prologue, every RET (Go-safe exit sites, instead of uretprobes), and how the
+//! kernel handles a uprobe on each instruction (emulated, single-stepped, or refused).
 use anyhow::{bail, Result};
-use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register};
+use iced_x86::{
+    Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind,
+    Register,
+};
+use std::collections::HashSet;
 
 /// Offset of `g.stackguard0` in Go's g struct (R14 holds g in Go code).
 const STACKGUARD0: u64 = 0x10;
@@ -13,11 +18,9 @@ fn decode(code: &[u8], addr: u64) -> impl Iterator<Item = Instruction> + '_ {
     std::iter::from_fn(move || decoder.can_decode().then(|| decoder.decode()))
 }
 
-/// Where a Go function's body starts: the instruction after the `CMP stackguard0; JBE` check.
-/// A probe there fires once per call, while one at the first byte fires again each time the
-/// stack grows (morestack jumps back to the function start). Functions without the check
-/// (NOSPLIT, assembly) start at `addr`.
-pub fn go_body_entry(code: &[u8], addr: u64) -> u64 {
+/// The conditional jump of a Go function's `CMP stackguard0; JBE morestack` check, if it has
+/// one (NOSPLIT and assembly functions do not).
+fn go_stack_check_branch(code: &[u8], addr: u64) -> Option<Instruction> {
     let window: Vec<Instruction> = decode(code, addr).take(PROLOGUE_WINDOW + 1).collect();
     for pair in window.windows(2) {
         let (check, branch) = (&pair[0], &pair[1]);
@@ -25,10 +28,193 @@ pub fn go_body_entry(code: &[u8], addr: u64) -> u64 {
             break;
         }
         if is_stackguard_compare(check) && branch.flow_control() == FlowControl::ConditionalBranch {
-            return branch.next_ip();
+            return Some(*branch);
         }
     }
-    addr
+    None
+}
+
+/// What the kernel does with a uprobe on an instruction (x86-64, Linux 5.4 and later): a few
+/// instructions are emulated in the trap handler; every other one is copied out of line and
+/// single-stepped, a second exception that costs several microseconds under virtualisation;
+/// some are refused outright (the attach fails, or with -c the probe is silently never
+/// installed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Handling {
+    Emulated,
+    SingleStepped,
+    Refused(&'static str),
+}
+
+impl Handling {
+    pub fn is_emulated(self) -> bool {
+        self == Handling::Emulated
+    }
+}
+
+/// One-byte opcodes the kernel's x86-64 uprobe decoder refuses (besides the prefix bytes).
+const REFUSED_OPCODES: &[u8] = &[
+    0x06, 0x07, 0x0e, 0x16, 0x17, 0x1e, 0x1f, 0x27, 0x2f, 0x37, 0x3f, 0x60, 0x61, 0x62, 0x6c, 0x6d,
+    0x6e, 0x6f, 0x82, 0xc4, 0xc5, 0xcc, 0xcd, 0xce, 0xcf, 0xd4, 0xd5, 0xd6, 0xe4, 0xe5, 0xe6, 0xe7,
+    0xec, 0xed, 0xee, 0xef, 0xf1, 0xf4, 0xfa, 0xfb,
+];
+/// Second bytes of `0F xx` opcodes it refuses (0F 38 and 0F 3A start three-byte opcodes, all
+/// refused).
+const REFUSED_0F_OPCODES: &[u8] = &[
+    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x18, 0x24,
+    0x25, 0x26, 0x27, 0x30, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x3b, 0x3c, 0x3d, 0x3e, 0x3f,
+    0x78, 0x79, 0x7a, 0x7b, 0x7c, 0x7d, 0xa6, 0xa7, 0xae, 0xb8, 0xd0, 0xf0, 0xff,
+];
+const LEGACY_PREFIXES: &[u8] = &[0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x66, 0x67, 0xf0, 0xf2, 0xf3];
+
+/// How the kernel handles a uprobe on the instruction encoded at the start of `bytes`.
+pub fn probe_handling(bytes: &[u8]) -> Handling {
+    let prefixes: Vec<u8> = bytes.iter().copied().take_while(|b| LEGACY_PREFIXES.contains(b)).collect();
+    let mut rest = &bytes[prefixes.len()..];
+    let rex = rest.first().copied().filter(|b| (0x40..=0x4f).contains(b));
+    if rex.is_some() {
+        rest = &rest[1..];
+    }
+    if prefixes.contains(&0xf0) {
+        return Handling::Refused("a LOCK-prefixed (atomic) instruction");
+    }
+    if prefixes.iter().any(|p| [0x26, 0x2e, 0x36, 0x3e].contains(p)) {
+        return Handling::Refused("an instruction with a segment prefix");
+    }
+    let Some(&opcode) = rest.first() else { return Handling::Refused("a truncated instruction") };
+    let operand16 = prefixes.contains(&0x66);
+    let branch_or_nop = match opcode {
+        0x0f => match rest.get(1) {
+            Some(&second) if REFUSED_0F_OPCODES.contains(&second) => {
+                return Handling::Refused("an instruction the kernel cannot single-step")
+            }
+            Some(&second) => (0x80..=0x8f).contains(&second),
+            None => return Handling::Refused("a truncated instruction"),
+        },
+        0xc4 | 0xc5 | 0x62 => return Handling::Refused("an AVX (VEX/EVEX-encoded) instruction"),
+        op if REFUSED_OPCODES.contains(&op) => return Handling::Refused("an instruction the kernel cannot single-step"),
+        0xeb | 0xe9 | 0xe8 | 0x90 | 0x70..=0x7f => true,
+        _ => false,
+    };
+    if branch_or_nop {
+        // The kernel emulates jumps, calls, conditional jumps and NOP, but refuses them with an
+        // operand-size prefix (66 90 is a common 2-byte NOP).
+        return if operand16 { Handling::Refused("a 16-bit branch or NOP (66 prefix)") } else { Handling::Emulated };
+    }
+    // PUSH reg is emulated with no prefix, or REX.B alone (r8..r15).
+    if (0x50..=0x57).contains(&opcode) && prefixes.is_empty() && rex.is_none_or(|r| r == 0x41) {
+        return Handling::Emulated;
+    }
+    Handling::SingleStepped
+}
+
+/// Where a function's entry probe goes, and what the kernel does there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntrySite {
+    pub addr: u64,
+    pub handling: Handling,
+    /// The site is the `JBE` of a Go stack check: hits where the jump is taken are ignored.
+    pub stack_check: bool,
+}
+
+/// Instructions looked at past the first when searching an equivalent entry site.
+const ENTRY_LOOKAHEAD: usize = 4;
+
+/// Chooses the entry probe's instruction, as cheap as is equivalent to the function's start:
+/// - Go with a stack check: the check's `JBE` (emulated), the program ignoring taken jumps,
+///   so a call whose stack grows still counts once;
+/// - a start made of instructions that change nothing (`ENDBR64`, NOPs) followed by an
+///   emulated instruction: that one;
+/// - a first instruction the kernel refuses (e.g. `LOCK ADD`): the next one, when what is
+///   skipped changes neither SP, nor R14 (Go's g), nor `keep` (the register argdist reads),
+///   and is not a jump target;
+/// - otherwise the first instruction (or, for Go, the one after the stack check).
+///
+/// Fails with the reason when no instruction qualifies.
+pub fn entry_site(code: &[u8], addr: u64, go: bool, keep: Option<Register>) -> Result<EntrySite, String> {
+    let mut start = addr;
+    if go {
+        if let Some(branch) = go_stack_check_branch(code, addr) {
+            let at = (branch.ip() - addr) as usize;
+            let handling = probe_handling(&code[at..]);
+            if handling.is_emulated() {
+                return Ok(EntrySite { addr: branch.ip(), handling, stack_check: true });
+            }
+            start = branch.next_ip();
+        }
+    }
+    let targets = branch_targets(code, addr);
+    let from = (start - addr) as usize;
+    let window: Vec<Instruction> = decode(&code[from..], start).take(ENTRY_LOOKAHEAD + 1).collect();
+    let handling_of = |i: &Instruction| probe_handling(&code[(i.ip() - addr) as usize..]);
+    let first = window.first().filter(|i| i.mnemonic() != Mnemonic::INVALID).ok_or("its first instruction does not decode")?;
+    let first_handling = handling_of(first);
+    if let Handling::Refused(what) = first_handling {
+        // Skip refused instructions that leave everything the probe reads as it was.
+        for (n, i) in window.iter().enumerate().skip(1) {
+            let skipped = &window[..n];
+            if targets.contains(&i.ip()) || !skipped.iter().all(|s| changes_nothing_read(s, go, keep)) {
+                break;
+            }
+            match handling_of(i) {
+                Handling::Refused(_) => continue,
+                handling => return Ok(EntrySite { addr: i.ip(), handling, stack_check: false }),
+            }
+        }
+        return Err(format!(
+            "its first instruction is {what}, which the kernel refuses to probe, and no later \
+             instruction is equivalent"
+        ));
+    }
+    if !first_handling.is_emulated() && is_no_op(first) {
+        for (n, i) in window.iter().enumerate().skip(1) {
+            if targets.contains(&i.ip()) || i.mnemonic() == Mnemonic::INVALID {
+                break;
+            }
+            if handling_of(i).is_emulated() && window[..n].iter().all(is_no_op) {
+                return Ok(EntrySite { addr: i.ip(), handling: Handling::Emulated, stack_check: false });
+            }
+            if !is_no_op(i) {
+                break;
+            }
+        }
+    }
+    Ok(EntrySite { addr: first.ip(), handling: first_handling, stack_check: false })
+}
+
+/// `ENDBR64` and NOPs: they change no register, flag or memory.
+fn is_no_op(i: &Instruction) -> bool {
+    matches!(i.mnemonic(), Mnemonic::Endbr64 | Mnemonic::Nop)
+}
+
+/// Whether an instruction skipped over leaves the entry probe's inputs as they were: no
+/// control flow, and no write to SP (frame depth, stack arguments), R14 (Go's g) or `keep`.
+fn changes_nothing_read(i: &Instruction, go: bool, keep: Option<Register>) -> bool {
+    if i.mnemonic() == Mnemonic::INVALID || i.flow_control() != FlowControl::Next {
+        return false;
+    }
+    let mut factory = InstructionInfoFactory::new();
+    let info = factory.info(i);
+    !info.used_registers().iter().any(|r| {
+        let written = !matches!(r.access(), OpAccess::Read | OpAccess::CondRead | OpAccess::NoMemAccess | OpAccess::None);
+        let full = r.register().full_register();
+        written
+            && (full == Register::RSP
+                || (go && full == Register::R14)
+                || keep.is_some_and(|k| k.full_register() == full))
+    })
+}
+
+/// Addresses inside the function that a jump in it can land on: an entry site there would
+/// fire again without a new call.
+fn branch_targets(code: &[u8], addr: u64) -> HashSet<u64> {
+    let end = addr + code.len() as u64;
+    decode(code, addr)
+        .filter(|i| matches!(i.flow_control(), FlowControl::ConditionalBranch | FlowControl::UnconditionalBranch))
+        .map(|i| i.near_branch_target())
+        .filter(|t| (addr..end).contains(t))
+        .collect()
 }
 
 fn is_stackguard_compare(i: &Instruction) -> bool {
@@ -72,14 +258,75 @@ mod tests {
     ];
 
     #[test]
-    fn go_entry_is_after_stack_check() {
-        assert_eq!(go_body_entry(GO_PROLOGUE, 0x1000), 0x1006);
+    fn go_entry_after_a_stack_check_the_kernel_would_refuse_to_emulate() {
+        // The same prologue with a 66-prefixed JBE, which the kernel refuses: the body's first
+        // instruction (after the check) instead, as a probe at the first byte would fire again
+        // each time the stack grows (morestack jumps back to the function start).
+        let mut code = GO_PROLOGUE.to_vec();
+        code.insert(4, 0x66);
+        let site = entry_site(&code, 0x1000, true, None).unwrap();
+        assert_eq!(site, EntrySite { addr: 0x1007, handling: Handling::Emulated, stack_check: false });
     }
 
     #[test]
     fn nosplit_entry_is_start() {
         let code = [0x48, 0x8b, 0x44, 0x24, 0x08, 0xc3]; // mov rax,[rsp+8]; ret
-        assert_eq!(go_body_entry(&code, 0x2000), 0x2000);
+        let site = entry_site(&code, 0x2000, true, None).unwrap();
+        assert_eq!(site, EntrySite { addr: 0x2000, handling: Handling::SingleStepped, stack_check: false });
+    }
+
+    #[test]
+    fn go_entry_is_the_emulated_stack_check_branch() {
+        let site = entry_site(GO_PROLOGUE, 0x1000, true, None).unwrap();
+        assert_eq!(site, EntrySite { addr: 0x1004, handling: Handling::Emulated, stack_check: true });
+    }
+
+    #[test]
+    fn handling_follows_the_kernel_tables() {
+        let cases: &[(&[u8], Handling)] = &[
+            (&[0x55], Handling::Emulated),                    // push rbp
+            (&[0x41, 0x57], Handling::Emulated),              // push r15
+            (&[0x48, 0x55], Handling::SingleStepped),         // REX.W push: not emulated
+            (&[0x76, 0x08], Handling::Emulated),              // jbe
+            (&[0x0f, 0x86, 0, 0, 0, 0], Handling::Emulated),  // jbe rel32
+            (&[0xe8, 0, 0, 0, 0], Handling::Emulated),        // call
+            (&[0x90], Handling::Emulated),                    // nop
+            (&[0xc3], Handling::SingleStepped),               // ret
+            (&[0x48, 0x83, 0xec, 0x18], Handling::SingleStepped), // sub rsp, 0x18
+            (&[0xf3, 0x0f, 0x1e, 0xfa], Handling::SingleStepped), // endbr64
+            (&[0x0f, 0x1f, 0x44, 0, 0], Handling::SingleStepped), // nopl
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(probe_handling(bytes), *want, "{bytes:02x?}");
+        }
+        for refused in [&[0xf0, 0x48, 0x83, 0x05, 0, 0, 0, 0, 1][..], &[0x66, 0x90], &[0x0f, 0x05], &[0xc5, 0xf8, 0x77]] {
+            assert!(matches!(probe_handling(refused), Handling::Refused(_)), "{refused:02x?}");
+        }
+    }
+
+    #[test]
+    fn endbr64_then_push_probes_the_push() {
+        let code = [0xf3, 0x0f, 0x1e, 0xfa, 0x55, 0x48, 0x89, 0xe5, 0x5d, 0xc3];
+        let site = entry_site(&code, 0x3000, false, None).unwrap();
+        assert_eq!(site, EntrySite { addr: 0x3004, handling: Handling::Emulated, stack_check: false });
+        // endbr64 then mov: nothing cheaper follows, so the first instruction, as before.
+        let code = [0xf3, 0x0f, 0x1e, 0xfa, 0x48, 0x89, 0xf8, 0xc3];
+        assert_eq!(entry_site(&code, 0x3000, false, None).unwrap().addr, 0x3000);
+    }
+
+    #[test]
+    fn a_refused_atomic_start_moves_to_the_next_instruction_unless_it_matters() {
+        // lock addq $1, 0x10(%rip); mov %rdi,%rax; ret
+        let code = [0xf0, 0x48, 0x83, 0x05, 0x10, 0, 0, 0, 0x01, 0x48, 0x89, 0xf8, 0xc3];
+        let site = entry_site(&code, 0x4000, false, Some(Register::RDI)).unwrap();
+        assert_eq!(site, EntrySite { addr: 0x4009, handling: Handling::SingleStepped, stack_check: false });
+        // lock xadd %rdi, (%rsi) writes RDI: not equivalent for an argdist on RDI.
+        let code = [0xf0, 0x48, 0x0f, 0xc1, 0x3e, 0x48, 0x89, 0xf8, 0xc3];
+        assert!(entry_site(&code, 0x4000, false, Some(Register::RDI)).is_err());
+        assert_eq!(entry_site(&code, 0x4000, false, None).unwrap().addr, 0x4005);
+        // The next instruction is a loop head: a probe there would fire per iteration.
+        let code = [0xf0, 0x48, 0x83, 0x05, 0x10, 0, 0, 0, 0x01, 0x48, 0xff, 0xcf, 0x75, 0xfb, 0xc3];
+        assert!(entry_site(&code, 0x4000, false, None).is_err());
     }
 
     #[test]

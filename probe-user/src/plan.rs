@@ -2,13 +2,13 @@
 //! offsets, probe kind, cookie). Everything that decides correctness is decided here, before
 //! anything touches the kernel.
 use crate::abi::Abi;
-use crate::disasm;
+use crate::disasm::{self, EntrySite, Handling};
 use crate::error::user;
 use crate::render::Measured;
 use crate::target::elf::{Binary, Function};
 use anyhow::{Context, Result};
 use probe_ebpf::{
-    LatencyCookie, Reg, ValueCookie, ValueSource, PROG_LATENCY_UPROBE, PROG_LATENCY_URETPROBE,
+    LatencyCookie, Reg, SpanShape, ValueCookie, ValueSource, PROG_LATENCY_UPROBE, PROG_LATENCY_URETPROBE,
     PROG_VALUE_UPROBE, PROG_VALUE_URETPROBE,
 };
 
@@ -28,7 +28,44 @@ pub struct Site {
     pub program: &'static str,
     pub file_offset: u64,
     pub cookie: u64,
+    /// What the kernel does with the probe's instruction: emulated ones are cheap.
+    pub handling: Handling,
 }
+
+/// How many of `sites` the kernel emulates and how many it single-steps, for the user:
+/// `"3 probes: 1 emulated, 2 single-stepped"`.
+pub fn describe_costs(sites: &[Site]) -> String {
+    let emulated = sites.iter().filter(|s| s.handling.is_emulated()).count();
+    let plural = if sites.len() == 1 { "" } else { "s" };
+    format!("{} probe{plural}: {emulated} emulated, {} single-stepped", sites.len(), sites.len() - emulated)
+}
+
+/// The entry probe's site for `function`, or one clear error naming the function.
+fn entry_site(binary: &Binary, function: &Function, go: bool, keep: Option<Reg>) -> Result<EntrySite> {
+    let code = binary.entry_code(function)?;
+    disasm::entry_site(code, function.addr, go, keep.map(iced_register)).map_err(|why| {
+        user(format!("{}: {why}; trace its caller or another function", function.name))
+    })
+}
+
+fn iced_register(r: Reg) -> iced_x86::Register {
+    use iced_x86::Register as R;
+    match r {
+        Reg::Rax => R::RAX,
+        Reg::Rbx => R::RBX,
+        Reg::Rcx => R::RCX,
+        Reg::Rdx => R::RDX,
+        Reg::Rsi => R::RSI,
+        Reg::Rdi => R::RDI,
+        Reg::R8 => R::R8,
+        Reg::R9 => R::R9,
+        Reg::R10 => R::R10,
+        Reg::R11 => R::R11,
+    }
+}
+
+/// What the kernel does with a RET probe: RET is always single-stepped.
+const RET_HANDLING: Handling = Handling::SingleStepped;
 
 /// What `argdist` measures.
 #[derive(Clone, Copy, Debug)]
@@ -48,7 +85,7 @@ pub struct ValuePlan {
 /// Plans `argdist` on `function`, aggregating into value slot `slot`.
 pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32) -> Result<ValuePlan> {
     let abi = Abi::of(binary, &function.name);
-    let site = |addr: u64, kind: SiteKind, source: ValueSource| -> Result<Site> {
+    let site = |addr: u64, kind: SiteKind, source: ValueSource, handling: Handling, stack_check: bool| -> Result<Site> {
         Ok(Site {
             path: binary.path.clone(),
             program: match kind {
@@ -56,24 +93,28 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
                 SiteKind::Uretprobe => PROG_VALUE_URETPROBE,
             },
             file_offset: binary.code_offset(addr)?,
-            cookie: ValueCookie { slot, source }.encode(),
+            cookie: ValueCookie { slot, source, stack_check }.encode(),
+            handling,
         })
     };
     let (what, sites) = match value {
         Value::Arg(n) => {
             let source = abi.arg_source(n)?;
-            let entry = if abi.is_go() {
-                disasm::go_body_entry(binary.code(function)?, function.addr)
-            } else {
-                function.addr
+            let keep = match source {
+                ValueSource::Reg(r) => Some(r),
+                ValueSource::Stack { .. } => None,
             };
-            (format!("arg{n}"), vec![site(entry, SiteKind::Uprobe, source)?])
+            let entry = entry_site(binary, function, abi.is_go(), keep)?;
+            (format!("arg{n}"), vec![site(entry.addr, SiteKind::Uprobe, source, entry.handling, entry.stack_check)?])
         }
         Value::Ret => match abi {
-            Abi::SystemV => (
-                "ret".to_string(),
-                vec![site(function.addr, SiteKind::Uretprobe, ValueSource::Reg(Reg::Rax))?],
-            ),
+            Abi::SystemV => {
+                // The uretprobe's own trap is at the entry site too: put it where the kernel
+                // emulates (SP is the same there, so the return address is found).
+                let entry = entry_site(binary, function, false, None)?;
+                let ret = ValueSource::Reg(Reg::Rax);
+                ("ret".to_string(), vec![site(entry.addr, SiteKind::Uretprobe, ret, entry.handling, false)?])
+            }
             Abi::GoRegister => {
                 // No uretprobe on Go code: it crashes the program. Probe every RET instead;
                 // the first result is in RAX there.
@@ -87,7 +128,7 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
                 }
                 let sites = rets
                     .into_iter()
-                    .map(|a| site(a, SiteKind::Uprobe, ValueSource::Reg(Reg::Rax)))
+                    .map(|a| site(a, SiteKind::Uprobe, ValueSource::Reg(Reg::Rax), RET_HANDLING, false))
                     .collect::<Result<_>>()?;
                 ("ret".to_string(), sites)
             }
@@ -116,7 +157,8 @@ pub enum ExitMode {
 
 /// The probes measuring one function's latency, or why it cannot be measured.
 pub enum LatencyPlan {
-    Sites { measured: Measured, sites: Vec<Site> },
+    /// `shape` says how its calls are bracketed by probes, which decides their own cost.
+    Sites { measured: Measured, sites: Vec<Site>, shape: SpanShape },
     /// A warning: nothing can be attached (e.g. no RET to probe).
     Skip(String),
 }
@@ -138,22 +180,28 @@ pub fn latency_plan(
             function.name
         )));
     }
-    let cookie = |exit: bool, uretprobe: bool| LatencyCookie { slot, exit, go, uretprobe }.encode();
-    if function.size == 0 {
+    if function.size == 0 && use_rets {
         return Ok(LatencyPlan::Skip(format!(
             "{} has size 0 in the symbol table, so its instructions are unknown",
             function.name
         )));
     }
-    let code = binary.code(function)?;
-    let entry = if go { disasm::go_body_entry(code, function.addr) } else { function.addr };
+    let entry = entry_site(binary, function, go, None)?;
+    let shape = SpanShape { entry_stepped: !entry.handling.is_emulated(), uretprobe: !use_rets };
+    let cookie = |exit: bool| {
+        let uretprobe = exit && shape.uretprobe;
+        let (stack_check, entry_stepped) = (entry.stack_check, shape.entry_stepped);
+        LatencyCookie { slot, exit, go, uretprobe, stack_check, entry_stepped }.encode()
+    };
     let mut sites = vec![Site {
         path: binary.path.clone(),
         program: PROG_LATENCY_UPROBE,
-        file_offset: binary.code_offset(entry)?,
-        cookie: cookie(false, false),
+        file_offset: binary.code_offset(entry.addr)?,
+        cookie: cookie(false),
+        handling: entry.handling,
     }];
     if use_rets {
+        let code = binary.code(function)?;
         let rets = disasm::ret_addresses(code, function.addr)
             .with_context(|| format!("decoding {}", function.name))?;
         if rets.is_empty() {
@@ -167,17 +215,21 @@ pub fn latency_plan(
                 path: binary.path.clone(),
                 program: PROG_LATENCY_UPROBE,
                 file_offset: binary.code_offset(ret)?,
-                cookie: cookie(true, false),
+                cookie: cookie(true),
+                handling: RET_HANDLING,
             });
         }
     } else {
+        // At the entry site, so the kernel traps once per call for both probes (and SP there
+        // is the function's, so the return address is where the uretprobe looks).
         sites.push(Site {
             path: binary.path.clone(),
             program: PROG_LATENCY_URETPROBE,
-            file_offset: binary.code_offset(function.addr)?,
-            cookie: cookie(true, true),
+            file_offset: binary.code_offset(entry.addr)?,
+            cookie: cookie(true),
+            handling: entry.handling,
         });
     }
     let measured = Measured { function: function.name.clone(), what: "latency".into(), unit: Some(unit) };
-    Ok(LatencyPlan::Sites { measured, sites })
+    Ok(LatencyPlan::Sites { measured, sites, shape })
 }

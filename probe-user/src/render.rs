@@ -117,6 +117,10 @@ impl Report for LatencyStats {
         if self.overflow > 0 {
             out.push_str(&format!(" too_deep:{}", self.overflow));
         }
+        if v.count > 0 && self.subtracted_ns > 0 {
+            let per_call = self.subtracted_ns / v.count;
+            out.push_str(&format!(" (probe cost {} subtracted per call)", unit.format(per_call)));
+        }
         out.push('\n');
         out.push_str(&hist_log(&v.buckets));
         out
@@ -131,6 +135,8 @@ impl Report for LatencyStats {
         obj.insert("unit".into(), unit.suffix().into());
         obj.insert("abandoned".into(), self.abandoned.into());
         obj.insert("too_deep".into(), self.overflow.into());
+        // What the probes' calibrated cost took out of these calls, in all (0 with --raw).
+        obj.insert("subtracted_ns".into(), self.subtracted_ns.into());
         obj.insert(
             "percentiles".into(),
             serde_json::json!({

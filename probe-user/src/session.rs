@@ -11,7 +11,7 @@ use aya::{Ebpf, EbpfLoader};
 use crate::features::AttachStrategy;
 use probe_ebpf::{
     bank_index, LatencyStats, ValueStats, GLOBAL_COOKIE_IS_FIXED, GLOBAL_FIXED_COOKIE, GLOBAL_UNIT_NS,
-    MAP_EPOCH, MAP_LATENCY_STATS, MAP_VALUE_STATS, SHARED_MAPS,
+    MAP_EPOCH, MAP_LATENCY_STATS, MAP_PROBE_COSTS, MAP_VALUE_STATS, PROBE_COSTS_LEN, SHARED_MAPS,
 };
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -35,6 +35,10 @@ pub trait Aggregate: Copy + 'static {
     const MAP: &'static str;
     fn merge(&mut self, other: &Self);
     fn is_empty(&self) -> bool;
+    /// The aggregate as latency statistics, if that is what it is (probe's calibration).
+    fn latency(&self) -> Option<&LatencyStats> {
+        None
+    }
 }
 
 impl Aggregate for ValueStats {
@@ -57,22 +61,37 @@ impl Aggregate for LatencyStats {
     fn is_empty(&self) -> bool {
         self.value.count == 0 && self.abandoned == 0 && self.overflow == 0
     }
+    fn latency(&self) -> Option<&LatencyStats> {
+        Some(self)
+    }
 }
 
 /// Load-time settings of the eBPF object.
 pub struct LoadConfig {
     /// Number of value slots (argdist) or traced functions (latency).
     pub slots: u32,
+    /// Slots after those, for probe's own calibration functions: never drained.
+    pub calibration_slots: u32,
     /// Display unit of latency tables, in nanoseconds.
     pub unit_ns: u64,
 }
 
+impl LoadConfig {
+    fn map_slots(&self) -> u32 {
+        self.slots + self.calibration_slots
+    }
+}
+
 pub struct Session<T: Aggregate> {
+    /// Every site this session may attach, in the order given at load; `attach` takes ranges.
+    sites: Vec<Site>,
+    strategy: AttachStrategy,
     /// One object, or one per site without BPF cookies; empty once detached (the maps below
     /// stay readable).
     ebpfs: Vec<Ebpf>,
     stats: PerCpuArray<MapData, Pod<T>>,
     epoch: Array<MapData, u32>,
+    probe_costs: Array<MapData, u64>,
     bank: u32,
     slots: u32,
     cpus: usize,
@@ -101,30 +120,74 @@ impl<T: Aggregate> Session<T> {
     /// Loads the programs and attaches every site (each to its own file), for process `pid` or
     /// for all. On any failure the partly attached session is dropped, which detaches it.
     pub fn attach(sites: &[Site], pid: Option<i32>, config: LoadConfig, strategy: AttachStrategy) -> Result<Self> {
-        let scope = match pid {
-            Some(pid) => UProbeScope::OneProcess(NonZeroU32::new(pid as u32).context("pid 0")?),
-            None => UProbeScope::AllProcesses,
-        };
-        let slots = config.slots;
+        let mut session = Self::load(sites, config, strategy)?;
+        session.attach_sites(0..sites.len(), pid)?;
+        Ok(session)
+    }
+
+    /// Loads the programs for `sites` without attaching any: `attach_sites` attaches them, in
+    /// as many steps as the caller needs (probe's own calibration sites first).
+    pub fn load(sites: &[Site], config: LoadConfig, strategy: AttachStrategy) -> Result<Self> {
         let mut ebpfs = match strategy {
             AttachStrategy::Cookies => vec![load_shared::<T>(sites, &config)?],
             AttachStrategy::ProgramPerSite => load_per_site::<T>(sites, &config)?,
         };
-        for (i, site) in sites.iter().enumerate() {
-            let (ebpf, cookie) = match strategy {
-                AttachStrategy::Cookies => (&mut ebpfs[0], Some(site.cookie)),
-                AttachStrategy::ProgramPerSite => (&mut ebpfs[i], None),
+        // Every copy shares these maps; any copy's handle will do.
+        let first = ebpfs.first_mut().context("no sites to attach")?;
+        let stats = PerCpuArray::try_from(first.take_map(T::MAP).context("stats map")?)?;
+        let epoch = Array::try_from(first.take_map(MAP_EPOCH).context("epoch map")?)?;
+        let probe_costs = Array::try_from(first.take_map(MAP_PROBE_COSTS).context("probe costs map")?)?;
+        let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
+        Ok(Session {
+            sites: sites.to_vec(),
+            strategy,
+            ebpfs,
+            stats,
+            epoch,
+            probe_costs,
+            bank: 0,
+            slots: config.slots,
+            cpus,
+        })
+    }
+
+    /// Attaches the loaded sites `which` (indexes into the sites given at load), for process
+    /// `pid` or for all.
+    pub fn attach_sites(&mut self, which: std::ops::Range<usize>, pid: Option<i32>) -> Result<()> {
+        let scope = match pid {
+            Some(pid) => UProbeScope::OneProcess(NonZeroU32::new(pid as u32).context("pid 0")?),
+            None => UProbeScope::AllProcesses,
+        };
+        for i in which {
+            let site = &self.sites[i];
+            let (ebpf, cookie) = match self.strategy {
+                AttachStrategy::Cookies => (&mut self.ebpfs[0], Some(site.cookie)),
+                AttachStrategy::ProgramPerSite => (&mut self.ebpfs[i], None),
             };
             let program: &mut UProbe = ebpf.program_mut(site.program).context("program")?.try_into()?;
             let point = UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(site.file_offset), cookie };
             program.attach(point, &site.path, scope).map_err(|e| attach_error(e, &site.path, pid))?;
         }
-        // Every copy shares these maps; any copy's handle will do.
-        let first = ebpfs.first_mut().context("no sites to attach")?;
-        let stats = PerCpuArray::try_from(first.take_map(T::MAP).context("stats map")?)?;
-        let epoch = Array::try_from(first.take_map(MAP_EPOCH).context("epoch map")?)?;
-        let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
-        Ok(Session { ebpfs, stats, epoch, bank: 0, slots, cpus })
+        Ok(())
+    }
+
+    /// Sets what the programs subtract from each measured span (`probe_ebpf::PROBE_COSTS`).
+    pub fn set_probe_costs(&mut self, costs: &[u64; PROBE_COSTS_LEN as usize]) -> Result<()> {
+        for (i, cost) in costs.iter().enumerate() {
+            self.probe_costs.set(i as u32, *cost, 0).context("writing the probe costs")?;
+        }
+        Ok(())
+    }
+
+    /// One slot's aggregate in the bank being written, summed over the CPUs, without draining
+    /// it: for probe's own calibration slots, which nothing else writes.
+    pub fn peek_slot(&self, slot: u32) -> Result<T> {
+        let per_cpu = self.stats.get(&bank_index(self.bank, slot), 0).context("reading the stats map")?;
+        let mut sum = T::EMPTY;
+        for cpu in per_cpu.iter() {
+            sum.merge(&cpu.0);
+        }
+        Ok(sum)
     }
 
     /// Detaches every probe now. The maps stay readable for the final drain.
@@ -186,7 +249,7 @@ fn load_shared<T: Aggregate>(sites: &[Site], config: &LoadConfig) -> Result<Ebpf
     let mut loader = in_private_mounts(|_| plain_loader());
     let mut ebpf = loader
         // Only this command's stats map grows; the other keeps its minimal size.
-        .map_max_entries(T::MAP, 2 * config.slots)
+        .map_max_entries(T::MAP, 2 * config.map_slots())
         .override_global(GLOBAL_UNIT_NS, &config.unit_ns, true)
         .load(BPF_OBJECT)
         .context("loading the eBPF object")?;
@@ -220,7 +283,7 @@ fn load_per_site<T: Aggregate>(sites: &[Site], config: &LoadConfig) -> Result<Ve
         for site in sites {
             let mut loader = plain_loader();
             loader
-                .map_max_entries(T::MAP, 2 * config.slots)
+                .map_max_entries(T::MAP, 2 * config.map_slots())
                 .override_global(GLOBAL_UNIT_NS, &config.unit_ns, true)
                 .override_global(GLOBAL_COOKIE_IS_FIXED, &1u32, true)
                 .override_global(GLOBAL_FIXED_COOKIE, &site.cookie, true);

@@ -28,6 +28,6 @@ pub fn run(args: &ArgdistArgs) -> Result<()> {
     };
     let plan = plan::value_plan(target.file(chosen.file), &chosen.function, value, SLOT)?;
     let description = format!("{} {} ({})", plan.measured.function, plan.measured.what, plan.abi);
-    let job = Job { target, sites: plan.sites, slots: vec![plan.measured], description, unit_ns: 1 };
+    let job = Job { target, sites: plan.sites, slots: vec![plan.measured], description, unit_ns: 1, shapes: Vec::new() };
     trace::run::<ValueStats>(job, &args.output)
 }

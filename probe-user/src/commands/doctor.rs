@@ -5,7 +5,9 @@ use crate::plan::{self, Value};
 use crate::session::{self, LoadConfig, Session};
 use crate::target::{elf::Binary, find_function};
 use anyhow::{bail, Context, Result};
-use probe_ebpf::ValueStats;
+use crate::calibrate::{Calibration, ShapeCost};
+use crate::histogram::Unit;
+use probe_ebpf::{LatencyStats, SpanShape, ValueStats};
 use std::path::Path;
 
 /// Calls the self-test makes; the values are 1..=CALLS.
@@ -29,7 +31,29 @@ pub fn run() -> Result<()> {
         bail!("self-test: {CALLS} calls with values 1..={CALLS} were seen as count {count}, sum {sum}");
     }
     println!("self-test: {CALLS} calls traced, {count} counted, values sum {sum}: ok");
+    println!("probe costs on this kernel (calibrated now; latency subtracts them, --raw does not):");
+    for c in calibrate_all(strategy)? {
+        let entry = if c.shape.entry_stepped { "single-stepped entry" } else { "emulated entry" };
+        let exit = if c.shape.uretprobe { "uretprobe" } else { "RET probe" };
+        println!(
+            "  {:<38} {:>8} inside each call, {:>8} per call to its callers",
+            format!("{entry} + {exit}:"),
+            Unit::Us.format(c.inside_ns),
+            Unit::Us.format(c.hit_ns)
+        );
+    }
     Ok(())
+}
+
+/// Calibrates every probe shape, as a latency trace does for the shapes it uses.
+fn calibrate_all(strategy: AttachStrategy) -> Result<Vec<ShapeCost>> {
+    let calibration = Calibration::plan(&SpanShape::ALL, 0)?;
+    let config = LoadConfig { slots: 0, calibration_slots: Calibration::SLOTS, unit_ns: 1 };
+    let mut session = Session::<LatencyStats>::load(&calibration.sites, config, strategy)?;
+    let own = std::process::id() as i32;
+    let costs = calibration.run(&mut session, |s| s.attach_sites(0..calibration.sites.len(), Some(own)))?;
+    session.detach();
+    Ok(costs)
 }
 
 fn describe(strategy: AttachStrategy) -> &'static str {
@@ -52,7 +76,7 @@ fn self_test(strategy: AttachStrategy) -> Result<(u64, i128)> {
     let binary = Binary::open(Path::new(&exe))?;
     let function = find_function(&binary, "probe_doctor_self_test")?;
     let plan = plan::value_plan(&binary, function, Value::Arg(0), 0)?;
-    let config = LoadConfig { slots: 1, unit_ns: 1 };
+    let config = LoadConfig { slots: 1, calibration_slots: 0, unit_ns: 1 };
     let pid = std::process::id() as i32;
     let mut session = Session::<ValueStats>::attach(&plan.sites, Some(pid), config, strategy)?;
     for v in 1..=CALLS {

@@ -30,13 +30,16 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
             chosen.len()
         )));
     }
-    let (mut sites, mut slots, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut sites, mut slots, mut skipped, mut shapes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for c in &chosen {
         let slot = slots.len() as u32;
         match plan::latency_plan(target.file(c.file), &c.function, slot, args.exit, args.unit)? {
-            LatencyPlan::Sites { measured, sites: s } => {
+            LatencyPlan::Sites { measured, sites: s, shape } => {
                 sites.extend(s);
                 slots.push(measured);
+                if !args.raw && !shapes.contains(&shape) {
+                    shapes.push(shape);
+                }
             }
             LatencyPlan::Skip(reason) => skipped.push(reason),
         }
@@ -51,6 +54,6 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
     let names: Vec<&str> = slots.iter().take(5).map(|m| m.function.as_str()).collect();
     let more = if slots.len() > 5 { format!(" and {} more", slots.len() - 5) } else { String::new() };
     let description = format!("latency of {}{more}", names.join(", "));
-    let job = Job { target, sites, slots, description, unit_ns: args.unit.ns() };
+    let job = Job { target, sites, slots, description, unit_ns: args.unit.ns(), shapes };
     trace::run::<LatencyStats>(job, &args.output)
 }

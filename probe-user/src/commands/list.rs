@@ -17,6 +17,20 @@ struct Row<'a> {
     /// RET instructions found by decoding; `null` when the code cannot be decoded.
     rets: Option<usize>,
     abi: String,
+    /// How the kernel handles the entry probe probe would place: `emulated` (cheap),
+    /// `single-stepped` (a second trap), or `refused` (cannot be traced).
+    entry: &'static str,
+}
+
+/// How the kernel would handle this function's entry probe.
+fn entry_handling(binary: &Binary, f: &crate::target::elf::Function) -> &'static str {
+    let go = Abi::of(binary, &f.name).is_go();
+    match binary.entry_code(f).ok().map(|code| disasm::entry_site(code, f.addr, go, None)) {
+        Some(Ok(site)) if site.handling.is_emulated() => "emulated",
+        Some(Ok(_)) => "single-stepped",
+        Some(Err(_)) => "refused",
+        None => "-",
+    }
 }
 
 pub fn run(args: &ListArgs) -> Result<()> {
@@ -29,20 +43,32 @@ pub fn run(args: &ListArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if !args.json {
         writeln!(out, "# {}", describe(&binary))?;
-        writeln!(out, "{:<18} {:>8} {:>5}  {:<16} NAME", "ADDRESS", "SIZE", "RETS", "ABI")?;
+        writeln!(out, "{:<18} {:>8} {:>5}  {:<16} {:<14} NAME", "ADDRESS", "SIZE", "RETS", "ABI", "ENTRY")?;
     }
+    let mut entries = [0usize; 2];
     for f in functions {
         let rets = binary.code(f).ok().and_then(|code| disasm::ret_addresses(code, f.addr).ok()).map(|r| r.len());
-        let row = Row { name: &f.name, address: f.addr, size: f.size, rets, abi: Abi::of(&binary, &f.name).to_string() };
+        let entry = entry_handling(&binary, f);
+        entries[(entry != "emulated") as usize] += 1;
+        let abi = Abi::of(&binary, &f.name).to_string();
+        let row = Row { name: &f.name, address: f.addr, size: f.size, rets, abi, entry };
         let written = if args.json {
             writeln!(out, "{}", serde_json::to_string(&row)?)
         } else {
             let rets = rets.map_or("-".to_string(), |n| n.to_string());
-            writeln!(out, "{:<#18x} {:>8} {:>5}  {:<16} {}", row.address, row.size, rets, row.abi, row.name)
+            writeln!(out, "{:<#18x} {:>8} {:>5}  {:<16} {:<14} {}", row.address, row.size, rets, row.abi, entry, row.name)
         };
         if written.is_err() {
-            break; // stdout closed (e.g. piped into head)
+            return Ok(()); // stdout closed (e.g. piped into head)
         }
+    }
+    if !args.json {
+        // RET probes are always single-stepped; the entry is what probe can choose.
+        let _ = writeln!(
+            out,
+            "# entry probes: {} emulated by the kernel (cheap), {} single-stepped or refused; every RET probe is single-stepped",
+            entries[0], entries[1]
+        );
     }
     Ok(())
 }

@@ -175,6 +175,25 @@ impl Binary {
     }
 }
 
+impl Binary {
+    /// The bytes a function's entry probe is chosen from: its code, or for a symbol of size 0
+    /// (hand-written assembly without `.size`) the first bytes at its address, enough to
+    /// decode a few instructions.
+    pub fn entry_code(&self, f: &Function) -> Result<&[u8]> {
+        if f.size > 0 {
+            return self.code(f);
+        }
+        const WINDOW: u64 = 32;
+        let start = self.code_offset(f.addr)?;
+        let seg = self.segments.iter().find(|s| s.vaddr <= f.addr && f.addr < s.vaddr + s.file_size);
+        let seg_end = seg.map_or(start + 1, |s| s.file_offset + s.file_size);
+        let end = (start + WINDOW).min(seg_end) as usize;
+        self.data.get(start as usize..end).ok_or_else(|| {
+            user(format!("{} extends past the end of {} (truncated file?)", f.name, self.path.display()))
+        })
+    }
+}
+
 /// Defined text symbols, demangled. Size-0 symbols are kept (their entry is still usable).
 fn text_symbols<'d, S: ObjectSymbol<'d>>(symbols: impl Iterator<Item = S>) -> Vec<Function> {
     symbols

@@ -1,0 +1,270 @@
+//! What the probes themselves cost, measured at start-up on this kernel, so `latency` reports
+//! the function's own time and not the tracer's.
+//!
+//! A uprobe is a trap: the kernel's work after the entry probe took its timestamp, and before
+//! the exit probe took its own, lands inside every measured span; and every probe that fires
+//! inside a call (its callees', a recursion's) adds its whole cost to that call. Both depend on
+//! the kernel, the machine and on how the entry instruction is handled (emulated or
+//! single-stepped) and how the exit is observed (RET probe or uretprobe): the `SpanShape`.
+//!
+//! probe carries one tiny function per shape, with exactly that shape's instructions. For each
+//! shape in use it times calls to that function without probes, attaches the same programs the
+//! trace uses (in probe's own process only), and calls it again:
+//! - the durations the programs record for a function that does nothing are the *inside* cost;
+//! - the extra time a call takes, as the caller sees it, is the *hit* cost of one probed call.
+//!
+//! The programs subtract the inside cost from every call of that shape, and from each call the
+//! hit costs of the probed calls that returned inside it on the same goroutine or thread.
+use crate::disasm::Handling;
+use crate::histogram::ns_histogram;
+use crate::plan::Site;
+use crate::session::{Aggregate, Session};
+use anyhow::{bail, Context, Result};
+use probe_ebpf::{LatencyCookie, LatencyStats, SpanShape, PROBE_COSTS_LEN, PROG_LATENCY_UPROBE, PROG_LATENCY_URETPROBE};
+use std::path::PathBuf;
+use std::time::Instant;
+
+// One function per shape. An emulated entry is `push %rbp` (the C and Go >= 1.21 prologue), a
+// single-stepped one `mov` (any other instruction costs the same second trap); the exit is the
+// `ret` (a RET probe) or the return address (a uretprobe, attached at the entry).
+std::arch::global_asm!(
+    ".pushsection .text.probe_calibration,\"ax\",@progbits",
+    ".p2align 4",
+    ".globl probe_cal_emulated_ret",
+    ".type probe_cal_emulated_ret, @function",
+    "probe_cal_emulated_ret:",
+    "push %rbp",
+    "pop %rbp",
+    "ret",
+    ".size probe_cal_emulated_ret, . - probe_cal_emulated_ret",
+    ".p2align 4",
+    ".globl probe_cal_stepped_ret",
+    ".type probe_cal_stepped_ret, @function",
+    "probe_cal_stepped_ret:",
+    "mov %rdi, %rax",
+    "ret",
+    ".size probe_cal_stepped_ret, . - probe_cal_stepped_ret",
+    ".p2align 4",
+    ".globl probe_cal_emulated_uret",
+    ".type probe_cal_emulated_uret, @function",
+    "probe_cal_emulated_uret:",
+    "push %rbp",
+    "pop %rbp",
+    "ret",
+    ".size probe_cal_emulated_uret, . - probe_cal_emulated_uret",
+    ".p2align 4",
+    ".globl probe_cal_stepped_uret",
+    ".type probe_cal_stepped_uret, @function",
+    "probe_cal_stepped_uret:",
+    "mov %rdi, %rax",
+    "ret",
+    ".size probe_cal_stepped_uret, . - probe_cal_stepped_uret",
+    ".popsection",
+    options(att_syntax)
+);
+
+extern "C" {
+    fn probe_cal_emulated_ret(v: u64) -> u64;
+    fn probe_cal_stepped_ret(v: u64) -> u64;
+    fn probe_cal_emulated_uret(v: u64) -> u64;
+    fn probe_cal_stepped_uret(v: u64) -> u64;
+}
+
+/// Calls timed per round, after `WARM_UP` untimed ones (the first hit maps the kernel's
+/// out-of-line page into the process). Each cost is the lowest of `ROUNDS` medians: a busy
+/// machine (another process on the CPU, an interrupt storm) inflates some rounds, never
+/// deflates one. The slowest shape (two single-steps) takes about 6 ms in all.
+const CALLS: usize = 100;
+const ROUNDS: usize = 3;
+const WARM_UP: usize = 20;
+
+/// The calibration function of a shape and the offset of its `ret` from its start.
+fn function_of(shape: SpanShape) -> (unsafe extern "C" fn(u64) -> u64, u64) {
+    match (shape.entry_stepped, shape.uretprobe) {
+        (false, false) => (probe_cal_emulated_ret, 2),
+        (true, false) => (probe_cal_stepped_ret, 3),
+        (false, true) => (probe_cal_emulated_uret, 2),
+        (true, true) => (probe_cal_stepped_uret, 3),
+    }
+}
+
+/// What one shape's probes cost, in nanoseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShapeCost {
+    pub shape: SpanShape,
+    /// Inside each measured span of this shape.
+    pub inside_ns: u64,
+    /// Added by one probed call of this shape to whatever encloses it.
+    pub hit_ns: u64,
+}
+
+/// The calibration sites of the shapes in use, to be loaded with the trace's own sites.
+pub struct Calibration {
+    shapes: Vec<SpanShape>,
+    /// Slot of the first shape's stats; the shapes follow in order.
+    first_slot: u32,
+    pub sites: Vec<Site>,
+}
+
+impl Calibration {
+    /// Slots the calibration needs after the trace's own.
+    pub const SLOTS: u32 = SpanShape::ALL.len() as u32;
+
+    /// Plans probes on probe's own calibration functions for `shapes`, into slots from
+    /// `first_slot` on.
+    pub fn plan(shapes: &[SpanShape], first_slot: u32) -> Result<Calibration> {
+        let mut shapes = shapes.to_vec();
+        shapes.sort();
+        shapes.dedup();
+        let exe = own_executable()?;
+        let mut sites = Vec::new();
+        for (i, &shape) in shapes.iter().enumerate() {
+            let slot = first_slot + i as u32;
+            let (function, ret_offset) = function_of(shape);
+            let entry = file_offset_of(function as usize as u64)?;
+            let cookie = |exit: bool| {
+                let uretprobe = exit && shape.uretprobe;
+                LatencyCookie { slot, exit, go: false, uretprobe, stack_check: false, entry_stepped: shape.entry_stepped }
+                    .encode()
+            };
+            let handling = if shape.entry_stepped { Handling::SingleStepped } else { Handling::Emulated };
+            let site = |program, file_offset, cookie, handling| Site {
+                path: exe.clone(),
+                program,
+                file_offset,
+                cookie,
+                handling,
+            };
+            sites.push(site(PROG_LATENCY_UPROBE, entry, cookie(false), handling));
+            sites.push(if shape.uretprobe {
+                site(PROG_LATENCY_URETPROBE, entry, cookie(true), handling)
+            } else {
+                site(PROG_LATENCY_UPROBE, entry + ret_offset, cookie(true), Handling::SingleStepped)
+            });
+        }
+        Ok(Calibration { shapes, first_slot, sites })
+    }
+
+    /// Measures each shape's costs. `attach` attaches this calibration's sites (in this process
+    /// only); the programs must be subtracting nothing yet.
+    pub fn run<T: Aggregate>(
+        &self,
+        session: &mut Session<T>,
+        attach: impl FnOnce(&mut Session<T>) -> Result<()>,
+    ) -> Result<Vec<ShapeCost>> {
+        let untraced: Vec<u64> =
+            self.shapes.iter().map(|&s| (0..ROUNDS).map(|_| median_call_ns(s)).min().unwrap_or(0)).collect();
+        attach(session)?;
+        let mut costs = Vec::with_capacity(self.shapes.len());
+        for (i, (&shape, &untraced)) in self.shapes.iter().zip(&untraced).enumerate() {
+            let slot = self.first_slot + i as u32;
+            let (function, _) = function_of(shape);
+            for v in 0..WARM_UP {
+                unsafe { function(std::hint::black_box(v as u64)) };
+            }
+            let (mut inside_ns, mut traced_ns) = (u64::MAX, u64::MAX);
+            for _ in 0..ROUNDS {
+                let before = latency_of(&session.peek_slot(slot)?)?;
+                traced_ns = traced_ns.min(median_call_ns(shape));
+                let after = latency_of(&session.peek_slot(slot)?)?;
+                inside_ns = inside_ns.min(median_recorded_ns(&before, &after, shape)?);
+            }
+            // The caller sees at least what the span shows; timing noise must not say less.
+            let hit_ns = traced_ns.saturating_sub(untraced).max(inside_ns);
+            costs.push(ShapeCost { shape, inside_ns, hit_ns });
+        }
+        Ok(costs)
+    }
+}
+
+/// The `PROBE_COSTS` table for the programs.
+pub fn cost_table(costs: &[ShapeCost]) -> [u64; PROBE_COSTS_LEN as usize] {
+    let mut table = [0; PROBE_COSTS_LEN as usize];
+    for c in costs {
+        table[c.shape.inside_cost_index() as usize] = c.inside_ns;
+        table[c.shape.hit_cost_index() as usize] = c.hit_ns;
+    }
+    table
+}
+
+fn latency_of<T: Aggregate>(stats: &T) -> Result<LatencyStats> {
+    stats.latency().copied().context("calibration reads latency slots")
+}
+
+/// The median duration the programs recorded between two readings of a calibration slot,
+/// which must have recorded exactly one round of calls.
+fn median_recorded_ns(before: &LatencyStats, after: &LatencyStats, shape: SpanShape) -> Result<u64> {
+    let recorded = after.value.count - before.value.count;
+    if recorded != CALLS as u64 {
+        bail!("calibration: {CALLS} calls of probe's own {shape:?} function were recorded {recorded} times");
+    }
+    let mut fine = after.fine;
+    for (f, b) in fine.iter_mut().zip(before.fine.iter()) {
+        *f -= b;
+    }
+    Ok(ns_histogram(&fine).value_at_quantile(0.5))
+}
+
+/// The median time of one call of the shape's function, as its caller sees it.
+fn median_call_ns(shape: SpanShape) -> u64 {
+    let (function, _) = function_of(shape);
+    let mut times: Vec<u64> = (0..CALLS)
+        .map(|v| {
+            let start = Instant::now();
+            unsafe { function(std::hint::black_box(v as u64)) };
+            start.elapsed().as_nanos() as u64
+        })
+        .collect();
+    times.sort_unstable();
+    times[CALLS / 2]
+}
+
+/// probe's own executable, as the kernel names the file (uprobes are per inode).
+fn own_executable() -> Result<PathBuf> {
+    std::fs::read_link("/proc/self/exe").context("finding probe's own binary")
+}
+
+/// The file offset of one of probe's own code addresses: from the mapping that holds it in
+/// /proc/self/maps, so it holds for PIE and non-PIE builds and for stripped binaries alike.
+fn file_offset_of(addr: u64) -> Result<u64> {
+    let maps = std::fs::read_to_string("/proc/self/maps").context("reading /proc/self/maps")?;
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms), Some(offset)) = (fields.next(), fields.next(), fields.next()) else {
+            continue;
+        };
+        let Some((start, end)) = range.split_once('-') else { continue };
+        let (Ok(start), Ok(end), Ok(offset)) =
+            (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16), u64::from_str_radix(offset, 16))
+        else {
+            continue;
+        };
+        if perms.contains('x') && (start..end).contains(&addr) {
+            return Ok(addr - start + offset);
+        }
+    }
+    bail!("probe's own code at {addr:#x} is in no mapping of /proc/self/maps")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calibration_functions_have_the_instructions_their_shape_names() {
+        for shape in SpanShape::ALL {
+            let (function, ret_offset) = function_of(shape);
+            let code = unsafe { std::slice::from_raw_parts(function as usize as *const u8, ret_offset as usize + 1) };
+            let handling = crate::disasm::probe_handling(code);
+            assert_eq!(handling.is_emulated(), !shape.entry_stepped, "{shape:?}: {code:02x?}");
+            assert_eq!(code[ret_offset as usize], 0xc3, "{shape:?}: ret at +{ret_offset}");
+        }
+    }
+
+    #[test]
+    fn own_code_has_a_file_offset() {
+        let offset = file_offset_of(probe_cal_emulated_ret as usize as u64).unwrap();
+        let exe = std::fs::read(own_executable().unwrap()).unwrap();
+        assert_eq!(&exe[offset as usize..offset as usize + 3], &[0x55, 0x5d, 0xc3]);
+    }
+}
