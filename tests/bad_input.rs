@@ -161,6 +161,13 @@ fn function_of_size_zero_cannot_have_its_returns_found() {
 }
 
 #[test]
+fn first_instruction_the_kernel_refuses_without_an_equivalent_next_one() {
+    // `lock incq (%rsi)`, then a loop head: a probe there would fire once per iteration.
+    let target = c_target("oddities", &[]);
+    assert_rejected(argdist_on(&target.to_string_lossy(), "refused_loop", "0"), "refuses to probe");
+}
+
+#[test]
 fn glob_matching_too_many_functions() {
     // 10,050 functions in one library: more than probe attaches at once.
     let dir = root().join("target/targets");

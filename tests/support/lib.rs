@@ -54,17 +54,39 @@ pub fn go_target_stripped(name: &str, output: &str) -> PathBuf {
 }
 
 fn go_build(name: &str, output: &str, flags: &[&str]) -> PathBuf {
+    go_build_with(Command::new("go"), name, output, flags)
+}
+
+fn go_build_with(mut go: Command, name: &str, output: &str, flags: &[&str]) -> PathBuf {
     let _guard = BUILD_LOCK.lock().unwrap();
     let out = targets_dir().join(output);
     let dir = root().join("tests/targets").join(name);
-    build(Command::new("go").arg("build").args(flags).arg("-o").arg(&out).arg(".").current_dir(dir), &out);
+    build(go.arg("build").args(flags).arg("-o").arg(&out).arg(".").current_dir(dir), &out);
     out
+}
+
+/// Go toolchains the Go targets are built with: Debian 12's, and two from bookworm-backports
+/// (scripts/setup.sh installs them). Their prologues differ: 1.17-1.20 bodies start with
+/// `SUBQ $n, SP`, 1.21 and later with `PUSHQ BP`.
+pub const GO_VERSIONS: [&str; 3] = ["1.19", "1.21", "1.23"];
+
+/// The Go program in tests/targets/<name> built with Go `version` (one of GO_VERSIONS), as
+/// <name>-go<version>.
+pub fn go_target_with(name: &str, version: &str) -> PathBuf {
+    let mut go = Command::new(format!("/usr/lib/go-{version}/bin/go"));
+    go.env("GOTOOLCHAIN", "local");
+    go_build_with(go, name, &format!("{name}-go{version}"), &[])
 }
 
 /// Builds tests/targets/<name>.c with `cc -O2` and returns its path.
 pub fn c_target(name: &str, extra: &[&str]) -> PathBuf {
+    c_target_as(name, name, extra)
+}
+
+/// Builds tests/targets/<name>.c with `cc -O2` and `extra` flags as `output`.
+pub fn c_target_as(name: &str, output: &str, extra: &[&str]) -> PathBuf {
     let _guard = BUILD_LOCK.lock().unwrap();
-    let out = targets_dir().join(name);
+    let out = targets_dir().join(output);
     let src = root().join("tests/targets").join(format!("{name}.c"));
     build(Command::new("cc").args(["-O2", "-g", "-o"]).arg(&out).arg(src).args(extra), &out);
     out

@@ -1,5 +1,7 @@
-/* Symbols that must not be probed blindly: a "function" in a data section and a function
- * symbol whose size is 0 (hand-written assembly without .size). */
+/* Symbols that must not be probed blindly: a "function" in a data section, a function
+ * symbol whose size is 0 (hand-written assembly without .size), and a function whose first
+ * instruction the kernel refuses (LOCK) followed by a loop head, so no later instruction is an
+ * equivalent entry. */
 __asm__(".pushsection .data\n"
         ".globl data_not_code\n"
         ".type data_not_code, @function\n"
@@ -10,10 +12,20 @@ __asm__(".pushsection .data\n"
         ".globl sizeless\n"
         ".type sizeless, @function\n"
         "sizeless: mov %rdi, %rax\n"
-        "  ret\n");
+        "  ret\n"
+        ".globl refused_loop\n"
+        ".type refused_loop, @function\n"
+        "refused_loop: lock incq (%rsi)\n"
+        "1: dec %rdi\n"
+        "  jnz 1b\n"
+        "  ret\n"
+        ".size refused_loop, . - refused_loop\n");
 
 long sizeless(long v);
+void refused_loop(long n, long *counter);
 
 int main(void) {
-    return (int)sizeless(0);
+    long counter = 0;
+    refused_loop(3, &counter);
+    return (int)sizeless(0) + (int)counter - 1;
 }

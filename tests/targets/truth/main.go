@@ -1,5 +1,6 @@
 // Ground truth for latency: functions of known cost (about 0.1, 1, 10 and 100 us of pure
-// computation) that the program times itself, call by call, from the caller. Untraced, its
+// computation, and Outer10 with ten Work1us calls inside) that the program times itself, call
+// by call, from the caller. Untraced, its
 // medians are what a tracer should report; traced, probe's corrected numbers are compared
 // with them. Prints, per function:
 //   Work1us calls: 2000
@@ -42,6 +43,18 @@ func Work10us(n int) uint64 { return spin(n) }
 //go:noinline
 func Work100us(n int) uint64 { return spin(n) }
 
+// Outer10 calls Work1us ten times: traced together, its own time must not include the probes
+// of the ten calls inside it.
+//
+//go:noinline
+func Outer10(n int) uint64 {
+	var x uint64
+	for i := 0; i < 10; i++ {
+		x += Work1us(n)
+	}
+	return x
+}
+
 type work struct {
 	name  string
 	fn    func(int) uint64
@@ -56,6 +69,7 @@ func main() {
 		{"Work1us", Work1us, 450},
 		{"Work10us", Work10us, 4500},
 		{"Work100us", Work100us, 45000},
+		{"Outer10", Outer10, 450},
 	}
 	for _, w := range works {
 		n := *calls
@@ -67,6 +81,9 @@ func main() {
 			start := time.Now()
 			sink += w.fn(w.iters)
 			times[i] = int64(time.Since(start))
+		}
+		if w.name == "Outer10" {
+			fmt.Printf("Work1us total calls: %d\n", 10*n+*calls) // its own round, and ten per Outer10
 		}
 		sort.Slice(times, func(a, b int) bool { return times[a] < times[b] })
 		var sum int64
