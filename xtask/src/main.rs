@@ -4,7 +4,8 @@
 //!   test    setup, unit tests, then integration tests that load real probes
 //!   run     build, then run probe with the given arguments (`cargo xtask run -- argdist ...`)
 //!   demo    build the seed's example programs and show probe on them
-//!   bench   overhead, start-up, memory, scale and drain next to bpftrace -> bench/RESULTS.md
+//!   bench   overhead, start-up, memory, scale, drain and accuracy next to bpftrace
+//!           -> bench/RESULTS.md (`--no-scale` skips the scale runs)
 //!   fuzz    run the ELF and .gopclntab fuzz targets for a while (`cargo xtask fuzz [SECS]`)
 //!   vm-test the integration suite on another kernel in QEMU (`--kernel 6.1|5.10|host`)
 mod bench;
@@ -23,7 +24,7 @@ fn main() {
         Some("test") => test(&args[1..]),
         Some("run") => run(&args[1..]),
         Some("demo") => demo(),
-        Some("bench") => bench::run(),
+        Some("bench") => bench::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("vm-test") => vm::run(&args[1..]),
         _ => {
@@ -101,10 +102,21 @@ fn run(args: &[String]) -> Result<()> {
 
 /// Builds a Go program from tests/targets/<name> into target/targets/<name>.
 fn go_target(name: &str) -> Result<PathBuf> {
-    let out = root().join("target/targets").join(name);
+    go_build(Command::new("go"), name, name)
+}
+
+/// Builds a Go program from tests/targets/<name> with Go `version` (/usr/lib/go-<version>, from
+/// setup) into target/targets/<name>-go<version>.
+fn go_target_with(name: &str, version: &str) -> Result<PathBuf> {
+    let mut go = Command::new(format!("/usr/lib/go-{version}/bin/go"));
+    go.env("GOTOOLCHAIN", "local");
+    go_build(go, name, &format!("{name}-go{version}"))
+}
+
+fn go_build(mut go: Command, name: &str, output: &str) -> Result<PathBuf> {
+    let out = root().join("target/targets").join(output);
     check(
-        Command::new("go")
-            .args(["build", "-o"])
+        go.args(["build", "-o"])
             .arg(&out)
             .arg(".")
             .current_dir(root().join("tests/targets").join(name))
