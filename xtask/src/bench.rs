@@ -116,7 +116,7 @@ enum Lang {
     Go123,
     /// gcc -O2: `work` starts with `lea`, single-stepped.
     C,
-    /// gcc -O2 with frame pointers (leaf functions too): `work` starts with `push %rbp`, emulated.
+    /// gcc -O2 -DFRAME -fno-omit-frame-pointer: `work` starts with `push %rbp`, emulated.
     CPush,
 }
 
@@ -185,7 +185,7 @@ impl Workloads {
             Ok(out)
         };
         let c = c_build("cbench", &[])?;
-        let c_push = c_build("cbench-push", &["-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer"])?;
+        let c_push = c_build("cbench-push", &["-DFRAME", "-fno-omit-frame-pointer"])?;
         Ok(Workloads { go, go123, c, c_push })
     }
 

@@ -5,10 +5,20 @@
 #include <time.h>
 
 /* noipa: the compiler may not inline, clone or specialise it, so every iteration is a real
- * call to this symbol with its argument in RDI, which is what the probes attach to. */
+ * call to this symbol with its argument in RDI, which is what the probes attach to.
+ * Built with -DFRAME -fno-omit-frame-pointer, work() keeps its argument in a stack slot and so
+ * starts with `push %rbp` (an instruction the kernel emulates); otherwise with `lea`
+ * (single-stepped). */
+#ifdef FRAME
+__attribute__((noinline, noipa)) long work(long x) {
+    volatile long slot = x;
+    return slot * 3 + 1;
+}
+#else
 __attribute__((noinline, noipa)) long work(long x) {
     return x * 3 + 1;
 }
+#endif
 
 static double now_ns(void) {
     struct timespec ts;
