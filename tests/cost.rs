@@ -63,6 +63,13 @@ fn self_timed_median(stdout: &str, name: &str) -> u64 {
 /// and noisy, so a function gets up to three attempts, each a fresh untraced and traced pair,
 /// and passes in the first where its bound holds.
 fn check_against_truth(target: &Path, functions: &[(&str, &str, &str)]) {
+    if prebuilt() {
+        // In `cargo xtask vm-test`'s guest (single-threaded TCG: every instruction emulated, a
+        // trap costs what it costs there) times say nothing about a machine: the counts and
+        // the subtraction itself are still checked; the medians only on real CPUs.
+        traced_and_untraced(target, functions);
+        return;
+    }
     let mut pending: Vec<&(&str, &str, &str)> = functions.iter().collect();
     let mut report = Vec::new();
     for _attempt in 0..3 {
@@ -172,10 +179,13 @@ fn endbr64_then_push_probes_the_emulated_push() {
     // -fcf-protection starts every function with ENDBR64 (single-stepped); the `push %rbp`
     // after it is emulated and equivalent.
     let target = c_target_as("truth", "truth-cet", &["-fno-omit-frame-pointer", "-fcf-protection=full"]);
-    let dump = Command::new("objdump").args(["-d", "--no-show-raw-insn"]).arg(&target).output().unwrap();
-    let dump = String::from_utf8_lossy(&dump.stdout);
-    let body: Vec<&str> = dump.lines().skip_while(|l| !l.ends_with("<work10us>:")).skip(1).take(2).collect();
-    assert!(body[0].contains("endbr64") && body[1].contains("push"), "{body:?}");
+    if !prebuilt() {
+        // What the compiler made of it (the VM guest has no objdump; it runs the same file).
+        let dump = Command::new("objdump").args(["-d", "--no-show-raw-insn"]).arg(&target).output().unwrap();
+        let dump = String::from_utf8_lossy(&dump.stdout);
+        let body: Vec<&str> = dump.lines().skip_while(|l| !l.ends_with("<work10us>:")).skip(1).take(2).collect();
+        assert!(body[0].contains("endbr64") && body[1].contains("push"), "{body:?}");
+    }
     let cmd = format!("{} -calls 100", target.display());
     let run = probe(&["argdist", "--func", "work10us", "--arg", "0", "--json", "-c", &cmd]);
     assert_eq!(run.code, 0, "{}", run.stderr);

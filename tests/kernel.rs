@@ -23,6 +23,12 @@ fn doctor_lists_features_and_passes_its_self_test() {
         assert!(run.stdout.contains(feature), "{feature} missing:\n{}", run.stdout);
     }
     assert!(run.stdout.contains("self-test: 100 calls traced, 100 counted, values sum 5050: ok"), "{}", run.stdout);
+    // The probes' own cost, calibrated on every shape: each line says what is subtracted.
+    let costs: Vec<&str> = run.stdout.lines().filter(|l| l.contains(" inside each call, ")).collect();
+    assert_eq!(costs.len(), 4, "{}", run.stdout);
+    for shape in ["emulated entry + RET probe", "single-stepped entry + uretprobe"] {
+        assert!(costs.iter().any(|l| l.contains(shape)), "{shape} missing:\n{}", run.stdout);
+    }
     assert_nothing_attached();
 }
 

@@ -245,7 +245,8 @@ fn on_exit(key: &EntryKey, depth: u64, now: u64, uretprobe: bool, stats: &mut La
         if top.depth == depth {
             let shape = SpanShape { entry_stepped: top.entry_stepped != 0, uretprobe };
             let context = context_key(key);
-            let hits_now = context_hits(&context);
+            let total = HIT_COSTS.get_ptr_mut(&context);
+            let hits_now = total.map_or(0, |t| unsafe { *t });
             // Probes that fired inside this call (callees, recursion) cost it what the context's
             // total grew by; a total that went backwards was evicted: count nothing.
             let nested = if hits_now >= top.hits_ns { hits_now - top.hits_ns } else { 0 };
@@ -254,9 +255,15 @@ fn on_exit(key: &EntryKey, depth: u64, now: u64, uretprobe: bool, stats: &mut La
             stats.record(ns, unit_ns());
             stats.subtracted_ns = stats.subtracted_ns.wrapping_add(raw - ns);
             stack.len = len as u64 - 1;
+            // Charge this call's own probes to whatever encloses it on this goroutine or
+            // thread: in place when the context has a total (no map update on the hot path).
             let hit = probe_cost(shape.hit_cost_index());
-            if hit != 0 {
-                let _ = HIT_COSTS.insert(&context, &(hits_now + hit), 0);
+            match total {
+                Some(t) => unsafe { *t = hits_now + hit },
+                None if hit != 0 => {
+                    let _ = HIT_COSTS.insert(&context, &hit, 0);
+                }
+                None => {}
             }
         }
     }
