@@ -71,12 +71,14 @@ extern "C" {
 }
 
 /// Calls timed per round, after `WARM_UP` untimed ones (the first hit maps the kernel's
-/// out-of-line page into the process). Each cost is the lowest of `ROUNDS` medians: a busy
-/// machine (another process on the CPU, an interrupt storm) inflates some rounds, never
-/// deflates one. The slowest shape (two single-steps) takes about 6 ms in all.
-const CALLS: usize = 100;
-const ROUNDS: usize = 3;
+/// out-of-line page into the process). Each cost is the lowest over `ROUNDS` of the rounds'
+/// `QUANTILE`: a busy machine (another process on the core or its sibling, an interrupt) makes
+/// some calls and some rounds slower, never faster, and a probe's cost on a quiet core is what
+/// is subtracted. The slowest shape (two single-steps) takes about 6 ms in all.
+const CALLS: usize = 60;
+const ROUNDS: usize = 5;
 const WARM_UP: usize = 20;
+const QUANTILE: f64 = 0.25;
 
 /// The calibration function of a shape and the offset of its `ret` from its start.
 fn function_of(shape: SpanShape) -> (unsafe extern "C" fn(u64) -> u64, u64) {
@@ -153,7 +155,7 @@ impl Calibration {
         attach: impl FnOnce(&mut Session<T>) -> Result<()>,
     ) -> Result<Vec<ShapeCost>> {
         let untraced: Vec<u64> =
-            self.shapes.iter().map(|&s| (0..ROUNDS).map(|_| median_call_ns(s)).min().unwrap_or(0)).collect();
+            self.shapes.iter().map(|&s| (0..ROUNDS).map(|_| typical_call_ns(s)).min().unwrap_or(0)).collect();
         attach(session)?;
         let mut costs = Vec::with_capacity(self.shapes.len());
         for (i, (&shape, &untraced)) in self.shapes.iter().zip(&untraced).enumerate() {
@@ -165,9 +167,9 @@ impl Calibration {
             let (mut inside_ns, mut traced_ns) = (u64::MAX, u64::MAX);
             for _ in 0..ROUNDS {
                 let before = latency_of(&session.peek_slot(slot)?)?;
-                traced_ns = traced_ns.min(median_call_ns(shape));
+                traced_ns = traced_ns.min(typical_call_ns(shape));
                 let after = latency_of(&session.peek_slot(slot)?)?;
-                inside_ns = inside_ns.min(median_recorded_ns(&before, &after, shape)?);
+                inside_ns = inside_ns.min(typical_recorded_ns(&before, &after, shape)?);
             }
             // The caller sees at least what the span shows; timing noise must not say less.
             let hit_ns = traced_ns.saturating_sub(untraced).max(inside_ns);
@@ -191,9 +193,9 @@ fn latency_of<T: Aggregate>(stats: &T) -> Result<LatencyStats> {
     stats.latency().copied().context("calibration reads latency slots")
 }
 
-/// The median duration the programs recorded between two readings of a calibration slot,
-/// which must have recorded exactly one round of calls.
-fn median_recorded_ns(before: &LatencyStats, after: &LatencyStats, shape: SpanShape) -> Result<u64> {
+/// The `QUANTILE` of the durations the programs recorded between two readings of a
+/// calibration slot, which must have recorded exactly one round of calls.
+fn typical_recorded_ns(before: &LatencyStats, after: &LatencyStats, shape: SpanShape) -> Result<u64> {
     let recorded = after.value.count - before.value.count;
     if recorded != CALLS as u64 {
         bail!("calibration: {CALLS} calls of probe's own {shape:?} function were recorded {recorded} times");
@@ -202,11 +204,11 @@ fn median_recorded_ns(before: &LatencyStats, after: &LatencyStats, shape: SpanSh
     for (f, b) in fine.iter_mut().zip(before.fine.iter()) {
         *f -= b;
     }
-    Ok(ns_histogram(&fine).value_at_quantile(0.5))
+    Ok(ns_histogram(&fine).value_at_quantile(QUANTILE))
 }
 
-/// The median time of one call of the shape's function, as its caller sees it.
-fn median_call_ns(shape: SpanShape) -> u64 {
+/// The `QUANTILE` of the time one call of the shape's function takes, as its caller sees it.
+fn typical_call_ns(shape: SpanShape) -> u64 {
     let (function, _) = function_of(shape);
     let mut times: Vec<u64> = (0..CALLS)
         .map(|v| {
@@ -216,7 +218,7 @@ fn median_call_ns(shape: SpanShape) -> u64 {
         })
         .collect();
     times.sort_unstable();
-    times[CALLS / 2]
+    times[(CALLS as f64 * QUANTILE) as usize]
 }
 
 /// probe's own executable, as the kernel names the file (uprobes are per inode).
