@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 )
 
 //go:noinline
@@ -33,6 +34,7 @@ func permutation() []int {
 func main() {
 	rounds := flag.Int("rounds", 1, "rounds of 1000 calls")
 	wait := flag.Bool("wait", false, "wait for a line on stdin before calling")
+	pause := flag.Int("pause-ms", 0, "sleep this long after each round (runs last as long, however cheap a call)")
 	flag.Parse()
 	if *wait {
 		bufio.NewReader(os.Stdin).ReadString('\n')
@@ -45,6 +47,7 @@ func main() {
 			calls++
 		}
 		buf.Reset()
+		time.Sleep(time.Duration(*pause) * time.Millisecond)
 	}
 	fmt.Printf("ToString calls: %d\n", calls)
 }
