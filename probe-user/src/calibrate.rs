@@ -71,10 +71,11 @@ extern "C" {
 }
 
 /// Calls timed per round, after `WARM_UP` untimed ones (the first hit maps the kernel's
-/// out-of-line page into the process). Each cost is the lowest over `ROUNDS` of the rounds'
-/// `QUANTILE`: a busy machine (another process on the core or its sibling, an interrupt) makes
-/// some calls and some rounds slower, never faster, and a probe's cost on a quiet core is what
-/// is subtracted. The slowest shape (two single-steps) takes about 6 ms in all.
+/// out-of-line page into the process). The inside cost is the lowest over `ROUNDS` of the
+/// rounds' `QUANTILE`: a busy machine (another process on the core or its sibling, an
+/// interrupt) makes some calls and some rounds slower, never faster, and what the probes add to
+/// a span on a quiet core is what is subtracted from every span. The slowest shape (two
+/// single-steps) takes about 6 ms in all.
 const CALLS: usize = 60;
 const ROUNDS: usize = 5;
 const WARM_UP: usize = 20;
@@ -155,7 +156,7 @@ impl Calibration {
         attach: impl FnOnce(&mut Session<T>) -> Result<()>,
     ) -> Result<Vec<ShapeCost>> {
         let untraced: Vec<u64> =
-            self.shapes.iter().map(|&s| (0..ROUNDS).map(|_| typical_call_ns(s)).min().unwrap_or(0)).collect();
+            self.shapes.iter().map(|&s| (0..ROUNDS).map(|_| median_call_ns(s)).min().unwrap_or(0)).collect();
         attach(session)?;
         let mut costs = Vec::with_capacity(self.shapes.len());
         for (i, (&shape, &untraced)) in self.shapes.iter().zip(&untraced).enumerate() {
@@ -164,13 +165,18 @@ impl Calibration {
             for v in 0..WARM_UP {
                 unsafe { function(std::hint::black_box(v as u64)) };
             }
-            let (mut inside_ns, mut traced_ns) = (u64::MAX, u64::MAX);
+            let mut inside_ns = u64::MAX;
+            let mut traced = Vec::with_capacity(ROUNDS);
             for _ in 0..ROUNDS {
                 let before = latency_of(&session.peek_slot(slot)?)?;
-                traced_ns = traced_ns.min(typical_call_ns(shape));
+                traced.push(median_call_ns(shape));
                 let after = latency_of(&session.peek_slot(slot)?)?;
                 inside_ns = inside_ns.min(typical_recorded_ns(&before, &after, shape)?);
             }
+            // A call's whole probe cost is subtracted once per enclosed call, so a bias would
+            // multiply: the median of the rounds' medians, not a low quantile.
+            traced.sort_unstable();
+            let traced_ns = traced[ROUNDS / 2];
             // The caller sees at least what the span shows; timing noise must not say less.
             let hit_ns = traced_ns.saturating_sub(untraced).max(inside_ns);
             costs.push(ShapeCost { shape, inside_ns, hit_ns });
@@ -207,8 +213,8 @@ fn typical_recorded_ns(before: &LatencyStats, after: &LatencyStats, shape: SpanS
     Ok(ns_histogram(&fine).value_at_quantile(QUANTILE))
 }
 
-/// The `QUANTILE` of the time one call of the shape's function takes, as its caller sees it.
-fn typical_call_ns(shape: SpanShape) -> u64 {
+/// The median time of one call of the shape's function, as its caller sees it.
+fn median_call_ns(shape: SpanShape) -> u64 {
     let (function, _) = function_of(shape);
     let mut times: Vec<u64> = (0..CALLS)
         .map(|v| {
@@ -218,7 +224,7 @@ fn typical_call_ns(shape: SpanShape) -> u64 {
         })
         .collect();
     times.sort_unstable();
-    times[(CALLS as f64 * QUANTILE) as usize]
+    times[CALLS / 2]
 }
 
 /// probe's own executable, as the kernel names the file (uprobes are per inode).
