@@ -124,7 +124,8 @@ fn text_output_has_summary_percentiles_and_hist_log() {
     for field in ["min:", "avg:", "max:", "count:200", "p50:", "p90:", "p99:", "p99.9:"] {
         assert!(summary.contains(field), "{field} missing in {summary}");
     }
-    // 2.0-2.9 ms is the 2048 us row of the @hist_log table.
-    assert!(run.stdout.lines().any(|l| l.starts_with(" 2048 |@")), "{}", run.stdout);
+    // 2.0-2.9 ms is the 2048 us row of the @hist_log table (its label is right-aligned to the
+    // widest label, which a slow outlier can widen).
+    assert!(run.stdout.lines().any(|l| l.trim_start().starts_with("2048 |@")), "{}", run.stdout);
     assert_nothing_attached();
 }
