@@ -128,3 +128,54 @@ fn text_output_has_summary_percentiles_and_hist_log() {
     assert!(run.stdout.lines().any(|l| l.starts_with(" 2048 |@")), "{}", run.stdout);
     assert_nothing_attached();
 }
+
+#[test]
+fn attaching_to_a_running_process_invents_no_abandoned_calls() {
+    // Issue 12: with -p, entries attached before their RET probes made every call that
+    // returned through a not-yet-attached RET look abandoned (3-8 per run here, 21% once).
+    let target = go_target("regex");
+    let mut app = std::process::Command::new(&target)
+        .args(["-seconds", "30"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = app.id().to_string();
+    let mut counted = 0;
+    for run_no in 0..5 {
+        let run = probe(&["latency", "--func", "UsingRegex", "--func", "UsingSubstring", "--json", "-d", "1", "-p", &pid]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let tables = json_tables(&run.stdout);
+        assert_eq!(tables.len(), 2, "{}", run.stdout);
+        for t in &tables {
+            assert_eq!(u(t, "abandoned"), 0, "run {run_no}: {t}");
+            counted += u(t, "count");
+        }
+        assert_nothing_attached();
+    }
+    app.kill().ok();
+    app.wait().ok();
+    assert!(counted > 1000, "the runs timed only {counted} calls");
+}
+
+#[test]
+fn c_recursion_deeper_than_the_uretprobe_limit_is_timed_whole() {
+    // The kernel keeps at most 64 pending uretprobe returns per thread; deep(100) nests 101.
+    let target = c_target("cdeep", &[]);
+    let cmd = target.to_string_lossy().to_string();
+    let run = probe(&["latency", "--func", "deep", "--json", "-c", &cmd]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(reported_calls(&run.stdout, "deep"), 303);
+    let table = &json_tables(&run.stdout)[0];
+    assert_eq!(u(table, "count"), 303, "{table}");
+    assert_eq!(u(table, "abandoned"), 0, "{table}");
+    assert!(run.stderr.contains("3 probes"), "a recursive C function gets RET probes: {}", run.stderr);
+    assert_nothing_attached();
+
+    // Asked for uretprobes, the calls past the limit are accounted for and the user is told.
+    let run = probe(&["latency", "--exit", "uretprobe", "--func", "deep", "--json", "-c", &cmd]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("warning: deep calls itself"), "{}", run.stderr);
+    let table = &json_tables(&run.stdout)[0];
+    assert_eq!(u(table, "count") + u(table, "abandoned"), 303, "{table}");
+    assert_nothing_attached();
+}

@@ -28,6 +28,10 @@ pub struct Site {
     pub program: &'static str,
     pub file_offset: u64,
     pub cookie: u64,
+    /// An exit site (RET or uretprobe). Exits are attached before and detached after entries,
+    /// so no entry is ever recorded whose return could go unseen: with a running process
+    /// (`-p`), such an entry would later be popped and counted as abandoned.
+    pub exit: bool,
 }
 
 /// What `argdist` measures.
@@ -50,6 +54,7 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
     let abi = Abi::of(binary, &function.name);
     let site = |addr: u64, kind: SiteKind, source: ValueSource| -> Result<Site> {
         Ok(Site {
+            exit: matches!(value, Value::Ret),
             path: binary.path.clone(),
             program: match kind {
                 SiteKind::Uprobe => PROG_VALUE_UPROBE,
@@ -70,13 +75,14 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
             (format!("arg{n}"), vec![site(entry, SiteKind::Uprobe, source)?])
         }
         Value::Ret => match abi {
-            Abi::SystemV => (
+            Abi::SystemV if !may_nest_past_uretprobe_limit(binary, function) => (
                 "ret".to_string(),
                 vec![site(function.addr, SiteKind::Uretprobe, ValueSource::Reg(Reg::Rax))?],
             ),
-            Abi::GoRegister => {
-                // No uretprobe on Go code: it crashes the program. Probe every RET instead;
-                // the first result is in RAX there.
+            Abi::SystemV | Abi::GoRegister => {
+                // No uretprobe on Go code: it crashes the program. Nor on recursive code: the
+                // kernel drops uretprobe returns nested deeper than 64 in a thread. Probe every
+                // RET instead; the first result is in RAX there.
                 let rets = disasm::ret_addresses(binary.code(function)?, function.addr)
                     .with_context(|| format!("decoding {}", function.name))?;
                 if rets.is_empty() {
@@ -116,7 +122,8 @@ pub enum ExitMode {
 
 /// The probes measuring one function's latency, or why it cannot be measured.
 pub enum LatencyPlan {
-    Sites { measured: Measured, sites: Vec<Site> },
+    /// `warning`: what the user should know about these numbers before reading them.
+    Sites { measured: Measured, sites: Vec<Site>, warning: Option<String> },
     /// A warning: nothing can be attached (e.g. no RET to probe).
     Skip(String),
 }
@@ -130,7 +137,15 @@ pub fn latency_plan(
     unit: crate::histogram::Unit,
 ) -> Result<LatencyPlan> {
     let go = Abi::of(binary, &function.name).is_go();
-    let use_rets = go || exit == ExitMode::Ret;
+    let recursive = !go && may_nest_past_uretprobe_limit(binary, function);
+    let use_rets = go || exit == ExitMode::Ret || (exit == ExitMode::Auto && recursive);
+    let warning = (recursive && !use_rets).then(|| {
+        format!(
+            "{} calls itself, and the kernel drops uretprobe returns nested deeper than 64 in a \
+             thread: such calls are not timed and show as abandoned; --exit auto or ret times them all",
+            function.name
+        )
+    });
     if go && exit == ExitMode::Uretprobe {
         return Err(user(format!(
             "--exit uretprobe: {} is Go code, and a uretprobe crashes Go programs \
@@ -152,6 +167,7 @@ pub fn latency_plan(
         program: PROG_LATENCY_UPROBE,
         file_offset: binary.code_offset(entry)?,
         cookie: cookie(false, false),
+        exit: false,
     }];
     if use_rets {
         let rets = disasm::ret_addresses(code, function.addr)
@@ -168,6 +184,7 @@ pub fn latency_plan(
                 program: PROG_LATENCY_UPROBE,
                 file_offset: binary.code_offset(ret)?,
                 cookie: cookie(true, false),
+                exit: true,
             });
         }
     } else {
@@ -176,8 +193,17 @@ pub fn latency_plan(
             program: PROG_LATENCY_URETPROBE,
             file_offset: binary.code_offset(function.addr)?,
             cookie: cookie(true, true),
+            exit: true,
         });
     }
     let measured = Measured { function: function.name.clone(), what: "latency".into(), unit: Some(unit) };
-    Ok(LatencyPlan::Sites { measured, sites })
+    Ok(LatencyPlan::Sites { measured, sites, warning })
+}
+
+/// Whether a function calls itself, so one thread can have more than the 64 pending uretprobe
+/// returns the kernel keeps (it drops deeper ones, logging only "omit uretprobe due to
+/// nestedness limit"). Such functions get RET probes. Indirect recursion is not seen here; the
+/// summary warns when uretprobe exits lost calls (see render).
+fn may_nest_past_uretprobe_limit(binary: &Binary, function: &Function) -> bool {
+    binary.code(function).is_ok_and(|code| disasm::calls_itself(code, function.addr))
 }

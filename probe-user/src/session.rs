@@ -5,7 +5,7 @@ use crate::error::user;
 use crate::plan::Site;
 use anyhow::{Context, Result};
 use aya::maps::{Array, MapData, PerCpuArray, PerCpuValues};
-use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope};
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
 use crate::features::AttachStrategy;
@@ -71,6 +71,8 @@ pub struct Session<T: Aggregate> {
     /// One object, or one per site without BPF cookies; empty once detached (the maps below
     /// stay readable).
     ebpfs: Vec<Ebpf>,
+    /// The entry sites' links (object index, program, link), detached before the rest.
+    entry_links: Vec<(usize, &'static str, UProbeLinkId)>,
     stats: PerCpuArray<MapData, Pod<T>>,
     epoch: Array<MapData, u32>,
     bank: u32,
@@ -110,25 +112,38 @@ impl<T: Aggregate> Session<T> {
             AttachStrategy::Cookies => vec![load_shared::<T>(sites, &config)?],
             AttachStrategy::ProgramPerSite => load_per_site::<T>(sites, &config)?,
         };
-        for (i, site) in sites.iter().enumerate() {
-            let (ebpf, cookie) = match strategy {
-                AttachStrategy::Cookies => (&mut ebpfs[0], Some(site.cookie)),
-                AttachStrategy::ProgramPerSite => (&mut ebpfs[i], None),
+        let mut entry_links = Vec::new();
+        for (i, site) in exits_first(sites) {
+            let (object, cookie) = match strategy {
+                AttachStrategy::Cookies => (0, Some(site.cookie)),
+                AttachStrategy::ProgramPerSite => (i, None),
             };
-            let program: &mut UProbe = ebpf.program_mut(site.program).context("program")?.try_into()?;
+            let program: &mut UProbe = ebpfs[object].program_mut(site.program).context("program")?.try_into()?;
             let point = UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(site.file_offset), cookie };
-            program.attach(point, &site.path, scope).map_err(|e| attach_error(e, &site.path, pid))?;
+            let link = program.attach(point, &site.path, scope).map_err(|e| attach_error(e, &site.path, pid))?;
+            if !site.exit {
+                entry_links.push((object, site.program, link));
+            }
         }
         // Every copy shares these maps; any copy's handle will do.
         let first = ebpfs.first_mut().context("no sites to attach")?;
         let stats = PerCpuArray::try_from(first.take_map(T::MAP).context("stats map")?)?;
         let epoch = Array::try_from(first.take_map(MAP_EPOCH).context("epoch map")?)?;
         let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
-        Ok(Session { ebpfs, stats, epoch, bank: 0, slots, cpus })
+        Ok(Session { ebpfs, entry_links, stats, epoch, bank: 0, slots, cpus })
     }
 
-    /// Detaches every probe now. The maps stay readable for the final drain.
+    /// Detaches every probe now, entries first, so no call starts that its exit cannot see.
+    /// The maps stay readable.
     pub fn detach(&mut self) {
+        for (object, name, link) in self.entry_links.drain(..) {
+            let program: Option<&mut UProbe> =
+                self.ebpfs.get_mut(object).and_then(|e| e.program_mut(name)).and_then(|p| p.try_into().ok());
+            // A link that will not detach here goes with its object just below.
+            if let Some(program) = program {
+                let _ = program.detach(link);
+            }
+        }
         self.ebpfs.clear();
     }
 
@@ -179,6 +194,15 @@ impl<T: Aggregate> Session<T> {
         }
         Ok(out)
     }
+}
+
+/// The sites with their index, exit sites first: attached in this order, an entry is only ever
+/// recorded once every exit that could end its call is live. Attaching to a running process
+/// (`-p`) entries first made each call that returned through a not-yet-attached RET look
+/// abandoned when the next call at the same depth began.
+fn exits_first(sites: &[Site]) -> impl Iterator<Item = (usize, &Site)> {
+    let exits = sites.iter().enumerate().filter(|(_, s)| s.exit);
+    exits.chain(sites.iter().enumerate().filter(|(_, s)| !s.exit))
 }
 
 /// The object loaded once, each program used by a site loaded once; sites get cookies.
