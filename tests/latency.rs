@@ -179,3 +179,28 @@ fn c_recursion_deeper_than_the_uretprobe_limit_is_timed_whole() {
     assert_eq!(u(table, "count") + u(table, "abandoned"), 303, "{table}");
     assert_nothing_attached();
 }
+
+#[test]
+fn interval_tables_with_a_duration_add_up_to_the_final_one() {
+    // Issue 12: `-d 3 -i 1` printed +1.0s and +2.0s only; the calls after the last tick were
+    // in the final table and in no interval.
+    let target = go_target("regex");
+    let cmd = format!("{} -seconds 4", target.display());
+    let run = probe(&["latency", "--func", "UsingSubstring", "--json", "-d", "2.5", "-i", "1", "-c", &cmd]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let tables = json_tables(&run.stdout);
+    let (intervals, finals): (Vec<_>, Vec<_>) = tables.iter().partition(|t| t["kind"] == "interval");
+    assert_eq!(intervals.len(), 3, "+1s, +2s and the last half second: {}", run.stdout);
+    let sum = |field: &str| intervals.iter().map(|t| u(t, field)).sum::<u64>();
+    assert_eq!(finals.len(), 1);
+    assert!(u(finals[0], "count") > 0);
+    assert_eq!(sum("count"), u(finals[0], "count"));
+    assert_eq!(sum("abandoned"), u(finals[0], "abandoned"));
+    assert_nothing_attached();
+
+    let run = probe(&["latency", "--func", "UsingSubstring", "-d", "2.5", "-i", "1", "-c", &cmd]);
+    let stamps: Vec<&str> = run.stdout.lines().filter(|l| l.contains(" (+")).collect();
+    assert_eq!(stamps.len(), 3, "{}", run.stdout);
+    assert!(stamps[2].ends_with("(+2.5s)"), "{stamps:?}");
+    assert_nothing_attached();
+}

@@ -187,8 +187,12 @@ impl<T: Aggregate + Report> Printer<T> {
         Ok(())
     }
 
-    /// `last`: what was drained at the end, since the last interval.
+    /// `last`: what was drained at the end, since the last interval. With -i it is printed as
+    /// the last (shorter) interval first, so the interval tables add up to the final one.
     fn finish(&mut self, last: Vec<T>) -> Result<()> {
+        if self.print_intervals {
+            self.print("interval", &last);
+        }
         let mut totals = last.clone();
         for (t, drained) in totals.iter_mut().zip(&self.drained) {
             t.merge(drained);
