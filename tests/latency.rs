@@ -13,8 +13,21 @@ fn go_scenario(mode: &str, func: &str, extra: &[&str]) -> (String, Value) {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let tables = json_tables(&run.stdout);
     assert_eq!(tables.len(), 1, "{}", run.stdout);
+    assert_percentiles_within_min_and_max(&tables[0]);
     assert_nothing_attached();
     (run.stdout, tables[0].clone())
+}
+
+/// Percentiles come from buckets but never lie outside the run's exact min and max.
+fn assert_percentiles_within_min_and_max(table: &Value) {
+    if u(table, "count") == 0 {
+        return;
+    }
+    let (min, max) = (u(table, "min") as f64, u(table, "max") as f64);
+    for p in ["p50", "p90", "p99", "p99.9"] {
+        let v = table["percentiles"][p].as_f64().unwrap();
+        assert!(min <= v && v <= max, "{p} {v} outside [{min}, {max}]: {table}");
+    }
 }
 
 fn u(table: &Value, field: &str) -> u64 {
