@@ -186,3 +186,52 @@ fn library_function_without_a_process() {
     let run = probe(&["latency", "--func", "libc.so.6:getppid", &target.to_string_lossy()]);
     assert_rejected(run, "a library function needs -p or -c");
 }
+
+/// Runs probe, killing it if it has not ended within `secs` (a hang is a failure, not a wait).
+fn probe_within(secs: u64, args: &[&str]) -> Run {
+    let mut child = Command::new(probe_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("probe {args:?} still running after {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap().into()
+}
+
+#[test]
+fn only_regular_files_are_read_as_binaries() {
+    // Issue 12: `probe list /dev/zero` read until the OOM killer came; a FIFO hung.
+    assert_rejected(probe_within(10, &["list", "/dev/zero"]), "/dev/zero: a character device, not a program");
+    let fifo = targets_dir().join(format!("fifo-{}", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    let c_path = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let fifo_arg = fifo.to_string_lossy().to_string();
+    assert_rejected(probe_within(10, &["list", &fifo_arg]), "a FIFO, not a program");
+    assert_rejected(probe_within(10, &["latency", "--func", "f", &fifo_arg]), "a FIFO, not a program");
+    std::fs::remove_file(&fifo).unwrap();
+    let dir = targets_dir().to_string_lossy().to_string();
+    assert_rejected(probe_within(10, &["list", &dir]), "a directory, not a program");
+}
+
+#[test]
+fn a_file_too_large_for_a_program_is_not_read() {
+    // Sparse: 5 GiB long, no disk used; it starts like an ELF file.
+    let huge = targets_dir().join(format!("huge-{}", std::process::id()));
+    let file = std::fs::File::create(&huge).unwrap();
+    std::io::Write::write_all(&mut &file, b"\x7fELF").unwrap();
+    file.set_len(5 << 30).unwrap();
+    let run = probe_within(10, &["list", &huge.to_string_lossy()]);
+    std::fs::remove_file(&huge).unwrap();
+    assert_rejected(run, "5368709120 bytes, larger than any program probe reads (4 GiB)");
+}

@@ -10,7 +10,7 @@ use anyhow::Result;
 use std::time::Duration;
 
 mod distribution;
-mod file;
+pub mod file;
 mod hdr_log;
 mod heatmap;
 pub mod metrics;
