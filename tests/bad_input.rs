@@ -187,27 +187,6 @@ fn library_function_without_a_process() {
     assert_rejected(run, "a library function needs -p or -c");
 }
 
-/// Runs probe, killing it if it has not ended within `secs` (a hang is a failure, not a wait).
-fn probe_within(secs: u64, args: &[&str]) -> Run {
-    let mut child = Command::new(probe_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("probe {args:?} still running after {secs} s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap().into()
-}
-
 #[test]
 fn only_regular_files_are_read_as_binaries() {
     // Issue 12: `probe list /dev/zero` read until the OOM killer came; a FIFO hung.
