@@ -214,3 +214,29 @@ fn a_file_too_large_for_a_program_is_not_read() {
     std::fs::remove_file(&huge).unwrap();
     assert_rejected(run, "5368709120 bytes, larger than any program probe reads (4 GiB)");
 }
+
+#[test]
+fn malformed_sudo_ids_are_refused_not_run_as_root() {
+    // Issue 12: a malformed SUDO_UID/SUDO_GID silently ran the -c command as root.
+    let target = c_target("cdeep", &[]);
+    let cmd = target.to_string_lossy().to_string();
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[("SUDO_UID", "abc"), ("SUDO_GID", "1000")], r#"SUDO_UID="abc" is not a user or group id"#),
+        (&[("SUDO_UID", "1000"), ("SUDO_GID", "10x")], r#"SUDO_GID="10x" is not a user or group id"#),
+        (&[("SUDO_UID", "-1"), ("SUDO_GID", "-1")], r#"SUDO_UID="-1" is not a user or group id"#),
+        (&[("SUDO_UID", "1000")], "SUDO_GID is not set"),
+    ];
+    for (vars, needle) in cases {
+        let out = Command::new(probe_bin())
+            .args(["latency", "--func", "deep", "-c", &cmd])
+            .env_remove("SUDO_UID")
+            .env_remove("SUDO_GID")
+            .envs(vars.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let run: Run = out.into();
+        assert!(!run.stdout.contains("deep calls"), "{vars:?}: the command ran: {}", run.stdout);
+        assert_rejected(run, needle);
+    }
+}
