@@ -240,3 +240,54 @@ fn malformed_sudo_ids_are_refused_not_run_as_root() {
         assert_rejected(run, needle);
     }
 }
+
+#[test]
+fn command_line_errors_are_one_line() {
+    // Issue 12: clap's errors took 3-7 lines; `-d 1e30` said "is not a positive number".
+    let target = go_target("tostring");
+    let t = target.to_string_lossy().to_string();
+    let cases: [(&[&str], &str); 7] = [
+        (&["latency", "--func", "ToString", "-d", "0", &t], "`0` is not a positive number of seconds; see `probe latency --help`"),
+        (&["latency", "--func", "ToString", "-i", "-1", &t], "see `probe latency --help`"),
+        (&["latency", "--func", "ToString", "-d", "1e30", &t], "`1e30` seconds is longer than probe waits"),
+        (&["argdist", "--func", "ToString", "--arg", "-1", &t], "`-1` is not an argument number (0 for the first"),
+        (&["latency", "--func", "ToString", "--unit", "s", &t], "[possible values: ns, us, ms]"),
+        (&["latency", "--func", "ToString", "--bogus", &t], "unexpected argument '--bogus'"),
+        (&["latency", "--func", "ToString"], "required arguments were not provided: <--command"),
+    ];
+    for (args, needle) in cases {
+        assert_rejected(probe(args), needle);
+    }
+}
+
+#[test]
+fn empty_function_name_is_named_as_such() {
+    // Issue 12: `--func ''` said "ambiguous, 327 functions match".
+    let target = go_target("tostring");
+    let t = target.to_string_lossy().to_string();
+    assert_rejected(probe(&["latency", "--func", "", &t]), "--func '': no function name given");
+    assert_rejected(argdist_on(&t, "", "0"), "--func '': no function name given");
+}
+
+#[test]
+fn truncated_go_binary_names_the_corruption() {
+    // Issue 12: cut by 1,000 bytes, the symbol table at the end was lost quietly and every
+    // name was "not found".
+    let bytes = std::fs::read(go_target("tostring")).unwrap();
+    let cut = targets_dir().join("tostring-cut");
+    std::fs::write(&cut, &bytes[..bytes.len() - 1000]).unwrap();
+    let run = argdist_on(&cut.to_string_lossy(), "ToString", "0");
+    assert_rejected(run, "past the end of the file");
+}
+
+#[test]
+fn zeroed_gopclntab_count_names_the_corruption() {
+    let stripped = go_target_stripped("tostring", "tostring-zero-count");
+    let mut bytes = std::fs::read(&stripped).unwrap();
+    let magic = 0xfffffff0u32.to_le_bytes();
+    let at = bytes.windows(8).position(|w| w[..4] == magic && w[4..8] == [0, 0, 1, 8]).unwrap();
+    bytes[at + 8..at + 16].copy_from_slice(&0u64.to_le_bytes()); // nfunc
+    std::fs::write(&stripped, bytes).unwrap();
+    assert_rejected(argdist_on(&stripped.to_string_lossy(), "ToString", "0"), "pclntab's function count is 0");
+    assert_rejected(probe(&["list", &stripped.to_string_lossy()]), "pclntab's function count is 0");
+}

@@ -149,6 +149,7 @@ impl Binary {
                 file.architecture()
             )));
         }
+        ensure_complete(&file, data.len() as u64).map_err(|e| corrupt(&e))?;
         let segments: Vec<LoadSegment> = file
             .segments()
             .map(|s| {
@@ -233,6 +234,28 @@ impl Binary {
             user(format!("{} extends past the end of {} (truncated file?)", f.name, self.path.display()))
         })
     }
+}
+
+/// Fails when a section or load segment claims bytes past the end of the file: a truncated
+/// file would otherwise lose its symbol table (at the end) quietly and find no function.
+fn ensure_complete(file: &object::File, file_len: u64) -> Result<(), String> {
+    let past_end = |range: Option<(u64, u64)>| range.is_some_and(|(off, size)| off.saturating_add(size) > file_len);
+    if let Some(s) = file.sections().find(|s| past_end(s.file_range())) {
+        let (off, size) = s.file_range().unwrap_or_default();
+        return Err(format!(
+            "section {} ends at byte {}, past the end of the file ({file_len} bytes)",
+            s.name().unwrap_or("?"),
+            off.saturating_add(size)
+        ));
+    }
+    if let Some(s) = file.segments().find(|s| past_end(Some(s.file_range()))) {
+        let (off, size) = s.file_range();
+        return Err(format!(
+            "a load segment ends at byte {}, past the end of the file ({file_len} bytes)",
+            off.saturating_add(size)
+        ));
+    }
+    Ok(())
 }
 
 /// Defined text symbols, demangled. Size-0 symbols are kept (their entry is still usable).
