@@ -193,3 +193,108 @@ fn library_function_without_a_process() {
     let run = probe(&["latency", "--func", "libc.so.6:getppid", &target.to_string_lossy()]);
     assert_rejected(run, "a library function needs -p or -c");
 }
+
+#[test]
+fn only_regular_files_are_read_as_binaries() {
+    // Issue 12: `probe list /dev/zero` read until the OOM killer came; a FIFO hung.
+    assert_rejected(probe_within(10, &["list", "/dev/zero"]), "/dev/zero: a character device, not a program");
+    let fifo = targets_dir().join(format!("fifo-{}", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    let c_path = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let fifo_arg = fifo.to_string_lossy().to_string();
+    assert_rejected(probe_within(10, &["list", &fifo_arg]), "a FIFO, not a program");
+    assert_rejected(probe_within(10, &["latency", "--func", "f", &fifo_arg]), "a FIFO, not a program");
+    std::fs::remove_file(&fifo).unwrap();
+    let dir = targets_dir().to_string_lossy().to_string();
+    assert_rejected(probe_within(10, &["list", &dir]), "a directory, not a program");
+}
+
+#[test]
+fn a_file_too_large_for_a_program_is_not_read() {
+    // Sparse: 5 GiB long, no disk used; it starts like an ELF file.
+    let huge = targets_dir().join(format!("huge-{}", std::process::id()));
+    let file = std::fs::File::create(&huge).unwrap();
+    std::io::Write::write_all(&mut &file, b"\x7fELF").unwrap();
+    file.set_len(5 << 30).unwrap();
+    let run = probe_within(10, &["list", &huge.to_string_lossy()]);
+    std::fs::remove_file(&huge).unwrap();
+    assert_rejected(run, "5368709120 bytes, larger than any program probe reads (4 GiB)");
+}
+
+#[test]
+fn malformed_sudo_ids_are_refused_not_run_as_root() {
+    // Issue 12: a malformed SUDO_UID/SUDO_GID silently ran the -c command as root.
+    let target = c_target("cdeep", &[]);
+    let cmd = target.to_string_lossy().to_string();
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[("SUDO_UID", "abc"), ("SUDO_GID", "1000")], r#"SUDO_UID="abc" is not a user or group id"#),
+        (&[("SUDO_UID", "1000"), ("SUDO_GID", "10x")], r#"SUDO_GID="10x" is not a user or group id"#),
+        (&[("SUDO_UID", "-1"), ("SUDO_GID", "-1")], r#"SUDO_UID="-1" is not a user or group id"#),
+        (&[("SUDO_UID", "1000")], "SUDO_GID is not set"),
+    ];
+    for (vars, needle) in cases {
+        let out = Command::new(probe_bin())
+            .args(["latency", "--func", "deep", "-c", &cmd])
+            .env_remove("SUDO_UID")
+            .env_remove("SUDO_GID")
+            .envs(vars.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let run: Run = out.into();
+        assert!(!run.stdout.contains("deep calls"), "{vars:?}: the command ran: {}", run.stdout);
+        assert_rejected(run, needle);
+    }
+}
+
+#[test]
+fn command_line_errors_are_one_line() {
+    // Issue 12: clap's errors took 3-7 lines; `-d 1e30` said "is not a positive number".
+    let target = go_target("tostring");
+    let t = target.to_string_lossy().to_string();
+    let cases: [(&[&str], &str); 7] = [
+        (&["latency", "--func", "ToString", "-d", "0", &t], "`0` is not a positive number of seconds; see `probe latency --help`"),
+        (&["latency", "--func", "ToString", "-i", "-1", &t], "see `probe latency --help`"),
+        (&["latency", "--func", "ToString", "-d", "1e30", &t], "`1e30` seconds is longer than probe waits"),
+        (&["argdist", "--func", "ToString", "--arg", "-1", &t], "`-1` is not an argument number (0 for the first"),
+        (&["latency", "--func", "ToString", "--unit", "s", &t], "[possible values: ns, us, ms]"),
+        (&["latency", "--func", "ToString", "--bogus", &t], "unexpected argument '--bogus'"),
+        (&["latency", "--func", "ToString"], "required arguments were not provided: <--command"),
+    ];
+    for (args, needle) in cases {
+        assert_rejected(probe(args), needle);
+    }
+}
+
+#[test]
+fn empty_function_name_is_named_as_such() {
+    // Issue 12: `--func ''` said "ambiguous, 327 functions match".
+    let target = go_target("tostring");
+    let t = target.to_string_lossy().to_string();
+    assert_rejected(probe(&["latency", "--func", "", &t]), "--func '': no function name given");
+    assert_rejected(argdist_on(&t, "", "0"), "--func '': no function name given");
+}
+
+#[test]
+fn truncated_go_binary_names_the_corruption() {
+    // Issue 12: cut by 1,000 bytes, the symbol table at the end was lost quietly and every
+    // name was "not found".
+    let bytes = std::fs::read(go_target("tostring")).unwrap();
+    let cut = targets_dir().join("tostring-cut");
+    std::fs::write(&cut, &bytes[..bytes.len() - 1000]).unwrap();
+    let run = argdist_on(&cut.to_string_lossy(), "ToString", "0");
+    assert_rejected(run, "past the end of the file");
+}
+
+#[test]
+fn zeroed_gopclntab_count_names_the_corruption() {
+    let stripped = go_target_stripped("tostring", "tostring-zero-count");
+    let mut bytes = std::fs::read(&stripped).unwrap();
+    let magic = 0xfffffff0u32.to_le_bytes();
+    let at = bytes.windows(8).position(|w| w[..4] == magic && w[4..8] == [0, 0, 1, 8]).unwrap();
+    bytes[at + 8..at + 16].copy_from_slice(&0u64.to_le_bytes()); // nfunc
+    std::fs::write(&stripped, bytes).unwrap();
+    assert_rejected(argdist_on(&stripped.to_string_lossy(), "ToString", "0"), "pclntab's function count is 0");
+    assert_rejected(probe(&["list", &stripped.to_string_lossy()]), "pclntab's function count is 0");
+}

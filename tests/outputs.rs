@@ -296,3 +296,61 @@ fn hdr_log_refuses_argdist_values() {
     );
     assert!(!path.exists());
 }
+
+/// `assert_refused`, with a deadline: before issue 12, opening a FIFO for writing hung.
+fn assert_refused_soon(args: &[&str], message: &str) {
+    let target = go_target("tostring");
+    let mut all = args.to_vec();
+    all.push(target.to_str().unwrap());
+    all.extend(["-d", "5"]);
+    let run = probe_within(20, &all);
+    assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(run.stderr.contains(message), "{args:?}: {}", run.stderr);
+    assert_nothing_attached();
+}
+
+#[test]
+fn output_files_never_go_through_another_users_symlink() {
+    // Issue 12: a nobody-owned symlink to a root file made --plot, --heatmap and --hdr-log
+    // overwrite the root file (this VM has fs.protected_symlinks=0).
+    let dir = out_dir().join(format!("symlinks-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let precious = dir.join("precious.txt");
+    std::fs::write(&precious, "root's own file").unwrap();
+    for (option, name) in [("--hdr-log", "link.hdr"), ("--heatmap", "heat.svg"), ("--plot", "plot.svg")] {
+        let link = dir.join(name);
+        std::os::unix::fs::symlink(&precious, &link).unwrap();
+        let c_link = std::ffi::CString::new(link.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::lchown(c_link.as_ptr(), 65534, 65534) }, 0);
+        let message = format!(
+            "probe: {option} {}: it is a symlink owned by another user (uid 65534), which probe never writes through",
+            link.display()
+        );
+        assert_refused_soon(&["latency", "--func", "ToString", option, link.to_str().unwrap()], &message);
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), "root's own file", "{option}");
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "{option}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn output_files_are_never_written_into_special_files() {
+    // Issue 12: `--hdr-log /proc/sys/kernel/hostname` renamed the host; /proc/self/comm (probe's
+    // own thread name) stands in for it here. /dev/full failed only after tracing.
+    assert_refused_soon(
+        &["latency", "--func", "ToString", "--hdr-log", "/proc/self/comm"],
+        "--hdr-log /proc/self/comm: cannot create the file",
+    );
+    assert_refused_soon(
+        &["latency", "--func", "ToString", "--hdr-log", "/dev/full"],
+        "--hdr-log /dev/full: it is not a regular file; give the path of a regular file",
+    );
+    let fifo = out_dir().join(format!("fifo-{}.svg", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    let c_fifo = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
+    assert_refused_soon(&["latency", "--func", "ToString", "--plot", fifo.to_str().unwrap()], "is not a regular file");
+    std::fs::remove_file(&fifo).unwrap();
+}

@@ -268,3 +268,37 @@ fn invalid_address_is_bad_input() {
     let run = probe(&["argdist", "--func", "ToString", "--arg", "0", "--serve", "nonsense", "-c", &target.to_string_lossy()]);
     assert_rejected(run, "--serve nonsense: cannot listen there (invalid socket address); give a free HOST:PORT");
 }
+
+#[test]
+fn each_scrape_answers_with_the_maps_as_they_are_then() {
+    // Issue 12: /metrics lagged the maps by up to a drain interval (here -i 600: ten minutes).
+    let target = private_copy(&go_target("tostring"), "scrape");
+    let path = target.to_string_lossy().to_string();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let (child, stderr) =
+        probe_background(&["argdist", "--func", "ToString", "--arg", "0", "-i", "600", "--serve", &addr, &path]);
+    // Scrape after each run of the target; assert once probe has been stopped.
+    let mut scrapes = Vec::new();
+    for _ in 0..2 {
+        let out = Command::new(&target).output().unwrap();
+        let calls = String::from_utf8_lossy(&out.stdout).into_owned();
+        let text = http_get(port, "/metrics").map(|(_, text)| text).unwrap_or_default();
+        scrapes.push((calls, text));
+    }
+    interrupt(&child);
+    let run = finish(child, stderr);
+    std::fs::remove_file(&target).ok();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for (round, (calls, text)) in scrapes.iter().enumerate() {
+        let round = round as u64 + 1;
+        assert_eq!(reported_calls(calls, "ToString"), 1000);
+        assert_eq!(sample(text, "probe_value_count"), (1000 * round).to_string(), "scrape after round {round}");
+        assert_eq!(sample(text, "probe_value_sum").parse::<f64>().unwrap(), -500.0 * round as f64);
+    }
+    // The scrapes' drains belong to the one interval still open: it is printed at the end.
+    let tables: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("main.ToString arg0:")).collect();
+    assert_eq!(tables.len(), 2, "the last interval and the final table: {}", run.stdout);
+    assert!(tables.iter().all(|l| l.contains("count:2000")), "{tables:?}");
+    assert_nothing_attached();
+}

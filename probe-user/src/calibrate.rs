@@ -131,18 +131,19 @@ impl Calibration {
                     .encode()
             };
             let handling = if shape.entry_stepped { Handling::SingleStepped } else { Handling::Emulated };
-            let site = |program, file_offset, cookie, handling| Site {
+            let site = |program, file_offset, exit: bool, handling| Site {
                 path: exe.clone(),
                 program,
                 file_offset,
-                cookie,
+                cookie: cookie(exit),
                 handling,
+                exit,
             };
-            sites.push(site(PROG_LATENCY_UPROBE, entry, cookie(false), handling));
+            sites.push(site(PROG_LATENCY_UPROBE, entry, false, handling));
             sites.push(if shape.uretprobe {
-                site(PROG_LATENCY_URETPROBE, entry, cookie(true), handling)
+                site(PROG_LATENCY_URETPROBE, entry, true, handling)
             } else {
-                site(PROG_LATENCY_UPROBE, entry + ret_offset, cookie(true), Handling::SingleStepped)
+                site(PROG_LATENCY_UPROBE, entry + ret_offset, true, Handling::SingleStepped)
             });
         }
         Ok(Calibration { shapes, first_slot, sites })

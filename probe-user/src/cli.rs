@@ -83,7 +83,14 @@ pub struct ArgdistArgs {
     #[arg(long, value_name = "FUNC")]
     pub func: String,
     /// Measure the N-th integer argument (0-based) in the function's calling convention
-    #[arg(long, value_name = "N", required_unless_present = "ret", conflicts_with = "ret")]
+    #[arg(
+        long,
+        value_name = "N",
+        required_unless_present = "ret",
+        conflicts_with = "ret",
+        allow_negative_numbers = true,
+        value_parser = arg_index
+    )]
     pub arg: Option<u32>,
     /// Measure the return value
     #[arg(long)]
@@ -134,9 +141,19 @@ pub struct OutputArgs {
     pub serve: Option<String>,
 }
 
+/// Longest -d or -i accepted: about 31 years, far beyond any trace, well inside what timers hold.
+const MAX_SECS: f64 = 1e9;
+
 fn positive_secs(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() && v < 1e9 => Ok(v),
+        Ok(v) if v > 0.0 && v.is_finite() && v < MAX_SECS => Ok(v),
+        Ok(v) if v >= MAX_SECS => Err(format!("`{s}` seconds is longer than probe waits (less than 1e9 s)")),
         _ => Err(format!("`{s}` is not a positive number of seconds")),
     }
+}
+
+/// `--arg N`: negative numbers reach this parser (instead of looking like an unknown option)
+/// so the message can say what an argument number is.
+fn arg_index(s: &str) -> Result<u32, String> {
+    s.parse::<u32>().map_err(|_| format!("`{s}` is not an argument number (0 for the first, 1, 2, ...)"))
 }

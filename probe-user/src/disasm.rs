@@ -240,6 +240,17 @@ pub fn ret_addresses(code: &[u8], addr: u64) -> Result<Vec<u64>> {
     Ok(rets)
 }
 
+/// Whether the function calls itself directly (a near CALL into its own bytes): such a
+/// function can nest deeper than the kernel's 64 pending uretprobe returns per thread.
+pub fn calls_itself(code: &[u8], addr: u64) -> bool {
+    let end = addr + code.len() as u64;
+    decode(code, addr).any(|i| {
+        i.flow_control() == FlowControl::Call
+            && i.op0_kind() == OpKind::NearBranch64
+            && (addr..end).contains(&i.near_branch_target())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,6 +338,16 @@ mod tests {
         // The next instruction is a loop head: a probe there would fire per iteration.
         let code = [0xf0, 0x48, 0x83, 0x05, 0x10, 0, 0, 0, 0x01, 0x48, 0xff, 0xcf, 0x75, 0xfb, 0xc3];
         assert!(entry_site(&code, 0x4000, false, None).is_err());
+    }
+
+    #[test]
+    fn recursion_is_a_call_into_the_function_itself() {
+        // push rbx; call 0x1000 (itself); pop rbx; ret
+        let recursive = [0x53, 0xe8, 0xfa, 0xff, 0xff, 0xff, 0x5b, 0xc3];
+        assert!(calls_itself(&recursive, 0x1000));
+        // push rbx; call 0x2000 (elsewhere); pop rbx; ret
+        let plain = [0x53, 0xe8, 0xfa, 0x0f, 0x00, 0x00, 0x5b, 0xc3];
+        assert!(!calls_itself(&plain, 0x1000));
     }
 
     #[test]

@@ -49,12 +49,23 @@ pub struct Percentiles {
 
 impl Percentiles {
     /// Each fine bucket (at most 1/16 of a power of two wide) enters the HdrHistogram at its
-    /// midpoint, so a percentile is off by at most half a bucket: about 3%.
-    pub fn of(stats: &LatencyStats) -> Percentiles {
+    /// midpoint, so a percentile is off by at most half a bucket: about 3%. A bucket's midpoint
+    /// can lie beyond the run's exact extremes (one call: p50 below min), so every percentile
+    /// is clamped to `[min, max]` as printed in the display unit of `unit_ns` nanoseconds.
+    pub fn of(stats: &LatencyStats, unit_ns: u64) -> Percentiles {
         let h = ns_histogram(&stats.fine);
-        let at = |q: f64| h.value_at_quantile(q);
+        let (min, max) = extremes_ns(stats, unit_ns);
+        let at = |q: f64| h.value_at_quantile(q).clamp(min, max);
         Percentiles { p50: at(0.50), p90: at(0.90), p99: at(0.99), p999: at(0.999) }
     }
+}
+
+/// The run's min and max in nanoseconds, from the exact ones kept in the display unit.
+fn extremes_ns(stats: &LatencyStats, unit_ns: u64) -> (u64, u64) {
+    let unit_ns = unit_ns.max(1);
+    let to_ns = |v: i64| (v.max(0) as u64).saturating_mul(unit_ns);
+    let (min, max) = (to_ns(stats.value.min), to_ns(stats.value.max));
+    (min.min(max), max)
 }
 
 /// The fine buckets as an HdrHistogram of nanoseconds: each bucket enters at its midpoint, with
@@ -78,11 +89,30 @@ mod tests {
         for ns in 1..=100_000u64 {
             s.record(ns * 100, 1000); // 100 ns .. 10 ms, uniform
         }
-        let p = Percentiles::of(&s);
+        let p = Percentiles::of(&s, 1000);
         for (got, want) in [(p.p50, 5_000_000.0), (p.p90, 9_000_000.0), (p.p99, 9_900_000.0)] {
             let err = (got as f64 - want).abs() / want;
             assert!(err < 0.04, "percentile {got} vs {want}: {:.1}% off", err * 100.0);
         }
+    }
+
+    #[test]
+    fn percentiles_stay_within_min_and_max() {
+        // One call of 3,388,400 ns: its fine bucket's midpoint is below it (issue 12 saw
+        // `min:3388us max:3388us count:1 p50:3342us`).
+        let mut one = LatencyStats::EMPTY;
+        one.record(3_388_400, 1000);
+        let p = Percentiles::of(&one, 1000);
+        for q in [p.p50, p.p90, p.p99, p.p999] {
+            assert_eq!(Unit::Us.format(q), "3388us");
+        }
+        // Calls just under 50 us: the bucket midpoint and HdrHistogram's rounding gave 50.2us.
+        let mut near = LatencyStats::EMPTY;
+        for ns in [40_100, 45_000, 49_900] {
+            near.record(ns, 1000);
+        }
+        let p = Percentiles::of(&near, 1000);
+        assert!(p.p90 <= 49_000 && p.p50 >= 40_000, "p50 {} p90 {}", p.p50, p.p90);
     }
 
     #[test]

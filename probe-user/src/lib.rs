@@ -16,11 +16,21 @@ pub mod session;
 pub mod target;
 pub mod trace;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 /// Runs the command line and exits with its code (0, 1 failure, 2 bad input).
 pub fn main_with_args() {
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version: print and exit 0
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        Err(e) => {
+            let word = std::env::args().nth(1).unwrap_or_default();
+            let sub = cli::Cli::command().get_subcommands().any(|c| c.get_name() == word).then_some(word.as_str());
+            eprintln!("probe: {}", error::clap_error_line(&e.render().to_string(), sub));
+            std::process::exit(error::EXIT_USAGE);
+        }
+    };
     let result = match &cli.command {
         cli::Command::Argdist(args) => commands::argdist::run(args),
         cli::Command::Latency(args) => commands::latency::run(args),

@@ -30,6 +30,10 @@ pub struct Site {
     pub cookie: u64,
     /// What the kernel does with the probe's instruction: emulated ones are cheap.
     pub handling: Handling,
+    /// An exit site (RET or uretprobe). Exits are attached before and detached after entries,
+    /// so no entry is ever recorded whose return could go unseen: with a running process
+    /// (`-p`), such an entry would later be popped and counted as abandoned.
+    pub exit: bool,
 }
 
 /// How many of `sites` the kernel emulates and how many it single-steps, for the user:
@@ -87,6 +91,7 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
     let abi = Abi::of(binary, &function.name);
     let site = |addr: u64, kind: SiteKind, source: ValueSource, handling: Handling, stack_check: bool| -> Result<Site> {
         Ok(Site {
+            exit: matches!(value, Value::Ret),
             path: binary.path.clone(),
             program: match kind {
                 SiteKind::Uprobe => PROG_VALUE_UPROBE,
@@ -108,16 +113,17 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
             (format!("arg{n}"), vec![site(entry.addr, SiteKind::Uprobe, source, entry.handling, entry.stack_check)?])
         }
         Value::Ret => match abi {
-            Abi::SystemV => {
+            Abi::SystemV if !may_nest_past_uretprobe_limit(binary, function) => {
                 // The uretprobe's own trap is at the entry site too: put it where the kernel
                 // emulates (SP is the same there, so the return address is found).
                 let entry = entry_site(binary, function, false, None)?;
                 let ret = ValueSource::Reg(Reg::Rax);
                 ("ret".to_string(), vec![site(entry.addr, SiteKind::Uretprobe, ret, entry.handling, false)?])
             }
-            Abi::GoRegister => {
-                // No uretprobe on Go code: it crashes the program. Probe every RET instead;
-                // the first result is in RAX there.
+            Abi::SystemV | Abi::GoRegister => {
+                // No uretprobe on Go code: it crashes the program. Nor on recursive code: the
+                // kernel drops uretprobe returns nested deeper than 64 in a thread. Probe every
+                // RET instead; the first result is in RAX there.
                 let rets = disasm::ret_addresses(binary.code(function)?, function.addr)
                     .with_context(|| format!("decoding {}", function.name))?;
                 if rets.is_empty() {
@@ -157,8 +163,9 @@ pub enum ExitMode {
 
 /// The probes measuring one function's latency, or why it cannot be measured.
 pub enum LatencyPlan {
-    /// `shape` says how its calls are bracketed by probes, which decides their own cost.
-    Sites { measured: Measured, sites: Vec<Site>, shape: SpanShape },
+    /// `shape` says how its calls are bracketed by probes, which decides their own cost;
+    /// `warning`: what the user should know about these numbers before reading them.
+    Sites { measured: Measured, sites: Vec<Site>, shape: SpanShape, warning: Option<String> },
     /// A warning: nothing can be attached (e.g. no RET to probe).
     Skip(String),
 }
@@ -172,7 +179,15 @@ pub fn latency_plan(
     unit: crate::histogram::Unit,
 ) -> Result<LatencyPlan> {
     let go = Abi::of(binary, &function.name).is_go();
-    let use_rets = go || exit == ExitMode::Ret;
+    let recursive = !go && may_nest_past_uretprobe_limit(binary, function);
+    let use_rets = go || exit == ExitMode::Ret || (exit == ExitMode::Auto && recursive);
+    let warning = (recursive && !use_rets).then(|| {
+        format!(
+            "{} calls itself, and the kernel drops uretprobe returns nested deeper than 64 in a \
+             thread: such calls are not timed and show as abandoned; --exit auto or ret times them all",
+            function.name
+        )
+    });
     if go && exit == ExitMode::Uretprobe {
         return Err(user(format!(
             "--exit uretprobe: {} is Go code, and a uretprobe crashes Go programs \
@@ -199,6 +214,7 @@ pub fn latency_plan(
         file_offset: binary.code_offset(entry.addr)?,
         cookie: cookie(false),
         handling: entry.handling,
+        exit: false,
     }];
     if use_rets {
         let code = binary.code(function)?;
@@ -217,6 +233,7 @@ pub fn latency_plan(
                 file_offset: binary.code_offset(ret)?,
                 cookie: cookie(true),
                 handling: RET_HANDLING,
+                exit: true,
             });
         }
     } else {
@@ -228,8 +245,17 @@ pub fn latency_plan(
             file_offset: binary.code_offset(entry.addr)?,
             cookie: cookie(true),
             handling: entry.handling,
+            exit: true,
         });
     }
     let measured = Measured { function: function.name.clone(), what: "latency".into(), unit: Some(unit) };
-    Ok(LatencyPlan::Sites { measured, sites, shape })
+    Ok(LatencyPlan::Sites { measured, sites, shape, warning })
+}
+
+/// Whether a function calls itself, so one thread can have more than the 64 pending uretprobe
+/// returns the kernel keeps (it drops deeper ones, logging only "omit uretprobe due to
+/// nestedness limit"). Such functions get RET probes. Indirect recursion is not seen here; the
+/// summary warns when uretprobe exits lost calls (see render).
+fn may_nest_past_uretprobe_limit(binary: &Binary, function: &Function) -> bool {
+    binary.code(function).is_ok_and(|code| disasm::calls_itself(code, function.addr))
 }

@@ -30,7 +30,7 @@ impl HeldChild {
             argv.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<_, _>>().context("argument")?;
         let mut arg_ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
         arg_ptrs.push(std::ptr::null());
-        let drop_to = sudo_user();
+        let drop_to = sudo_user()?;
         let (go_read, go_write) = pipe_cloexec()?;
         let (err_read, err_write) = pipe_cloexec()?;
 
@@ -98,14 +98,37 @@ impl HeldChild {
     }
 }
 
-/// Under `sudo`, the user who ran it: `-c` commands run as that user, not as root.
-fn sudo_user() -> Option<(libc::uid_t, libc::gid_t)> {
+/// Under `sudo`, the user who ran it: `-c` commands run as that user, not as root. A
+/// malformed or half-set SUDO_UID/SUDO_GID is refused rather than silently running as root.
+fn sudo_user() -> Result<Option<(libc::uid_t, libc::gid_t)>> {
     if unsafe { libc::geteuid() } != 0 {
-        return None;
+        return Ok(None);
     }
-    let uid = std::env::var("SUDO_UID").ok()?.parse().ok()?;
-    let gid = std::env::var("SUDO_GID").ok()?.parse().ok()?;
-    (uid != 0).then_some((uid, gid))
+    let (uid, gid) = (std::env::var_os("SUDO_UID"), std::env::var_os("SUDO_GID"));
+    if uid.is_none() && gid.is_none() {
+        return Ok(None);
+    }
+    let uid = sudo_id("SUDO_UID", uid)?;
+    let gid = sudo_id("SUDO_GID", gid)?;
+    Ok((uid != 0).then_some((uid, gid)))
+}
+
+/// One of sudo's id variables as a number (a decimal id below 2^32 - 1, which means "none").
+fn sudo_id(name: &str, value: Option<std::ffi::OsString>) -> Result<u32> {
+    let Some(value) = value else {
+        return Err(user(format!(
+            "SUDO_UID and SUDO_GID come together, but {name} is not set, so -c cannot tell whom to \
+             run the command as; unset both to run it as root, or set both to numeric ids"
+        )));
+    };
+    let text = value.to_string_lossy();
+    match text.parse::<u32>() {
+        Ok(id) if id != u32::MAX && text.bytes().all(|b| b.is_ascii_digit()) => Ok(id),
+        _ => Err(user(format!(
+            "{name}={text:?} is not a user or group id, so -c cannot tell whom to run the command as; \
+             unset SUDO_UID and SUDO_GID to run it as root, or set both to numeric ids"
+        ))),
+    }
 }
 
 impl Drop for HeldChild {

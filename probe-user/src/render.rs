@@ -96,7 +96,7 @@ impl Report for LatencyStats {
         let mut out = if v.count == 0 {
             format!("{}: count:0", m.function)
         } else {
-            let p = Percentiles::of(self);
+            let p = Percentiles::of(self, unit.ns());
             let s = unit.suffix();
             format!(
                 "{}: min:{}{s} avg:{}{s} max:{}{s} count:{} p50:{} p90:{} p99:{} p99.9:{}",
@@ -129,7 +129,7 @@ impl Report for LatencyStats {
     fn json(&self, kind: &str, elapsed_s: f64, m: &Measured) -> String {
         let unit = m.unit.unwrap_or(Unit::Us);
         let mut table = serde_json::to_value(json_table(kind, elapsed_s, m, &self.value)).expect("JSON");
-        let p = (self.value.count > 0).then(|| Percentiles::of(self));
+        let p = (self.value.count > 0).then(|| Percentiles::of(self, unit.ns()));
         let obj = table.as_object_mut().expect("object");
         obj.remove("unreadable");
         obj.insert("unit".into(), unit.suffix().into());

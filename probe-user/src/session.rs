@@ -5,7 +5,7 @@ use crate::error::user;
 use crate::plan::Site;
 use anyhow::{Context, Result};
 use aya::maps::{Array, MapData, PerCpuArray, PerCpuValues};
-use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope};
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
 use crate::features::AttachStrategy;
@@ -89,6 +89,8 @@ pub struct Session<T: Aggregate> {
     /// One object, or one per site without BPF cookies; empty once detached (the maps below
     /// stay readable).
     ebpfs: Vec<Ebpf>,
+    /// The entry sites' links (object index, program, link), detached before the rest.
+    entry_links: Vec<(usize, &'static str, UProbeLinkId)>,
     stats: PerCpuArray<MapData, Pod<T>>,
     epoch: Array<MapData, u32>,
     probe_costs: Array<MapData, u64>,
@@ -142,6 +144,7 @@ impl<T: Aggregate> Session<T> {
             sites: sites.to_vec(),
             strategy,
             ebpfs,
+            entry_links: Vec::new(),
             stats,
             epoch,
             probe_costs,
@@ -152,21 +155,25 @@ impl<T: Aggregate> Session<T> {
     }
 
     /// Attaches the loaded sites `which` (indexes into the sites given at load), for process
-    /// `pid` or for all.
+    /// `pid` or for all; their exits before their entries.
     pub fn attach_sites(&mut self, which: std::ops::Range<usize>, pid: Option<i32>) -> Result<()> {
         let scope = match pid {
             Some(pid) => UProbeScope::OneProcess(NonZeroU32::new(pid as u32).context("pid 0")?),
             None => UProbeScope::AllProcesses,
         };
-        for i in which {
-            let site = &self.sites[i];
-            let (ebpf, cookie) = match self.strategy {
-                AttachStrategy::Cookies => (&mut self.ebpfs[0], Some(site.cookie)),
-                AttachStrategy::ProgramPerSite => (&mut self.ebpfs[i], None),
+        let first = which.start;
+        for (i, site) in exits_first(&self.sites[which]) {
+            let i = first + i;
+            let (object, cookie) = match self.strategy {
+                AttachStrategy::Cookies => (0, Some(site.cookie)),
+                AttachStrategy::ProgramPerSite => (i, None),
             };
-            let program: &mut UProbe = ebpf.program_mut(site.program).context("program")?.try_into()?;
+            let program: &mut UProbe = self.ebpfs[object].program_mut(site.program).context("program")?.try_into()?;
             let point = UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(site.file_offset), cookie };
-            program.attach(point, &site.path, scope).map_err(|e| attach_error(e, &site.path, pid))?;
+            let link = program.attach(point, &site.path, scope).map_err(|e| attach_error(e, &site.path, pid))?;
+            if !site.exit {
+                self.entry_links.push((object, site.program, link));
+            }
         }
         Ok(())
     }
@@ -190,8 +197,17 @@ impl<T: Aggregate> Session<T> {
         Ok(sum)
     }
 
-    /// Detaches every probe now. The maps stay readable for the final drain.
+    /// Detaches every probe now, entries first, so no call starts that its exit cannot see.
+    /// The maps stay readable.
     pub fn detach(&mut self) {
+        for (object, name, link) in self.entry_links.drain(..) {
+            let program: Option<&mut UProbe> =
+                self.ebpfs.get_mut(object).and_then(|e| e.program_mut(name)).and_then(|p| p.try_into().ok());
+            // A link that will not detach here goes with its object just below.
+            if let Some(program) = program {
+                let _ = program.detach(link);
+            }
+        }
         self.ebpfs.clear();
     }
 
@@ -242,6 +258,15 @@ impl<T: Aggregate> Session<T> {
         }
         Ok(out)
     }
+}
+
+/// The sites with their index, exit sites first: attached in this order, an entry is only ever
+/// recorded once every exit that could end its call is live. Attaching to a running process
+/// (`-p`) entries first made each call that returned through a not-yet-attached RET look
+/// abandoned when the next call at the same depth began.
+fn exits_first(sites: &[Site]) -> impl Iterator<Item = (usize, &Site)> {
+    let exits = sites.iter().enumerate().filter(|(_, s)| s.exit);
+    exits.chain(sites.iter().enumerate().filter(|(_, s)| !s.exit))
 }
 
 /// The object loaded once, each program used by a site loaded once; sites get cookies.

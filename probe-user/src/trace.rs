@@ -48,7 +48,7 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
     let program = &target.program().path;
     let binary = std::fs::canonicalize(program).unwrap_or_else(|_| program.clone()).display().to_string();
     let scope_pid = if matches!(target.scope, Scope::AllProcesses) { None } else { pid };
-    let outputs = outputs::build::<T>(output, &slots, &binary, scope_pid)?;
+    let mut outputs = outputs::build::<T>(output, &slots, &binary, scope_pid)?;
     let calibration = match shapes.is_empty() {
         true => None,
         false => Some(Calibration::plan(&shapes, slots.len() as u32)?),
@@ -77,17 +77,19 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
     eprintln!("probe: tracing {description} in {whom} ({}{}); Ctrl-C to end", describe_costs(&sites), describe_calibration(&costs));
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let refresh_requests = outputs.iter_mut().find_map(|o| o.take_refresh_requests());
     let mut printer = Printer {
         slots,
         json: output.json,
         print_intervals: output.interval.is_some(),
         started: Instant::now(),
         drained: Vec::new(),
+        pending: Vec::new(),
         outputs,
     };
     let target_exited = runtime.block_on(async {
         printer.start()?;
-        let target_exited = trace_until_done(&mut session, pid, output, &mut printer).await?;
+        let target_exited = trace_until_done(&mut session, pid, output, &mut printer, refresh_requests).await?;
         printer.finish(session.drain_final().await?)?;
         anyhow::Ok(target_exited)
     })?;
@@ -133,6 +135,8 @@ async fn trace_until_done<T: Aggregate + Report>(
     pid: Option<i32>,
     output: &OutputArgs,
     printer: &mut Printer<T>,
+    // Dropped on return: a scrape after that gets the (then final) totals without waiting.
+    mut refresh_requests: Option<outputs::RefreshRequests>,
 ) -> Result<bool> {
     let watch = match pid.map(ExitWatch::new).transpose()? {
         Some(None) => return Ok(true), // exited between attaching and here: print what we have
@@ -159,6 +163,10 @@ async fn trace_until_done<T: Aggregate + Report>(
             _ = ticks.tick(), if period.is_some() => {
                 printer.interval(session.drain_interval().await?)?;
             }
+            Some(done) = next_request(refresh_requests.as_mut()) => {
+                printer.refresh(session.drain_interval().await?)?;
+                let _ = done.send(());
+            }
         }
     }
     Ok(false)
@@ -168,6 +176,14 @@ async fn trace_until_done<T: Aggregate + Report>(
 async fn exited(watch: Option<&ExitWatch>) {
     match watch {
         Some(w) => w.exited().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next request for fresh totals; never without an output that asks.
+async fn next_request(requests: Option<&mut outputs::RefreshRequests>) -> Option<tokio::sync::oneshot::Sender<()>> {
+    match requests {
+        Some(r) => r.recv().await,
         None => std::future::pending().await,
     }
 }
@@ -188,7 +204,10 @@ struct Printer<T> {
     /// -i was given: print each interval's table.
     print_intervals: bool,
     started: Instant,
+    /// Everything in the intervals reported so far.
     drained: Vec<T>,
+    /// Drained for a refresh (a scrape) since the last interval: part of the next one.
+    pending: Vec<T>,
     outputs: Vec<Box<dyn Output<T>>>,
 }
 
@@ -198,6 +217,7 @@ impl<T: Aggregate + Report> Printer<T> {
     }
 
     fn interval(&mut self, values: Vec<T>) -> Result<()> {
+        let values = self.with_pending(values);
         if self.print_intervals {
             self.print("interval", &values);
         }
@@ -212,8 +232,32 @@ impl<T: Aggregate + Report> Printer<T> {
         Ok(())
     }
 
-    /// `last`: what was drained at the end, since the last interval.
+    /// Values drained between intervals (for a scrape): kept for the next interval, and the
+    /// outputs get the run's totals up to now.
+    fn refresh(&mut self, values: Vec<T>) -> Result<()> {
+        self.pending = self.with_pending(values);
+        let mut totals = self.pending.clone();
+        for (t, drained) in totals.iter_mut().zip(&self.drained) {
+            t.merge(drained);
+        }
+        self.outputs.iter_mut().try_for_each(|o| o.refresh(&totals))
+    }
+
+    /// `values` plus what was drained for refreshes since the last interval, which it takes.
+    fn with_pending(&mut self, mut values: Vec<T>) -> Vec<T> {
+        for (v, p) in values.iter_mut().zip(std::mem::take(&mut self.pending)) {
+            v.merge(&p);
+        }
+        values
+    }
+
+    /// `last`: what was drained at the end, since the last interval. With -i it is printed as
+    /// the last (shorter) interval first, so the interval tables add up to the final one.
     fn finish(&mut self, last: Vec<T>) -> Result<()> {
+        let last = self.with_pending(last);
+        if self.print_intervals {
+            self.print("interval", &last);
+        }
         let mut totals = last.clone();
         for (t, drained) in totals.iter_mut().zip(&self.drained) {
             t.merge(drained);

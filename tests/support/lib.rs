@@ -126,6 +126,27 @@ pub fn probe(args: &[&str]) -> Run {
     out.into()
 }
 
+/// Runs probe, killing it if it has not ended within `secs` (a hang is a failure, not a wait).
+pub fn probe_within(secs: u64, args: &[&str]) -> Run {
+    let mut child = Command::new(probe_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("probe {args:?} still running after {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap().into()
+}
+
 /// Starts probe in the background and waits until it reports its probes attached.
 pub fn probe_background(args: &[&str]) -> (Child, BufReader<ChildStderr>) {
     let mut child = Command::new(probe_bin())

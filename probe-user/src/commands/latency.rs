@@ -34,7 +34,10 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
     for c in &chosen {
         let slot = slots.len() as u32;
         match plan::latency_plan(target.file(c.file), &c.function, slot, args.exit, args.unit)? {
-            LatencyPlan::Sites { measured, sites: s, shape } => {
+            LatencyPlan::Sites { measured, sites: s, shape, warning } => {
+                if let Some(warning) = warning {
+                    eprintln!("probe: warning: {warning}");
+                }
                 sites.extend(s);
                 slots.push(measured);
                 if !args.raw && !shapes.contains(&shape) {

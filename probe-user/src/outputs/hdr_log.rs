@@ -35,7 +35,7 @@ impl HdrLog {
             ));
         }
         Ok(HdrLog {
-            file: BufWriter::new(file::create(path, "--hdr-log")?),
+            file: BufWriter::new(file::create_output(path, "--hdr-log")?),
             serializer: V2DeflateSerializer::new(),
             tags: slots.iter().map(|m| tag_of(&m.function)).collect(),
             written_until_s: 0.0,

@@ -10,7 +10,7 @@ use anyhow::Result;
 use std::time::Duration;
 
 mod distribution;
-mod file;
+pub mod file;
 mod hdr_log;
 mod heatmap;
 pub mod metrics;
@@ -18,6 +18,9 @@ mod plot;
 pub mod serve;
 mod svg;
 pub use distribution::Distribution;
+
+/// Requests for totals fresh from the maps: each carries where to say they are ready.
+pub type RefreshRequests = tokio::sync::mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<()>>;
 
 /// How often outputs that follow time are fed when `-i` is not given.
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(1);
@@ -36,6 +39,16 @@ pub trait Output<T> {
     /// totals of the whole run.
     fn finish(&mut self, _elapsed_s: f64, _last: &[T], _totals: &[T]) -> Result<()> {
         Ok(())
+    }
+    /// The run's totals up to now, drained when something (a scrape) asked for them between
+    /// intervals.
+    fn refresh(&mut self, _totals: &[T]) -> Result<()> {
+        Ok(())
+    }
+    /// Where this output asks for fresh totals (answered by draining the maps, then
+    /// `refresh`); taken once by the tracing loop.
+    fn take_refresh_requests(&mut self) -> Option<RefreshRequests> {
+        None
     }
     /// Whether probe keeps running after the target exits (until Ctrl-C, SIGTERM or -d), so
     /// the final totals stay readable, as a metrics endpoint's must.

@@ -1,7 +1,7 @@
 //! `--serve ADDR`: the run's cumulative totals at `http://ADDR/metrics` in the Prometheus text
 //! exposition format, for Prometheus to scrape (each host runs probe; Prometheus aggregates).
 use super::metrics::{self, Exposed, Totals};
-use super::Output;
+use super::{Output, RefreshRequests};
 use crate::error::user;
 use crate::render::Measured;
 use crate::session::Aggregate;
@@ -13,6 +13,8 @@ use prometheus_client::encoding::prometheus_text;
 use prometheus_client::registry::Registry;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio::sync::oneshot;
 
 pub struct Serve<T> {
     /// Bound before attaching; handed to the server in `start`.
@@ -21,6 +23,10 @@ pub struct Serve<T> {
     registry: Arc<Registry>,
     /// Cumulative since tracing began: Prometheus counters never go down.
     totals: Arc<Mutex<Vec<T>>>,
+    /// Each scrape asks the tracing loop to drain the maps first, so it answers with the
+    /// numbers as they are at that moment, not as of the last interval.
+    refresh: UnboundedSender<oneshot::Sender<()>>,
+    refresh_requests: Option<RefreshRequests>,
 }
 
 impl<T: Aggregate + Exposed> Serve<T> {
@@ -35,7 +41,15 @@ impl<T: Aggregate + Exposed> Serve<T> {
         let mut registry = Registry::default();
         let labels = metrics::labels::<T>(slots, binary, pid);
         registry.register_collector(Box::new(Totals { labels, values: totals.clone() }));
-        Ok(Serve { listener: Some(listener), addr, registry: Arc::new(registry), totals })
+        let (refresh, requests) = unbounded_channel();
+        Ok(Serve {
+            listener: Some(listener),
+            addr,
+            registry: Arc::new(registry),
+            totals,
+            refresh,
+            refresh_requests: Some(requests),
+        })
     }
 
     fn totals(&self) -> std::sync::MutexGuard<'_, Vec<T>> {
@@ -46,8 +60,8 @@ impl<T: Aggregate + Exposed> Serve<T> {
 impl<T: Aggregate + Exposed> Output<T> for Serve<T> {
     fn start(&mut self) -> Result<()> {
         let listener = tokio::net::TcpListener::from_std(self.listener.take().expect("started once"))?;
-        let registry = self.registry.clone();
-        let app = Router::new().route("/metrics", get(move || scrape(registry.clone())));
+        let (registry, refresh) = (self.registry.clone(), self.refresh.clone());
+        let app = Router::new().route("/metrics", get(move || scrape(registry.clone(), refresh.clone())));
         tokio::spawn(async move { axum::serve(listener, app).await });
         eprintln!("probe: serving metrics at http://{}/metrics", self.addr);
         Ok(())
@@ -63,12 +77,30 @@ impl<T: Aggregate + Exposed> Output<T> for Serve<T> {
         Ok(())
     }
 
+    fn refresh(&mut self, totals: &[T]) -> Result<()> {
+        self.totals().copy_from_slice(totals);
+        Ok(())
+    }
+
+    fn take_refresh_requests(&mut self) -> Option<RefreshRequests> {
+        self.refresh_requests.take()
+    }
+
     fn outlives_target(&self) -> bool {
         true
     }
 }
 
-async fn scrape(registry: Arc<Registry>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+/// Answers a scrape: first has the tracing loop drain the maps into the totals. Once tracing
+/// has ended nobody takes the request and the totals are already final.
+async fn scrape(
+    registry: Arc<Registry>,
+    refresh: UnboundedSender<oneshot::Sender<()>>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    let (done, drained) = oneshot::channel();
+    if refresh.send(done).is_ok() {
+        let _ = drained.await;
+    }
     let mut text = String::new();
     prometheus_text::encode(&mut text, &registry).expect("writing to a String cannot fail");
     ([(CONTENT_TYPE, prometheus_text::CONTENT_TYPE)], text)

@@ -64,9 +64,69 @@ fn unreadable(path: &Path, e: std::io::Error) -> anyhow::Error {
     }
 }
 
+/// Larger files are refused rather than read into memory: no real program or library (debug
+/// information included) comes near it, while /dev/zero or a huge data file would exhaust RAM.
+pub const MAX_BINARY_SIZE: u64 = 4 << 30;
+
+/// Why a file was not read as a binary.
+pub enum ReadError {
+    Io(std::io::Error),
+    NotRegular(&'static str),
+    TooLarge(u64),
+}
+
+/// Reads a binary's bytes: only a regular file, at most MAX_BINARY_SIZE, and never blocking on
+/// a FIFO (opened O_NONBLOCK, checked with fstat on the open file before any read).
+pub fn read_binary_file(path: &Path) -> Result<Vec<u8>, ReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+        .map_err(ReadError::Io)?;
+    let meta = file.metadata().map_err(ReadError::Io)?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(ReadError::NotRegular(what));
+    }
+    if meta.len() > MAX_BINARY_SIZE {
+        return Err(ReadError::TooLarge(meta.len()));
+    }
+    // Never more than fstat said, even if the file grows meanwhile.
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    file.take(meta.len()).read_to_end(&mut data).map_err(ReadError::Io)?;
+    Ok(data)
+}
+
 impl Binary {
     pub fn open(path: &Path) -> Result<Binary> {
-        let data = std::fs::read(path).map_err(|e| unreadable(path, e))?;
+        let data = read_binary_file(path).map_err(|e| match e {
+            ReadError::Io(e) => unreadable(path, e),
+            ReadError::NotRegular(what) => user(format!(
+                "{}: {what}, not a program; give the path of a compiled program or library",
+                path.display()
+            )),
+            ReadError::TooLarge(size) => user(format!(
+                "{}: {size} bytes, larger than any program probe reads ({} GiB); give the path of a \
+                 compiled program or library",
+                path.display(),
+                MAX_BINARY_SIZE >> 30
+            )),
+        })?;
         Binary::parse(path, data)
     }
 
@@ -89,6 +149,7 @@ impl Binary {
                 file.architecture()
             )));
         }
+        ensure_complete(&file, data.len() as u64).map_err(|e| corrupt(&e))?;
         let segments: Vec<LoadSegment> = file
             .segments()
             .map(|s| {
@@ -194,6 +255,28 @@ impl Binary {
     }
 }
 
+/// Fails when a section or load segment claims bytes past the end of the file: a truncated
+/// file would otherwise lose its symbol table (at the end) quietly and find no function.
+fn ensure_complete(file: &object::File, file_len: u64) -> Result<(), String> {
+    let past_end = |range: Option<(u64, u64)>| range.is_some_and(|(off, size)| off.saturating_add(size) > file_len);
+    if let Some(s) = file.sections().find(|s| past_end(s.file_range())) {
+        let (off, size) = s.file_range().unwrap_or_default();
+        return Err(format!(
+            "section {} ends at byte {}, past the end of the file ({file_len} bytes)",
+            s.name().unwrap_or("?"),
+            off.saturating_add(size)
+        ));
+    }
+    if let Some(s) = file.segments().find(|s| past_end(Some(s.file_range()))) {
+        let (off, size) = s.file_range();
+        return Err(format!(
+            "a load segment ends at byte {}, past the end of the file ({file_len} bytes)",
+            off.saturating_add(size)
+        ));
+    }
+    Ok(())
+}
+
 /// Defined text symbols, demangled. Size-0 symbols are kept (their entry is still usable).
 fn text_symbols<'d, S: ObjectSymbol<'d>>(symbols: impl Iterator<Item = S>) -> Vec<Function> {
     symbols
@@ -235,7 +318,7 @@ fn debug_file_functions(path: &Path, file: &object::File) -> Option<(PathBuf, Ve
         }
     }
     candidates.into_iter().find_map(|candidate| {
-        let data = std::fs::read(&candidate).ok()?;
+        let data = read_binary_file(&candidate).ok()?;
         let debug = object::File::parse(&*data).ok()?;
         let functions = text_symbols(debug.symbols());
         (!functions.is_empty()).then_some((candidate, functions))

@@ -69,6 +69,12 @@ impl Target {
             None => (0, query),
         };
         let binary = &self.files[file];
+        if pattern.trim().is_empty() {
+            return Err(user(format!(
+                "--func '{query}': no function name given; name one, or a glob (`probe list {}` shows them)",
+                binary.path.display()
+            )));
+        }
         let found = if is_glob(pattern) {
             let all: Vec<&Function> = binary.functions().iter().filter(|f| glob_match(pattern, &f.name)).collect();
             if all.is_empty() {

@@ -94,6 +94,8 @@ pub fn functions(data: &[u8], text_address: u64) -> Result<Vec<GoFunc>> {
 
     let nfunc = r.word(8)?;
     ensure!(nfunc <= MAX_FUNCS, "pclntab claims {nfunc} functions");
+    // Every Go program has functions (runtime ones at least): a count of 0 is damage.
+    ensure!(nfunc > 0, "pclntab's function count is 0");
     let nfunc = nfunc as usize;
     // Per layout: where names live, where the function table is, how entries are stored.
     let (names_base, functab, text_start, entry_size) = match layout {
@@ -156,6 +158,8 @@ mod tests {
         lying[7] = 8;
         lying[8..16].copy_from_slice(&u64::MAX.to_le_bytes()); // nfunc
         assert!(functions(&lying, 0).is_err());
+        lying[8..16].copy_from_slice(&0u64.to_le_bytes());
+        assert_eq!(functions(&lying, 0).unwrap_err().to_string(), "pclntab's function count is 0");
         lying[8..16].copy_from_slice(&3u64.to_le_bytes());
         lying[8 + 7 * 8..8 + 8 * 8].copy_from_slice(&0xffff_ffffu64.to_le_bytes()); // functab
         assert!(functions(&lying, 0).is_err());
