@@ -124,7 +124,15 @@ fn text_output_has_summary_percentiles_and_hist_log() {
     for field in ["min:", "avg:", "max:", "count:200", "p50:", "p90:", "p99:", "p99.9:"] {
         assert!(summary.contains(field), "{field} missing in {summary}");
     }
-    // 2.0-2.9 ms is the 2048 us row of the @hist_log table.
-    assert!(run.stdout.lines().any(|l| l.starts_with(" 2048 |@")), "{}", run.stdout);
+    // min/avg/max like the percentiles: three significant digits (2.05ms would read 2050us).
+    for field in ["min:", "avg:", "max:"] {
+        let value = summary.split(' ').find_map(|w| w.strip_prefix(field)).unwrap();
+        let number = value.strip_suffix("us").expect(summary);
+        let significant = number.chars().filter(char::is_ascii_digit).skip_while(|&c| c == '0').count();
+        assert!(significant >= 3 && number.parse::<f64>().is_ok(), "{field}{value} in {summary}");
+    }
+    // The table names its unit; 2.0-2.9 ms is the 2048 us row of the @hist_log table.
+    assert!(run.stdout.contains(&format!("\nvalue (us) |{} count\n", "-".repeat(50))), "{}", run.stdout);
+    assert!(run.stdout.lines().any(|l| l.starts_with("      2048 |@")), "{}", run.stdout);
     assert_nothing_attached();
 }

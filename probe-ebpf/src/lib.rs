@@ -266,16 +266,34 @@ pub struct LatencyStats {
     /// Exact sum of the recorded durations in nanoseconds (`value`'s sum is in the display
     /// unit, truncated per call); wraps after 584 years of total time.
     pub sum_ns: u64,
+    /// Exact shortest and longest durations in nanoseconds (`value`'s are truncated to the
+    /// display unit), for a summary with three significant digits; valid when count > 0.
+    pub min_ns: u64,
+    pub max_ns: u64,
     pub fine: [u64; FINE_BUCKETS],
 }
 
 impl LatencyStats {
     pub const EMPTY: LatencyStats =
-        LatencyStats { value: ValueStats::EMPTY, abandoned: 0, overflow: 0, sum_ns: 0, fine: [0; FINE_BUCKETS] };
+        LatencyStats {
+        value: ValueStats::EMPTY,
+        abandoned: 0,
+        overflow: 0,
+        sum_ns: 0,
+        min_ns: 0,
+        max_ns: 0,
+        fine: [0; FINE_BUCKETS],
+    };
 
     /// Adds one call of `ns` nanoseconds; `unit_ns` is the display unit (1, 1000, 1000000).
     #[inline(always)]
     pub fn record(&mut self, ns: u64, unit_ns: u64) {
+        if self.value.count == 0 || ns < self.min_ns {
+            self.min_ns = ns;
+        }
+        if ns > self.max_ns {
+            self.max_ns = ns;
+        }
         self.value.record((ns / unit_ns.max(1)) as i64);
         self.sum_ns = self.sum_ns.wrapping_add(ns);
         let index = fine_bucket(ns);
@@ -287,6 +305,12 @@ impl LatencyStats {
     }
 
     pub fn merge(&mut self, other: &LatencyStats) {
+        if other.value.count > 0 {
+            if self.value.count == 0 || other.min_ns < self.min_ns {
+                self.min_ns = other.min_ns;
+            }
+            self.max_ns = self.max_ns.max(other.max_ns);
+        }
         self.value.merge(&other.value);
         self.abandoned += other.abandoned;
         self.overflow += other.overflow;
@@ -470,6 +494,7 @@ mod tests {
         b.record(2_500, 1_000);
         a.merge(&b);
         assert_eq!(a.sum_ns, 4_499);
+        assert_eq!((a.min_ns, a.max_ns), (1_999, 2_500));
         assert_eq!(a.value.sum(), 3, "display unit (us), truncated per call");
     }
 

@@ -11,6 +11,12 @@ const MARGIN: usize = 2;
 /// Renders `buckets` exactly as SystemTap's `print(@hist_log(...))` does, including the blank
 /// line that ends the table. Returns an empty string when every bucket is zero.
 pub fn hist_log(buckets: &[u64; LOG2_BUCKETS]) -> String {
+    hist_log_titled(buckets, "value")
+}
+
+/// `hist_log` with the label column headed `title`, e.g. `value (us)` for a latency table: the
+/// label column widens to fit it.
+pub fn hist_log_titled(buckets: &[u64; LOG2_BUCKETS], title: &str) -> String {
     let Some(first) = buckets.iter().position(|&c| c > 0) else {
         return String::new();
     };
@@ -31,9 +37,9 @@ pub fn hist_log(buckets: &[u64; LOG2_BUCKETS]) -> String {
     let count_width = digits(largest as i128);
     let label_width = digits(log2_bucket_label(low) as i128)
         .max(digits(log2_bucket_label(high) as i128))
-        .max("value".len());
+        .max(title.len());
 
-    let mut out = format!("{:>label_width$} |{} count\n", "value", "-".repeat(HIST_WIDTH as usize));
+    let mut out = format!("{:>label_width$} |{} count\n", title, "-".repeat(HIST_WIDTH as usize));
     let mut eliding = false;
     for i in low..=high {
         let near = i.saturating_sub(MARGIN).max(low)..=(i + MARGIN).min(high);
@@ -97,13 +103,12 @@ impl Report for LatencyStats {
             format!("{}: count:0", m.function)
         } else {
             let p = Percentiles::of(self);
-            let s = unit.suffix();
             format!(
-                "{}: min:{}{s} avg:{}{s} max:{}{s} count:{} p50:{} p90:{} p99:{} p99.9:{}",
+                "{}: min:{} avg:{} max:{} count:{} p50:{} p90:{} p99:{} p99.9:{}",
                 m.function,
-                v.min,
-                v.sum() / v.count as i128,
-                v.max,
+                unit.format(self.min_ns),
+                unit.format(self.sum_ns / v.count),
+                unit.format(self.max_ns),
                 v.count,
                 unit.format(p.p50),
                 unit.format(p.p90),
@@ -118,7 +123,7 @@ impl Report for LatencyStats {
             out.push_str(&format!(" too_deep:{}", self.overflow));
         }
         out.push('\n');
-        out.push_str(&hist_log(&v.buckets));
+        out.push_str(&hist_log_titled(&v.buckets, &format!("value ({})", unit.suffix())));
         out
     }
 
@@ -342,6 +347,23 @@ value |-------------------------------------------------- count
     #[test]
     fn empty_histogram_prints_nothing() {
         assert_eq!(hist_log(&[0; LOG2_BUCKETS]), "");
+    }
+
+    #[test]
+    fn latency_summary_has_three_significant_digits_and_the_table_its_unit() {
+        let mut s = LatencyStats::EMPTY;
+        for ns in [5_210, 5_480, 7_730, 1_564_000] {
+            s.record(ns, 1_000);
+        }
+        let m = Measured { function: "f".into(), what: "latency".into(), unit: Some(Unit::Us) };
+        let text = s.text(&m);
+        let mut lines = text.lines();
+        let summary = lines.next().unwrap();
+        assert!(summary.starts_with("f: min:5.21us avg:396us max:1564us count:4 p50:"), "{summary}");
+        let header = lines.next().unwrap();
+        assert!(header.starts_with("value (us) |---"), "{header}");
+        assert_eq!(lines.next().unwrap(), "         1 |                                                   0");
+        assert!(text.contains("         4 |@@@                                                3\n"), "{text}");
     }
 
     #[test]
