@@ -5,7 +5,7 @@ use crate::features::Kernel;
 use crate::outputs::metrics::Exposed;
 use crate::outputs::{self, Distribution, Output};
 use crate::plan::Site;
-use crate::process::{ExitWatch, HeldChild};
+use crate::process::{ChildStdout, ExitWatch, HeldChild};
 use crate::render::Measured;
 use crate::render::Report;
 use crate::session::{self, Aggregate, LoadConfig, Session};
@@ -30,9 +30,13 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
     let kernel = Kernel::detect();
     kernel.ensure_supported()?;
     let Job { target, sites, slots, description, unit_ns } = job;
+    let stream = outputs::stream(output)?;
+    // JSON on stdout stays parseable (`probe --json -c CMD | jq`): the command's own stdout
+    // goes to stderr then, still on the terminal.
+    let child_stdout = if output.json && output.output.is_none() { ChildStdout::ToStderr } else { ChildStdout::Inherit };
     // Fork before any thread exists (the runtime is built after).
     let mut child = match &target.scope {
-        Scope::Launch { argv } => Some(HeldChild::spawn(&target.program().path, argv)?),
+        Scope::Launch { argv } => Some(HeldChild::spawn(&target.program().path, argv, child_stdout)?),
         _ => None,
     };
     let pid = match (&target.scope, &child) {
@@ -68,6 +72,7 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
         started: Instant::now(),
         drained: Vec::new(),
         outputs,
+        stream,
     };
     let target_exited = runtime.block_on(async {
         printer.start()?;
@@ -165,6 +170,8 @@ struct Printer<T> {
     started: Instant,
     drained: Vec<T>,
     outputs: Vec<Box<dyn Output<T>>>,
+    /// stdout, or the `-o` file.
+    stream: Box<dyn std::io::Write>,
 }
 
 impl<T: Aggregate + Report> Printer<T> {
@@ -198,7 +205,7 @@ impl<T: Aggregate + Report> Printer<T> {
         self.outputs.iter_mut().try_for_each(|o| o.finish(elapsed, &last, &totals))
     }
 
-    fn print(&self, kind: &str, values: &[T]) {
+    fn print(&mut self, kind: &str, values: &[T]) {
         let elapsed = self.started.elapsed().as_secs_f64();
         let mut out = String::new();
         if !self.json && kind == "interval" {
@@ -212,10 +219,8 @@ impl<T: Aggregate + Report> Printer<T> {
                 out.push_str(&s.text(m));
             }
         }
-        use std::io::Write;
-        let mut stdout = std::io::stdout().lock();
-        let _ = stdout.write_all(out.as_bytes());
-        let _ = stdout.flush();
+        let _ = self.stream.write_all(out.as_bytes());
+        let _ = self.stream.flush();
     }
 }
 

@@ -72,11 +72,7 @@ impl Target {
         let found = if is_glob(pattern) {
             let all: Vec<&Function> = binary.functions().iter().filter(|f| glob_match(pattern, &f.name)).collect();
             if all.is_empty() {
-                return Err(user(format!(
-                    "--func {query}: no function of {} matches; `probe list {}` shows them",
-                    binary.path.display(),
-                    binary.path.display()
-                )));
+                return Err(user(not_found_message(binary, query, &literal(pattern), true)));
             }
             if all.len() > MAX_FUNCTIONS {
                 return Err(user(format!(
@@ -190,20 +186,59 @@ fn process_exe(pid: i32) -> Result<PathBuf> {
     })
 }
 
-pub fn is_glob(pattern: &str) -> bool {
-    pattern.contains(['*', '?'])
+/// One element of a `--func` pattern.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Token {
+    Char(char),
+    /// `*`: any run of characters.
+    Star,
+    /// `?`: any one character.
+    One,
 }
 
-/// Shell-style match: `*` any run of characters, `?` one character.
+/// Reads a pattern: `*` and `?` are wildcards, except that Go's pointer receiver `(*` is
+/// literal (`scrape.(*targetScraper).scrape` is a name, not a glob) and a backslash makes the
+/// next character literal (`\*`, `\?`, `\(`, `\\`).
+fn tokens(pattern: &str) -> Vec<Token> {
+    let mut out = Vec::new();
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push(Token::Char(chars.next().unwrap_or('\\'))),
+            '(' if chars.peek() == Some(&'*') => {
+                out.push(Token::Char('('));
+                out.push(Token::Char(chars.next().unwrap_or('*')));
+            }
+            '*' => out.push(Token::Star),
+            '?' => out.push(Token::One),
+            c => out.push(Token::Char(c)),
+        }
+    }
+    out
+}
+
+/// Whether a pattern has a wildcard (after `(*` and escapes are read as literal).
+pub fn is_glob(pattern: &str) -> bool {
+    tokens(pattern).iter().any(|t| !matches!(t, Token::Char(_)))
+}
+
+/// The name a pattern without wildcards stands for (escapes removed); with wildcards, its
+/// literal characters (what "closest" suggestions compare names with).
+fn literal(pattern: &str) -> String {
+    tokens(pattern).iter().filter_map(|t| if let Token::Char(c) = t { Some(*c) } else { None }).collect()
+}
+
+/// Shell-style match of a whole name: `*` any run of characters, `?` one character; `(*` and
+/// backslash-escaped characters are literal.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (p, n): (Vec<Token>, Vec<char>) = (tokens(pattern), name.chars().collect());
     let (mut pi, mut ni) = (0, 0);
     let mut backtrack: Option<(usize, usize)> = None;
     while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+        if pi < p.len() && (p[pi] == Token::One || p[pi] == Token::Char(n[ni])) {
             pi += 1;
             ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == Token::Star {
             backtrack = Some((pi, ni));
             pi += 1;
         } else if let Some((star, matched)) = backtrack {
@@ -214,28 +249,41 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|t| *t == Token::Star)
 }
 
-/// The forms under which a function can be named: its full name, without Go's `.abi0`, and
-/// without a C++ parameter list.
-fn names_of(f: &Function) -> impl Iterator<Item = &str> {
+/// The forms under which a function can be named: its full name, without Go's `.abi0`,
+/// without a C++ parameter list, and a Go method without its pointer receiver's `(*` `)`
+/// (`scrape.targetScraper.scrape` for `scrape.(*targetScraper).scrape`).
+fn names_of(f: &Function) -> impl Iterator<Item = std::borrow::Cow<'_, str>> {
     let full = f.name.as_str();
     let no_abi0 = full.strip_suffix(".abi0");
-    let no_params = full.find('(').filter(|&i| i > 0).map(|i| &full[..i]);
-    std::iter::once(full).chain(no_abi0).chain(no_params)
+    let no_params = full.find('(').filter(|&i| i > 0 && !full[i..].starts_with("(*")).map(|i| &full[..i]);
+    let no_pointer = full.contains(".(*").then(|| full.replacen(".(*", ".", 1).replacen(").", ".", 1));
+    std::iter::once(full)
+        .chain(no_abi0)
+        .chain(no_params)
+        .map(std::borrow::Cow::Borrowed)
+        .chain(no_pointer.map(std::borrow::Cow::Owned))
 }
 
-/// Finds FUNC: an exact name, or a unique suffix starting after a `.` (Go) or `::` (C++, Rust).
+/// Whether `name` ends with `query` starting at a package or identifier boundary: after a `.`
+/// (Go, `(*T).M` included), `::` (C++, Rust) or `/` (a Go package path,
+/// `scrape.(*targetScraper).scrape` in `github.com/prometheus/prometheus/scrape.(*targetScraper).scrape`).
+fn ends_at_boundary(name: &str, query: &str) -> bool {
+    name.len() > query.len()
+        && name.ends_with(query)
+        && matches!(name.as_bytes()[name.len() - query.len() - 1], b'.' | b':' | b'/')
+        && !(name[..name.len() - query.len()].ends_with(':') && !name[..name.len() - query.len()].ends_with("::"))
+}
+
+/// Finds FUNC: an exact name, or a unique suffix at a package or identifier boundary.
 pub fn find_function<'b>(binary: &'b Binary, query: &str) -> Result<&'b Function> {
+    let name = literal(query);
     let functions = binary.functions();
-    let exact: Vec<&Function> = functions.iter().filter(|f| names_of(f).any(|n| n == query)).collect();
+    let exact: Vec<&Function> = functions.iter().filter(|f| names_of(f).any(|n| n == name)).collect();
     let matches = if exact.is_empty() {
-        let (dot, colons) = (format!(".{query}"), format!("::{query}"));
-        functions
-            .iter()
-            .filter(|f| names_of(f).any(|n| n.ends_with(&dot) || n.ends_with(&colons)))
-            .collect()
+        functions.iter().filter(|f| names_of(f).any(|n| ends_at_boundary(&n, &name))).collect()
     } else {
         exact
     };
@@ -243,7 +291,7 @@ pub fn find_function<'b>(binary: &'b Binary, query: &str) -> Result<&'b Function
     names.dedup();
     match (matches.first(), names.len()) {
         (Some(f), 1) => Ok(f),
-        (None, _) => Err(user(not_found_message(binary, query))),
+        (None, _) => Err(user(not_found_message(binary, query, &name, false))),
         (_, n) => {
             let more = if n > 10 { format!(" and {} more", n - 10) } else { String::new() };
             Err(user(format!(
@@ -254,23 +302,29 @@ pub fn find_function<'b>(binary: &'b Binary, query: &str) -> Result<&'b Function
     }
 }
 
-fn not_found_message(binary: &Binary, query: &str) -> String {
+/// `--func QUERY: no such function in FILE; closest: ...`, the closest names to `like` (the
+/// name, or a glob's literal characters).
+fn not_found_message(binary: &Binary, query: &str, like: &str, glob: bool) -> String {
     let mut scored: Vec<(f64, &str)> = binary
         .functions()
         .iter()
         .map(|f| {
-            let short = f.name.rsplit(['.', ':']).next().unwrap_or(&f.name);
-            let score = strsim::jaro_winkler(query, &f.name).max(strsim::jaro_winkler(query, short));
+            let short = f.name.rsplit(['.', ':', '/']).next().unwrap_or(&f.name);
+            let tail = f.name.rsplit('/').next().unwrap_or(&f.name);
+            let score = strsim::jaro_winkler(like, &f.name)
+                .max(strsim::jaro_winkler(like, short))
+                .max(strsim::jaro_winkler(like, tail));
             (score, f.name.as_str())
         })
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
     scored.dedup_by(|a, b| a.1 == b.1);
     let closest: Vec<&str> = scored.iter().take(3).map(|s| s.1).collect();
+    let what = if glob { "no function matches in" } else { "no such function in" };
     if closest.is_empty() {
         format!("--func {query}: {} has no function symbols", binary.path.display())
     } else {
-        format!("--func {query}: no such function in {}; closest: {}", binary.path.display(), closest.join(", "))
+        format!("--func {query}: {what} {}; closest: {}", binary.path.display(), closest.join(", "))
     }
 }
 
@@ -286,6 +340,33 @@ mod tests {
         assert!(!glob_match("main.Using*", "main.main"));
         assert!(glob_match("*Sub*ing", "main.UsingSubstring"));
         assert!(!glob_match("a*b", "ac"));
+    }
+
+    #[test]
+    fn go_pointer_receivers_are_literal_and_backslash_escapes() {
+        assert!(!is_glob("scrape.(*targetScraper).scrape"));
+        assert!(!is_glob("(*targetScraper).scrape"));
+        assert!(is_glob("scrape.(*targetScraper).*"));
+        assert!(glob_match("scrape.(*targetScraper).*", "scrape.(*targetScraper).scrape"));
+        assert!(!glob_match("scrape.(*targetScraper).*", "scrape.(targetScraper).scrape"));
+        assert!(!is_glob(r"a\*b"));
+        assert!(glob_match(r"a\*b", "a*b") && !glob_match(r"a\*b", "axb"));
+        assert!(glob_match(r"f\(*", "f(x)") && !glob_match(r"f\(*", "g"));
+        assert_eq!(literal(r"a\?b"), "a?b");
+    }
+
+    #[test]
+    fn suffixes_start_at_a_package_or_identifier_boundary() {
+        let name = "github.com/prometheus/prometheus/scrape.(*targetScraper).scrape";
+        for query in ["scrape.(*targetScraper).scrape", "(*targetScraper).scrape", "scrape", "prometheus/scrape.(*targetScraper).scrape"] {
+            assert!(ends_at_boundary(name, query), "{query}");
+        }
+        for query in ["Scraper).scrape", "crape", "rometheus/scrape.(*targetScraper).scrape", name] {
+            assert!(!ends_at_boundary(name, query), "{query}");
+        }
+        assert!(ends_at_boundary("geo::Scaler::scale", "Scaler::scale"));
+        let f = Function { name: name.into(), addr: 1, size: 1 };
+        assert!(names_of(&f).any(|n| n == "github.com/prometheus/prometheus/scrape.targetScraper.scrape"));
     }
 
     #[test]
