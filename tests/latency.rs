@@ -3,7 +3,8 @@
 use probe_tests::*;
 use serde_json::Value;
 
-/// Runs `probe latency --json` on a Go scenario of tests/targets/latency, returns (stdout, table).
+/// Runs `probe latency --json` on a Go scenario of tests/targets/latency, returns (the target's
+/// output, which is on stderr when probe's JSON is on stdout, table).
 fn go_scenario(mode: &str, func: &str, extra: &[&str]) -> (String, Value) {
     let target = go_target("latency");
     let cmd = format!("{} -mode {mode}", target.display());
@@ -14,7 +15,7 @@ fn go_scenario(mode: &str, func: &str, extra: &[&str]) -> (String, Value) {
     let tables = json_tables(&run.stdout);
     assert_eq!(tables.len(), 1, "{}", run.stdout);
     assert_nothing_attached();
-    (run.stdout, tables[0].clone())
+    (run.stderr, tables[0].clone())
 }
 
 fn u(table: &Value, field: &str) -> u64 {
@@ -28,9 +29,9 @@ fn seed_regex_program_survives_and_counts_are_exact() {
     let cmd = format!("{} -seconds 10", target.display());
     let run = probe(&["latency", "--func", "main.UsingSubstring", "--func", "UsingRegex", "--json", "-c", &cmd]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(!run.stdout.contains("fatal error"), "{}", run.stdout);
-    let substring = reported_calls(&run.stdout, "UsingSubstring");
-    let regex = reported_calls(&run.stdout, "UsingRegex");
+    assert!(!run.stderr.contains("fatal error"), "{}", run.stderr);
+    let substring = reported_calls(&run.stderr, "UsingSubstring");
+    let regex = reported_calls(&run.stderr, "UsingRegex");
     assert!(substring > 1000 && regex > 1000, "{}", run.stdout);
     let tables = json_tables(&run.stdout);
     assert_eq!(tables.len(), 2);
@@ -104,8 +105,8 @@ fn c_uretprobe_and_ret_probes_count_the_same() {
         ]);
         assert_eq!(run.code, 0, "{}", run.stderr);
         let tables = json_tables(&run.stdout);
-        assert_eq!(u(&tables[0], "count"), reported_calls(&run.stdout, "nap"), "--exit {exit}");
-        assert_eq!(u(&tables[1], "count"), reported_calls(&run.stdout, "cfib"), "--exit {exit}");
+        assert_eq!(u(&tables[0], "count"), reported_calls(&run.stderr, "nap"), "--exit {exit}");
+        assert_eq!(u(&tables[1], "count"), reported_calls(&run.stderr, "cfib"), "--exit {exit}");
         assert!(u(&tables[0], "min") >= 100, "nap sleeps 100 us");
         counts.push((u(&tables[0], "count"), u(&tables[1], "count")));
         assert_nothing_attached();

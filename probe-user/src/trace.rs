@@ -53,7 +53,14 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
     if let Some(c) = child.as_mut() {
         c.release()?;
     }
+    let libraries: Vec<String> = target.libraries().map(|l| l.display().to_string()).collect();
     let whom = match (&target.scope, pid) {
+        // A library's probes fire in every process that maps it: say so.
+        (Scope::AllProcesses, _) if !libraries.is_empty() => format!(
+            "every process using {} (a shared library: not only {}; -p or -c limits it to one process)",
+            libraries.join(", "),
+            target.program().path.display()
+        ),
         (Scope::AllProcesses, _) => format!("every process running {}", target.program().path.display()),
         (_, Some(pid)) => format!("pid {pid}"),
         _ => unreachable!(),

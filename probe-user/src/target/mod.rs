@@ -2,6 +2,7 @@
 //! library named as `LIB:FUNC`), and which functions in them.
 pub mod elf;
 pub mod go;
+pub mod libraries;
 pub mod pclntab;
 
 use crate::cli::TargetArgs;
@@ -62,9 +63,11 @@ impl Target {
     }
 
     /// Functions matching `query`: `FUNC`, `GLOB`, `LIB:FUNC` or `LIB:GLOB`. A plain name must
-    /// match exactly one function; a glob at least one.
+    /// match exactly one function; a glob at least one. A plain name the program does not
+    /// define but imports (`malloc`) is looked up in its libraries, in the loader's order.
     pub fn choose(&mut self, query: &str) -> Result<Vec<Chosen>> {
-        let (file, pattern) = match split_library(query) {
+        let library = split_library(query).filter(|_| !self.program().functions().iter().any(|f| f.name == query));
+        let (file, pattern) = match library {
             Some((lib, pattern)) => (self.open_library(lib)?, pattern),
             None => (0, query),
         };
@@ -83,23 +86,73 @@ impl Target {
             }
             all
         } else {
-            vec![find_function(binary, pattern)?]
+            match find_function(binary, pattern) {
+                Ok(f) => vec![f],
+                Err(e) if file != 0 => return Err(e),
+                Err(e) => return self.imported(pattern).unwrap_or_else(|| Err(self.explain_missing(query, e))),
+            }
         };
         Ok(found.into_iter().map(|f| Chosen { file, function: f.clone() }).collect())
     }
 
+    /// A function the program imports, from the first of its libraries that defines it.
+    fn imported(&mut self, name: &str) -> Option<Result<Vec<Chosen>>> {
+        self.program().imports.binary_search_by(|i| i.as_str().cmp(name)).ok()?;
+        let libraries = match self.library_order() {
+            Ok(l) => l,
+            Err(e) => return Some(Err(e)),
+        };
+        for path in libraries {
+            let Ok(library) = Binary::open(&path) else { continue };
+            let Some(function) = library.functions().iter().find(|f| f.name == name).cloned() else { continue };
+            let file = match self.files.iter().position(|b| b.path == path) {
+                Some(i) => i,
+                None => {
+                    self.files.push(library);
+                    self.files.len() - 1
+                }
+            };
+            return Some(Ok(vec![Chosen { file, function }]));
+        }
+        None
+    }
+
+    /// The program's libraries: mapped in the process (-p), else found as the loader would.
+    fn library_order(&self) -> Result<Vec<PathBuf>> {
+        let program = self.program();
+        match self.scope {
+            Scope::Pid(pid) => libraries::of_process(pid, &program.path, &program.dynamic),
+            _ => Ok(libraries::load_order(&program.path, &program.dynamic)),
+        }
+    }
+
+    /// A name not found in a program whose code is in its libraries says where to look.
+    fn explain_missing(&self, query: &str, not_found: anyhow::Error) -> anyhow::Error {
+        let program = self.program();
+        if !program.functions().is_empty() || program.dynamic.needed.is_empty() {
+            return not_found;
+        }
+        user(format!(
+            "--func {query}: {} defines no functions of its own, its code is in its libraries ({}); \
+             name one as LIB:FUNC, `probe list LIB` lists its functions",
+            program.path.display(),
+            program.dynamic.needed.join(", ")
+        ))
+    }
+
     /// Opens a library named in `LIB:FUNC` (once), returning its index in `files`.
     fn open_library(&mut self, lib: &str) -> Result<usize> {
+        let lib = libraries::canonical_name(lib);
+        let program = self.program();
         let path = match &self.scope {
-            _ if lib.contains('/') => PathBuf::from(lib),
-            Scope::AllProcesses => {
-                return Err(user(format!(
-                    "--func {lib}:...: a library function needs -p or -c; to trace it in every process, \
-                     give the library's path as BINARY"
-                )))
+            _ if lib.contains('/') => PathBuf::from(&lib),
+            Scope::Pid(pid) => libraries::in_process(*pid, &lib)?,
+            Scope::Launch { .. } | Scope::AllProcesses => {
+                match libraries::in_program(&program.path, &program.dynamic, &lib) {
+                    Some(path) => path,
+                    None => libraries::in_cache(&lib)?,
+                }
             }
-            Scope::Pid(pid) => library_in_process(*pid, lib)?,
-            Scope::Launch { .. } => library_in_cache(lib)?,
         };
         if let Some(i) = self.files.iter().position(|b| b.path == path) {
             return Ok(i);
@@ -107,54 +160,22 @@ impl Target {
         self.files.push(Binary::open(&path)?);
         Ok(self.files.len() - 1)
     }
+
+    /// Libraries (not the program) that probes are planned in.
+    pub fn libraries(&self) -> impl Iterator<Item = &Path> {
+        self.files.iter().skip(1).map(|b| b.path.as_path())
+    }
 }
 
-/// `LIB:FUNC` when the part before the first lone `:` looks like a library (`.so` or a path);
-/// C++ names (`ns::f`) are left alone.
+/// `LIB:FUNC`: the part before the first lone `:` (C++ and Rust names have `::`), e.g.
+/// `c:malloc`, `libc:malloc`, `libc.so.6:malloc`, `/opt/lib/libfoo.so:foo`.
 fn split_library(query: &str) -> Option<(&str, &str)> {
     let bytes = query.as_bytes();
     let colon = (0..bytes.len()).find(|&i| {
         bytes[i] == b':' && bytes.get(i + 1) != Some(&b':') && (i == 0 || bytes[i - 1] != b':')
     })?;
     let (lib, func) = (&query[..colon], &query[colon + 1..]);
-    (lib.contains(".so") || lib.contains('/')).then_some((lib, func))
-}
-
-fn library_name_matches(file_name: &str, lib: &str) -> bool {
-    file_name == lib
-        || file_name.strip_prefix(lib).is_some_and(|rest| rest.starts_with(".so") || rest.starts_with('.'))
-}
-
-/// The library's file as mapped in the process (`/proc/PID/maps`).
-fn library_in_process(pid: i32, lib: &str) -> Result<PathBuf> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
-        .map_err(|e| user(format!("-p {pid}: cannot read its memory map ({e})")))?;
-    maps.lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .map(Path::new)
-        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| library_name_matches(n, lib)))
-        .map(Path::to_path_buf)
-        .ok_or_else(|| user(format!("{lib}: not loaded by process {pid}; check /proc/{pid}/maps for its name")))
-}
-
-/// The library's file from the dynamic linker's cache (`ldconfig -p`).
-fn library_in_cache(lib: &str) -> Result<PathBuf> {
-    let not_found = || user(format!("{lib}: not in the linker cache (ldconfig -p); give the library's path"));
-    // root's PATH usually has /sbin, a sudo or CI environment may not.
-    let out = ["ldconfig", "/sbin/ldconfig", "/usr/sbin/ldconfig"]
-        .iter()
-        .find_map(|cmd| std::process::Command::new(cmd).arg("-p").output().ok())
-        .ok_or_else(not_found)?;
-    let listing = String::from_utf8_lossy(&out.stdout);
-    let entries = listing.lines().filter_map(|l| {
-        let (head, path) = l.split_once(" => ")?;
-        let name = head.split_whitespace().next()?;
-        Some((name.to_string(), head.contains("x86-64"), PathBuf::from(path.trim())))
-    });
-    let mut matches: Vec<(String, bool, PathBuf)> =
-        entries.filter(|(name, _, _)| library_name_matches(name, lib)).collect();
-    matches.sort_by_key(|(_, x86_64, _)| !x86_64);
-    matches.into_iter().next().map(|(_, _, p)| p).ok_or_else(not_found)
+    (!lib.is_empty() && !func.is_empty() && !lib.contains("::")).then_some((lib, func))
 }
 
 /// Like the shell: a name with a `/` is a path, any other is looked up in PATH.
@@ -375,8 +396,7 @@ mod tests {
         assert_eq!(split_library("/usr/lib/libfoo.so:foo"), Some(("/usr/lib/libfoo.so", "foo")));
         assert_eq!(split_library("ns::Foo::bar"), None);
         assert_eq!(split_library("main.ToString"), None);
-        assert!(library_name_matches("libc.so.6", "libc"));
-        assert!(library_name_matches("libc.so.6", "libc.so.6"));
-        assert!(!library_name_matches("libcrypt.so.1", "libc"));
+        assert_eq!(split_library("c:malloc"), Some(("c", "malloc")));
+        assert_eq!(split_library("libsqlite3:sqlite3_step"), Some(("libsqlite3", "sqlite3_step")));
     }
 }
