@@ -8,10 +8,13 @@ use std::process::Command;
 #[test]
 fn list_shows_the_main_module_of_stripped_prometheus() {
     let prometheus = "/usr/bin/prometheus";
-    let go = Command::new("go").args(["version", "-m", prometheus]).output().expect("go version -m");
-    let go = String::from_utf8_lossy(&go.stdout);
-    let path = go.lines().find_map(|l| l.trim().strip_prefix("path\t")).expect("go version -m shows a path");
-    assert_eq!(path, "github.com/prometheus/prometheus/cmd/prometheus");
+    let path = "github.com/prometheus/prometheus/cmd/prometheus";
+    if !prebuilt() {
+        // What Go's own reader says (a VM guest has no Go toolchain; the host run checks it).
+        let go = Command::new("go").args(["version", "-m", prometheus]).output().expect("go version -m");
+        let go = String::from_utf8_lossy(&go.stdout);
+        assert_eq!(go.lines().find_map(|l| l.trim().strip_prefix("path\t")), Some(path), "{go}");
+    }
     let run = probe(&["list", prometheus, "main.main"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let header = run.stdout.lines().next().unwrap();

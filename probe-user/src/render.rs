@@ -99,22 +99,23 @@ impl Report for LatencyStats {
     fn text(&self, m: &Measured) -> String {
         let unit = m.unit.unwrap_or(Unit::Us);
         let v = &self.value;
-        let mut out = if v.count == 0 {
-            format!("{}: count:0", m.function)
-        } else {
-            let p = Percentiles::of(self);
-            format!(
-                "{}: min:{} avg:{} max:{} count:{} p50:{} p90:{} p99:{} p99.9:{}",
-                m.function,
-                unit.format(self.min_ns),
-                unit.format(self.sum_ns / v.count),
-                unit.format(self.max_ns),
-                v.count,
-                unit.format(p.p50),
-                unit.format(p.p90),
-                unit.format(p.p99),
-                unit.format(p.p999),
-            )
+        let mut out = match self.sum_ns.checked_div(v.count) {
+            None => format!("{}: count:0", m.function),
+            Some(avg_ns) => {
+                let p = Percentiles::of(self);
+                format!(
+                    "{}: min:{} avg:{} max:{} count:{} p50:{} p90:{} p99:{} p99.9:{}",
+                    m.function,
+                    unit.format(self.min_ns),
+                    unit.format(avg_ns),
+                    unit.format(self.max_ns),
+                    v.count,
+                    unit.format(p.p50),
+                    unit.format(p.p90),
+                    unit.format(p.p99),
+                    unit.format(p.p999),
+                )
+            }
         };
         if self.abandoned > 0 {
             out.push_str(&format!(" abandoned:{}", self.abandoned));

@@ -292,10 +292,8 @@ fn names_of(f: &Function) -> impl Iterator<Item = std::borrow::Cow<'_, str>> {
 /// (Go, `(*T).M` included), `::` (C++, Rust) or `/` (a Go package path,
 /// `scrape.(*targetScraper).scrape` in `github.com/prometheus/prometheus/scrape.(*targetScraper).scrape`).
 fn ends_at_boundary(name: &str, query: &str) -> bool {
-    name.len() > query.len()
-        && name.ends_with(query)
-        && matches!(name.as_bytes()[name.len() - query.len() - 1], b'.' | b':' | b'/')
-        && !(name[..name.len() - query.len()].ends_with(':') && !name[..name.len() - query.len()].ends_with("::"))
+    let Some(before) = name.strip_suffix(query).filter(|b| !b.is_empty()) else { return false };
+    before.ends_with(['.', '/']) || before.ends_with("::")
 }
 
 /// Finds FUNC: an exact name, or a unique suffix at a package or identifier boundary.
