@@ -70,6 +70,7 @@ impl Heatmap {
             self.columns.iter().flat_map(|c| c.cells.iter().filter(|x| x.slot == slot).map(move |x| (c, x))).collect();
         let low = cells.iter().map(|(_, x)| x.bucket).min().unwrap_or(0) as i32;
         let high = cells.iter().map(|(_, x)| x.bucket).max().unwrap_or(0) as i32;
+        let (low, high) = two_rows_at_least(low, high);
         let max = cells.iter().map(|(_, x)| x.count).max().unwrap_or(1);
         let m = &self.slots[slot];
         let (plot_area, bar_area) = area.split_horizontally(svg::WIDTH - BAR_WIDTH);
@@ -103,6 +104,16 @@ impl Heatmap {
             )
         }))?;
         draw_colour_bar(&bar_area, max)
+    }
+}
+
+/// A y axis of one bucket row has no height in plotters (its range is empty): add the empty
+/// row below (or above the lowest bucket), as `@hist_log` shows empty rows around its data.
+fn two_rows_at_least(low: i32, high: i32) -> (i32, i32) {
+    match (low == high, low > 0) {
+        (false, _) => (low, high),
+        (true, true) => (low - 1, high),
+        (true, false) => (low, high + 1),
     }
 }
 
@@ -211,6 +222,24 @@ mod tests {
         for (x0, x1) in cells {
             assert!(x0 < x1 && x1 <= axis_end, "cell {x0}..{x1} past the axis end {axis_end}");
         }
+    }
+
+    /// All calls in one bucket (a fixed 2 ms sleep): the cells still have a height.
+    #[test]
+    fn one_bucket_cells_have_a_height() {
+        let path = std::env::temp_dir().join(format!("probe-heatmap-one-row-{}.svg", std::process::id()));
+        let m = Measured { function: "f".into(), what: "latency".into(), unit: Some(crate::histogram::Unit::Us) };
+        let mut heatmap = Heatmap::create(&path, &[m]).unwrap();
+        heatmap.push_column(0.5, |_, bucket| u64::from(bucket == 75) * 100);
+        heatmap.draw(&[100]).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let cells: Vec<&str> = svg.lines().filter(|l| l.starts_with("<rect") && !l.contains("#FFFFFF")).collect();
+        assert_eq!(cells.len(), 1, "{svg}");
+        let height: f64 = cells[0].split(" height=\"").nth(1).unwrap().split('"').next().unwrap().parse().unwrap();
+        assert!(height >= 50.0, "{}", cells[0]);
+        assert_eq!(two_rows_at_least(0, 0), (0, 1));
+        assert_eq!(two_rows_at_least(3, 5), (3, 5));
     }
 
     #[test]
