@@ -184,5 +184,11 @@ fn glob_matching_nothing() {
 fn library_the_program_does_not_load() {
     let target = c_target("cvalues", &[]);
     let run = probe(&["latency", "--func", "nosuchlib:f", &target.to_string_lossy()]);
-    assert_rejected(run, "libnosuchlib: not in the linker cache (ldconfig -p); give the library's path");
+    let message = format!(
+        "libnosuchlib: {} does not load it and the linker cache (ldconfig -p) has no such library; \
+         check the name (`ldd {}` lists what it loads) or give the library's path",
+        target.display(),
+        target.display()
+    );
+    assert_rejected(run, &message);
 }

@@ -150,7 +150,14 @@ impl Target {
             Scope::Launch { .. } | Scope::AllProcesses => {
                 match libraries::in_program(&program.path, &program.dynamic, &lib) {
                     Some(path) => path,
-                    None => libraries::in_cache(&lib)?,
+                    None => libraries::in_cache(&lib).map_err(|_| {
+                        user(format!(
+                            "{lib}: {} does not load it and the linker cache (ldconfig -p) has no such library; \
+                             check the name (`ldd {}` lists what it loads) or give the library's path",
+                            program.path.display(),
+                            program.path.display()
+                        ))
+                    })?,
                 }
             }
         };
