@@ -274,3 +274,20 @@ fn output_file_refuses_other_users_symlinks_and_non_regular_files() {
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me\n");
     assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
 }
+
+/// `probe list BIG | head -1`: the reader going away ends the listing quietly.
+#[test]
+fn list_into_a_closed_pipe_ends_quietly() {
+    let mut child = Command::new(probe_bin())
+        .args(["list", "/usr/bin/prometheus"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first).unwrap();
+    assert!(first.starts_with("# /usr/bin/prometheus: Go go1."), "{first}");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}

@@ -28,12 +28,8 @@ pub fn run(args: &ListArgs) -> Result<()> {
         return Err(user(format!("no function of {} matches {pattern}", binary.path.display())));
     }
     let mut out = std::io::stdout().lock();
-    if !args.json {
-        writeln!(out, "# {}", describe(&binary))?;
-        if let Some(note) = code_in_libraries(&binary) {
-            writeln!(out, "# {note}")?;
-        }
-        writeln!(out, "{:<18} {:>8} {:>5}  {:<16} NAME", "ADDRESS", "SIZE", "RETS", "ABI")?;
+    if !args.json && write_header(&mut out, &binary).is_err() {
+        return Ok(()); // stdout closed (e.g. piped into head -1)
     }
     for f in functions {
         let rets = binary.code(f).ok().and_then(|code| disasm::ret_addresses(code, f.addr).ok()).map(|r| r.len());
@@ -49,6 +45,15 @@ pub fn run(args: &ListArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The lines above the table: what the file is, where its code is, the column names.
+fn write_header(out: &mut impl Write, binary: &Binary) -> std::io::Result<()> {
+    writeln!(out, "# {}", describe(binary))?;
+    if let Some(note) = code_in_libraries(binary) {
+        writeln!(out, "# {note}")?;
+    }
+    writeln!(out, "{:<18} {:>8} {:>5}  {:<16} NAME", "ADDRESS", "SIZE", "RETS", "ABI")
 }
 
 /// A path as given, or a library's name as `--func LIB:FUNC` takes it (`libc.so.6`, `libc`,
