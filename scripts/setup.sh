@@ -39,6 +39,8 @@ command -v cpio >/dev/null 2>&1 || need_plain_apt+=(cpio)
 command -v curl >/dev/null 2>&1 || need_plain_apt+=(curl)
 command -v xz >/dev/null 2>&1 || need_plain_apt+=(xz-utils)
 new_prometheus=false
+# Debian's sqlite3 (stripped, its code in libsqlite3.so.0): a real program for LIB:FUNC names.
+command -v sqlite3 >/dev/null 2>&1 || need_plain_apt+=(sqlite3)
 if ! command -v prometheus >/dev/null 2>&1; then need_plain_apt+=(prometheus); new_prometheus=true; fi
 if [ ${#need_root_apt[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_root_apt[*]}"

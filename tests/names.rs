@@ -291,3 +291,25 @@ fn list_into_a_closed_pipe_ends_quietly() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+/// A real distribution program: Debian's sqlite3 is stripped and its code is in
+/// libsqlite3.so.0. `sqlite3_step` named as bpftrace (`libsqlite3:`), as BCC (`sqlite3:`) and
+/// bare (imported) resolves to the same library function and counts the same calls: one per
+/// row of the SELECT plus its end, one for each other statement, at least 6 here.
+#[test]
+fn sqlite3_step_in_debians_sqlite3() {
+    let cmd = "sqlite3 :memory: 'create table t(x); insert into t values (1),(2),(3); select x from t;'";
+    let mut counts = Vec::new();
+    for func in ["libsqlite3:sqlite3_step", "sqlite3:sqlite3_step", "sqlite3_step"] {
+        let run = probe(&["latency", "--func", func, "--json", "-c", cmd]);
+        assert_eq!(run.code, 0, "{func}: {}", run.stderr);
+        assert!(run.stderr.contains("\n1\n2\n3\n"), "{func}: the rows, on stderr: {}", run.stderr);
+        let tables = json_tables(&run.stdout);
+        assert_eq!(tables.len(), 1, "{}", run.stdout);
+        assert_eq!(tables[0]["function"], "sqlite3_step");
+        counts.push(tables[0]["count"].as_u64().unwrap());
+        assert_nothing_attached();
+    }
+    assert!(counts[0] >= 6, "{counts:?}");
+    assert!(counts.iter().all(|&c| c == counts[0]), "{counts:?}");
+}
