@@ -40,6 +40,8 @@ command -v cpio >/dev/null 2>&1 || need_plain_apt+=(cpio)
 command -v curl >/dev/null 2>&1 || need_plain_apt+=(curl)
 command -v xz >/dev/null 2>&1 || need_plain_apt+=(xz-utils)
 new_prometheus=false
+# Debian's sqlite3 (stripped, its code in libsqlite3.so.0): a real program for LIB:FUNC names.
+command -v sqlite3 >/dev/null 2>&1 || need_plain_apt+=(sqlite3)
 if ! command -v prometheus >/dev/null 2>&1; then need_plain_apt+=(prometheus); new_prometheus=true; fi
 # Go 1.21 and 1.23 beside Debian 12's 1.19: Go's prologues differ by version (1.17-1.20 bodies
 # start with SUBQ, 1.21+ with PUSHQ BP), so the Go targets are built and traced with each. They

@@ -31,7 +31,7 @@ fn go_register_abi_argument_is_exact() {
     let cmd = format!("{} -rounds 3", target.display());
     let run = probe(&["argdist", "--func", "ToString", "--arg", "0", "--json", "-c", &cmd]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let calls = reported_calls(&run.stdout, "ToString");
+    let calls = reported_calls(&run.stderr, "ToString");
     assert_eq!(calls, 3000);
     let tables = json_tables(&run.stdout);
     assert_eq!(tables.len(), 1);
@@ -75,7 +75,7 @@ fn c_system_v_arguments_and_return_value_are_exact() {
         args.extend_from_slice(flag);
         let run = probe(&args);
         assert_eq!(run.code, 0, "{}", run.stderr);
-        assert_eq!(reported_calls(&run.stdout, "work"), 2000);
+        assert_eq!(reported_calls(&run.stderr, "work"), 2000);
         assert_table(&json_tables(&run.stdout)[0], "work", measured, &values_for(2, f));
         assert_nothing_attached();
     }
@@ -88,7 +88,7 @@ fn go_assembly_stack_abi_argument_is_exact() {
     let run = probe(&["argdist", "--func", "Scale", "--arg", "0", "--json", "-c", &cmd]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stderr.contains("Go stack ABI"), "{}", run.stderr);
-    assert_eq!(reported_calls(&run.stdout, "Scale"), 2000);
+    assert_eq!(reported_calls(&run.stderr, "Scale"), 2000);
     assert_table(&json_tables(&run.stdout)[0], "main.Scale.abi0", "arg0", &values_for(2, |v| v));
     assert_nothing_attached();
 }
@@ -101,7 +101,7 @@ fn go_return_value_through_ret_probes_is_exact() {
     let cmd = format!("{} -rounds 2", target.display());
     let run = probe(&["argdist", "--func", "ToString", "--ret", "--json", "-c", &cmd]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(reported_calls(&run.stdout, "ToString"), 2000);
+    assert_eq!(reported_calls(&run.stderr, "ToString"), 2000);
     let table = &json_tables(&run.stdout)[0];
     assert_eq!(table["measured"], "ret");
     assert_eq!(table["count"].as_u64().unwrap(), 2000);
@@ -156,7 +156,7 @@ fn interval_tables_add_up_to_the_final_one() {
     let cmd = format!("{} -rounds 15 -pause-ms 100", target.display());
     let run = probe(&["argdist", "--func", "ToString", "--arg", "0", "--json", "-i", "0.2", "-c", &cmd]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let calls = reported_calls(&run.stdout, "ToString");
+    let calls = reported_calls(&run.stderr, "ToString");
     let tables = json_tables(&run.stdout);
     let (intervals, finals): (Vec<_>, Vec<_>) = tables.iter().partition(|t| t["kind"] == "interval");
     assert!(intervals.len() >= 2, "expected several interval tables, got {}", intervals.len());
@@ -175,7 +175,7 @@ fn c_return_value_of_recursion_deeper_than_the_uretprobe_limit_counts_every_call
     let target = c_target("cdeep", &[]);
     let run = probe(&["argdist", "--func", "deep", "--ret", "--json", "-c", &target.to_string_lossy()]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(reported_calls(&run.stdout, "deep"), 303);
+    assert_eq!(reported_calls(&run.stderr, "deep"), 303);
     // deep(n) returns n: 0..=100, three times.
     let values: Vec<i64> = (0..3).flat_map(|_| 0..=100).collect();
     assert_table(&json_tables(&run.stdout)[0], "deep", "ret", &values);

@@ -184,14 +184,20 @@ fn glob_matching_too_many_functions() {
 fn glob_matching_nothing() {
     let target = go_target("tostring");
     let run = probe(&["latency", "--func", "main.Nothing*", &target.to_string_lossy()]);
-    assert_rejected(run, "no function of");
+    assert_rejected(run, "--func main.Nothing*: no function matches in");
 }
 
 #[test]
-fn library_function_without_a_process() {
+fn library_the_program_does_not_load() {
     let target = c_target("cvalues", &[]);
-    let run = probe(&["latency", "--func", "libc.so.6:getppid", &target.to_string_lossy()]);
-    assert_rejected(run, "a library function needs -p or -c");
+    let run = probe(&["latency", "--func", "nosuchlib:f", &target.to_string_lossy()]);
+    let message = format!(
+        "libnosuchlib: {} does not load it and the linker cache (ldconfig -p) has no such library; \
+         check the name (`ldd {}` lists what it loads) or give the library's path",
+        target.display(),
+        target.display()
+    );
+    assert_rejected(run, &message);
 }
 
 #[test]

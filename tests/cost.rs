@@ -25,7 +25,7 @@ fn go_entries_are_emulated_and_exact_on_every_go_version() {
         assert_eq!(run.code, 0, "Go {version}: {}", run.stderr);
         assert!(tracing_line(&run.stderr).contains("(1 probe: 1 emulated, 0 single-stepped)"), "Go {version}: {}", run.stderr);
         let table = &json_tables(&run.stdout)[0];
-        assert_eq!(u(table, "count"), reported_calls(&run.stdout, "ToString"), "Go {version}");
+        assert_eq!(u(table, "count"), reported_calls(&run.stderr, "ToString"), "Go {version}");
         assert_eq!(u(table, "count"), 2000, "Go {version}");
 
         // latency: taken stack-check jumps (the stack grows, the call starts again) are ignored,
@@ -37,7 +37,7 @@ fn go_entries_are_emulated_and_exact_on_every_go_version() {
             assert_eq!(run.code, 0, "Go {version} {mode}: {}", run.stderr);
             assert!(tracing_line(&run.stderr).contains(": 1 emulated,"), "Go {version}: {}", run.stderr);
             let table = &json_tables(&run.stdout)[0];
-            assert_eq!(reported_calls(&run.stdout, func), calls, "Go {version} {mode}");
+            assert_eq!(reported_calls(&run.stderr, func), calls, "Go {version} {mode}");
             assert_eq!(u(table, "count"), calls, "Go {version} {mode}: {table}");
             assert_eq!(u(table, "abandoned"), 0, "Go {version} {mode}");
             assert_eq!(u(table, "too_deep"), 0, "Go {version} {mode}");
@@ -112,8 +112,8 @@ fn traced_and_untraced(target: &Path, functions: &[(&str, &str, &str)]) -> (Stri
     assert_eq!(raw.code, 0, "{}", raw.stderr);
     for &(symbol, _, calls_label) in functions {
         let (c, r) = (table_of(&corrected, symbol), table_of(&raw, symbol));
-        assert_eq!(u(&c, "count"), reported_calls(&corrected.stdout, calls_label), "{symbol}");
-        assert_eq!(u(&r, "count"), reported_calls(&raw.stdout, calls_label), "{symbol}");
+        assert_eq!(u(&c, "count"), reported_calls(&corrected.stderr, calls_label), "{symbol}");
+        assert_eq!(u(&r, "count"), reported_calls(&raw.stderr, calls_label), "{symbol}");
         assert!(u(&c, "subtracted_ns") > 0, "{symbol}: nothing subtracted: {c}");
         assert_eq!(u(&r, "subtracted_ns"), 0, "{symbol}: --raw subtracted: {r}");
     }
@@ -167,7 +167,7 @@ fn a_first_instruction_the_kernel_refuses_is_skipped_when_equivalent() {
     let run = probe(&["argdist", "--func", "bump", "--arg", "0", "--json", "-c", &cmd]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let table = &json_tables(&run.stdout)[0];
-    assert_eq!(reported_calls(&run.stdout, "bump"), 1000);
+    assert_eq!(reported_calls(&run.stderr, "bump"), 1000);
     assert_eq!(u(table, "count"), 1000);
     assert_eq!(table["sum"].as_i64(), Some(999 * 1000 / 2));
     let run = probe(&["latency", "--func", "bump", "--json", "-c", &cmd]);
@@ -195,6 +195,6 @@ fn endbr64_then_push_probes_the_emulated_push() {
     let run = probe(&["argdist", "--func", "work10us", "--arg", "0", "--json", "-c", &cmd]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(tracing_line(&run.stderr).contains("(1 probe: 1 emulated, 0 single-stepped)"), "{}", run.stderr);
-    assert_eq!(u(&json_tables(&run.stdout)[0], "count"), reported_calls(&run.stdout, "work10us"));
+    assert_eq!(u(&json_tables(&run.stdout)[0], "count"), reported_calls(&run.stderr, "work10us"));
     assert_nothing_attached();
 }

@@ -55,7 +55,7 @@ fn latency_with_a_program_per_site_is_exact_and_leaves_no_pins() {
     let run: Run = out.into();
     assert_eq!(run.code, 0, "{}", run.stderr);
     let table = &json_tables(&run.stdout)[0];
-    assert_eq!(table["count"].as_u64().unwrap(), reported_calls(&run.stdout, "Fib"));
+    assert_eq!(table["count"].as_u64().unwrap(), reported_calls(&run.stderr, "Fib"));
     assert_eq!(table["abandoned"].as_u64().unwrap(), 0);
     // The shared maps were pinned in a bpffs private to probe's own mount namespace.
     assert_eq!(bpffs_entries(), pins_before);

@@ -23,7 +23,8 @@ fn out_dir() -> PathBuf {
 /// One traced run of the seed's regex program with every output at once (shared by the tests
 /// below: it takes 10 s): `-i 0.5 --json`, both functions.
 struct RegexRun {
-    stdout: String,
+    /// The target's output (on stderr: probe's JSON is on stdout).
+    target_output: String,
     tables: Vec<Value>,
     hdr_log: PathBuf,
     heatmap: PathBuf,
@@ -58,7 +59,7 @@ fn regex_run() -> &'static RegexRun {
         assert_eq!(run.code, 0, "{}", run.stderr);
         assert_nothing_attached();
         let tables = json_tables(&run.stdout);
-        RegexRun { stdout: run.stdout, tables, hdr_log, heatmap, plot }
+        RegexRun { target_output: run.stderr, tables, hdr_log, heatmap, plot }
     })
 }
 
@@ -114,7 +115,7 @@ fn hdr_log_reads_back_with_the_counts_of_every_interval() {
         let logged: Vec<&(String, f64, f64, u64)> = read.iter().filter(|r| r.0 == *function).collect();
         assert_eq!(logged.iter().map(|r| r.3).collect::<Vec<_>>(), expected, "{function}: counts per interval");
         let total: u64 = logged.iter().map(|r| r.3).sum();
-        assert_eq!(total, reported_calls(&run.stdout, label), "{function}: total of the log");
+        assert_eq!(total, reported_calls(&run.target_output, label), "{function}: total of the log");
         assert_eq!(total, count(final_table(&run.tables, function)));
         // Intervals follow each other: each starts where the one before ended (3 decimals).
         for pair in logged.windows(2) {
@@ -235,7 +236,7 @@ fn argdist_pictures_show_the_seed_tables_nineteen_buckets() {
     ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_nothing_attached();
-    assert_eq!(reported_calls(&run.stdout, "ToString"), 100_000);
+    assert_eq!(reported_calls(&run.stderr, "ToString"), 100_000);
     let tables = json_tables(&run.stdout);
     // -500..=499: -256 .. -1, 0, 1 .. 256 (SystemTap's rows), 9 + 1 + 9 buckets.
     assert_eq!(json_buckets(final_table(&tables, "main.ToString")).len(), 19);

@@ -22,7 +22,7 @@ fn pie_and_non_pie_c_programs() {
         let bin = targets_dir().join(name);
         build(Command::new("cc").args(["-O2", flag, "-o"]).arg(&bin).arg(root().join("tests/targets/cvalues.c")), &bin);
         let run = probe(&["argdist", "--func", "work", "--arg", "1", "--json", "-c", &bin.to_string_lossy()]);
-        assert_eq!(reported_calls(&run.stdout, "work"), 1000);
+        assert_eq!(reported_calls(&run.stderr, "work"), 1000);
         assert_round(&run, "work", "arg1", 2);
     }
 }
@@ -49,7 +49,7 @@ fn shared_library_function_by_path_with_c() {
     let (lib, main) = libvalues();
     let func = format!("{}:lib_work", lib.display());
     let run = probe(&["argdist", "--func", &func, "--arg", "0", "--json", "-c", &main.to_string_lossy()]);
-    assert_eq!(reported_calls(&run.stdout, "lib_work"), 1000);
+    assert_eq!(reported_calls(&run.stderr, "lib_work"), 1000);
     assert_round(&run, "lib_work", "arg0", 1);
 }
 
@@ -84,7 +84,7 @@ fn libc_function_from_the_linker_cache_counts_only_the_traced_process() {
     let cmd = format!("{} 4", main.display());
     let run = probe(&["latency", "--func", "libc.so.6:getppid", "--json", "-c", &cmd]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(reported_calls(&run.stdout, "getppid"), 2000);
+    assert_eq!(reported_calls(&run.stderr, "getppid"), 2000);
     assert_eq!(json_tables(&run.stdout)[0]["count"].as_u64().unwrap(), 2000);
     assert_nothing_attached();
 }
@@ -139,7 +139,7 @@ fn cpp_method_by_demangled_name() {
     build(Command::new("c++").args(["-O2", "-o"]).arg(&bin).arg(root().join("tests/targets/cpp/geo.cpp")), &bin);
     for name in ["geo::Scaler::scale", "Scaler::scale", "geo::Scaler::scale(long)"] {
         let run = probe(&["argdist", "--func", name, "--arg", "1", "--json", "-c", &bin.to_string_lossy()]);
-        assert_eq!(reported_calls(&run.stdout, "scale"), 1000);
+        assert_eq!(reported_calls(&run.stderr, "scale"), 1000);
         assert_round(&run, "geo::Scaler::scale(long)", "arg1", 1);
     }
 }
@@ -149,7 +149,7 @@ fn rust_function_by_demangled_name() {
     let bin = targets_dir().join("rvalues");
     build(Command::new("rustc").args(["-O", "-o"]).arg(&bin).arg(root().join("tests/targets/rust/values.rs")), &bin);
     let run = probe(&["argdist", "--func", "values::scale", "--ret", "--json", "-c", &bin.to_string_lossy()]);
-    assert_eq!(reported_calls(&run.stdout, "scale"), 1000);
+    assert_eq!(reported_calls(&run.stderr, "scale"), 1000);
     assert_round(&run, "values::scale", "ret", 2);
 }
 
@@ -163,8 +163,8 @@ fn glob_attaches_to_every_match() {
     let tables = json_tables(&run.stdout);
     let functions: Vec<&str> = tables.iter().map(|t| t["function"].as_str().unwrap()).collect();
     assert_eq!(functions, ["main.UsingRegex", "main.UsingSubstring"]);
-    assert_eq!(tables[0]["count"].as_u64().unwrap(), reported_calls(&run.stdout, "UsingRegex"));
-    assert_eq!(tables[1]["count"].as_u64().unwrap(), reported_calls(&run.stdout, "UsingSubstring"));
+    assert_eq!(tables[0]["count"].as_u64().unwrap(), reported_calls(&run.stderr, "UsingRegex"));
+    assert_eq!(tables[1]["count"].as_u64().unwrap(), reported_calls(&run.stderr, "UsingSubstring"));
     assert_nothing_attached();
 }
 

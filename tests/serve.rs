@@ -113,7 +113,7 @@ impl Drop for Prometheus {
     }
 }
 
-/// Reads probe's stdout (the target's lines and probe's JSON tables) until the final table.
+/// Reads probe's stdout (its JSON tables) until the final table.
 fn read_until_final_table(stdout: &mut impl BufRead) -> String {
     let mut all = String::new();
     loop {
@@ -121,6 +121,19 @@ fn read_until_final_table(stdout: &mut impl BufRead) -> String {
         assert!(stdout.read_line(&mut line).unwrap() > 0, "probe's stdout ended early: {all}");
         all.push_str(&line);
         if line.starts_with('{') && line.contains(r#""kind":"final""#) {
+            return all;
+        }
+    }
+}
+
+/// Reads lines until one starts with `prefix`; returns them all.
+fn read_until(reader: &mut impl BufRead, prefix: &str) -> String {
+    let mut all = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "ended before a line starting {prefix:?}: {all}");
+        all.push_str(&line);
+        if line.starts_with(prefix) {
             return all;
         }
     }
@@ -165,12 +178,13 @@ fn prometheus_scrapes_exact_counts_and_the_median_bucket() {
     let prometheus = Prometheus::start(port);
     let cmd = format!("{} -mode sleep", target.display());
     let addr = format!("127.0.0.1:{port}");
-    let (child, _stderr) =
+    let (child, mut stderr) =
         probe_background(&["latency", "--func", "Sleep2ms", "--unit", "ns", "--json", "--serve", &addr, "-c", &cmd]);
     let mut probe = KillOnDrop(child);
     let mut stdout = BufReader::new(probe.0.stdout.take().unwrap());
     let printed = read_until_final_table(&mut stdout);
-    let calls = reported_calls(&printed, "Sleep2ms");
+    // With probe's JSON on stdout, the command's own output is on stderr.
+    let calls = reported_calls(&read_until(&mut stderr, "Sleep2ms calls: "), "Sleep2ms");
     assert_eq!(calls, 200);
     let table = json_tables(&printed).pop().unwrap();
     assert_eq!(table["count"].as_u64().unwrap(), calls);

@@ -285,6 +285,10 @@ pub struct LatencyStats {
     /// Nanoseconds of the probes' own cost taken out of the recorded durations (see
     /// `SpanShape`): the summary shows it per call.
     pub subtracted_ns: u64,
+    /// Exact shortest and longest durations in nanoseconds (`value`'s are truncated to the
+    /// display unit), for a summary with three significant digits; valid when count > 0.
+    pub min_ns: u64,
+    pub max_ns: u64,
     pub fine: [u64; FINE_BUCKETS],
 }
 
@@ -295,12 +299,20 @@ impl LatencyStats {
         overflow: 0,
         sum_ns: 0,
         subtracted_ns: 0,
+        min_ns: 0,
+        max_ns: 0,
         fine: [0; FINE_BUCKETS],
     };
 
     /// Adds one call of `ns` nanoseconds; `unit_ns` is the display unit (1, 1000, 1000000).
     #[inline(always)]
     pub fn record(&mut self, ns: u64, unit_ns: u64) {
+        if self.value.count == 0 || ns < self.min_ns {
+            self.min_ns = ns;
+        }
+        if ns > self.max_ns {
+            self.max_ns = ns;
+        }
         self.value.record((ns / unit_ns.max(1)) as i64);
         self.sum_ns = self.sum_ns.wrapping_add(ns);
         let index = fine_bucket(ns);
@@ -312,6 +324,12 @@ impl LatencyStats {
     }
 
     pub fn merge(&mut self, other: &LatencyStats) {
+        if other.value.count > 0 {
+            if self.value.count == 0 || other.min_ns < self.min_ns {
+                self.min_ns = other.min_ns;
+            }
+            self.max_ns = self.max_ns.max(other.max_ns);
+        }
         self.value.merge(&other.value);
         self.abandoned += other.abandoned;
         self.overflow += other.overflow;
@@ -561,6 +579,7 @@ mod tests {
         b.record(2_500, 1_000);
         a.merge(&b);
         assert_eq!(a.sum_ns, 4_499);
+        assert_eq!((a.min_ns, a.max_ns), (1_999, 2_500));
         assert_eq!(a.value.sum(), 3, "display unit (us), truncated per call");
     }
 

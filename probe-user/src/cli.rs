@@ -4,6 +4,31 @@ use crate::histogram::Unit;
 use crate::plan::ExitMode;
 use std::path::PathBuf;
 
+/// How `--func` may name a function; the same text in `--help` and the man pages (a macro so
+/// `concat!` can put it under each command's first line).
+macro_rules! func_forms {
+    () => {
+        "Forms (quote anything with *, ? or ( for the shell):
+
+Name or suffix: main.ToString, or a unique suffix starting after a `.`, `::` or `/` (ToString, \
+Scaler::scale); Go's `.abi0` and C++ parameter lists may be left out.
+
+Go methods: 'scrape.(*targetScraper).scrape', '(*targetScraper).scrape' or \
+scrape.targetScraper.scrape; `(*T)` is literal, never a glob, and the package path may be left out.
+
+Glob on the whole name: 'main.Using*', 'fmt.?print*': `*` any run of characters, `?` one; \
+`\\*`, `\\?` and `\\\\` are a literal *, ? and backslash.
+
+LIB:FUNC, a function of a shared library: c:malloc (c is libc, as in BCC), libc:malloc, \
+libc.so.6:malloc, libsqlite3:sqlite3_step (as in bpftrace), /path/libfoo.so:foo. It is the library \
+the program loads: with -c or BINARY found as the dynamic loader finds it, with -p the one mapped \
+in the process.
+
+A function the program imports (malloc) may also be named alone: it is found in the program's \
+libraries the same way."
+    };
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "probe",
@@ -47,9 +72,9 @@ pub struct ManArgs {
 
 #[derive(Args, Debug)]
 pub struct ListArgs {
-    /// Program or shared library
+    /// Program or shared library: a path, or a library's name (libc.so.6, libc, c, libsqlite3)
     pub binary: PathBuf,
-    /// Only functions matching this glob (`*`, `?`), e.g. 'main.*'
+    /// Only functions matching this glob (`*`, `?`; `(*` and `\\*` are literal), e.g. 'main.*'
     pub glob: Option<String>,
     /// One JSON object per line instead of a table
     #[arg(long)]
@@ -58,8 +83,8 @@ pub struct ListArgs {
 
 #[derive(Args, Debug)]
 pub struct LatencyArgs {
-    /// Function to time (repeat for several): exact symbol name or a unique suffix after a `.`
-    #[arg(long, value_name = "FUNC", required = true)]
+    /// Function to time (repeat for several): a name, a suffix, a glob or LIB:FUNC
+    #[arg(long, value_name = "FUNC", required = true, long_help = FUNC_LONG_HELP_LATENCY)]
     pub func: Vec<String>,
     /// Unit of the table and summary
     #[arg(long, value_enum, default_value = "us")]
@@ -75,12 +100,19 @@ pub struct LatencyArgs {
     pub target: TargetArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+    /// Write each interval's latencies (ns) to FILE in HdrHistogram's interval log format
+    #[arg(long, value_name = "FILE")]
+    pub hdr_log: Option<PathBuf>,
 }
+
+const FUNC_LONG_HELP_LATENCY: &str =
+    concat!("Function to time; repeat for several (one table each). A glob times every match.\n\n", func_forms!());
+const FUNC_LONG_HELP_ARGDIST: &str = concat!("The function (one: a glob must match exactly one).\n\n", func_forms!());
 
 #[derive(Args, Debug)]
 pub struct ArgdistArgs {
-    /// Function: exact symbol name, or a unique suffix after a `.` (`ToString` finds `main.ToString`)
-    #[arg(long, value_name = "FUNC")]
+    /// Function: a name, a suffix (`ToString` finds `main.ToString`), a glob or LIB:FUNC
+    #[arg(long, value_name = "FUNC", long_help = FUNC_LONG_HELP_ARGDIST)]
     pub func: String,
     /// Measure the N-th integer argument (0-based) in the function's calling convention
     #[arg(
@@ -99,6 +131,10 @@ pub struct ArgdistArgs {
     pub target: TargetArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+    /// Accepted only to be refused with a clear message: argdist values can be negative, which
+    /// an HdrHistogram cannot hold (hidden from --help, which lists what argdist does).
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub hdr_log: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -123,11 +159,15 @@ pub struct OutputArgs {
     /// Print a timestamped table every SECS seconds (values of that interval)
     #[arg(short = 'i', long = "interval", value_name = "SECS", value_parser = positive_secs)]
     pub interval: Option<f64>,
-    /// One JSON object per table on stdout instead of text
+    /// One JSON object per table instead of text (on stdout, or in the -o file)
     #[arg(long)]
     pub json: bool,
-    /// Write each interval's latencies (ns) to FILE in HdrHistogram's interval log format
-    #[arg(long, value_name = "FILE")]
+    /// Write probe's tables (text or --json) to FILE instead of stdout (created anew; an
+    /// existing symlink or non-regular file is refused)
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Set from `latency --hdr-log` (the only command that writes one), not an option here.
+    #[arg(skip)]
     pub hdr_log: Option<PathBuf>,
     /// Write a heatmap of the values over time (x: -i intervals, y: log2 buckets) as SVG
     #[arg(long, value_name = "FILE.svg")]

@@ -51,21 +51,13 @@ impl Percentiles {
     /// Each fine bucket (at most 1/16 of a power of two wide) enters the HdrHistogram at its
     /// midpoint, so a percentile is off by at most half a bucket: about 3%. A bucket's midpoint
     /// can lie beyond the run's exact extremes (one call: p50 below min), so every percentile
-    /// is clamped to `[min, max]` as printed in the display unit of `unit_ns` nanoseconds.
-    pub fn of(stats: &LatencyStats, unit_ns: u64) -> Percentiles {
+    /// is clamped to the exact `[min_ns, max_ns]` the kernel kept.
+    pub fn of(stats: &LatencyStats) -> Percentiles {
         let h = ns_histogram(&stats.fine);
-        let (min, max) = extremes_ns(stats, unit_ns);
+        let (min, max) = (stats.min_ns.min(stats.max_ns), stats.max_ns);
         let at = |q: f64| h.value_at_quantile(q).clamp(min, max);
         Percentiles { p50: at(0.50), p90: at(0.90), p99: at(0.99), p999: at(0.999) }
     }
-}
-
-/// The run's min and max in nanoseconds, from the exact ones kept in the display unit.
-fn extremes_ns(stats: &LatencyStats, unit_ns: u64) -> (u64, u64) {
-    let unit_ns = unit_ns.max(1);
-    let to_ns = |v: i64| (v.max(0) as u64).saturating_mul(unit_ns);
-    let (min, max) = (to_ns(stats.value.min), to_ns(stats.value.max));
-    (min.min(max), max)
 }
 
 /// The fine buckets as an HdrHistogram of nanoseconds: each bucket enters at its midpoint, with
@@ -89,7 +81,7 @@ mod tests {
         for ns in 1..=100_000u64 {
             s.record(ns * 100, 1000); // 100 ns .. 10 ms, uniform
         }
-        let p = Percentiles::of(&s, 1000);
+        let p = Percentiles::of(&s);
         for (got, want) in [(p.p50, 5_000_000.0), (p.p90, 9_000_000.0), (p.p99, 9_900_000.0)] {
             let err = (got as f64 - want).abs() / want;
             assert!(err < 0.04, "percentile {got} vs {want}: {:.1}% off", err * 100.0);
@@ -102,7 +94,7 @@ mod tests {
         // `min:3388us max:3388us count:1 p50:3342us`).
         let mut one = LatencyStats::EMPTY;
         one.record(3_388_400, 1000);
-        let p = Percentiles::of(&one, 1000);
+        let p = Percentiles::of(&one);
         for q in [p.p50, p.p90, p.p99, p.p999] {
             assert_eq!(Unit::Us.format(q), "3388us");
         }
@@ -111,8 +103,8 @@ mod tests {
         for ns in [40_100, 45_000, 49_900] {
             near.record(ns, 1000);
         }
-        let p = Percentiles::of(&near, 1000);
-        assert!(p.p90 <= 49_000 && p.p50 >= 40_000, "p50 {} p90 {}", p.p50, p.p90);
+        let p = Percentiles::of(&near);
+        assert!(p.p90 <= 49_900 && p.p50 >= 40_100, "p50 {} p90 {}", p.p50, p.p90);
     }
 
     #[test]

@@ -5,6 +5,15 @@ use anyhow::{Context, Result};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+/// Where a launched command's stdout goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildStdout {
+    /// probe's own stdout.
+    Inherit,
+    /// probe's stderr, so that probe's stdout carries only its JSON.
+    ToStderr,
+}
+
 /// A forked child blocked before `execvp`, waiting for `release`.
 pub struct HeldChild {
     pub pid: i32,
@@ -23,7 +32,7 @@ fn pipe_cloexec() -> Result<(OwnedFd, OwnedFd)> {
 
 impl HeldChild {
     /// Forks; the child waits on a pipe, then execs `argv`. Call before starting threads.
-    pub fn spawn(program: &std::path::Path, argv: &[String]) -> Result<HeldChild> {
+    pub fn spawn(program: &std::path::Path, argv: &[String], stdout: ChildStdout) -> Result<HeldChild> {
         // Everything the child needs is allocated before fork: after it only syscalls.
         let path = CString::new(program.as_os_str().as_encoded_bytes()).context("program path")?;
         let args: Vec<CString> =
@@ -53,6 +62,11 @@ impl HeldChild {
                         libc::write(err_write.as_raw_fd(), (&errno as *const i32).cast(), 4);
                         libc::_exit(127);
                     }
+                }
+                if stdout == ChildStdout::ToStderr && libc::dup2(2, 1) < 0 {
+                    let errno = *libc::__errno_location();
+                    libc::write(err_write.as_raw_fd(), (&errno as *const i32).cast(), 4);
+                    libc::_exit(127);
                 }
                 libc::execv(path.as_ptr(), arg_ptrs.as_ptr());
                 let errno = *libc::__errno_location();

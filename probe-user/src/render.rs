@@ -11,6 +11,12 @@ const MARGIN: usize = 2;
 /// Renders `buckets` exactly as SystemTap's `print(@hist_log(...))` does, including the blank
 /// line that ends the table. Returns an empty string when every bucket is zero.
 pub fn hist_log(buckets: &[u64; LOG2_BUCKETS]) -> String {
+    hist_log_titled(buckets, "value")
+}
+
+/// `hist_log` with the label column headed `title`, e.g. `value (us)` for a latency table: the
+/// label column widens to fit it.
+pub fn hist_log_titled(buckets: &[u64; LOG2_BUCKETS], title: &str) -> String {
     let Some(first) = buckets.iter().position(|&c| c > 0) else {
         return String::new();
     };
@@ -31,9 +37,9 @@ pub fn hist_log(buckets: &[u64; LOG2_BUCKETS]) -> String {
     let count_width = digits(largest as i128);
     let label_width = digits(log2_bucket_label(low) as i128)
         .max(digits(log2_bucket_label(high) as i128))
-        .max("value".len());
+        .max(title.len());
 
-    let mut out = format!("{:>label_width$} |{} count\n", "value", "-".repeat(HIST_WIDTH as usize));
+    let mut out = format!("{:>label_width$} |{} count\n", title, "-".repeat(HIST_WIDTH as usize));
     let mut eliding = false;
     for i in low..=high {
         let near = i.saturating_sub(MARGIN).max(low)..=(i + MARGIN).min(high);
@@ -93,23 +99,23 @@ impl Report for LatencyStats {
     fn text(&self, m: &Measured) -> String {
         let unit = m.unit.unwrap_or(Unit::Us);
         let v = &self.value;
-        let mut out = if v.count == 0 {
-            format!("{}: count:0", m.function)
-        } else {
-            let p = Percentiles::of(self, unit.ns());
-            let s = unit.suffix();
-            format!(
-                "{}: min:{}{s} avg:{}{s} max:{}{s} count:{} p50:{} p90:{} p99:{} p99.9:{}",
-                m.function,
-                v.min,
-                v.sum() / v.count as i128,
-                v.max,
-                v.count,
-                unit.format(p.p50),
-                unit.format(p.p90),
-                unit.format(p.p99),
-                unit.format(p.p999),
-            )
+        let mut out = match self.sum_ns.checked_div(v.count) {
+            None => format!("{}: count:0", m.function),
+            Some(avg_ns) => {
+                let p = Percentiles::of(self);
+                format!(
+                    "{}: min:{} avg:{} max:{} count:{} p50:{} p90:{} p99:{} p99.9:{}",
+                    m.function,
+                    unit.format(self.min_ns),
+                    unit.format(avg_ns),
+                    unit.format(self.max_ns),
+                    v.count,
+                    unit.format(p.p50),
+                    unit.format(p.p90),
+                    unit.format(p.p99),
+                    unit.format(p.p999),
+                )
+            }
         };
         if self.abandoned > 0 {
             out.push_str(&format!(" abandoned:{}", self.abandoned));
@@ -122,14 +128,14 @@ impl Report for LatencyStats {
             out.push_str(&format!(" (probe cost {} subtracted per call)", unit.format(per_call)));
         }
         out.push('\n');
-        out.push_str(&hist_log(&v.buckets));
+        out.push_str(&hist_log_titled(&v.buckets, &format!("value ({})", unit.suffix())));
         out
     }
 
     fn json(&self, kind: &str, elapsed_s: f64, m: &Measured) -> String {
         let unit = m.unit.unwrap_or(Unit::Us);
         let mut table = serde_json::to_value(json_table(kind, elapsed_s, m, &self.value)).expect("JSON");
-        let p = (self.value.count > 0).then(|| Percentiles::of(self, unit.ns()));
+        let p = (self.value.count > 0).then(|| Percentiles::of(self));
         let obj = table.as_object_mut().expect("object");
         obj.remove("unreadable");
         obj.insert("unit".into(), unit.suffix().into());
@@ -348,6 +354,23 @@ value |-------------------------------------------------- count
     #[test]
     fn empty_histogram_prints_nothing() {
         assert_eq!(hist_log(&[0; LOG2_BUCKETS]), "");
+    }
+
+    #[test]
+    fn latency_summary_has_three_significant_digits_and_the_table_its_unit() {
+        let mut s = LatencyStats::EMPTY;
+        for ns in [5_210, 5_480, 7_730, 1_564_000] {
+            s.record(ns, 1_000);
+        }
+        let m = Measured { function: "f".into(), what: "latency".into(), unit: Some(Unit::Us) };
+        let text = s.text(&m);
+        let mut lines = text.lines();
+        let summary = lines.next().unwrap();
+        assert!(summary.starts_with("f: min:5.21us avg:396us max:1564us count:4 p50:"), "{summary}");
+        let header = lines.next().unwrap();
+        assert!(header.starts_with("value (us) |---"), "{header}");
+        assert_eq!(lines.next().unwrap(), "         1 |                                                   0");
+        assert!(text.contains("         4 |@@@                                                3\n"), "{text}");
     }
 
     #[test]

@@ -6,8 +6,8 @@ use crate::outputs::metrics::Exposed;
 use crate::outputs::{self, Distribution, Output};
 use crate::calibrate::{self, Calibration, ShapeCost};
 use crate::plan::{describe_costs, Site};
+use crate::process::{ChildStdout, ExitWatch, HeldChild};
 use probe_ebpf::SpanShape;
-use crate::process::{ExitWatch, HeldChild};
 use crate::render::Measured;
 use crate::render::Report;
 use crate::session::{self, Aggregate, LoadConfig, Session};
@@ -35,9 +35,13 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
     let kernel = Kernel::detect();
     kernel.ensure_supported()?;
     let Job { target, sites, slots, description, unit_ns, shapes } = job;
+    let stream = outputs::stream(output)?;
+    // JSON on stdout stays parseable (`probe --json -c CMD | jq`): the command's own stdout
+    // goes to stderr then, still on the terminal.
+    let child_stdout = if output.json && output.output.is_none() { ChildStdout::ToStderr } else { ChildStdout::Inherit };
     // Fork before any thread exists (the runtime is built after).
     let mut child = match &target.scope {
-        Scope::Launch { argv } => Some(HeldChild::spawn(&target.program().path, argv)?),
+        Scope::Launch { argv } => Some(HeldChild::spawn(&target.program().path, argv, child_stdout)?),
         _ => None,
     };
     let pid = match (&target.scope, &child) {
@@ -66,15 +70,23 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
         session.set_probe_costs(&calibrate::cost_table(&costs))?;
     }
     session.attach_sites(0..sites.len(), pid)?;
-    if let Some(c) = child.as_mut() {
-        c.release()?;
-    }
+    let libraries: Vec<String> = target.libraries().map(|l| l.display().to_string()).collect();
     let whom = match (&target.scope, pid) {
+        // A library's probes fire in every process that maps it: say so.
+        (Scope::AllProcesses, _) if !libraries.is_empty() => format!(
+            "every process using {} (a shared library: not only {}; -p or -c limits it to one process)",
+            libraries.join(", "),
+            target.program().path.display()
+        ),
         (Scope::AllProcesses, _) => format!("every process running {}", target.program().path.display()),
         (_, Some(pid)) => format!("pid {pid}"),
         _ => unreachable!(),
     };
     eprintln!("probe: tracing {description} in {whom} ({}{}); Ctrl-C to end", describe_costs(&sites), describe_calibration(&costs));
+    // Released after the line above, so it always comes before anything the command prints.
+    if let Some(c) = child.as_mut() {
+        c.release()?;
+    }
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let refresh_requests = outputs.iter_mut().find_map(|o| o.take_refresh_requests());
@@ -86,6 +98,7 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
         drained: Vec::new(),
         pending: Vec::new(),
         outputs,
+        stream,
     };
     let target_exited = runtime.block_on(async {
         printer.start()?;
@@ -209,6 +222,8 @@ struct Printer<T> {
     /// Drained for a refresh (a scrape) since the last interval: part of the next one.
     pending: Vec<T>,
     outputs: Vec<Box<dyn Output<T>>>,
+    /// stdout, or the `-o` file.
+    stream: Box<dyn std::io::Write>,
 }
 
 impl<T: Aggregate + Report> Printer<T> {
@@ -267,7 +282,7 @@ impl<T: Aggregate + Report> Printer<T> {
         self.outputs.iter_mut().try_for_each(|o| o.finish(elapsed, &last, &totals))
     }
 
-    fn print(&self, kind: &str, values: &[T]) {
+    fn print(&mut self, kind: &str, values: &[T]) {
         let elapsed = self.started.elapsed().as_secs_f64();
         let mut out = String::new();
         if !self.json && kind == "interval" {
@@ -281,10 +296,8 @@ impl<T: Aggregate + Report> Printer<T> {
                 out.push_str(&s.text(m));
             }
         }
-        use std::io::Write;
-        let mut stdout = std::io::stdout().lock();
-        let _ = stdout.write_all(out.as_bytes());
-        let _ = stdout.flush();
+        let _ = self.stream.write_all(out.as_bytes());
+        let _ = self.stream.flush();
     }
 }
 

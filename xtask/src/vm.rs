@@ -174,8 +174,9 @@ fn build_initramfs(probe: &Path, tests: &[PathBuf]) -> Result<PathBuf> {
         }
     }
     // Tools the tests run besides probe: a real Prometheus and promtool (tests/serve.rs), bash
-    // and groff for the completion script and man pages (tests/manual.rs).
-    for tool in ["bash", "prometheus", "promtool", "groff", "troff", "grotty"] {
+    // and groff for the completion script and man pages (tests/manual.rs), Debian's sqlite3 for
+    // library function names (tests/names.rs).
+    for tool in ["bash", "prometheus", "promtool", "groff", "troff", "grotty", "sqlite3"] {
         files.insert(host_tool(tool)?);
     }
     for dir in ["/usr/share/groff", "/etc/groff"] {

@@ -11,6 +11,11 @@ use probe_ebpf::ValueStats;
 const SLOT: u32 = 0;
 
 pub fn run(args: &ArgdistArgs) -> Result<()> {
+    if args.hdr_log.is_some() {
+        return Err(user(
+            "--hdr-log records latencies: HdrHistogram cannot hold argdist's negative values; use --json for argdist",
+        ));
+    }
     let mut target = Target::resolve(&args.target)?;
     let chosen = target.choose(&args.func)?;
     let [chosen] = chosen.as_slice() else {

@@ -58,5 +58,6 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
     let more = if slots.len() > 5 { format!(" and {} more", slots.len() - 5) } else { String::new() };
     let description = format!("latency of {}{more}", names.join(", "));
     let job = Job { target, sites, slots, description, unit_ns: args.unit.ns(), shapes };
-    trace::run::<LatencyStats>(job, &args.output)
+    let output = crate::cli::OutputArgs { hdr_log: args.hdr_log.clone(), ..args.output.clone() };
+    trace::run::<LatencyStats>(job, &output)
 }

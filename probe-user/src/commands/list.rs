@@ -4,10 +4,11 @@ use crate::cli::ListArgs;
 use crate::disasm;
 use crate::error::user;
 use crate::target::elf::{Binary, Runtime, SymbolSource};
-use crate::target::glob_match;
+use crate::target::{glob_match, libraries};
 use anyhow::Result;
 use serde::Serialize;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 #[derive(Serialize)]
 struct Row<'a> {
@@ -34,16 +35,15 @@ fn entry_handling(binary: &Binary, f: &crate::target::elf::Function) -> &'static
 }
 
 pub fn run(args: &ListArgs) -> Result<()> {
-    let binary = Binary::open(&args.binary)?;
+    let binary = Binary::open(&file_to_list(&args.binary)?)?;
     let pattern = args.glob.as_deref().unwrap_or("*");
     let functions: Vec<_> = binary.functions().iter().filter(|f| glob_match(pattern, &f.name)).collect();
     if functions.is_empty() && args.glob.is_some() {
         return Err(user(format!("no function of {} matches {pattern}", binary.path.display())));
     }
     let mut out = std::io::stdout().lock();
-    if !args.json {
-        writeln!(out, "# {}", describe(&binary))?;
-        writeln!(out, "{:<18} {:>8} {:>5}  {:<16} {:<14} NAME", "ADDRESS", "SIZE", "RETS", "ABI", "ENTRY")?;
+    if !args.json && write_header(&mut out, &binary).is_err() {
+        return Ok(()); // stdout closed (e.g. piped into head -1)
     }
     let mut entries = [0usize; 2];
     for f in functions {
@@ -71,6 +71,45 @@ pub fn run(args: &ListArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The lines above the table: what the file is, where its code is, the column names.
+fn write_header(out: &mut impl Write, binary: &Binary) -> std::io::Result<()> {
+    writeln!(out, "# {}", describe(binary))?;
+    if let Some(note) = code_in_libraries(binary) {
+        writeln!(out, "# {note}")?;
+    }
+    writeln!(out, "{:<18} {:>8} {:>5}  {:<16} {:<14} NAME", "ADDRESS", "SIZE", "RETS", "ABI", "ENTRY")
+}
+
+/// A path as given, or a library's name as `--func LIB:FUNC` takes it (`libc.so.6`, `libc`,
+/// `c`), found in the linker cache.
+fn file_to_list(given: &Path) -> Result<PathBuf> {
+    let name = given.to_string_lossy();
+    if given.exists() || name.contains('/') {
+        return Ok(given.to_path_buf());
+    }
+    libraries::in_cache(&libraries::canonical_name(&name))
+        .map_err(|_| user(format!("{name}: no such file, nor a library in the linker cache (ldconfig -p); check the name")))
+}
+
+/// For a program whose code is in its libraries (more imported functions than its own), where
+/// to look instead.
+fn code_in_libraries(binary: &Binary) -> Option<String> {
+    if binary.dynamic.needed.is_empty() || binary.functions().len() >= binary.imports.len() {
+        return None;
+    }
+    let libraries: Vec<String> = libraries::load_order(&binary.path, &binary.dynamic)
+        .iter()
+        .filter(|p| p.file_name().is_some_and(|n| binary.dynamic.needed.iter().any(|needed| n == needed.as_str())))
+        .map(|p| p.display().to_string())
+        .collect();
+    Some(format!(
+        "its code is mostly in its libraries ({} imported functions): {}; `probe list LIB` lists one, \
+         `--func LIB:FUNC` traces one",
+        binary.imports.len(),
+        libraries.join(", ")
+    ))
 }
 
 /// One line about the file: language, Go version and module, where the symbols came from.

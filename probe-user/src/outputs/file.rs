@@ -163,3 +163,4 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+

@@ -70,6 +70,7 @@ impl Heatmap {
             self.columns.iter().flat_map(|c| c.cells.iter().filter(|x| x.slot == slot).map(move |x| (c, x))).collect();
         let low = cells.iter().map(|(_, x)| x.bucket).min().unwrap_or(0) as i32;
         let high = cells.iter().map(|(_, x)| x.bucket).max().unwrap_or(0) as i32;
+        let (low, high) = two_rows_at_least(low, high);
         let max = cells.iter().map(|(_, x)| x.count).max().unwrap_or(1);
         let m = &self.slots[slot];
         let (plot_area, bar_area) = area.split_horizontally(svg::WIDTH - BAR_WIDTH);
@@ -90,19 +91,37 @@ impl Heatmap {
             .label_style(("sans-serif", svg::LABEL_SIZE))
             .axis_desc_style(("sans-serif", svg::LABEL_SIZE))
             .draw()?;
-        // At least one pixel wide, so a short last interval still shows (and renders).
+        // At least one pixel wide, so a short last interval still shows (and renders); a
+        // sliver at the end grows to the left, never past the end of the x axis.
         let x_pixels = |s: f64| chart.backend_coord(&(s, SegmentValue::Exact(low))).0;
         let pixel_s = end_s / (x_pixels(end_s) - x_pixels(0.0)).max(1) as f64;
         chart.draw_series(cells.iter().map(|(column, cell)| {
             let row = cell.bucket as i32;
-            let x1 = column.end_s.max(column.start_s + pixel_s);
+            let (x0, x1) = column_span(column.start_s, column.end_s, pixel_s, end_s);
             Rectangle::new(
-                [(column.start_s, SegmentValue::Exact(row)), (x1, row_end(row, high))],
+                [(x0, SegmentValue::Exact(row)), (x1, row_end(row, high))],
                 colour(cell.count, max).filled(),
             )
         }))?;
         draw_colour_bar(&bar_area, max)
     }
+}
+
+/// A y axis of one bucket row has no height in plotters (its range is empty): add the empty
+/// row below (or above the lowest bucket), as `@hist_log` shows empty rows around its data.
+fn two_rows_at_least(low: i32, high: i32) -> (i32, i32) {
+    match (low == high, low > 0) {
+        (false, _) => (low, high),
+        (true, true) => (low - 1, high),
+        (true, false) => (low, high + 1),
+    }
+}
+
+/// The x span of a column: at least `pixel_s` wide, inside `0..=end_s`.
+fn column_span(start_s: f64, end_s: f64, pixel_s: f64, axis_end_s: f64) -> (f64, f64) {
+    let x1 = end_s.max(start_s + pixel_s).min(axis_end_s);
+    let x0 = start_s.min(x1 - pixel_s).max(0.0);
+    (x0, x1)
 }
 
 /// The colour of a cell with `count` calls when the panel's busiest cell has `max`.
@@ -154,6 +173,74 @@ impl<T: Distribution> Output<T> for Heatmap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_last_column_thinner_than_a_pixel_stays_inside_the_axis() {
+        assert_eq!(column_span(1.0, 1.0001, 0.01, 1.0001), (1.0001 - 0.01, 1.0001));
+        assert_eq!(column_span(0.5, 1.0, 0.01, 1.0), (0.5, 1.0));
+        assert_eq!(column_span(0.0, 0.001, 0.01, 0.001), (0.0, 0.001));
+    }
+
+    /// Draws a real SVG whose last interval lasts 0.1 ms of a 1 s run and reads back every
+    /// cell: none reaches past the x axis line.
+    #[test]
+    fn svg_cells_end_at_the_x_axis() {
+        let path = std::env::temp_dir().join(format!("probe-heatmap-unit-{}.svg", std::process::id()));
+        let m = Measured { function: "f".into(), what: "latency".into(), unit: Some(crate::histogram::Unit::Us) };
+        let mut heatmap = Heatmap::create(&path, &[m]).unwrap();
+        for end in [0.5, 0.9999, 1.0] {
+            heatmap.push_column(end, |_, bucket| u64::from(bucket == 70 || bucket == 72));
+        }
+        heatmap.draw(&[3]).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let attr = |tag: &str, name: &str| -> f64 {
+            let at = tag.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+            tag[at..].split('"').next().unwrap().parse().unwrap()
+        };
+        // The x axis: the longest horizontal line.
+        let axis_end = svg
+            .lines()
+            .filter_map(|l| l.split("points=\"").nth(1))
+            .filter_map(|p| {
+                let xy: Vec<(f64, f64)> = p
+                    .split_whitespace()
+                    .filter_map(|xy| xy.split_once(','))
+                    .map(|(x, y)| (x.parse().unwrap(), y.parse().unwrap()))
+                    .collect();
+                (xy.len() == 2 && xy[0].1 == xy[1].1).then(|| (xy[1].0 - xy[0].0, xy[1].0))
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .unwrap()
+            .1;
+        let cells: Vec<(f64, f64)> = svg
+            .lines()
+            .filter(|l| l.starts_with("<rect") && !l.contains("#FFFFFF"))
+            .map(|l| (attr(l, "x"), attr(l, "x") + attr(l, "width")))
+            .collect();
+        assert_eq!(cells.len(), 6, "{svg}");
+        for (x0, x1) in cells {
+            assert!(x0 < x1 && x1 <= axis_end, "cell {x0}..{x1} past the axis end {axis_end}");
+        }
+    }
+
+    /// All calls in one bucket (a fixed 2 ms sleep): the cells still have a height.
+    #[test]
+    fn one_bucket_cells_have_a_height() {
+        let path = std::env::temp_dir().join(format!("probe-heatmap-one-row-{}.svg", std::process::id()));
+        let m = Measured { function: "f".into(), what: "latency".into(), unit: Some(crate::histogram::Unit::Us) };
+        let mut heatmap = Heatmap::create(&path, &[m]).unwrap();
+        heatmap.push_column(0.5, |_, bucket| u64::from(bucket == 75) * 100);
+        heatmap.draw(&[100]).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let cells: Vec<&str> = svg.lines().filter(|l| l.starts_with("<rect") && !l.contains("#FFFFFF")).collect();
+        assert_eq!(cells.len(), 1, "{svg}");
+        let height: f64 = cells[0].split(" height=\"").nth(1).unwrap().split('"').next().unwrap().parse().unwrap();
+        assert!(height >= 50.0, "{}", cells[0]);
+        assert_eq!(two_rows_at_least(0, 0), (0, 1));
+        assert_eq!(two_rows_at_least(3, 5), (3, 5));
+    }
 
     #[test]
     fn colour_runs_from_dark_at_one_call_to_yellow_at_the_busiest_cell() {

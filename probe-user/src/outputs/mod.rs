@@ -57,6 +57,15 @@ pub trait Output<T> {
     }
 }
 
+/// Where probe's own tables go: the `-o` file (created now, before anything is attached), or
+/// stdout.
+pub fn stream(args: &OutputArgs) -> Result<Box<dyn std::io::Write>> {
+    Ok(match &args.output {
+        Some(path) => Box::new(file::create_output(path, "-o")?),
+        None => Box::new(std::io::stdout()),
+    })
+}
+
 /// Builds the outputs the command line asks for besides the terminal. `binary` and `pid`
 /// (None: every process running the binary) say what is traced, for labels.
 pub fn build<T: Aggregate + Distribution + metrics::Exposed>(

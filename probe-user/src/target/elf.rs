@@ -49,6 +49,10 @@ pub struct Binary {
     pub symbols: SymbolSource,
     /// The separate debug file the symbols came from, if any.
     pub debug_file: Option<PathBuf>,
+    /// What the dynamic loader reads: DT_NEEDED, DT_RUNPATH and DT_RPATH.
+    pub dynamic: Dynamic,
+    /// Functions the file imports (undefined in its `.dynsym`), sorted: they are in its libraries.
+    pub imports: Vec<String>,
     functions: Vec<Function>,
     segments: Vec<LoadSegment>,
     data: Vec<u8>,
@@ -190,10 +194,28 @@ impl Binary {
             SymbolSource::DynsymOnly
         };
         functions.extend(text_symbols(file.dynamic_symbols()));
+        let mut imports: Vec<String> = file
+            .dynamic_symbols()
+            .filter(|s| s.is_undefined() && s.kind() == SymbolKind::Text)
+            .filter_map(|s| s.name().ok().map(str::to_string))
+            .collect();
+        imports.sort();
+        imports.dedup();
+        let dynamic = Dynamic::read(&data);
         functions.sort_by(|a, b| (&a.name, a.addr).cmp(&(&b.name, b.addr)));
         functions.dedup_by(|a, b| a.name == b.name && a.addr == b.addr);
         drop(file);
-        Ok(Binary { path: path.to_path_buf(), runtime, symbols, debug_file, functions, segments, data })
+        Ok(Binary {
+            path: path.to_path_buf(),
+            runtime,
+            symbols,
+            debug_file,
+            dynamic,
+            imports,
+            functions,
+            segments,
+            data,
+        })
     }
 
     pub fn functions(&self) -> &[Function] {
@@ -275,6 +297,43 @@ fn ensure_complete(file: &object::File, file_len: u64) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The dynamic section's entries the loader uses to find a file's libraries.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dynamic {
+    /// DT_NEEDED, in order: the libraries the file asks for.
+    pub needed: Vec<String>,
+    /// DT_RUNPATH directories (`$ORIGIN` unexpanded).
+    pub runpath: Vec<String>,
+    /// DT_RPATH directories (searched before LD_LIBRARY_PATH, and only without DT_RUNPATH).
+    pub rpath: Vec<String>,
+}
+
+impl Dynamic {
+    /// Reads the entries of a 64-bit little-endian ELF file; empty when it has none or they
+    /// cannot be read (a static program).
+    pub fn read(data: &[u8]) -> Dynamic {
+        use object::read::elf::{Dyn, FileHeader};
+        let mut out = Dynamic::default();
+        let Ok(header) = object::elf::FileHeader64::<object::Endianness>::parse(data) else { return out };
+        let Ok(endian) = header.endian() else { return out };
+        let Ok(sections) = header.sections(endian, data) else { return out };
+        let Ok(Some((entries, link))) = sections.dynamic(endian, data) else { return out };
+        let Ok(strings) = sections.strings(endian, data, link) else { return out };
+        for entry in entries {
+            let Some(tag) = entry.tag32(endian) else { continue };
+            let Ok(text) = entry.string(endian, strings) else { continue };
+            let text = String::from_utf8_lossy(text).into_owned();
+            match tag {
+                object::elf::DT_NEEDED => out.needed.push(text),
+                object::elf::DT_RUNPATH => out.runpath.extend(text.split(':').map(str::to_string)),
+                object::elf::DT_RPATH => out.rpath.extend(text.split(':').map(str::to_string)),
+                _ => {}
+            }
+        }
+        out
+    }
 }
 
 /// Defined text symbols, demangled. Size-0 symbols are kept (their entry is still usable).

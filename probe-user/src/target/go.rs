@@ -54,7 +54,9 @@ pub fn build_info<'d>(file: &object::File, read_vaddr: impl Fn(u64, usize) -> Op
         return GoBuildInfo::default();
     };
     // modinfo lines: "path\t<main package>", "mod\t<module>\t<version>", "dep\t...", ...
-    let module = modinfo.lines().find_map(|l| l.strip_prefix("mod\t").or_else(|| l.strip_prefix("path\t")));
+    // A program built outside module mode (Debian's Prometheus) has a path and no mod line.
+    let line = |prefix: &str| modinfo.lines().find_map(|l| l.strip_prefix(prefix));
+    let module = line("mod\t").or_else(|| line("path\t"));
     GoBuildInfo {
         version: GoVersion::parse(&version),
         module: module.and_then(|m| m.split('\t').next()).map(str::to_string),
@@ -82,7 +84,7 @@ fn read_build_strings<'d>(
         let modinfo = uvarint(rest)
             .and_then(|(len, used)| rest.get(used..used.checked_add(len as usize)?))
             .unwrap_or_default();
-        return Some((text(version), text(modinfo)));
+        return Some((text(version), text(strip_sentinels(modinfo))));
     }
     if flags & 1 != 0 || !(ptr_size == 8 || ptr_size == 4) {
         return None; // big-endian: not an x86-64 program
@@ -98,7 +100,17 @@ fn read_build_strings<'d>(
     };
     let version = go_string(word(&info[16..])?)?;
     let modinfo = word(&info[16 + ptr_size..]).and_then(go_string).unwrap_or_default();
-    Some((text(version), text(modinfo)))
+    Some((text(version), text(strip_sentinels(modinfo))))
+}
+
+/// The linker wraps the module info in two 16-byte binary markers (Go's `debug/buildinfo`
+/// strips them the same way: when the text is long enough and a newline precedes the end marker).
+fn strip_sentinels(b: &[u8]) -> &[u8] {
+    if b.len() >= 33 && b[b.len() - 17] == b'\n' {
+        &b[16..b.len() - 16]
+    } else {
+        b
+    }
 }
 
 fn uvarint(b: &[u8]) -> Option<(u64, usize)> {

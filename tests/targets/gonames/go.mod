@@ -1,0 +1,3 @@
+module example.com/gonames
+
+go 1.19
