@@ -6,11 +6,13 @@ use crate::plan::Site;
 use anyhow::{Context, Result};
 use aya::maps::{Array, MapData, PerCpuArray, PerCpuValues};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
-use aya::programs::UProbe;
+use aya::programs::{ProbeKind, UProbe};
+use crate::multi_link::{self, MultiPoints};
+use std::os::fd::{AsFd, OwnedFd};
 use aya::{Ebpf, EbpfLoader};
 use crate::features::AttachStrategy;
 use probe_ebpf::{
-    bank_index, LatencyStats, ValueStats, GLOBAL_COOKIE_IS_FIXED, GLOBAL_FIXED_COOKIE, GLOBAL_UNIT_NS,
+    bank_index, LatencyCookie, LatencyStats, ValueStats, PROG_LATENCY_UPROBE, PROG_LATENCY_URETPROBE, GLOBAL_COOKIE_IS_FIXED, GLOBAL_FIXED_COOKIE, GLOBAL_UNIT_NS,
     MAP_EPOCH, MAP_LATENCY_STATS, MAP_VALUE_STATS, SHARED_MAPS,
 };
 use std::num::NonZeroU32;
@@ -22,6 +24,10 @@ static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 /// After flipping the epoch, programs that read the old one finish within microseconds; this
 /// grace period is far longer, so the drained bank is complete.
 const EPOCH_GRACE: Duration = Duration::from_millis(20);
+
+/// What removing one perf-event uprobe costs here: an RCU grace period under a global mutex
+/// (bench/RESULTS.md). uprobe_multi links remove all their sites with one.
+pub const PERF_PROBE_DETACH: Duration = Duration::from_millis(107);
 
 /// A shared map value type as an aya `Pod` (the trait is foreign to the shared crate).
 #[repr(transparent)]
@@ -68,16 +74,19 @@ pub struct LoadConfig {
 }
 
 pub struct Session<T: Aggregate> {
+    /// uprobe_multi links, in the order they were made (exits first); empty without them.
+    links: Vec<OwnedFd>,
     /// One object, or one per site without BPF cookies; empty once detached (the maps below
     /// stay readable).
     ebpfs: Vec<Ebpf>,
+    /// Probes attached one perf event each: each takes the kernel ~0.1 s to remove.
+    perf_probes: usize,
     stats: PerCpuArray<MapData, Pod<T>>,
     epoch: Array<MapData, u32>,
     bank: u32,
     slots: u32,
     cpus: usize,
 }
-
 /// Fails with a clear message unless we may load BPF programs and attach uprobes.
 pub fn ensure_privileges() -> Result<()> {
     const CAP_SYS_ADMIN: u32 = 21;
@@ -100,36 +109,75 @@ pub fn ensure_privileges() -> Result<()> {
 impl<T: Aggregate> Session<T> {
     /// Loads the programs and attaches every site (each to its own file), for process `pid` or
     /// for all. On any failure the partly attached session is dropped, which detaches it.
+    /// A Ctrl-C seen by `interrupt` stops attaching at once: the session then holds the sites
+    /// attached so far, and the caller ends the run.
     pub fn attach(sites: &[Site], pid: Option<i32>, config: LoadConfig, strategy: AttachStrategy) -> Result<Self> {
-        let scope = match pid {
-            Some(pid) => UProbeScope::OneProcess(NonZeroU32::new(pid as u32).context("pid 0")?),
-            None => UProbeScope::AllProcesses,
-        };
         let slots = config.slots;
-        let mut ebpfs = match strategy {
-            AttachStrategy::Cookies => vec![load_shared::<T>(sites, &config)?],
-            AttachStrategy::ProgramPerSite => load_per_site::<T>(sites, &config)?,
+        let (links, mut ebpfs, perf_probes) = match strategy {
+            AttachStrategy::MultiLink => {
+                let mut ebpf = load_shared::<T>(sites, &config, true)?;
+                let links = attach_multi(&mut ebpf, sites, pid)?;
+                (links, vec![ebpf], 0)
+            }
+            AttachStrategy::Cookies => {
+                let mut ebpfs = vec![load_shared::<T>(sites, &config, false)?];
+                let attached = attach_perf(&mut ebpfs, sites, pid, strategy)?;
+                (Vec::new(), ebpfs, attached)
+            }
+            AttachStrategy::ProgramPerSite => {
+                let mut ebpfs = load_per_site::<T>(sites, &config)?;
+                let attached = attach_perf(&mut ebpfs, sites, pid, strategy)?;
+                (Vec::new(), ebpfs, attached)
+            }
         };
-        for (i, site) in sites.iter().enumerate() {
-            let (ebpf, cookie) = match strategy {
-                AttachStrategy::Cookies => (&mut ebpfs[0], Some(site.cookie)),
-                AttachStrategy::ProgramPerSite => (&mut ebpfs[i], None),
-            };
-            let program: &mut UProbe = ebpf.program_mut(site.program).context("program")?.try_into()?;
-            let point = UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(site.file_offset), cookie };
-            program.attach(point, &site.path, scope).map_err(|e| attach_error(e, &site.path, pid))?;
+        if ebpfs.is_empty() && crate::interrupt::requested() {
+            return Err(user("Ctrl-C while loading the programs; nothing was attached"));
         }
         // Every copy shares these maps; any copy's handle will do.
         let first = ebpfs.first_mut().context("no sites to attach")?;
         let stats = PerCpuArray::try_from(first.take_map(T::MAP).context("stats map")?)?;
         let epoch = Array::try_from(first.take_map(MAP_EPOCH).context("epoch map")?)?;
         let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
-        Ok(Session { ebpfs, stats, epoch, bank: 0, slots, cpus })
+        Ok(Session { links, ebpfs, perf_probes, stats, epoch, bank: 0, slots, cpus })
     }
 
-    /// Detaches every probe now. The maps stay readable for the final drain.
+    /// Roughly how long `detach` will take: nothing for uprobe_multi links, an RCU grace
+    /// period under a global mutex (~0.1 s here) for every perf-event probe.
+    pub fn detach_estimate(&self) -> Duration {
+        PERF_PROBE_DETACH * self.perf_probes as u32
+    }
+
+    /// Detaches every probe now: entry links before exit links, the reverse of attaching.
+    /// The maps stay readable for the final drain.
     pub fn detach(&mut self) {
+        while self.links.pop().is_some() {}
         self.ebpfs.clear();
+        self.perf_probes = 0;
+    }
+
+    /// Hands the probes to a forked child that removes them and exits, so the caller can
+    /// exit at once; returns the child's pid. The child leaves the terminal's session and
+    /// ignores Ctrl-C and hang-ups: stopping it would only move the same wait into the
+    /// kernel's cleanup of its files, so it always finishes the removal.
+    pub fn detach_in_background(mut self) -> Result<i32> {
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(std::io::Error::last_os_error()).context("fork");
+        }
+        if pid == 0 {
+            unsafe {
+                libc::setsid();
+                libc::signal(libc::SIGINT, libc::SIG_IGN);
+                libc::signal(libc::SIGHUP, libc::SIG_IGN);
+                libc::signal(libc::SIGTERM, libc::SIG_IGN);
+            }
+            self.detach();
+            unsafe { libc::_exit(0) };
+        }
+        // Our copies of the descriptors close when we exit, quickly: the child still holds
+        // the probes, so the kernel removes nothing until it closes its own.
+        std::mem::forget(self);
+        Ok(pid)
     }
 
     /// The values since the last drain, per slot, while probes keep firing: flips the epoch so
@@ -182,7 +230,7 @@ impl<T: Aggregate> Session<T> {
 }
 
 /// The object loaded once, each program used by a site loaded once; sites get cookies.
-fn load_shared<T: Aggregate>(sites: &[Site], config: &LoadConfig) -> Result<Ebpf> {
+fn load_shared<T: Aggregate>(sites: &[Site], config: &LoadConfig, for_multi_link: bool) -> Result<Ebpf> {
     let mut loader = in_private_mounts(|_| plain_loader());
     let mut ebpf = loader
         // Only this command's stats map grows; the other keeps its minimal size.
@@ -198,9 +246,74 @@ fn load_shared<T: Aggregate>(sites: &[Site], config: &LoadConfig) -> Result<Ebpf
             .program_mut(name)
             .with_context(|| format!("program {name} missing from the eBPF object"))?
             .try_into()?;
-        program.load().map_err(|e| load_error(name, e))?;
+        let loaded = if for_multi_link { program.load_for_uprobe_multi() } else { program.load() };
+        loaded.map_err(|e| load_error(name, e))?;
     }
     Ok(ebpf)
+}
+
+/// One uprobe_multi link per file and program, the sites' cookies attached. Exits go live
+/// before entries (a return program's link first, RET sites before entries within a link),
+/// so a call that enters after attaching is always seen returning.
+fn attach_multi(ebpf: &mut Ebpf, sites: &[Site], pid: Option<i32>) -> Result<Vec<OwnedFd>> {
+    let mut groups: Vec<(&Path, &'static str)> = sites.iter().map(|s| (s.path.as_path(), s.program)).collect();
+    groups.sort();
+    groups.dedup();
+    let mut ordered = Vec::with_capacity(groups.len());
+    for (path, name) in groups {
+        let program: &UProbe = ebpf.program(name).context("program")?.try_into()?;
+        let on_return = matches!(program.kind(), ProbeKind::Return);
+        let mut points: Vec<(bool, u64, u64)> = sites
+            .iter()
+            .filter(|s| s.path == path && s.program == name)
+            .map(|s| (!is_exit(s), s.file_offset, s.cookie))
+            .collect();
+        points.sort_by_key(|p| p.0); // exits (false) first, stable otherwise
+        ordered.push((!on_return, path, name, on_return, points));
+    }
+    ordered.sort_by_key(|g| g.0);
+    let mut links = Vec::with_capacity(ordered.len());
+    for (_, path, name, on_return, points) in ordered {
+        let program: &UProbe = ebpf.program(name).context("program")?.try_into()?;
+        let fd = program.fd().context("program fd")?;
+        let points: Vec<(u64, u64)> = points.iter().map(|p| (p.1, p.2)).collect();
+        let target = MultiPoints { path, points: &points, on_return, pid: pid.map(|p| p as u32) };
+        let link = multi_link::attach(fd.as_fd(), &target).map_err(|e| multi_attach_error(e, path, points.len(), pid))?;
+        links.push(link);
+    }
+    Ok(links)
+}
+
+/// Whether a site observes a return (a RET probe or a uretprobe), from its cookie.
+fn is_exit(site: &Site) -> bool {
+    match site.program {
+        PROG_LATENCY_UPROBE | PROG_LATENCY_URETPROBE => LatencyCookie::decode(site.cookie).exit,
+        _ => false,
+    }
+}
+
+/// One perf-event uprobe per site (a cookie each, or each its own program copy); returns how
+/// many were attached, fewer than all when Ctrl-C stopped it.
+fn attach_perf(ebpfs: &mut [Ebpf], sites: &[Site], pid: Option<i32>, strategy: AttachStrategy) -> Result<usize> {
+    let scope = match pid {
+        Some(pid) => UProbeScope::OneProcess(NonZeroU32::new(pid as u32).context("pid 0")?),
+        None => UProbeScope::AllProcesses,
+    };
+    for (i, site) in sites.iter().enumerate() {
+        if crate::interrupt::requested() {
+            eprintln!("probe: Ctrl-C while attaching: stopped after {i} of {} probes", sites.len());
+            return Ok(i);
+        }
+        let (ebpf, cookie) = match strategy {
+            AttachStrategy::ProgramPerSite => (ebpfs.get_mut(i), None),
+            _ => (ebpfs.first_mut(), Some(site.cookie)),
+        };
+        let ebpf = ebpf.context("a site without its program")?;
+        let program: &mut UProbe = ebpf.program_mut(site.program).context("program")?.try_into()?;
+        let point = UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(site.file_offset), cookie };
+        program.attach(point, &site.path, scope).map_err(|e| attach_error(e, &site.path, pid))?;
+    }
+    Ok(sites.len())
 }
 
 /// For kernels without BPF cookies: one copy of the object per site with the site's cookie
@@ -218,6 +331,9 @@ fn load_per_site<T: Aggregate>(sites: &[Site], config: &LoadConfig) -> Result<Ve
         let pins: Vec<(&str, PathBuf)> = SHARED_MAPS.iter().map(|m| (*m, bpffs.join(m))).collect();
         let mut ebpfs = Vec::with_capacity(sites.len());
         for site in sites {
+            if crate::interrupt::requested() {
+                break; // attach_perf reports it; the sites without a copy stay unattached
+            }
             let mut loader = plain_loader();
             loader
                 .map_max_entries(T::MAP, 2 * config.slots)
@@ -317,12 +433,27 @@ fn verifier_verdict(log: &str) -> &str {
 }
 
 fn attach_error(e: aya::programs::ProgramError, binary: &Path, pid: Option<i32>) -> anyhow::Error {
-    if let Some(pid) = pid {
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            return user(format!("-p {pid}: the process exited before probes were attached; start it again"));
-        }
+    if let Some(exited) = process_exited(pid) {
+        return exited;
     }
     anyhow::Error::new(e).context(format!("attaching a uprobe to {}", binary.display()))
+}
+
+fn multi_attach_error(e: std::io::Error, binary: &Path, count: usize, pid: Option<i32>) -> anyhow::Error {
+    if let Some(exited) = process_exited(pid) {
+        return exited;
+    }
+    anyhow::Error::new(e).context(format!(
+        "attaching {count} uprobes to {} with one uprobe_multi link on Linux {}",
+        binary.display(),
+        crate::features::Kernel::release()
+    ))
+}
+
+fn process_exited(pid: Option<i32>) -> Option<anyhow::Error> {
+    let pid = pid?;
+    (!Path::new(&format!("/proc/{pid}")).exists())
+        .then(|| user(format!("-p {pid}: the process exited before probes were attached; start it again")))
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! The tracing run shared by every command: hold or find the process, attach, wait for the
 //! end (target exit, -d, Ctrl-C, SIGTERM) while printing -i tables, then detach and print.
 use crate::cli::OutputArgs;
-use crate::features::Kernel;
+use crate::error::user;
+use crate::features::{AttachStrategy, Kernel};
+use crate::interrupt;
 use crate::outputs::metrics::Exposed;
 use crate::outputs::{self, Distribution, Output};
 use crate::plan::Site;
@@ -45,7 +47,15 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
     let scope_pid = if matches!(target.scope, Scope::AllProcesses) { None } else { pid };
     let outputs = outputs::build::<T>(output, &slots, &binary, scope_pid)?;
     let config = LoadConfig { slots: slots.len() as u32, unit_ns };
-    let mut session = Session::<T>::attach(&sites, pid, config, kernel.strategy())?;
+    let strategy = kernel.strategy();
+    warn_of_slow_detach(&kernel, strategy, sites.len());
+    interrupt::install()?;
+    let mut session = Session::<T>::attach(&sites, pid, config, strategy)?;
+    if child.is_some() && interrupt::requested() {
+        // Never start the command half traced; dropping the held child ends it unstarted.
+        let removal = finish_detach(session, sites.len())?;
+        return Err(user(format!("Ctrl-C while attaching: the command was not started{removal}")));
+    }
     if let Some(c) = child.as_mut() {
         c.release()?;
     }
@@ -75,10 +85,10 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
         printer.finish(session.drain_final().await?)?;
         anyhow::Ok(target_exited)
     })?;
-    if sites.len() > 20 {
-        eprintln!("probe: detaching {} probes (the kernel takes about 0.1 s for each)", sites.len());
+    let removal = finish_detach(session, sites.len())?;
+    if !removal.is_empty() {
+        eprintln!("probe: {}", removal.trim_start_matches("; "));
     }
-    session.detach();
     if let Some(c) = child {
         c.reap_if_exited();
     }
@@ -88,6 +98,53 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
         runtime.block_on(until_stopped(left))?;
     }
     Ok(())
+}
+
+/// Removing probes longer than this goes to the background, so the prompt comes back.
+const FOREGROUND_DETACH: Duration = Duration::from_secs(1);
+
+/// Warn before attaching more probes than this one at a time (no uprobe_multi link).
+const WARN_SITES: usize = 300;
+
+/// Detaches now when that is quick, else in a forked child. Returns what to tell the user
+/// ("" when nothing), starting with "; ".
+fn finish_detach<T: Aggregate>(mut session: Session<T>, sites: usize) -> Result<String> {
+    let estimate = session.detach_estimate();
+    if estimate <= FOREGROUND_DETACH {
+        session.detach();
+        return Ok(String::new());
+    }
+    let pid = session.detach_in_background()?;
+    Ok(format!(
+        "; removing the {sites} probes takes the kernel about {} (one at a time, no uprobe_multi link \
+         on this kernel); pid {pid} finishes it in the background and ignores Ctrl-C, which could not \
+         speed it up",
+        human_duration(estimate)
+    ))
+}
+
+/// Tells what detaching will cost before attaching many probes one at a time.
+fn warn_of_slow_detach(kernel: &Kernel, strategy: AttachStrategy, sites: usize) {
+    if strategy != AttachStrategy::MultiLink && sites > WARN_SITES {
+        eprintln!(
+            "probe: warning: Linux {} {}: removing these {sites} probes will take about {} after the \
+             run (in the background), while the target keeps paying for them; narrow the pattern to \
+             avoid it",
+            kernel.release,
+            if kernel.uprobe_multi.present { "is told not to use its uprobe_multi link (PROBE_ATTACH)" }
+            else { "has no uprobe_multi link (6.6+)" },
+            human_duration(session::PERF_PROBE_DETACH * sites as u32)
+        );
+    }
+}
+
+fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 120.0 {
+        format!("{secs:.0} s")
+    } else {
+        format!("{:.0} min", secs / 60.0)
+    }
 }
 
 /// Completes at Ctrl-C, SIGTERM, or after `left` when given.
@@ -116,6 +173,9 @@ async fn trace_until_done<T: Aggregate + Report>(
     };
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    if interrupt::requested() {
+        return Ok(false); // Ctrl-C while attaching: end at once
+    }
     let deadline = output.duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
     // Drain every -i seconds, or every DEFAULT_PERIOD when only an output follows time.
     let period = match output.interval {
