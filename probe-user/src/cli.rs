@@ -112,9 +112,16 @@ pub struct OutputArgs {
     /// Print a timestamped table every SECS seconds (values of that interval)
     #[arg(short = 'i', long = "interval", value_name = "SECS", value_parser = positive_secs)]
     pub interval: Option<f64>,
-    /// One JSON object per table on stdout instead of text
+    /// One JSON object per table on stdout instead of text (always every table)
     #[arg(long)]
     pub json: bool,
+    /// With several functions: also print the tables of functions never called (by default
+    /// left out and named in one line)
+    #[arg(long)]
+    pub all: bool,
+    /// With several functions: print only the N tables with the most total time (latency)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub top: Option<u32>,
     /// Write each interval's latencies (ns) to FILE in HdrHistogram's interval log format
     #[arg(long, value_name = "FILE")]
     pub hdr_log: Option<PathBuf>,

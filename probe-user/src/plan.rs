@@ -117,8 +117,8 @@ pub enum ExitMode {
 /// The probes measuring one function's latency, or why it cannot be measured.
 pub enum LatencyPlan {
     Sites { measured: Measured, sites: Vec<Site> },
-    /// A warning: nothing can be attached (e.g. no RET to probe).
-    Skip(String),
+    /// Nothing can be attached: `function` `has` `reason` (e.g. "no RET instruction ...").
+    Skip { function: String, reason: &'static str },
 }
 
 /// Plans `latency` on `function` into latency slot `slot`.
@@ -140,10 +140,10 @@ pub fn latency_plan(
     }
     let cookie = |exit: bool, uretprobe: bool| LatencyCookie { slot, exit, go, uretprobe }.encode();
     if function.size == 0 {
-        return Ok(LatencyPlan::Skip(format!(
-            "{} has size 0 in the symbol table, so its instructions are unknown",
-            function.name
-        )));
+        return Ok(LatencyPlan::Skip {
+            function: function.name.clone(),
+            reason: "size 0 in the symbol table (instructions unknown)",
+        });
     }
     let code = binary.code(function)?;
     let entry = if go { disasm::go_body_entry(code, function.addr) } else { function.addr };
@@ -157,10 +157,10 @@ pub fn latency_plan(
         let rets = disasm::ret_addresses(code, function.addr)
             .with_context(|| format!("decoding {}", function.name))?;
         if rets.is_empty() {
-            return Ok(LatencyPlan::Skip(format!(
-                "{} has no RET instruction (it only tail-calls or never returns)",
-                function.name
-            )));
+            return Ok(LatencyPlan::Skip {
+                function: function.name.clone(),
+                reason: "no RET instruction (it only tail-calls or never returns)",
+            });
         }
         for ret in rets {
             sites.push(Site {

@@ -171,6 +171,7 @@ impl<T: Aggregate> Session<T> {
                 libc::signal(libc::SIGHUP, libc::SIG_IGN);
                 libc::signal(libc::SIGTERM, libc::SIG_IGN);
             }
+            keep_only_bpf_files();
             self.detach();
             unsafe { libc::_exit(0) };
         }
@@ -226,6 +227,29 @@ impl<T: Aggregate> Session<T> {
             out.push(sum);
         }
         Ok(out)
+    }
+}
+
+/// In the background remover: stdin, stdout and stderr become /dev/null and every other file
+/// but the BPF objects and perf events is closed, so nobody waiting for our output, a pipe's
+/// end or a socket (--serve) waits for the removal too.
+fn keep_only_bpf_files() {
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            for std_fd in 0..3 {
+                libc::dup2(null, std_fd);
+            }
+        }
+    }
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else { return };
+    let fds: Vec<i32> = fds.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+    for fd in fds.into_iter().filter(|&fd| fd > 2) {
+        let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
+        let target = target.to_string_lossy();
+        if !(target.starts_with("anon_inode:bpf") || target.starts_with("anon_inode:[perf_event]")) {
+            unsafe { libc::close(fd) };
+        }
     }
 }
 

@@ -74,6 +74,8 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
     let mut printer = Printer {
         slots,
         json: output.json,
+        all: output.all,
+        top: output.top.map(|n| n as usize),
         print_intervals: output.interval.is_some(),
         started: Instant::now(),
         drained: Vec::new(),
@@ -220,6 +222,10 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 struct Printer<T> {
     slots: Vec<Measured>,
     json: bool,
+    /// --all: text includes the functions never called.
+    all: bool,
+    /// --top N: text shows only the N heaviest tables.
+    top: Option<usize>,
     /// -i was given: print each interval's table.
     print_intervals: bool,
     started: Instant,
@@ -264,19 +270,61 @@ impl<T: Aggregate + Report> Printer<T> {
         if !self.json && kind == "interval" {
             out.push_str(&format!("{} (+{elapsed:.1}s)\n", wall_clock()));
         }
-        for (m, s) in self.slots.iter().zip(values) {
-            if self.json {
+        if self.json {
+            for (m, s) in self.slots.iter().zip(values) {
                 out.push_str(&s.json(kind, elapsed, m));
                 out.push('\n');
-            } else {
-                out.push_str(&s.text(m));
             }
+        } else {
+            out.push_str(&self.text(values));
         }
         use std::io::Write;
         let mut stdout = std::io::stdout().lock();
         let _ = stdout.write_all(out.as_bytes());
         let _ = stdout.flush();
     }
+}
+
+impl<T: Aggregate + Report> Printer<T> {
+    /// The text tables, heaviest first. With several functions, those never called are left
+    /// out (unless --all) and named in one line, and --top cuts the rest.
+    fn text(&self, values: &[T]) -> String {
+        if self.slots.len() <= 1 {
+            return self.slots.iter().zip(values).map(|(m, v)| v.text(m)).collect();
+        }
+        let mut order: Vec<usize> = (0..values.len().min(self.slots.len())).collect();
+        // Stable: equal weights keep the order the functions were given or found in.
+        order.sort_by_key(|&i| std::cmp::Reverse(values[i].weight()));
+        let (shown, never): (Vec<usize>, Vec<usize>) = order.into_iter().partition(|&i| self.all || !values[i].is_empty());
+        let cut = self.top.unwrap_or(usize::MAX).min(shown.len());
+        let mut out: String = shown[..cut].iter().map(|&i| values[i].text(&self.slots[i])).collect();
+        if cut < shown.len() {
+            out.push_str(&format!(
+                "({} more function{} not shown: --top {cut})\n",
+                shown.len() - cut,
+                if shown.len() - cut == 1 { "" } else { "s" }
+            ));
+        }
+        if !never.is_empty() {
+            let names: Vec<&str> = never.iter().map(|&i| self.slots[i].function.as_str()).collect();
+            out.push_str(&format!(
+                "({} of {} functions never called, not shown: {}; --all shows them)\n",
+                never.len(),
+                self.slots.len(),
+                name_a_few(&names, 3)
+            ));
+        }
+        out
+    }
+}
+
+/// "a, b, c and 7 more".
+pub fn name_a_few(names: &[&str], few: usize) -> String {
+    let mut text = names[..names.len().min(few)].join(", ");
+    if names.len() > few {
+        text.push_str(&format!(" and {} more", names.len() - few));
+    }
+    text
 }
 
 /// Local time as HH:MM:SS.
