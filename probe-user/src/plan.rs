@@ -63,7 +63,7 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
         Value::Arg(n) => {
             let source = abi.arg_source(n)?;
             let entry = if abi.is_go() {
-                disasm::go_body_entry(binary.code(function)?, function.addr)
+                disasm::go_body_entry(&binary.code(function)?, function.addr)
             } else {
                 function.addr
             };
@@ -77,7 +77,7 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
             Abi::GoRegister => {
                 // No uretprobe on Go code: it crashes the program. Probe every RET instead;
                 // the first result is in RAX there.
-                let rets = disasm::ret_addresses(binary.code(function)?, function.addr)
+                let rets = disasm::ret_addresses(&binary.code(function)?, function.addr)
                     .with_context(|| format!("decoding {}", function.name))?;
                 if rets.is_empty() {
                     return Err(user(format!(
@@ -146,7 +146,7 @@ pub fn latency_plan(
         });
     }
     let code = binary.code(function)?;
-    let entry = if go { disasm::go_body_entry(code, function.addr) } else { function.addr };
+    let entry = if go { disasm::go_body_entry(&code, function.addr) } else { function.addr };
     let mut sites = vec![Site {
         path: binary.path.clone(),
         program: PROG_LATENCY_UPROBE,
@@ -154,7 +154,7 @@ pub fn latency_plan(
         cookie: cookie(false, false),
     }];
     if use_rets {
-        let rets = disasm::ret_addresses(code, function.addr)
+        let rets = disasm::ret_addresses(&code, function.addr)
             .with_context(|| format!("decoding {}", function.name))?;
         if rets.is_empty() {
             return Ok(LatencyPlan::Skip {

@@ -32,7 +32,7 @@ pub fn run(args: &ListArgs) -> Result<()> {
         writeln!(out, "{:<18} {:>8} {:>5}  {:<16} NAME", "ADDRESS", "SIZE", "RETS", "ABI")?;
     }
     for f in functions {
-        let rets = binary.code(f).ok().and_then(|code| disasm::ret_addresses(code, f.addr).ok()).map(|r| r.len());
+        let rets = binary.code(f).ok().and_then(|code| disasm::ret_addresses(&code, f.addr).ok()).map(|r| r.len());
         let row = Row { name: &f.name, address: f.addr, size: f.size, rets, abi: Abi::of(&binary, &f.name).to_string() };
         let written = if args.json {
             writeln!(out, "{}", serde_json::to_string(&row)?)

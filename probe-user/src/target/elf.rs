@@ -7,7 +7,9 @@ use super::go::{self, GoBuildInfo};
 use super::pclntab;
 use crate::error::user;
 use anyhow::Result;
-use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SegmentFlags, SymbolKind};
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, ReadRef, SegmentFlags, SymbolKind};
+use std::borrow::Cow;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// A function with code. `name` is demangled (C++, Rust) for matching and display.
@@ -51,7 +53,43 @@ pub struct Binary {
     pub debug_file: Option<PathBuf>,
     functions: Vec<Function>,
     segments: Vec<LoadSegment>,
-    data: Vec<u8>,
+    contents: Contents,
+}
+
+/// Where a function's code is read from. A file is read piece by piece, never whole: a big
+/// program (Prometheus: 50 MB) would otherwise sit in memory for the whole run.
+enum Contents {
+    Memory(Vec<u8>),
+    /// The open file and its size when opened (reads past it are refused, not attempted).
+    File(std::fs::File, u64),
+}
+
+impl Contents {
+    fn read(&self, start: u64, len: u64) -> Option<Cow<'_, [u8]>> {
+        let end = start.checked_add(len)?;
+        match self {
+            Contents::Memory(data) => {
+                data.get(usize::try_from(start).ok()?..usize::try_from(end).ok()?).map(Cow::Borrowed)
+            }
+            Contents::File(file, size) => {
+                if end > *size {
+                    return None;
+                }
+                let mut buf = vec![0; usize::try_from(len).ok()?];
+                file.read_exact_at(&mut buf, start).ok()?;
+                Some(Cow::Owned(buf))
+            }
+        }
+    }
+}
+
+/// What parsing the ELF headers and symbols yields.
+struct Parsed {
+    runtime: Runtime,
+    symbols: SymbolSource,
+    debug_file: Option<PathBuf>,
+    functions: Vec<Function>,
+    segments: Vec<LoadSegment>,
 }
 
 const PF_X: u32 = 1;
@@ -65,74 +103,40 @@ fn unreadable(path: &Path, e: std::io::Error) -> anyhow::Error {
 }
 
 impl Binary {
+    /// Opens a regular file and reads only what it needs: headers, the symbol table (or Go's
+    /// function table), and later the code of the functions traced.
     pub fn open(path: &Path) -> Result<Binary> {
-        let data = std::fs::read(path).map_err(|e| unreadable(path, e))?;
-        Binary::parse(path, data)
+        let file = std::fs::File::open(path).map_err(|e| unreadable(path, e))?;
+        let meta = file.metadata().map_err(|e| unreadable(path, e))?;
+        if !meta.is_file() {
+            return Err(user(format!(
+                "{}: not a regular file; give the path of a compiled program or library",
+                path.display()
+            )));
+        }
+        // The parser reads sections into this cache as it asks for them; they go with it.
+        let cache = object::ReadCache::new(&file);
+        let parsed = parse_elf(path, &cache)?;
+        drop(cache);
+        Ok(Binary::from_parsed(path, parsed, Contents::File(file, meta.len())))
     }
 
     /// Parses file contents (split from `open` so fuzzing can feed bytes directly).
     pub fn parse(path: &Path, data: Vec<u8>) -> Result<Binary> {
-        if !data.starts_with(b"\x7fELF") {
-            return Err(user(format!(
-                "{}: not an ELF file; give the path of a compiled program or library",
-                path.display()
-            )));
-        }
-        let corrupt = |e: &dyn std::fmt::Display| {
-            user(format!("{}: ELF file is corrupt or truncated ({e}); rebuild it or pick another file", path.display()))
-        };
-        let file = object::File::parse(&*data).map_err(|e| corrupt(&e))?;
-        if file.architecture() != object::Architecture::X86_64 {
-            return Err(user(format!(
-                "{}: {:?} binary; probe traces x86-64 programs only",
-                path.display(),
-                file.architecture()
-            )));
-        }
-        let segments: Vec<LoadSegment> = file
-            .segments()
-            .map(|s| {
-                let (file_offset, file_size) = s.file_range();
-                let executable = matches!(s.flags(), SegmentFlags::Elf { p_flags } if p_flags & PF_X != 0);
-                LoadSegment { vaddr: s.address(), file_offset, file_size, executable }
-            })
-            .collect();
-        let read_vaddr = |addr: u64, len: usize| -> Option<&[u8]> {
-            let seg = segments.iter().find(|s| s.vaddr <= addr && addr < s.vaddr + s.file_size)?;
-            let start = (addr - seg.vaddr + seg.file_offset) as usize;
-            data.get(start..start.checked_add(len)?)
-        };
-        let runtime = if go::is_go(&file) { Runtime::Go(go::build_info(&file, read_vaddr)) } else { Runtime::Native };
+        let parsed = parse_elf(path, &*data)?;
+        Ok(Binary::from_parsed(path, parsed, Contents::Memory(data)))
+    }
 
-        let mut functions = Vec::new();
-        let mut debug_file = None;
-        let symbols = if file.section_by_name(".symtab").is_some() {
-            functions.extend(text_symbols(file.symbols()));
-            SymbolSource::Symtab
-        } else if let Some((debug_path, debug_functions)) = debug_file_functions(path, &file) {
-            functions.extend(debug_functions);
-            debug_file = Some(debug_path);
-            SymbolSource::DebugFile
-        } else if let Some(section) = file.section_by_name(".gopclntab") {
-            let table = section.data().map_err(|e| corrupt(&e))?;
-            let text = file.section_by_name(".text").map(|s| s.address()).unwrap_or(0);
-            let go_functions = pclntab::functions(table, text).map_err(|e| corrupt(&e))?;
-            // The size runs to the next function (INT3 padding included): padding and a
-            // function's own trailing INT3s look alike, and both decode cleanly.
-            functions.extend(go_functions.into_iter().map(|f| Function {
-                size: f.end - f.entry,
-                name: f.name,
-                addr: f.entry,
-            }));
-            SymbolSource::GoPclntab
-        } else {
-            SymbolSource::DynsymOnly
-        };
-        functions.extend(text_symbols(file.dynamic_symbols()));
-        functions.sort_by(|a, b| (&a.name, a.addr).cmp(&(&b.name, b.addr)));
-        functions.dedup_by(|a, b| a.name == b.name && a.addr == b.addr);
-        drop(file);
-        Ok(Binary { path: path.to_path_buf(), runtime, symbols, debug_file, functions, segments, data })
+    fn from_parsed(path: &Path, p: Parsed, contents: Contents) -> Binary {
+        Binary {
+            path: path.to_path_buf(),
+            runtime: p.runtime,
+            symbols: p.symbols,
+            debug_file: p.debug_file,
+            functions: p.functions,
+            segments: p.segments,
+            contents,
+        }
     }
 
     pub fn functions(&self) -> &[Function] {
@@ -159,7 +163,7 @@ impl Binary {
     }
 
     /// The machine code of a function.
-    pub fn code(&self, f: &Function) -> Result<&[u8]> {
+    pub fn code(&self, f: &Function) -> Result<Cow<'_, [u8]>> {
         if f.size == 0 {
             return Err(user(format!(
                 "{} has size 0 in the symbol table, so probe cannot find its instructions; \
@@ -167,12 +171,75 @@ impl Binary {
                 f.name
             )));
         }
-        let start = self.code_offset(f.addr)? as usize;
-        let end = self.code_offset(f.addr + f.size - 1)? as usize + 1;
-        self.data.get(start..end).ok_or_else(|| {
+        let start = self.code_offset(f.addr)?;
+        let end = self.code_offset(f.addr + f.size - 1)? + 1;
+        self.contents.read(start, end - start).ok_or_else(|| {
             user(format!("{} extends past the end of {} (truncated file?)", f.name, self.path.display()))
         })
     }
+}
+
+/// Headers, load segments and functions of an ELF file, from memory or read on demand.
+fn parse_elf<'d, R: ReadRef<'d>>(path: &Path, data: R) -> Result<Parsed> {
+    if data.read_bytes_at(0, 4).ok() != Some(b"\x7fELF".as_slice()) {
+        return Err(user(format!(
+            "{}: not an ELF file; give the path of a compiled program or library",
+            path.display()
+        )));
+    }
+    let corrupt = |e: &dyn std::fmt::Display| {
+        user(format!("{}: ELF file is corrupt or truncated ({e}); rebuild it or pick another file", path.display()))
+    };
+    let file = object::File::parse(data).map_err(|e| corrupt(&e))?;
+    if file.architecture() != object::Architecture::X86_64 {
+        return Err(user(format!(
+            "{}: {:?} binary; probe traces x86-64 programs only",
+            path.display(),
+            file.architecture()
+        )));
+    }
+    let segments: Vec<LoadSegment> = file
+        .segments()
+        .map(|s| {
+            let (file_offset, file_size) = s.file_range();
+            let executable = matches!(s.flags(), SegmentFlags::Elf { p_flags } if p_flags & PF_X != 0);
+            LoadSegment { vaddr: s.address(), file_offset, file_size, executable }
+        })
+        .collect();
+    let read_vaddr = |addr: u64, len: usize| -> Option<&'d [u8]> {
+        let seg = segments.iter().find(|s| s.vaddr <= addr && addr < s.vaddr + s.file_size)?;
+        data.read_bytes_at(addr - seg.vaddr + seg.file_offset, len as u64).ok()
+    };
+    let runtime = if go::is_go(&file) { Runtime::Go(go::build_info(&file, read_vaddr)) } else { Runtime::Native };
+
+    let mut functions = Vec::new();
+    let mut debug_file = None;
+    let symbols = if file.section_by_name(".symtab").is_some() {
+        functions.extend(text_symbols(file.symbols()));
+        SymbolSource::Symtab
+    } else if let Some((debug_path, debug_functions)) = debug_file_functions(path, &file) {
+        functions.extend(debug_functions);
+        debug_file = Some(debug_path);
+        SymbolSource::DebugFile
+    } else if let Some(section) = file.section_by_name(".gopclntab") {
+        let table = section.data().map_err(|e| corrupt(&e))?;
+        let text = file.section_by_name(".text").map(|s| s.address()).unwrap_or(0);
+        let go_functions = pclntab::functions(table, text).map_err(|e| corrupt(&e))?;
+        // The size runs to the next function (INT3 padding included): padding and a
+        // function's own trailing INT3s look alike, and both decode cleanly.
+        functions.extend(go_functions.into_iter().map(|f| Function {
+            size: f.end - f.entry,
+            name: f.name,
+            addr: f.entry,
+        }));
+        SymbolSource::GoPclntab
+    } else {
+        SymbolSource::DynsymOnly
+    };
+    functions.extend(text_symbols(file.dynamic_symbols()));
+    functions.sort_by(|a, b| (&a.name, a.addr).cmp(&(&b.name, b.addr)));
+    functions.dedup_by(|a, b| a.name == b.name && a.addr == b.addr);
+    Ok(Parsed { runtime, symbols, debug_file, functions, segments })
 }
 
 /// Defined text symbols, demangled. Size-0 symbols are kept (their entry is still usable).
@@ -200,7 +267,7 @@ pub fn demangle(raw: &str) -> String {
 
 /// Symbols of the separate debug file of a stripped binary: `.gnu_debuglink` next to the file,
 /// in its `.debug/` and under /usr/lib/debug, then /usr/lib/debug/.build-id/xx/rest.debug.
-fn debug_file_functions(path: &Path, file: &object::File) -> Option<(PathBuf, Vec<Function>)> {
+fn debug_file_functions<'d, R: ReadRef<'d>>(path: &Path, file: &object::File<'d, R>) -> Option<(PathBuf, Vec<Function>)> {
     let dir = path.canonicalize().ok()?.parent()?.to_path_buf();
     let mut candidates = Vec::new();
     if let Ok(Some((name, _crc))) = file.gnu_debuglink() {
@@ -216,8 +283,9 @@ fn debug_file_functions(path: &Path, file: &object::File) -> Option<(PathBuf, Ve
         }
     }
     candidates.into_iter().find_map(|candidate| {
-        let data = std::fs::read(&candidate).ok()?;
-        let debug = object::File::parse(&*data).ok()?;
+        let file = std::fs::File::open(&candidate).ok().filter(|f| f.metadata().is_ok_and(|m| m.is_file()))?;
+        let cache = object::ReadCache::new(&file);
+        let debug = object::File::parse(&cache).ok()?;
         let functions = text_symbols(debug.symbols());
         (!functions.is_empty()).then_some((candidate, functions))
     })
