@@ -5,7 +5,9 @@
 //!   2. start-up: tool start to probes attached, and a whole `-c` run on a 1-call target;
 //!   3. peak RSS of the tool while tracing;
 //!   4. scale: 1, ~100 and ~1000 Go functions at once (attach, detach, per-call overhead);
-//!   5. drain: the CPU the probe process itself uses with `-i 1` (measured in the scale runs).
+//!   5. drain: the CPU the probe process itself uses with `-i 1` (measured in the scale runs);
+//!   3b. a big stripped Go program (Debian's /usr/bin/prometheus, 63k functions): `probe list`
+//!      time and peak RSS, and peak RSS tracing 20 functions in a running Prometheus.
 //!
 //! The rows of 1-3 are the median of REPS repetitions, run interleaved (repetition 1 of every
 //! row, then repetition 2, ...) so that drift in this VM's speed spreads over all rows instead of
@@ -52,6 +54,13 @@ const GLOB_1000: &str = "net/http.*";
 const ATTACH_TARGET_MS: f64 = 30.0;
 const RSS_TARGET_MIB: f64 = 15.0;
 const DRAIN_TARGET_PERCENT: f64 = 1.0;
+/// Issue 14's targets for a big stripped Go program.
+const BIG_GO: &str = "/usr/bin/prometheus";
+const BIG_LIST_TARGET_MS: f64 = 500.0;
+const BIG_RSS_TARGET_MIB: f64 = 30.0;
+const BIG_REPS: usize = 3;
+/// 20 functions of Prometheus's HTTP server, called by its self-scrape every second.
+const BIG_FUNCS: &[&str] = &["net/http.(*response).*", "net/http.(*conn).serve", "net/http.(*conn).readRequest"];
 
 pub fn run() -> Result<()> {
     let started = Instant::now();
@@ -63,8 +72,9 @@ pub fn run() -> Result<()> {
     let one_call = measure_one_call_runs(&bench);
     let scale_runs = scale_runs();
     let scale = measure_scale(&bench, &scale_runs, started);
+    let big = measure_big_go(&bench);
     let machine = Machine::describe(started);
-    let report = Report { machine, rows: &rows, samples, one_call, scale_runs: &scale_runs, scale }.render();
+    let report = Report { machine, rows: &rows, samples, one_call, scale_runs: &scale_runs, scale, big }.render();
     let _ = std::fs::remove_dir_all(&bench.scratch);
 
     println!("{report}");
@@ -624,6 +634,124 @@ fn clock_ticks_per_second() -> u64 {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A big stripped Go program
+
+#[derive(Default)]
+struct BigGo {
+    /// From `probe list`'s header line: "63170 functions from .gopclntab (stripped binary)".
+    describe: String,
+    version: String,
+    /// `probe list`: (wall ms, peak RSS MiB) per run.
+    list: Vec<Result<(f64, f64), String>>,
+    trace: Vec<Result<Sample, String>>,
+}
+
+fn measure_big_go(bench: &Bench) -> BigGo {
+    let mut big = BigGo::default();
+    if !Path::new(BIG_GO).exists() {
+        let missing = format!("{BIG_GO} is not installed (scripts/setup.sh installs it)");
+        big.list.push(Err(missing.clone()));
+        big.trace.push(Err(missing));
+        return big;
+    }
+    big.describe = first_line(&bench.probe.display().to_string(), &["list", BIG_GO])
+        .split("; ")
+        .nth(1)
+        .unwrap_or("")
+        .to_string();
+    big.version = first_line(BIG_GO, &["--version"]);
+    for _ in 0..BIG_REPS {
+        big.list.push(big_list_once(bench).map_err(|e| format!("{e:#}")));
+    }
+    match start_prometheus(bench) {
+        Ok(prometheus) => {
+            for _ in 0..BIG_REPS {
+                big.trace.push(big_trace_once(bench, prometheus.pid()).map_err(|e| format!("{e:#}")));
+            }
+        }
+        Err(e) => big.trace.push(Err(format!("{e:#}"))),
+    }
+    eprintln!("bench: big Go program measured");
+    big
+}
+
+/// `probe list` on the whole program under GNU time: (wall ms, peak RSS MiB).
+fn big_list_once(bench: &Bench) -> Result<(f64, f64)> {
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "bench-time %e %M"])
+        .arg(&bench.probe)
+        .args(["list", BIG_GO])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .context("running /usr/bin/time (GNU time)")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.lines().find_map(|l| l.strip_prefix("bench-time ")).context("no GNU time line")?;
+    let mut fields = line.split_whitespace().map(|f| f.parse::<f64>());
+    match (fields.next(), fields.next()) {
+        (Some(Ok(secs)), Some(Ok(kib))) if out.status.success() => Ok((secs * 1e3, kib / 1024.0)),
+        _ => bail!("probe list failed: {stderr}"),
+    }
+}
+
+/// From `probe: tracing latency of a, b, c, d, e and N more in ...`: how many functions.
+fn traced_functions(lines: &[String]) -> Option<u64> {
+    let line = lines.iter().find_map(|l| l.strip_prefix("probe: tracing latency of "))?;
+    let names = &line[..line.find(" in ")?];
+    match names.rsplit_once(" and ") {
+        Some((shown, more)) => Some(shown.split(", ").count() as u64 + more.strip_suffix(" more")?.parse::<u64>().ok()?),
+        None => Some(names.split(", ").count() as u64),
+    }
+}
+
+/// Prometheus on a free loopback port with a temporary TSDB, scraping itself every second.
+fn start_prometheus(bench: &Bench) -> Result<Proc> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let dir = bench.scratch.join("prometheus");
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      \
+             - targets: ['127.0.0.1:{port}']\n"
+        ),
+    )?;
+    let proc = Proc::spawn(
+        "prometheus",
+        Command::new(BIG_GO)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}")),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("prometheus did not listen on port {port} within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A few self-scrapes, so its HTTP server code has run once before probe attaches.
+    std::thread::sleep(Duration::from_secs(2));
+    Ok(proc)
+}
+
+fn big_trace_once(bench: &Bench, pid: u32) -> Result<Sample> {
+    let mut args: Vec<String> = vec!["latency".into()];
+    for f in BIG_FUNCS {
+        args.extend(["--func".to_string(), f.to_string()]);
+    }
+    args.extend(["-p".to_string(), pid.to_string()]);
+    let mut proc = Proc::spawn("probe", Command::new(&bench.probe).args(&args))?;
+    let attached = proc.wait_for_line("the `probe: tracing` line", ATTACH_TIMEOUT, |l| l.starts_with("probe: tracing"))?;
+    std::thread::sleep(Duration::from_secs(3));
+    let peak_rss_kib = Some(proc.peak_rss_kib()?);
+    let detached = proc.interrupt_and_wait(EXIT_TIMEOUT)?;
+    let functions = traced_functions(&proc.lines());
+    Ok(Sample { attached: Some(attached), detached: Some(detached), peak_rss_kib, functions, ..Sample::default() })
+}
+
+// ---------------------------------------------------------------------------------------------
 // Child processes
 
 /// A child whose stdout and stderr lines are read by two threads, so its pipes never fill and
@@ -912,6 +1040,7 @@ struct Report<'a> {
     one_call: OneCallRuns,
     scale_runs: &'a [ScaleRun],
     scale: Vec<Result<Sample, String>>,
+    big: BigGo,
 }
 
 impl Report<'_> {
@@ -921,6 +1050,7 @@ impl Report<'_> {
         out += &self.overhead_section();
         out += &self.startup_section();
         out += &self.memory_section();
+        out += &self.big_go_section();
         out += &self.scale_section();
         out += &self.drain_section();
         out += &self.notes_section();
@@ -1083,6 +1213,47 @@ impl Report<'_> {
             "## 3. Memory\n\n\
              Peak resident memory of the tool (VmHWM in /proc/PID/status) while tracing, read \
              just before SIGINT.\n\n{}\n",
+            t.render()
+        )
+    }
+
+    fn big_go_section(&self) -> String {
+        let big = &self.big;
+        let mut t = Table::new(&["command", "wall ms", "attach ms", "detach ms", "peak RSS MiB", "target", "met"]);
+        let list_ms = summarize(big.list.iter().map(|r| r.as_ref().map(|s| s.0).map_err(Clone::clone)).collect());
+        let list_rss = summarize(big.list.iter().map(|r| r.as_ref().map(|s| s.1).map_err(Clone::clone)).collect());
+        t.row(vec![
+            format!("probe list {BIG_GO} > /dev/null"),
+            stat_cell(&list_ms, fmt_ms),
+            String::new(),
+            String::new(),
+            stat_cell(&list_rss, |m| format!("{m:.1}")),
+            format!("< {BIG_LIST_TARGET_MS} ms"),
+            met_cell(&list_ms, |m| m < BIG_LIST_TARGET_MS),
+        ]);
+        let rss = metric(&big.trace, |s| s.peak_rss_kib.map(|k| k as f64 / 1024.0));
+        t.row(vec![
+            format!(
+                "probe latency {} -p PID ({} functions)",
+                BIG_FUNCS.iter().map(|f| format!("--func {}", quoted(f))).collect::<Vec<_>>().join(" "),
+                big.trace.iter().find_map(|s| s.as_ref().ok()?.functions).map_or("?".into(), |n| n.to_string())
+            ),
+            String::new(),
+            stat_cell(&metric(&big.trace, |s| ms(s.attached)), fmt_ms),
+            stat_cell(&metric(&big.trace, |s| ms(s.detached)), fmt_ms),
+            stat_cell(&rss, |m| format!("{m:.1}")),
+            format!("<= {BIG_RSS_TARGET_MIB} MiB"),
+            met_cell(&rss, |m| m <= BIG_RSS_TARGET_MIB),
+        ]);
+        format!(
+            "### 3b. A big stripped Go program
+
+             {BIG_GO} ({}, {}), median of {BIG_REPS} runs. `probe list`: wall time and peak RSS \
+             (GNU time's maximum resident set size). Tracing: a Prometheus started with a temporary \
+             TSDB, scraping itself every second; peak RSS (VmHWM) read after 3 s, just before SIGINT; \
+             attach = start to the `probe: tracing` line, detach = SIGINT to exit.\n\n{}\n",
+            big.describe,
+            big.version,
             t.render()
         )
     }
@@ -1307,6 +1478,13 @@ mod tests {
 
     fn lines(text: &str) -> Vec<String> {
         text.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn counts_traced_functions() {
+        let line = |s: &str| vec![s.to_string()];
+        assert_eq!(traced_functions(&line("probe: tracing latency of a, b, c, d, e and 15 more in pid 1 (9 probes)")), Some(20));
+        assert_eq!(traced_functions(&line("probe: tracing latency of a, b in pid 1 (4 probes)")), Some(2));
     }
 
     #[test]
