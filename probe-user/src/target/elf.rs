@@ -9,7 +9,7 @@ use crate::error::user;
 use anyhow::Result;
 use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, ReadRef, SegmentFlags, SymbolKind};
 use std::borrow::Cow;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// A function with code. `name` is demangled (C++, Rust) for matching and display.
@@ -106,7 +106,13 @@ impl Binary {
     /// Opens a regular file and reads only what it needs: headers, the symbol table (or Go's
     /// function table), and later the code of the functions traced.
     pub fn open(path: &Path) -> Result<Binary> {
-        let file = std::fs::File::open(path).map_err(|e| unreadable(path, e))?;
+        // Non-blocking, so a FIFO named as the program fails the check below instead of
+        // waiting for a writer; it changes nothing for a regular file.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| unreadable(path, e))?;
         let meta = file.metadata().map_err(|e| unreadable(path, e))?;
         if !meta.is_file() {
             return Err(user(format!(
