@@ -147,6 +147,11 @@ impl<T: Aggregate> Session<T> {
         PERF_PROBE_DETACH * self.perf_probes as u32
     }
 
+    /// How many probes are attached one perf event each (none with uprobe_multi links).
+    pub fn perf_probes(&self) -> usize {
+        self.perf_probes
+    }
+
     /// Detaches every probe now: entry links before exit links, the reverse of attaching.
     /// The maps stay readable for the final drain.
     pub fn detach(&mut self) {

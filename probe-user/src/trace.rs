@@ -53,22 +53,16 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
     let mut session = Session::<T>::attach(&sites, pid, config, strategy)?;
     if child.is_some() && interrupt::requested() {
         // Never start the command half traced; dropping the held child ends it unstarted.
-        let removal = finish_detach(session, sites.len())?;
+        let removal = finish_detach(session)?;
         return Err(user(format!("Ctrl-C while attaching: the command was not started{removal}")));
     }
     if let Some(c) = child.as_mut() {
         c.release()?;
     }
-    let whom = match (&target.scope, pid) {
-        (Scope::AllProcesses, _) => format!("every process running {}", target.program().path.display()),
-        (_, Some(pid)) => format!("pid {pid}"),
-        _ => unreachable!(),
-    };
-    eprintln!(
-        "probe: tracing {description} in {whom} ({} probe{}); Ctrl-C to end",
-        sites.len(),
-        if sites.len() == 1 { "" } else { "s" }
-    );
+    // After Ctrl-C while attaching there is no "tracing" line: the run ends at once.
+    if !interrupt::requested() {
+        announce(&target, pid, &description, sites.len());
+    }
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut printer = Printer {
@@ -87,7 +81,7 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
         printer.finish(session.drain_final().await?)?;
         anyhow::Ok(target_exited)
     })?;
-    let removal = finish_detach(session, sites.len())?;
+    let removal = finish_detach(session)?;
     if !removal.is_empty() {
         eprintln!("probe: {}", removal.trim_start_matches("; "));
     }
@@ -102,6 +96,20 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
     Ok(())
 }
 
+/// The `probe: tracing ...` line: what, in whom, how many probes.
+fn announce(target: &Target, pid: Option<i32>, description: &str, sites: usize) {
+    let whom = match (&target.scope, pid) {
+        (Scope::AllProcesses, _) => format!("every process running {}", target.program().path.display()),
+        (_, Some(pid)) => format!("pid {pid}"),
+        _ => unreachable!(),
+    };
+    eprintln!(
+        "probe: tracing {description} in {whom} ({} probe{}); Ctrl-C to end",
+        sites,
+        if sites == 1 { "" } else { "s" }
+    );
+}
+
 /// Removing probes longer than this goes to the background, so the prompt comes back.
 const FOREGROUND_DETACH: Duration = Duration::from_secs(1);
 
@@ -110,16 +118,17 @@ const WARN_SITES: usize = 300;
 
 /// Detaches now when that is quick, else in a forked child. Returns what to tell the user
 /// ("" when nothing), starting with "; ".
-fn finish_detach<T: Aggregate>(mut session: Session<T>, sites: usize) -> Result<String> {
+fn finish_detach<T: Aggregate>(mut session: Session<T>) -> Result<String> {
     let estimate = session.detach_estimate();
+    let probes = session.perf_probes();
     if estimate <= FOREGROUND_DETACH {
         session.detach();
         return Ok(String::new());
     }
     let pid = session.detach_in_background()?;
     Ok(format!(
-        "; removing the {sites} probes takes the kernel about {} (one at a time, no uprobe_multi link \
-         on this kernel); pid {pid} finishes it in the background and ignores Ctrl-C, which could not \
+        "; removing the {probes} probes takes the kernel about {} (one at a time, without a uprobe_multi \
+         link); pid {pid} finishes it in the background and ignores Ctrl-C, which could not \
          speed it up",
         human_duration(estimate)
     ))
