@@ -8,7 +8,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// tests/targets/many: main.F000 ... main.F299, F<i> called (i % 5) times per round.
-const FUNCS: usize = 300;
 const ROUNDS: u64 = 3;
 
 fn expected_calls(i: usize) -> u64 {
@@ -19,17 +18,30 @@ fn command(target: &Path) -> String {
     format!("{} -rounds {ROUNDS}", target.display())
 }
 
+/// The glob and how many functions it matches: all 300 where the kernel has the uprobe_multi
+/// link; without it (vm-test on 6.1 and 5.10) ten, since every probe then takes ~0.1 s to remove
+/// and hundreds would slow the rest of the suite for minutes.
+fn glob() -> (&'static str, usize) {
+    let doctor = probe(&["doctor"]);
+    if doctor.stdout.contains("[yes] uprobe_multi link") {
+        ("main.F*", 300)
+    } else {
+        ("main.F00*", 10)
+    }
+}
+
 #[test]
 fn a_glob_of_300_functions_counts_every_one_exactly_and_leaves_nothing_attached() {
     let target = go_target("many");
-    let run = probe(&["latency", "--func", "main.F*", "--json", "-c", &command(&target)]);
+    let (glob, functions) = glob();
+    let run = probe(&["latency", "--func", glob, "--json", "-c", &command(&target)]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stderr.contains("300 functions match main.F*"), "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("{functions} functions match {glob}")), "{}", run.stderr);
     // Each function has an entry probe and two RET probes.
-    assert!(run.stderr.contains("(900 probes)"), "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("({} probes)", 3 * functions)), "{}", run.stderr);
     let tables = json_tables(&run.stdout);
-    assert_eq!(tables.len(), FUNCS, "JSON keeps every table, never-called ones included");
-    for i in 0..FUNCS {
+    assert_eq!(tables.len(), functions, "JSON keeps every table, never-called ones included");
+    for i in 0..functions {
         let name = format!("F{i:03}");
         let table = tables.iter().find(|t| t["function"] == format!("main.{name}")).expect("a table per function");
         assert_eq!(reported_calls(&run.stdout, &name), expected_calls(i));
@@ -52,10 +64,12 @@ fn summary(line: &str) -> Option<(&str, u64, u64)> {
 #[test]
 fn glob_text_is_heaviest_first_and_names_never_called_functions_in_one_line() {
     let target = go_target("many");
-    let run = probe(&["latency", "--func", "main.F*", "-c", &command(&target)]);
+    let (glob, functions) = glob();
+    let never_called = functions.div_ceil(5);
+    let run = probe(&["latency", "--func", glob, "-c", &command(&target)]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let tables: Vec<(&str, u64, u64)> = run.stdout.lines().filter_map(summary).collect();
-    assert_eq!(tables.len(), FUNCS / 5 * 4, "only the functions that were called:\n{}", run.stdout);
+    assert_eq!(tables.len(), functions - never_called, "only the functions that were called:\n{}", run.stdout);
     assert!(!run.stdout.contains("count:0"), "{}", run.stdout);
     for (name, _, count) in &tables {
         let i: usize = name.trim_start_matches("main.F").parse().unwrap();
@@ -66,32 +80,49 @@ fn glob_text_is_heaviest_first_and_names_never_called_functions_in_one_line() {
         let ((a, a_avg, a_count), (b, b_avg, b_count)) = (pair[0], pair[1]);
         assert!((a_avg + 1) * a_count > b_avg * b_count, "{a} is printed before {b} but took less in total");
     }
-    let never = "(60 of 300 functions never called, not shown: main.F000, main.F005, main.F010 and 57 more; \
-                 --all shows them)";
-    assert_eq!(run.stdout.lines().filter(|l| l.starts_with('(')).collect::<Vec<_>>(), vec![never]);
+    let names: Vec<String> = (0..functions).step_by(5).map(|i| format!("main.F{i:03}")).collect();
+    let named = if names.len() > 3 {
+        format!("{} and {} more", names[..3].join(", "), names.len() - 3)
+    } else {
+        names.join(", ")
+    };
+    let never = format!("({never_called} of {functions} functions never called, not shown: {named}; --all shows them)");
+    assert_eq!(run.stdout.lines().filter(|l| l.starts_with('(')).collect::<Vec<_>>(), vec![never.as_str()]);
 
-    let top = probe(&["latency", "--func", "main.F*", "--top", "5", "-c", &command(&target)]);
+    let top = probe(&["latency", "--func", glob, "--top", "5", "-c", &command(&target)]);
     assert_eq!(top.code, 0, "{}", top.stderr);
     assert_eq!(top.stdout.lines().filter_map(summary).count(), 5, "{}", top.stdout);
-    assert!(top.stdout.contains("(235 more functions not shown: --top 5)\n"), "{}", top.stdout);
+    let cut = functions - never_called - 5;
+    assert!(top.stdout.contains(&format!("({cut} more functions not shown: --top 5)\n")), "{}", top.stdout);
 
-    let all = probe(&["latency", "--func", "main.F*", "--all", "-c", &command(&target)]);
+    let all = probe(&["latency", "--func", glob, "--all", "-c", &command(&target)]);
     assert_eq!(all.code, 0, "{}", all.stderr);
     let zero = all.stdout.lines().filter(|l| l.starts_with("main.F") && l.ends_with(": count:0")).count();
-    assert_eq!((all.stdout.lines().filter_map(summary).count(), zero), (240, 60), "{}", all.stdout);
+    let counted = all.stdout.lines().filter_map(summary).count();
+    assert_eq!((counted, zero), (functions - never_called, never_called), "{}", all.stdout);
     assert!(!all.stdout.contains("never called"), "{}", all.stdout);
     assert_nothing_attached();
 }
 
 #[test]
 fn many_functions_without_ret_are_one_warning() {
-    // runtime.* has dozens of functions that never return (throw, abort, goexit...).
+    // Most of runtime.bad* never return (they throw): a dozen functions without a RET.
     let target = go_target("many");
-    let run = probe(&["latency", "--func", "runtime.*", "--json", "-c", &command(&target)]);
+    let run = probe(&["latency", "--func", "main.F001", "--func", "runtime.bad*", "--json", "-c", &command(&target)]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let no_ret: Vec<&str> = run.stderr.lines().filter(|l| l.contains("no RET instruction")).collect();
     assert_eq!(no_ret.len(), 1, "{}", run.stderr);
-    assert!(no_ret[0].starts_with("probe: warning: ") && no_ret[0].contains(" more"), "{}", no_ret[0]);
+    assert!(
+        no_ret[0].starts_with("probe: warning: ")
+            && no_ret[0].contains(" functions have no RET instruction")
+            && no_ret[0].contains("not measured: runtime.bad")
+            && no_ret[0].ends_with(" more"),
+        "{}",
+        no_ret[0]
+    );
+    let tables = json_tables(&run.stdout);
+    let f001 = tables.iter().find(|t| t["function"] == "main.F001").expect("main.F001 is measured");
+    assert_eq!(f001["count"].as_u64(), Some(expected_calls(1)));
     assert_nothing_attached();
 }
 

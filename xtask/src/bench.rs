@@ -659,7 +659,13 @@ fn measure_big_go(bench: &Bench) -> BigGo {
         .nth(1)
         .unwrap_or("")
         .to_string();
-    big.version = first_line(BIG_GO, &["--version"]);
+    // "prometheus, version 2.42.0+ds (branch: ...)" -> "Prometheus 2.42.0+ds".
+    let version = first_line(BIG_GO, &["--version"]);
+    big.version = version
+        .split_whitespace()
+        .skip_while(|w| *w != "version")
+        .nth(1)
+        .map_or(version.clone(), |v| format!("Prometheus {v}"));
     for _ in 0..BIG_REPS {
         big.list.push(big_list_once(bench).map_err(|e| format!("{e:#}")));
     }
@@ -1246,9 +1252,8 @@ impl Report<'_> {
             met_cell(&rss, |m| m <= BIG_RSS_TARGET_MIB),
         ]);
         format!(
-            "### 3b. A big stripped Go program
-
-             {BIG_GO} ({}, {}), median of {BIG_REPS} runs. `probe list`: wall time and peak RSS \
+            "### 3b. A big stripped Go program\n\n\
+             {BIG_GO} ({}; {}), median of {BIG_REPS} runs. `probe list`: wall time and peak RSS \
              (GNU time's maximum resident set size). Tracing: a Prometheus started with a temporary \
              TSDB, scraping itself every second; peak RSS (VmHWM) read after 3 s, just before SIGINT; \
              attach = start to the `probe: tracing` line, detach = SIGINT to exit.\n\n{}\n",
