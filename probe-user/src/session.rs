@@ -7,14 +7,14 @@ use anyhow::{Context, Result};
 use aya::maps::{Array, MapData, PerCpuArray, PerCpuValues};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
 use aya::programs::{ProbeKind, UProbe};
-use crate::multi_link::{self, MultiPoints};
-use std::os::fd::{AsFd, OwnedFd};
 use aya::{Ebpf, EbpfLoader};
 use crate::features::AttachStrategy;
+use crate::multi_link::{self, MultiPoints};
 use probe_ebpf::{
-    bank_index, LatencyCookie, LatencyStats, ValueStats, PROG_LATENCY_UPROBE, PROG_LATENCY_URETPROBE, GLOBAL_COOKIE_IS_FIXED, GLOBAL_FIXED_COOKIE, GLOBAL_UNIT_NS,
-    MAP_EPOCH, MAP_LATENCY_STATS, MAP_VALUE_STATS, SHARED_MAPS,
+    bank_index, LatencyCookie, LatencyStats, ValueStats, GLOBAL_COOKIE_IS_FIXED, GLOBAL_FIXED_COOKIE, GLOBAL_UNIT_NS,
+    MAP_EPOCH, MAP_LATENCY_STATS, MAP_VALUE_STATS, PROG_LATENCY_UPROBE, PROG_LATENCY_URETPROBE, SHARED_MAPS,
 };
+use std::os::fd::{AsFd, OwnedFd};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -87,6 +87,7 @@ pub struct Session<T: Aggregate> {
     slots: u32,
     cpus: usize,
 }
+
 /// Fails with a clear message unless we may load BPF programs and attach uprobes.
 pub fn ensure_privileges() -> Result<()> {
     const CAP_SYS_ADMIN: u32 = 21;

@@ -66,14 +66,17 @@ pub fn run() -> Result<()> {
     let started = Instant::now();
     let probe = build()?;
     require_bpftrace()?;
-    let bench = Bench { probe, workloads: Workloads::build()?, scratch: fresh_scratch_dir()? };
+    let bench = Bench { probe, trixie: trixie_root(), workloads: Workloads::build()?, scratch: fresh_scratch_dir()? };
     let rows = rows();
     let samples = measure_rows(&bench, &rows, started);
     let one_call = measure_one_call_runs(&bench);
     let scale_runs = scale_runs();
     let scale = measure_scale(&bench, &scale_runs, started);
     let big = measure_big_go(&bench);
-    let machine = Machine::describe(started);
+    let mut machine = Machine::describe(started);
+    if let Some(root) = &bench.trixie {
+        machine.bpftrace = format!("{}; {} in a Debian 13 chroot", machine.bpftrace, trixie_bpftrace_version(root));
+    }
     let report = Report { machine, rows: &rows, samples, one_call, scale_runs: &scale_runs, scale, big }.render();
     let _ = std::fs::remove_dir_all(&bench.scratch);
 
@@ -83,6 +86,20 @@ pub fn run() -> Result<()> {
     std::fs::write(&out, &report).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("bench: wrote {} after {:.0} s", out.display(), started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Where the Debian 13 chroot is: $PROBE_BENCH_TRIXIE, else ~/.cache/probe/trixie. Made with
+/// `debootstrap --variant=minbase --include=bpftrace trixie DIR` (REFERENCE.md section 5).
+fn trixie_root() -> Option<PathBuf> {
+    let dir = std::env::var_os("PROBE_BENCH_TRIXIE").map(PathBuf::from).or_else(|| {
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/probe/trixie"))
+    })?;
+    dir.join("usr/bin/bpftrace").exists().then_some(dir)
+}
+
+/// `bpftrace --version` inside the chroot.
+fn trixie_bpftrace_version(root: &Path) -> String {
+    first_line("chroot", &[&root.display().to_string(), "bpftrace", "--version"])
 }
 
 fn require_bpftrace() -> Result<()> {
@@ -188,6 +205,9 @@ enum Tracer {
     Probe(Vec<String>),
     /// A bpftrace program; `$BIN` stands for the binary's path.
     Bpftrace(String),
+    /// The same with the current bpftrace (0.23) of a Debian 13 chroot (`Bench::trixie`); the
+    /// traced file is copied into the chroot, since a uprobe is on a file.
+    BpftraceChroot(String),
 }
 
 struct Row {
@@ -248,6 +268,8 @@ fn rows() -> Vec<Row> {
 /// The tools and workloads every measurement uses.
 struct Bench {
     probe: PathBuf,
+    /// A Debian 13 (trixie) root with bpftrace, for rows with the current bpftrace.
+    trixie: Option<PathBuf>,
     workloads: Workloads,
     scratch: PathBuf,
 }
@@ -256,8 +278,13 @@ impl Bench {
     /// A private copy of a workload for one run. Uprobes are per file, so a tool attached to the
     /// copy sees only this run's process, and a tool left over from a failed run slows nothing else.
     fn private_copy(&self, lang: Lang, tag: &str) -> Result<PrivateCopy> {
+        self.private_copy_in(&self.scratch, lang, tag)
+    }
+
+    /// The same in another directory (inside the Debian 13 chroot for its bpftrace).
+    fn private_copy_in(&self, dir: &Path, lang: Lang, tag: &str) -> Result<PrivateCopy> {
         let src = self.workloads.path(lang);
-        let path = self.scratch.join(format!("{tag}-{}", src.file_name().unwrap().to_string_lossy()));
+        let path = dir.join(format!("bench-{tag}-{}", src.file_name().unwrap().to_string_lossy()));
         std::fs::copy(src, &path).with_context(|| format!("copying {}", src.display()))?;
         Ok(PrivateCopy(path))
     }
@@ -274,10 +301,37 @@ impl Bench {
                 })?;
                 Ok(Tracing { proc, announced: None, attached })
             }
-            Tracer::Bpftrace(script) => {
+            Tracer::Bpftrace(script) | Tracer::BpftraceChroot(script) => {
+                let chroot = matches!(tracer, Tracer::BpftraceChroot(_));
+                let bin = match (&self.trixie, chroot) {
+                    (Some(root), true) => format!("/{}", binary.strip_prefix(root)?.display()),
+                    (None, true) => bail!("no Debian 13 chroot with bpftrace (set PROBE_BENCH_TRIXIE)"),
+                    _ => bin,
+                };
                 let program =
                     format!("BEGIN {{ printf(\"{BPFTRACE_READY}\\n\"); }} {}", script.replace("$BIN", &bin));
-                let mut proc = Proc::spawn("bpftrace", Command::new("bpftrace").arg("-e").arg(program))?;
+                let mut command = match (&self.trixie, chroot) {
+                    (Some(root), true) => {
+                        // A private mount namespace: /proc, /sys and /dev appear in the chroot
+                        // and vanish with the process. Each exec keeps the pid, so SIGINT
+                        // reaches bpftrace itself.
+                        let mut c = Command::new("unshare");
+                        c.args(["--mount", "--propagation", "private", "sh", "-c"])
+                            .arg(
+                                "for d in proc sys dev; do mount --rbind /$d \"$0/$d\" || exit 1; done; \
+                                 exec chroot \"$0\" bpftrace -e \"$1\"",
+                            )
+                            .arg(root)
+                            .arg(&program);
+                        c
+                    }
+                    _ => {
+                        let mut c = Command::new("bpftrace");
+                        c.arg("-e").arg(&program);
+                        c
+                    }
+                };
+                let mut proc = Proc::spawn("bpftrace", &mut command)?;
                 let announced = proc
                     .wait_for_line("the `Attaching` line", ATTACH_TIMEOUT, |l| l.starts_with("Attaching "))?;
                 let attached =
@@ -510,6 +564,17 @@ fn scale_runs() -> Vec<ScaleRun> {
             glob: Some(GLOB_100),
         },
         probe(Some(GLOB_1000)),
+        // bpftrace 0.23 (Debian 13) attaches a wildcard with one uprobe_multi link, as probe does.
+        ScaleRun {
+            label: format!("bpftrace 0.23 `uprobe:main.Work,uprobe:{GLOB_100} {{}}`"),
+            tracer: Tracer::BpftraceChroot(format!("uprobe:$BIN:main.Work,uprobe:$BIN:{GLOB_100} {{}}")),
+            glob: Some(GLOB_100),
+        },
+        ScaleRun {
+            label: format!("bpftrace 0.23 `uprobe:main.Work,uprobe:{GLOB_1000} {{}}`"),
+            tracer: Tracer::BpftraceChroot(format!("uprobe:$BIN:main.Work,uprobe:$BIN:{GLOB_1000} {{}}")),
+            glob: Some(GLOB_1000),
+        },
     ]
 }
 
@@ -597,7 +662,10 @@ fn json_number(line: &str, key: &str) -> Option<u64> {
 /// Attaches, runs the Go workload for SCALE_WINDOW while sampling the tool's CPU time (its
 /// drain: probe prints a table every second), then detaches.
 fn scale_once(bench: &Bench, run: &ScaleRun, index: usize) -> Result<Sample> {
-    let copy = bench.private_copy(Lang::Go, &format!("scale-{index}"))?;
+    let copy = match (&run.tracer, &bench.trixie) {
+        (Tracer::BpftraceChroot(_), Some(root)) => bench.private_copy_in(&root.join("tmp"), Lang::Go, &format!("scale-{index}"))?,
+        _ => bench.private_copy(Lang::Go, &format!("scale-{index}"))?,
+    };
     let mut tool = bench.start_tracer(&run.tracer, &copy.0)?;
     let probes = attached_probes(&tool.proc.lines());
     // A little longer than the window, so the window sees the workload running throughout.
