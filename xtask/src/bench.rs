@@ -667,7 +667,12 @@ fn scale_once(bench: &Bench, run: &ScaleRun, index: usize) -> Result<Sample> {
         _ => bench.private_copy(Lang::Go, &format!("scale-{index}"))?,
     };
     let mut tool = bench.start_tracer(&run.tracer, &copy.0)?;
-    let probes = attached_probes(&tool.proc.lines());
+    let probes = match run.tracer {
+        // bpftrace 0.23 says "Attaching 3 probes" for BEGIN and two wildcards: count the
+        // functions its wildcards cover (one entry probe each) as probe would.
+        Tracer::BpftraceChroot(_) => planned_probes(bench, run).ok(),
+        _ => attached_probes(&tool.proc.lines()),
+    };
     // A little longer than the window, so the window sees the workload running throughout.
     let seconds = (SCALE_WINDOW + Duration::from_millis(500)).as_secs_f64().to_string();
     let workload = start_workload(&copy.0, vec!["-seconds".into(), seconds])?;
