@@ -588,16 +588,22 @@ fn quoted(arg: &str) -> String {
 
 /// Runs each scale run once, skipping one that would end past TOTAL_BUDGET.
 fn measure_scale(bench: &Bench, runs: &[ScaleRun], started: Instant) -> Vec<Result<Sample, String>> {
-    let mut detach_per_probe = DETACH_GUESS;
+    // Per tool: probe's uprobe_multi links detach in one go, bpftrace 0.17's probes one by one.
+    let mut detach_per_probe = [DETACH_GUESS; 3];
     let mut samples = Vec::new();
     for (i, run) in runs.iter().enumerate() {
-        let sample = within_budget(bench, run, detach_per_probe, started)
+        let tool = match run.tracer {
+            Tracer::Probe(_) => 0,
+            Tracer::BpftraceChroot(_) => 2,
+            _ => 1,
+        };
+        let sample = within_budget(bench, run, detach_per_probe[tool], started)
             .and_then(|()| scale_once(bench, run, i))
             .map_err(|e| format!("{e:#}"));
         match &sample {
             Ok(s) => {
                 if let (Some(detached), Some(probes)) = (s.detached, s.probes.filter(|&p| p > 0)) {
-                    detach_per_probe = detached / probes as u32;
+                    detach_per_probe[tool] = detached / probes as u32;
                 }
                 eprintln!(
                     "bench: scale {:<62} {:>9.1} ns/call, {} probes, detach {:.1} s",
