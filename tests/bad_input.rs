@@ -44,6 +44,27 @@ fn not_an_elf_file() {
 }
 
 #[test]
+fn not_a_regular_file() {
+    // A directory, a device, and a FIFO (which must not make probe wait for a writer).
+    let fifo = targets_dir().join(format!("fifo-{}", std::process::id()));
+    let path = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let fifo_name = fifo.to_string_lossy();
+    for (file, what) in [("/tmp", "a directory"), ("/dev/null", "a character device"), (&fifo_name, "a FIFO")] {
+        assert_rejected(argdist_on(file, "work", "0"), &format!("{file}: {what}, not a program"));
+    }
+    std::fs::remove_file(&fifo).unwrap();
+}
+
+#[test]
+fn top_zero_is_a_usage_error() {
+    let target = go_target("tostring");
+    let run = probe(&["latency", "--func", "ToString", "--top", "0", &target.to_string_lossy()]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--top"), "{}", run.stderr);
+}
+
+#[test]
 fn not_x86_64() {
     let target = c_target("cvalues", &[]);
     let mut bytes = std::fs::read(&target).unwrap();

@@ -166,6 +166,13 @@ pub struct OutputArgs {
     /// existing symlink or non-regular file is refused)
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// With several functions: also print the tables of functions never called (by default
+    /// left out and named in one line)
+    #[arg(long)]
+    pub all: bool,
+    /// With several functions: print only the N tables with the most total time (latency)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub top: Option<u32>,
     /// Set from `latency --hdr-log` (the only command that writes one), not an option here.
     #[arg(skip)]
     pub hdr_log: Option<PathBuf>,

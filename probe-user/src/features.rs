@@ -24,11 +24,15 @@ pub struct Kernel {
     pub uprobe_events: Feature,
     pub probe_read_user: Feature,
     pub cookies: Feature,
+    pub uprobe_multi: Feature,
 }
 
 /// How sites get told apart in the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttachStrategy {
+    /// One program of each kind, one uprobe_multi link per file and program with a BPF
+    /// cookie per site (6.6+): attaching and detaching thousands of sites takes milliseconds.
+    MultiLink,
     /// One program of each kind, a BPF cookie per attached site (5.15+).
     Cookies,
     /// One copy of the program per site with the site's cookie built in (older kernels).
@@ -60,6 +64,13 @@ impl Kernel {
                 present: helper(BpfHelper::BPF_FUNC_get_attach_cookie) && aya::features().bpf_perf_link(),
                 role: "one program for all sites; without: one program copy per site",
             },
+            uprobe_multi: Feature {
+                name: "uprobe_multi link",
+                since: "6.6",
+                present: uprobe_multi_link_supported(),
+                role: "one link per file for all sites: attach and detach in milliseconds; \
+                       without: ~0.1 s per probe to detach",
+            },
         }
     }
 
@@ -75,12 +86,7 @@ impl Kernel {
                 present: kallsyms_has("__x64_sys_uretprobe"),
                 role: "faster uretprobes on C/C++/Rust (the kernel uses it by itself)",
             },
-            Feature {
-                name: "uprobe_multi link",
-                since: "6.6",
-                present: uprobe_multi_link_supported(),
-                role: "not used yet (aya 0.14 cannot create it); would make detaching fast",
-            },
+            self.uprobe_multi,
             Feature {
                 name: "BPF ring buffer",
                 since: "5.8",
@@ -103,11 +109,16 @@ impl Kernel {
         Ok(())
     }
 
-    /// Cookies where the kernel has them. `PROBE_ATTACH=per-site` forces the fallback, so the
-    /// path older kernels take is tested on new ones too.
+    /// The best the kernel has: uprobe_multi links, else cookies, else a program per site.
+    /// `PROBE_ATTACH=cookies` or `PROBE_ATTACH=per-site` forces an older path, so the paths
+    /// older kernels take are tested on new ones too.
     pub fn strategy(&self) -> AttachStrategy {
-        let forced = std::env::var("PROBE_ATTACH").is_ok_and(|v| v == "per-site");
-        if self.cookies.present && !forced {
+        let forced = std::env::var("PROBE_ATTACH").unwrap_or_default();
+        let cookies = self.cookies.present && forced != "per-site";
+        let multi = cookies && self.uprobe_multi.present && forced != "cookies";
+        if multi {
+            AttachStrategy::MultiLink
+        } else if cookies {
             AttachStrategy::Cookies
         } else {
             AttachStrategy::ProgramPerSite
@@ -196,12 +207,17 @@ mod tests {
     use crate::error::report;
 
     fn kernel(read_user: bool, cookies: bool) -> Kernel {
+        kernel_with_multi(read_user, cookies, false)
+    }
+
+    fn kernel_with_multi(read_user: bool, cookies: bool, multi: bool) -> Kernel {
         let f = |name, present| Feature { name, since: "x", present, role: "" };
         Kernel {
             release: "5.4.0-test".into(),
             uprobe_events: f("uprobe events", true),
             probe_read_user: Feature { since: "5.5", ..f("bpf_probe_read_user", read_user) },
             cookies: f("BPF cookies on uprobes", cookies),
+            uprobe_multi: f("uprobe_multi link", multi),
         }
     }
 
@@ -221,8 +237,9 @@ mod tests {
     }
 
     #[test]
-    fn strategy_follows_cookies() {
+    fn strategy_follows_cookies_and_multi_links() {
         assert_eq!(kernel(true, true).strategy(), AttachStrategy::Cookies);
         assert_eq!(kernel(true, false).strategy(), AttachStrategy::ProgramPerSite);
+        assert_eq!(kernel_with_multi(true, true, true).strategy(), AttachStrategy::MultiLink);
     }
 }

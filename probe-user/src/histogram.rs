@@ -31,10 +31,19 @@ impl Unit {
         ns as f64 / self.ns() as f64
     }
 
-    /// A percentile in this unit with three significant digits, e.g. `2.05ms`, `586us`.
+    /// A duration in this unit with three significant digits, e.g. `2.05ms`, `586us`,
+    /// `0.105us`, down to whole nanoseconds (`0.005us`, `0ns`).
     pub fn format(self, ns: u64) -> String {
         let v = self.from_ns(ns);
-        let decimals = if v >= 100.0 { 0 } else if v >= 10.0 { 1 } else { 2 };
+        let ns_decimals = self.ns().ilog10() as usize; // more would print fractions of a ns
+        let decimals = if v >= 1.0 {
+            2usize.saturating_sub(v.log10().floor() as usize)
+        } else if v > 0.0 {
+            3 + (-v.log10()).floor() as usize // 0.105: the first digit after the point counts
+        } else {
+            2
+        };
+        let decimals = decimals.min(ns_decimals);
         format!("{v:.decimals$}{}", self.suffix())
     }
 }
@@ -112,5 +121,12 @@ mod tests {
         assert_eq!(Unit::Ms.format(2_051_000), "2.05ms");
         assert_eq!(Unit::Us.format(586_400), "586us");
         assert_eq!(Unit::Us.format(12_340), "12.3us");
+        assert_eq!(Unit::Us.format(1_234), "1.23us");
+        assert_eq!(Unit::Us.format(105), "0.105us");
+        assert_eq!(Unit::Us.format(5), "0.005us");
+        assert_eq!(Unit::Us.format(0), "0.00us");
+        assert_eq!(Unit::Ns.format(98), "98ns"); // whole nanoseconds are the resolution
+        assert_eq!(Unit::Ns.format(7), "7ns");
+        assert_eq!(Unit::Ms.format(123_456), "0.123ms");
     }
 }

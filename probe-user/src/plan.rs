@@ -47,7 +47,7 @@ pub fn describe_costs(sites: &[Site]) -> String {
 /// The entry probe's site for `function`, or one clear error naming the function.
 fn entry_site(binary: &Binary, function: &Function, go: bool, keep: Option<Reg>) -> Result<EntrySite> {
     let code = binary.entry_code(function)?;
-    disasm::entry_site(code, function.addr, go, keep.map(iced_register)).map_err(|why| {
+    disasm::entry_site(&code, function.addr, go, keep.map(iced_register)).map_err(|why| {
         user(format!("{}: {why}; trace its caller or another function", function.name))
     })
 }
@@ -124,7 +124,7 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
                 // No uretprobe on Go code: it crashes the program. Nor on recursive code: the
                 // kernel drops uretprobe returns nested deeper than 64 in a thread. Probe every
                 // RET instead; the first result is in RAX there.
-                let rets = disasm::ret_addresses(binary.code(function)?, function.addr)
+                let rets = disasm::ret_addresses(&binary.code(function)?, function.addr)
                     .with_context(|| format!("decoding {}", function.name))?;
                 if rets.is_empty() {
                     return Err(user(format!(
@@ -166,8 +166,8 @@ pub enum LatencyPlan {
     /// `shape` says how its calls are bracketed by probes, which decides their own cost;
     /// `warning`: what the user should know about these numbers before reading them.
     Sites { measured: Measured, sites: Vec<Site>, shape: SpanShape, warning: Option<String> },
-    /// A warning: nothing can be attached (e.g. no RET to probe).
-    Skip(String),
+    /// Nothing can be attached: `function` `has` `reason` (e.g. "no RET instruction ...").
+    Skip { function: String, reason: &'static str },
 }
 
 /// Plans `latency` on `function` into latency slot `slot`.
@@ -196,10 +196,10 @@ pub fn latency_plan(
         )));
     }
     if function.size == 0 && use_rets {
-        return Ok(LatencyPlan::Skip(format!(
-            "{} has size 0 in the symbol table, so its instructions are unknown",
-            function.name
-        )));
+        return Ok(LatencyPlan::Skip {
+            function: function.name.clone(),
+            reason: "size 0 in the symbol table (instructions unknown)",
+        });
     }
     let entry = entry_site(binary, function, go, None)?;
     let shape = SpanShape { entry_stepped: !entry.handling.is_emulated(), uretprobe: !use_rets };
@@ -218,13 +218,13 @@ pub fn latency_plan(
     }];
     if use_rets {
         let code = binary.code(function)?;
-        let rets = disasm::ret_addresses(code, function.addr)
+        let rets = disasm::ret_addresses(&code, function.addr)
             .with_context(|| format!("decoding {}", function.name))?;
         if rets.is_empty() {
-            return Ok(LatencyPlan::Skip(format!(
-                "{} has no RET instruction (it only tail-calls or never returns)",
-                function.name
-            )));
+            return Ok(LatencyPlan::Skip {
+                function: function.name.clone(),
+                reason: "no RET instruction (it only tail-calls or never returns)",
+            });
         }
         for ret in rets {
             sites.push(Site {
@@ -257,5 +257,5 @@ pub fn latency_plan(
 /// nestedness limit"). Such functions get RET probes. Indirect recursion is not seen here; the
 /// summary warns when uretprobe exits lost calls (see render).
 fn may_nest_past_uretprobe_limit(binary: &Binary, function: &Function) -> bool {
-    binary.code(function).is_ok_and(|code| disasm::calls_itself(code, function.addr))
+    binary.code(function).is_ok_and(|code| disasm::calls_itself(&code, function.addr))
 }

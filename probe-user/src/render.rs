@@ -82,11 +82,16 @@ pub struct Measured {
 
 /// A per-slot aggregate that can be printed as text or JSON.
 pub trait Report {
+    /// What tables are sorted by, largest first: total time (latency) or count (values).
+    fn weight(&self) -> i128;
     fn text(&self, m: &Measured) -> String;
     fn json(&self, kind: &str, elapsed_s: f64, m: &Measured) -> String;
 }
 
 impl Report for ValueStats {
+    fn weight(&self) -> i128 {
+        self.count as i128
+    }
     fn text(&self, m: &Measured) -> String {
         text_block(m, self)
     }
@@ -96,6 +101,10 @@ impl Report for ValueStats {
 }
 
 impl Report for LatencyStats {
+    fn weight(&self) -> i128 {
+        // The exact total in ns (the display unit's sum truncates every call).
+        self.sum_ns as i128
+    }
     fn text(&self, m: &Measured) -> String {
         let unit = m.unit.unwrap_or(Unit::Us);
         let v = &self.value;

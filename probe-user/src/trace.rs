@@ -1,7 +1,9 @@
 //! The tracing run shared by every command: hold or find the process, attach, wait for the
 //! end (target exit, -d, Ctrl-C, SIGTERM) while printing -i tables, then detach and print.
 use crate::cli::OutputArgs;
-use crate::features::Kernel;
+use crate::error::user;
+use crate::features::{AttachStrategy, Kernel};
+use crate::interrupt;
 use crate::outputs::metrics::Exposed;
 use crate::outputs::{self, Distribution, Output};
 use crate::calibrate::{self, Calibration, ShapeCost};
@@ -61,7 +63,10 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
     let all_sites: Vec<Site> = sites.iter().chain(own_sites).cloned().collect();
     let calibration_slots = if calibration.is_some() { Calibration::SLOTS } else { 0 };
     let config = LoadConfig { slots: slots.len() as u32, calibration_slots, unit_ns };
-    let mut session = Session::<T>::load(&all_sites, config, kernel.strategy())?;
+    let strategy = kernel.strategy();
+    warn_of_slow_detach(&kernel, strategy, sites.len());
+    interrupt::install()?;
+    let mut session = Session::<T>::load(&all_sites, config, strategy)?;
     // The probes' own cost is known and set before any site of the target is live.
     let mut costs = Vec::new();
     if let Some(calibration) = &calibration {
@@ -70,20 +75,16 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
         session.set_probe_costs(&calibrate::cost_table(&costs))?;
     }
     session.attach_sites(0..sites.len(), pid)?;
-    let libraries: Vec<String> = target.libraries().map(|l| l.display().to_string()).collect();
-    let whom = match (&target.scope, pid) {
-        // A library's probes fire in every process that maps it: say so.
-        (Scope::AllProcesses, _) if !libraries.is_empty() => format!(
-            "every process using {} (a shared library: not only {}; -p or -c limits it to one process)",
-            libraries.join(", "),
-            target.program().path.display()
-        ),
-        (Scope::AllProcesses, _) => format!("every process running {}", target.program().path.display()),
-        (_, Some(pid)) => format!("pid {pid}"),
-        _ => unreachable!(),
-    };
-    eprintln!("probe: tracing {description} in {whom} ({}{}); Ctrl-C to end", describe_costs(&sites), describe_calibration(&costs));
-    // Released after the line above, so it always comes before anything the command prints.
+    if child.is_some() && interrupt::requested() {
+        // Never start the command half traced; dropping the held child ends it unstarted.
+        let removal = finish_detach(session)?;
+        return Err(user(format!("Ctrl-C while attaching: the command was not started{removal}")));
+    }
+    // After Ctrl-C while attaching there is no "tracing" line: the run ends at once.
+    if !interrupt::requested() {
+        announce(&target, pid, &description, &sites, &costs);
+    }
+    // Released after that line, so it always comes before anything the command prints.
     if let Some(c) = child.as_mut() {
         c.release()?;
     }
@@ -93,6 +94,8 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
     let mut printer = Printer {
         slots,
         json: output.json,
+        all: output.all,
+        top: output.top.map(|n| n as usize),
         print_intervals: output.interval.is_some(),
         started: Instant::now(),
         drained: Vec::new(),
@@ -106,10 +109,10 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
         printer.finish(session.drain_final().await?)?;
         anyhow::Ok(target_exited)
     })?;
-    if sites.len() > 20 {
-        eprintln!("probe: detaching {} probes (the kernel takes about 0.1 s for each)", sites.len());
+    let removal = finish_detach(session)?;
+    if !removal.is_empty() {
+        eprintln!("probe: {}", removal.trim_start_matches("; "));
     }
-    session.detach();
     if let Some(c) = child {
         c.reap_if_exited();
     }
@@ -121,6 +124,27 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
     Ok(())
 }
 
+/// The `probe: tracing ...` line: what, in whom, how many probes and what they cost.
+fn announce(target: &Target, pid: Option<i32>, description: &str, sites: &[Site], costs: &[ShapeCost]) {
+    let libraries: Vec<String> = target.libraries().map(|l| l.display().to_string()).collect();
+    let whom = match (&target.scope, pid) {
+        // A library's probes fire in every process that maps it: say so.
+        (Scope::AllProcesses, _) if !libraries.is_empty() => format!(
+            "every process using {} (a shared library: not only {}; -p or -c limits it to one process)",
+            libraries.join(", "),
+            target.program().path.display()
+        ),
+        (Scope::AllProcesses, _) => format!("every process running {}", target.program().path.display()),
+        (_, Some(pid)) => format!("pid {pid}"),
+        _ => unreachable!(),
+    };
+    eprintln!(
+        "probe: tracing {description} in {whom} ({}{}); Ctrl-C to end",
+        describe_costs(sites),
+        describe_calibration(costs)
+    );
+}
+
 /// `"; probe cost 0.62us per call subtracted"`, per shape in use, or nothing without calibration.
 fn describe_calibration(costs: &[ShapeCost]) -> String {
     if costs.is_empty() {
@@ -128,6 +152,53 @@ fn describe_calibration(costs: &[ShapeCost]) -> String {
     }
     let each: Vec<String> = costs.iter().map(|c| crate::histogram::Unit::Us.format(c.inside_ns)).collect();
     format!("; probe cost {} per call subtracted", each.join("/"))
+}
+/// Removing probes longer than this goes to the background, so the prompt comes back.
+const FOREGROUND_DETACH: Duration = Duration::from_secs(1);
+
+/// Warn before attaching more probes than this one at a time (no uprobe_multi link).
+const WARN_SITES: usize = 300;
+
+/// Detaches now when that is quick, else in a forked child. Returns what to tell the user
+/// ("" when nothing), starting with "; ".
+fn finish_detach<T: Aggregate>(mut session: Session<T>) -> Result<String> {
+    let estimate = session.detach_estimate();
+    let probes = session.perf_probes();
+    if estimate <= FOREGROUND_DETACH {
+        session.detach();
+        return Ok(String::new());
+    }
+    let pid = session.detach_in_background()?;
+    Ok(format!(
+        "; removing the {probes} probes takes the kernel about {} (one at a time, without a uprobe_multi \
+         link); pid {pid} finishes it in the background and ignores Ctrl-C, which could not \
+         speed it up",
+        human_duration(estimate)
+    ))
+}
+
+/// Tells what detaching will cost before attaching many probes one at a time.
+fn warn_of_slow_detach(kernel: &Kernel, strategy: AttachStrategy, sites: usize) {
+    if strategy != AttachStrategy::MultiLink && sites > WARN_SITES {
+        eprintln!(
+            "probe: warning: Linux {} {}: removing these {sites} probes will take about {} after the \
+             run (in the background), while the target keeps paying for them; narrow the pattern to \
+             avoid it",
+            kernel.release,
+            if kernel.uprobe_multi.present { "is told not to use its uprobe_multi link (PROBE_ATTACH)" }
+            else { "has no uprobe_multi link (6.6+)" },
+            human_duration(session::PERF_PROBE_DETACH * sites as u32)
+        );
+    }
+}
+
+fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 120.0 {
+        format!("{secs:.0} s")
+    } else {
+        format!("{:.0} min", secs / 60.0)
+    }
 }
 
 /// Completes at Ctrl-C, SIGTERM, or after `left` when given.
@@ -158,6 +229,9 @@ async fn trace_until_done<T: Aggregate + Report>(
     };
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    if interrupt::requested() {
+        return Ok(false); // Ctrl-C while attaching: end at once
+    }
     let deadline = output.duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
     // Drain every -i seconds, or every DEFAULT_PERIOD when only an output follows time.
     let period = match output.interval {
@@ -214,6 +288,10 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 struct Printer<T> {
     slots: Vec<Measured>,
     json: bool,
+    /// --all: text includes the functions never called.
+    all: bool,
+    /// --top N: text shows only the N heaviest tables.
+    top: Option<usize>,
     /// -i was given: print each interval's table.
     print_intervals: bool,
     started: Instant,
@@ -288,17 +366,59 @@ impl<T: Aggregate + Report> Printer<T> {
         if !self.json && kind == "interval" {
             out.push_str(&format!("{} (+{elapsed:.1}s)\n", wall_clock()));
         }
-        for (m, s) in self.slots.iter().zip(values) {
-            if self.json {
+        if self.json {
+            for (m, s) in self.slots.iter().zip(values) {
                 out.push_str(&s.json(kind, elapsed, m));
                 out.push('\n');
-            } else {
-                out.push_str(&s.text(m));
             }
+        } else {
+            out.push_str(&self.text(values));
         }
         let _ = self.stream.write_all(out.as_bytes());
         let _ = self.stream.flush();
     }
+}
+
+impl<T: Aggregate + Report> Printer<T> {
+    /// The text tables, heaviest first. With several functions, those never called are left
+    /// out (unless --all) and named in one line, and --top cuts the rest.
+    fn text(&self, values: &[T]) -> String {
+        if self.slots.len() <= 1 {
+            return self.slots.iter().zip(values).map(|(m, v)| v.text(m)).collect();
+        }
+        let mut order: Vec<usize> = (0..values.len().min(self.slots.len())).collect();
+        // Stable: equal weights keep the order the functions were given or found in.
+        order.sort_by_key(|&i| std::cmp::Reverse(values[i].weight()));
+        let (shown, never): (Vec<usize>, Vec<usize>) = order.into_iter().partition(|&i| self.all || !values[i].is_empty());
+        let cut = self.top.unwrap_or(usize::MAX).min(shown.len());
+        let mut out: String = shown[..cut].iter().map(|&i| values[i].text(&self.slots[i])).collect();
+        if cut < shown.len() {
+            out.push_str(&format!(
+                "({} more function{} not shown: --top {cut})\n",
+                shown.len() - cut,
+                if shown.len() - cut == 1 { "" } else { "s" }
+            ));
+        }
+        if !never.is_empty() {
+            let names: Vec<&str> = never.iter().map(|&i| self.slots[i].function.as_str()).collect();
+            out.push_str(&format!(
+                "({} of {} functions never called, not shown: {}; --all shows them)\n",
+                never.len(),
+                self.slots.len(),
+                name_a_few(&names, 3)
+            ));
+        }
+        out
+    }
+}
+
+/// "a, b, c and 7 more".
+pub fn name_a_few(names: &[&str], few: usize) -> String {
+    let mut text = names[..names.len().min(few)].join(", ");
+    if names.len() > few {
+        text.push_str(&format!(" and {} more", names.len() - few));
+    }
+    text
 }
 
 /// Local time as HH:MM:SS.

@@ -58,7 +58,10 @@ fn calibrate_all(strategy: AttachStrategy) -> Result<Vec<ShapeCost>> {
 
 fn describe(strategy: AttachStrategy) -> &'static str {
     match strategy {
-        AttachStrategy::Cookies => "one program per kind, a BPF cookie per site",
+        AttachStrategy::MultiLink => "one program per kind, one uprobe_multi link per file, a BPF cookie per site",
+        AttachStrategy::Cookies => {
+            "one program per kind, a BPF cookie per site (no uprobe_multi link, or PROBE_ATTACH=cookies)"
+        }
         AttachStrategy::ProgramPerSite => "one program copy per site (no BPF cookies, or PROBE_ATTACH=per-site)",
     }
 }

@@ -3,7 +3,7 @@ use crate::cli::LatencyArgs;
 use crate::error::user;
 use crate::plan::{self, LatencyPlan};
 use crate::target::{is_glob, Target, MAX_FUNCTIONS};
-use crate::trace::{self, Job};
+use crate::trace::{self, name_a_few, Job};
 use anyhow::Result;
 use probe_ebpf::LatencyStats;
 
@@ -44,15 +44,15 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
                     shapes.push(shape);
                 }
             }
-            LatencyPlan::Skip(reason) => skipped.push(reason),
+            LatencyPlan::Skip { function, reason } => skipped.push((reason, function)),
         }
     }
     if slots.is_empty() {
-        let reason = skipped.first().cloned().unwrap_or_default();
-        return Err(user(format!("nothing to measure: {reason}; pick another function")));
+        let (reason, function) = skipped.first().cloned().unwrap_or_default();
+        return Err(user(format!("nothing to measure: {function} has {reason}; pick another function")));
     }
-    for reason in skipped {
-        eprintln!("probe: warning: {reason}; not measured");
+    for warning in skip_warnings(skipped) {
+        eprintln!("probe: warning: {warning}");
     }
     let names: Vec<&str> = slots.iter().take(5).map(|m| m.function.as_str()).collect();
     let more = if slots.len() > 5 { format!(" and {} more", slots.len() - 5) } else { String::new() };
@@ -60,4 +60,40 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
     let job = Job { target, sites, slots, description, unit_ns: args.unit.ns(), shapes };
     let output = crate::cli::OutputArgs { hdr_log: args.hdr_log.clone(), ..args.output.clone() };
     trace::run::<LatencyStats>(job, &output)
+}
+
+/// One line per reason, naming a few of the functions skipped for it.
+fn skip_warnings(mut skipped: Vec<(&'static str, String)>) -> Vec<String> {
+    skipped.sort_by_key(|s| s.0); // stable: functions stay in their order
+    skipped
+        .chunk_by(|a, b| a.0 == b.0)
+        .map(|group| match group {
+            [(reason, function)] => format!("{function} has {reason}; not measured"),
+            _ => {
+                let names: Vec<&str> = group.iter().map(|s| s.1.as_str()).collect();
+                format!("{} functions have {}, not measured: {}", group.len(), group[0].0, name_a_few(&names, 3))
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::skip_warnings;
+
+    #[test]
+    fn skips_are_one_line_per_reason() {
+        let no_ret = "no RET instruction (it only tail-calls or never returns)";
+        let skipped = vec![(no_ret, "a".to_string()), ("size 0", "z".to_string()), (no_ret, "b".to_string())]
+            .into_iter()
+            .chain((0..5).map(|i| (no_ret, format!("f{i}"))))
+            .collect();
+        assert_eq!(
+            skip_warnings(skipped),
+            vec![
+                format!("7 functions have {no_ret}, not measured: a, b, f0 and 4 more"),
+                "z has size 0; not measured".to_string(),
+            ]
+        );
+    }
 }

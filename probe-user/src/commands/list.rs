@@ -26,7 +26,7 @@ struct Row<'a> {
 /// How the kernel would handle this function's entry probe.
 fn entry_handling(binary: &Binary, f: &crate::target::elf::Function) -> &'static str {
     let go = Abi::of(binary, &f.name).is_go();
-    match binary.entry_code(f).ok().map(|code| disasm::entry_site(code, f.addr, go, None)) {
+    match binary.entry_code(f).ok().map(|code| disasm::entry_site(&code, f.addr, go, None)) {
         Some(Ok(site)) if site.handling.is_emulated() => "emulated",
         Some(Ok(_)) => "single-stepped",
         Some(Err(_)) => "refused",
@@ -47,7 +47,7 @@ pub fn run(args: &ListArgs) -> Result<()> {
     }
     let mut entries = [0usize; 2];
     for f in functions {
-        let rets = binary.code(f).ok().and_then(|code| disasm::ret_addresses(code, f.addr).ok()).map(|r| r.len());
+        let rets = binary.code(f).ok().and_then(|code| disasm::ret_addresses(&code, f.addr).ok()).map(|r| r.len());
         let entry = entry_handling(&binary, f);
         entries[(entry != "emulated") as usize] += 1;
         let abi = Abi::of(&binary, &f.name).to_string();

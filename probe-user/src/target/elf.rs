@@ -7,7 +7,9 @@ use super::go::{self, GoBuildInfo};
 use super::pclntab;
 use crate::error::user;
 use anyhow::Result;
-use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SegmentFlags, SymbolKind};
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, ReadRef, SegmentFlags, SymbolKind};
+use std::borrow::Cow;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// A function with code. `name` is demangled (C++, Rust) for matching and display.
@@ -55,7 +57,45 @@ pub struct Binary {
     pub imports: Vec<String>,
     functions: Vec<Function>,
     segments: Vec<LoadSegment>,
-    data: Vec<u8>,
+    contents: Contents,
+}
+
+/// Where a function's code is read from. A file is read piece by piece, never whole: a big
+/// program (Prometheus: 50 MB) would otherwise sit in memory for the whole run.
+enum Contents {
+    Memory(Vec<u8>),
+    /// The open file and its size when opened (reads past it are refused, not attempted).
+    File(std::fs::File, u64),
+}
+
+impl Contents {
+    fn read(&self, start: u64, len: u64) -> Option<Cow<'_, [u8]>> {
+        let end = start.checked_add(len)?;
+        match self {
+            Contents::Memory(data) => {
+                data.get(usize::try_from(start).ok()?..usize::try_from(end).ok()?).map(Cow::Borrowed)
+            }
+            Contents::File(file, size) => {
+                if end > *size {
+                    return None;
+                }
+                let mut buf = vec![0; usize::try_from(len).ok()?];
+                file.read_exact_at(&mut buf, start).ok()?;
+                Some(Cow::Owned(buf))
+            }
+        }
+    }
+}
+
+/// What parsing the ELF headers and symbols yields.
+struct Parsed {
+    runtime: Runtime,
+    symbols: SymbolSource,
+    debug_file: Option<PathBuf>,
+    dynamic: Dynamic,
+    imports: Vec<String>,
+    functions: Vec<Function>,
+    segments: Vec<LoadSegment>,
 }
 
 const PF_X: u32 = 1;
@@ -79,10 +119,10 @@ pub enum ReadError {
     TooLarge(u64),
 }
 
-/// Reads a binary's bytes: only a regular file, at most MAX_BINARY_SIZE, and never blocking on
-/// a FIFO (opened O_NONBLOCK, checked with fstat on the open file before any read).
-pub fn read_binary_file(path: &Path) -> Result<Vec<u8>, ReadError> {
-    use std::io::Read;
+/// Opens a binary: only a regular file, at most MAX_BINARY_SIZE, and never blocking on a FIFO
+/// (opened O_NONBLOCK, checked with fstat on the open file before any read). Returns the file
+/// and its size; nothing is read yet.
+pub fn open_binary_file(path: &Path) -> Result<(std::fs::File, u64), ReadError> {
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -110,15 +150,14 @@ pub fn read_binary_file(path: &Path) -> Result<Vec<u8>, ReadError> {
     if meta.len() > MAX_BINARY_SIZE {
         return Err(ReadError::TooLarge(meta.len()));
     }
-    // Never more than fstat said, even if the file grows meanwhile.
-    let mut data = Vec::with_capacity(meta.len() as usize);
-    file.take(meta.len()).read_to_end(&mut data).map_err(ReadError::Io)?;
-    Ok(data)
+    Ok((file, meta.len()))
 }
 
 impl Binary {
+    /// Opens a regular file and reads only what it needs: headers, the symbol table (or Go's
+    /// function table), and later the code of the functions traced.
     pub fn open(path: &Path) -> Result<Binary> {
-        let data = read_binary_file(path).map_err(|e| match e {
+        let (file, len) = open_binary_file(path).map_err(|e| match e {
             ReadError::Io(e) => unreadable(path, e),
             ReadError::NotRegular(what) => user(format!(
                 "{}: {what}, not a program; give the path of a compiled program or library",
@@ -131,91 +170,31 @@ impl Binary {
                 MAX_BINARY_SIZE >> 30
             )),
         })?;
-        Binary::parse(path, data)
+        // The parser reads sections into this cache as it asks for them; they go with it.
+        let cache = object::ReadCache::new(&file);
+        let parsed = parse_elf(path, &cache, len)?;
+        drop(cache);
+        Ok(Binary::from_parsed(path, parsed, Contents::File(file, len)))
     }
 
     /// Parses file contents (split from `open` so fuzzing can feed bytes directly).
     pub fn parse(path: &Path, data: Vec<u8>) -> Result<Binary> {
-        if !data.starts_with(b"\x7fELF") {
-            return Err(user(format!(
-                "{}: not an ELF file; give the path of a compiled program or library",
-                path.display()
-            )));
-        }
-        let corrupt = |e: &dyn std::fmt::Display| {
-            user(format!("{}: ELF file is corrupt or truncated ({e}); rebuild it or pick another file", path.display()))
-        };
-        let file = object::File::parse(&*data).map_err(|e| corrupt(&e))?;
-        if file.architecture() != object::Architecture::X86_64 {
-            return Err(user(format!(
-                "{}: {:?} binary; probe traces x86-64 programs only",
-                path.display(),
-                file.architecture()
-            )));
-        }
-        ensure_complete(&file, data.len() as u64).map_err(|e| corrupt(&e))?;
-        let segments: Vec<LoadSegment> = file
-            .segments()
-            .map(|s| {
-                let (file_offset, file_size) = s.file_range();
-                let executable = matches!(s.flags(), SegmentFlags::Elf { p_flags } if p_flags & PF_X != 0);
-                LoadSegment { vaddr: s.address(), file_offset, file_size, executable }
-            })
-            .collect();
-        let read_vaddr = |addr: u64, len: usize| -> Option<&[u8]> {
-            let seg = segments.iter().find(|s| s.vaddr <= addr && addr < s.vaddr + s.file_size)?;
-            let start = (addr - seg.vaddr + seg.file_offset) as usize;
-            data.get(start..start.checked_add(len)?)
-        };
-        let runtime = if go::is_go(&file) { Runtime::Go(go::build_info(&file, read_vaddr)) } else { Runtime::Native };
+        let parsed = parse_elf(path, &*data, data.len() as u64)?;
+        Ok(Binary::from_parsed(path, parsed, Contents::Memory(data)))
+    }
 
-        let mut functions = Vec::new();
-        let mut debug_file = None;
-        let symbols = if file.section_by_name(".symtab").is_some() {
-            functions.extend(text_symbols(file.symbols()));
-            SymbolSource::Symtab
-        } else if let Some((debug_path, debug_functions)) = debug_file_functions(path, &file) {
-            functions.extend(debug_functions);
-            debug_file = Some(debug_path);
-            SymbolSource::DebugFile
-        } else if let Some(section) = file.section_by_name(".gopclntab") {
-            let table = section.data().map_err(|e| corrupt(&e))?;
-            let text = file.section_by_name(".text").map(|s| s.address()).unwrap_or(0);
-            let go_functions = pclntab::functions(table, text).map_err(|e| corrupt(&e))?;
-            // The size runs to the next function (INT3 padding included): padding and a
-            // function's own trailing INT3s look alike, and both decode cleanly.
-            functions.extend(go_functions.into_iter().map(|f| Function {
-                size: f.end - f.entry,
-                name: f.name,
-                addr: f.entry,
-            }));
-            SymbolSource::GoPclntab
-        } else {
-            SymbolSource::DynsymOnly
-        };
-        functions.extend(text_symbols(file.dynamic_symbols()));
-        let mut imports: Vec<String> = file
-            .dynamic_symbols()
-            .filter(|s| s.is_undefined() && s.kind() == SymbolKind::Text)
-            .filter_map(|s| s.name().ok().map(str::to_string))
-            .collect();
-        imports.sort();
-        imports.dedup();
-        let dynamic = Dynamic::read(&data);
-        functions.sort_by(|a, b| (&a.name, a.addr).cmp(&(&b.name, b.addr)));
-        functions.dedup_by(|a, b| a.name == b.name && a.addr == b.addr);
-        drop(file);
-        Ok(Binary {
+    fn from_parsed(path: &Path, p: Parsed, contents: Contents) -> Binary {
+        Binary {
             path: path.to_path_buf(),
-            runtime,
-            symbols,
-            debug_file,
-            dynamic,
-            imports,
-            functions,
-            segments,
-            data,
-        })
+            runtime: p.runtime,
+            symbols: p.symbols,
+            debug_file: p.debug_file,
+            dynamic: p.dynamic,
+            imports: p.imports,
+            functions: p.functions,
+            segments: p.segments,
+            contents,
+        }
     }
 
     pub fn functions(&self) -> &[Function] {
@@ -242,7 +221,7 @@ impl Binary {
     }
 
     /// The machine code of a function.
-    pub fn code(&self, f: &Function) -> Result<&[u8]> {
+    pub fn code(&self, f: &Function) -> Result<Cow<'_, [u8]>> {
         if f.size == 0 {
             return Err(user(format!(
                 "{} has size 0 in the symbol table, so probe cannot find its instructions; \
@@ -250,9 +229,9 @@ impl Binary {
                 f.name
             )));
         }
-        let start = self.code_offset(f.addr)? as usize;
-        let end = self.code_offset(f.addr + f.size - 1)? as usize + 1;
-        self.data.get(start..end).ok_or_else(|| {
+        let start = self.code_offset(f.addr)?;
+        let end = self.code_offset(f.addr + f.size - 1)? + 1;
+        self.contents.read(start, end - start).ok_or_else(|| {
             user(format!("{} extends past the end of {} (truncated file?)", f.name, self.path.display()))
         })
     }
@@ -262,7 +241,7 @@ impl Binary {
     /// The bytes a function's entry probe is chosen from: its code, or for a symbol of size 0
     /// (hand-written assembly without `.size`) the first bytes at its address, enough to
     /// decode a few instructions.
-    pub fn entry_code(&self, f: &Function) -> Result<&[u8]> {
+    pub fn entry_code(&self, f: &Function) -> Result<Cow<'_, [u8]>> {
         if f.size > 0 {
             return self.code(f);
         }
@@ -270,16 +249,89 @@ impl Binary {
         let start = self.code_offset(f.addr)?;
         let seg = self.segments.iter().find(|s| s.vaddr <= f.addr && f.addr < s.vaddr + s.file_size);
         let seg_end = seg.map_or(start + 1, |s| s.file_offset + s.file_size);
-        let end = (start + WINDOW).min(seg_end) as usize;
-        self.data.get(start as usize..end).ok_or_else(|| {
+        let end = (start + WINDOW).min(seg_end);
+        self.contents.read(start, end.saturating_sub(start)).ok_or_else(|| {
             user(format!("{} extends past the end of {} (truncated file?)", f.name, self.path.display()))
         })
     }
 }
 
+/// Headers, load segments and functions of an ELF file of `file_len` bytes, from memory or read
+/// on demand.
+fn parse_elf<'d, R: ReadRef<'d>>(path: &Path, data: R, file_len: u64) -> Result<Parsed> {
+    if data.read_bytes_at(0, 4).ok() != Some(b"\x7fELF".as_slice()) {
+        return Err(user(format!(
+            "{}: not an ELF file; give the path of a compiled program or library",
+            path.display()
+        )));
+    }
+    let corrupt = |e: &dyn std::fmt::Display| {
+        user(format!("{}: ELF file is corrupt or truncated ({e}); rebuild it or pick another file", path.display()))
+    };
+    let file = object::File::parse(data).map_err(|e| corrupt(&e))?;
+    if file.architecture() != object::Architecture::X86_64 {
+        return Err(user(format!(
+            "{}: {:?} binary; probe traces x86-64 programs only",
+            path.display(),
+            file.architecture()
+        )));
+    }
+    ensure_complete(&file, file_len).map_err(|e| corrupt(&e))?;
+    let segments: Vec<LoadSegment> = file
+        .segments()
+        .map(|s| {
+            let (file_offset, file_size) = s.file_range();
+            let executable = matches!(s.flags(), SegmentFlags::Elf { p_flags } if p_flags & PF_X != 0);
+            LoadSegment { vaddr: s.address(), file_offset, file_size, executable }
+        })
+        .collect();
+    let read_vaddr = |addr: u64, len: usize| -> Option<&'d [u8]> {
+        let seg = segments.iter().find(|s| s.vaddr <= addr && addr < s.vaddr + s.file_size)?;
+        data.read_bytes_at(addr - seg.vaddr + seg.file_offset, len as u64).ok()
+    };
+    let runtime = if go::is_go(&file) { Runtime::Go(go::build_info(&file, read_vaddr)) } else { Runtime::Native };
+
+    let mut functions = Vec::new();
+    let mut debug_file = None;
+    let symbols = if file.section_by_name(".symtab").is_some() {
+        functions.extend(text_symbols(file.symbols()));
+        SymbolSource::Symtab
+    } else if let Some((debug_path, debug_functions)) = debug_file_functions(path, &file) {
+        functions.extend(debug_functions);
+        debug_file = Some(debug_path);
+        SymbolSource::DebugFile
+    } else if let Some(section) = file.section_by_name(".gopclntab") {
+        let table = section.data().map_err(|e| corrupt(&e))?;
+        let text = file.section_by_name(".text").map(|s| s.address()).unwrap_or(0);
+        let go_functions = pclntab::functions(table, text).map_err(|e| corrupt(&e))?;
+        // The size runs to the next function (INT3 padding included): padding and a
+        // function's own trailing INT3s look alike, and both decode cleanly.
+        functions.extend(go_functions.into_iter().map(|f| Function {
+            size: f.end - f.entry,
+            name: f.name,
+            addr: f.entry,
+        }));
+        SymbolSource::GoPclntab
+    } else {
+        SymbolSource::DynsymOnly
+    };
+    functions.extend(text_symbols(file.dynamic_symbols()));
+    let mut imports: Vec<String> = file
+        .dynamic_symbols()
+        .filter(|s| s.is_undefined() && s.kind() == SymbolKind::Text)
+        .filter_map(|s| s.name().ok().map(str::to_string))
+        .collect();
+    imports.sort();
+    imports.dedup();
+    let dynamic = Dynamic::of_sections(&file);
+    functions.sort_by(|a, b| (&a.name, a.addr).cmp(&(&b.name, b.addr)));
+    functions.dedup_by(|a, b| a.name == b.name && a.addr == b.addr);
+    Ok(Parsed { runtime, symbols, debug_file, dynamic, imports, functions, segments })
+}
+
 /// Fails when a section or load segment claims bytes past the end of the file: a truncated
 /// file would otherwise lose its symbol table (at the end) quietly and find no function.
-fn ensure_complete(file: &object::File, file_len: u64) -> Result<(), String> {
+fn ensure_complete<'d, R: ReadRef<'d>>(file: &object::File<'d, R>, file_len: u64) -> Result<(), String> {
     let past_end = |range: Option<(u64, u64)>| range.is_some_and(|(off, size)| off.saturating_add(size) > file_len);
     if let Some(s) = file.sections().find(|s| past_end(s.file_range())) {
         let (off, size) = s.file_range().unwrap_or_default();
@@ -311,6 +363,34 @@ pub struct Dynamic {
 }
 
 impl Dynamic {
+    /// The same from a parsed file's `.dynamic` and `.dynstr` sections (64-bit little-endian
+    /// entries: a tag and a value, 8 bytes each), so a file read on demand needs only those.
+    pub fn of_sections<'d, R: ReadRef<'d>>(file: &object::File<'d, R>) -> Dynamic {
+        let mut out = Dynamic::default();
+        let section = |name: &str| file.section_by_name(name).and_then(|s| s.data().ok());
+        let (Some(entries), Some(strings)) = (section(".dynamic"), section(".dynstr")) else { return out };
+        let string = |offset: u64| -> Option<String> {
+            let rest = strings.get(usize::try_from(offset).ok()?..)?;
+            let end = rest.iter().position(|&b| b == 0)?;
+            Some(String::from_utf8_lossy(&rest[..end]).into_owned())
+        };
+        for entry in entries.chunks_exact(16) {
+            let tag = u64::from_le_bytes(entry[..8].try_into().unwrap_or_default());
+            let value = u64::from_le_bytes(entry[8..].try_into().unwrap_or_default());
+            if tag == object::elf::DT_NULL as u64 {
+                break;
+            }
+            let Some(text) = string(value) else { continue };
+            match tag as u32 {
+                object::elf::DT_NEEDED => out.needed.push(text),
+                object::elf::DT_RUNPATH => out.runpath.extend(text.split(':').map(str::to_string)),
+                object::elf::DT_RPATH => out.rpath.extend(text.split(':').map(str::to_string)),
+                _ => {}
+            }
+        }
+        out
+    }
+
     /// Reads the entries of a 64-bit little-endian ELF file; empty when it has none or they
     /// cannot be read (a static program).
     pub fn read(data: &[u8]) -> Dynamic {
@@ -361,7 +441,7 @@ pub fn demangle(raw: &str) -> String {
 
 /// Symbols of the separate debug file of a stripped binary: `.gnu_debuglink` next to the file,
 /// in its `.debug/` and under /usr/lib/debug, then /usr/lib/debug/.build-id/xx/rest.debug.
-fn debug_file_functions(path: &Path, file: &object::File) -> Option<(PathBuf, Vec<Function>)> {
+fn debug_file_functions<'d, R: ReadRef<'d>>(path: &Path, file: &object::File<'d, R>) -> Option<(PathBuf, Vec<Function>)> {
     let dir = path.canonicalize().ok()?.parent()?.to_path_buf();
     let mut candidates = Vec::new();
     if let Ok(Some((name, _crc))) = file.gnu_debuglink() {
@@ -377,8 +457,9 @@ fn debug_file_functions(path: &Path, file: &object::File) -> Option<(PathBuf, Ve
         }
     }
     candidates.into_iter().find_map(|candidate| {
-        let data = read_binary_file(&candidate).ok()?;
-        let debug = object::File::parse(&*data).ok()?;
+        let (file, _) = open_binary_file(&candidate).ok()?;
+        let cache = object::ReadCache::new(&file);
+        let debug = object::File::parse(&cache).ok()?;
         let functions = text_symbols(debug.symbols());
         (!functions.is_empty()).then_some((candidate, functions))
     })

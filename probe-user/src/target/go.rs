@@ -1,5 +1,5 @@
 //! Go-specific facts read from a binary: is it Go, and which Go version built it.
-use object::{Object, ObjectSection, ObjectSymbol};
+use object::{Object, ObjectSection, ObjectSymbol, ReadRef};
 use std::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -30,7 +30,7 @@ impl fmt::Display for GoVersion {
     }
 }
 
-pub fn is_go(file: &object::File) -> bool {
+pub fn is_go<'d, R: ReadRef<'d>>(file: &object::File<'d, R>) -> bool {
     file.section_by_name(".go.buildinfo").is_some()
         || file.section_by_name(".gopclntab").is_some()
         || file.symbols().any(|s| s.name() == Ok("runtime.buildVersion"))
@@ -49,7 +49,10 @@ pub struct GoBuildInfo {
 
 /// Reads `.go.buildinfo`. Go 1.18+ stores the version and module info inline (flag bit 2);
 /// older versions store pointers to Go string headers, resolved with `read_vaddr`.
-pub fn build_info<'d>(file: &object::File, read_vaddr: impl Fn(u64, usize) -> Option<&'d [u8]>) -> GoBuildInfo {
+pub fn build_info<'d, R: ReadRef<'d>>(
+    file: &object::File<'d, R>,
+    read_vaddr: impl Fn(u64, usize) -> Option<&'d [u8]>,
+) -> GoBuildInfo {
     let Some((version, modinfo)) = read_build_strings(file, read_vaddr) else {
         return GoBuildInfo::default();
     };
@@ -64,8 +67,8 @@ pub fn build_info<'d>(file: &object::File, read_vaddr: impl Fn(u64, usize) -> Op
     }
 }
 
-fn read_build_strings<'d>(
-    file: &object::File,
+fn read_build_strings<'d, R: ReadRef<'d>>(
+    file: &object::File<'d, R>,
     read_vaddr: impl Fn(u64, usize) -> Option<&'d [u8]>,
 ) -> Option<(String, String)> {
     let section = file.section_by_name(".go.buildinfo")?;
