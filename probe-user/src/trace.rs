@@ -54,7 +54,7 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
         (_, Some(pid)) => format!("pid {pid}"),
         _ => unreachable!(),
     };
-    eprintln!(
+    let announcement = format!(
         "probe: tracing {description} in {whom} ({} probe{}); Ctrl-C to end",
         sites.len(),
         if sites.len() == 1 { "" } else { "s" }
@@ -73,7 +73,8 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
     };
     let target_exited = runtime.block_on(async {
         printer.start()?;
-        let target_exited = trace_until_done(&mut session, pid, output, &mut printer, refresh_requests).await?;
+        let target_exited =
+            trace_until_done(&mut session, pid, output, &mut printer, refresh_requests, &announcement).await?;
         printer.finish(session.drain_final().await?)?;
         anyhow::Ok(target_exited)
     })?;
@@ -112,14 +113,18 @@ async fn trace_until_done<T: Aggregate + Report>(
     printer: &mut Printer<T>,
     // Dropped on return: a scrape after that gets the (then final) totals without waiting.
     mut refresh_requests: Option<outputs::RefreshRequests>,
+    announcement: &str,
 ) -> Result<bool> {
+    let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    // Only now does "Ctrl-C to end" hold: before the handlers, Ctrl-C kills probe outright
+    // (the kernel then detaches everything, but no table is printed).
+    eprintln!("{announcement}");
     let watch = match pid.map(ExitWatch::new).transpose()? {
         Some(None) => return Ok(true), // exited between attaching and here: print what we have
         Some(Some(w)) => Some(w),
         None => None,
     };
-    let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let deadline = output.duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
     // Drain every -i seconds, or every DEFAULT_PERIOD when only an output follows time.
     let period = match output.interval {
