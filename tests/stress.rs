@@ -29,13 +29,28 @@ impl Rng {
 }
 
 /// When to interrupt: a third during start-up (before or while probes attach, 0-3 ms), the
-/// rest anywhere up to 400 ms (mostly while tracing, so detaching overlaps the program's work).
-fn interrupt_after(rng: &mut Rng) -> Duration {
+/// rest anywhere in `window`, twice the time probe took to start tracing here (at least
+/// 400 ms), so most of those land while tracing and detaching overlaps the program's work.
+fn interrupt_after(rng: &mut Rng, window: Duration) -> Duration {
     if rng.next() % 3 == 0 {
         Duration::from_micros(rng.next() % 3_000)
     } else {
-        Duration::from_micros(rng.next() % 400_000)
+        Duration::from_micros(rng.next() % window.as_micros().max(1) as u64)
     }
+}
+
+const FUNCS: [&str; 6] = ["--func", "main.main", "--func", "main.Nap", "--func", "main.Work"];
+
+/// How long probe takes from start to tracing on this machine (an emulated VM is far slower
+/// than the host): one full cycle, waiting for "probe: tracing".
+fn time_to_tracing(pid: &str) -> Duration {
+    let start = Instant::now();
+    let (probe, stderr) = probe_background(&[&["latency"][..], &FUNCS, &["-p", pid]].concat());
+    let ready = start.elapsed();
+    interrupt(&probe);
+    let run = finish(probe, stderr);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    ready
 }
 
 #[test]
@@ -57,18 +72,15 @@ fn attach_and_interrupt_at_random_moments_never_disturb_a_go_program() {
 
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
     let mut rng = Rng(seed);
-    let (mut cycles, mut before_tracing, mut traced) = (0u32, 0u32, 0u32);
+    let window = (time_to_tracing(&pid) * 2).max(Duration::from_millis(400));
+    let (mut cycles, mut before_tracing, mut traced) = (1u32, 0u32, 1u32);
     let mut failures = Vec::new();
     while started.elapsed() < cycling {
-        let wait = interrupt_after(&mut rng);
+        let wait = interrupt_after(&mut rng, window);
         // Mostly main (its one long sleep), Nap (short sleeps) and Work (the busy loop): 6
         // sites, so a cycle's detach (~0.1 s per perf-event uprobe here) stays short; every
         // tenth cycle `main.*` as in the report (13 functions, 30 sites).
-        let funcs: &[&str] = if cycles % 10 == 9 {
-            &["--func", "main.*"]
-        } else {
-            &["--func", "main.main", "--func", "main.Nap", "--func", "main.Work"]
-        };
+        let funcs: &[&str] = if cycles % 10 == 9 { &["--func", "main.*"] } else { &FUNCS };
         let mut probe = Command::new(probe_bin())
             .arg("latency")
             .args(funcs)
@@ -100,7 +112,7 @@ fn attach_and_interrupt_at_random_moments_never_disturb_a_go_program() {
     let lived = started.elapsed();
     eprintln!(
         "stress: seed {seed:#x}: {cycles} cycles ({traced} traced, {before_tracing} interrupted before \
-         tracing), {} failures; target lived {:.1} s, exit {status}; it printed:\n{rest}",
+         tracing, window {window:?}), {} failures; target lived {:.1} s, exit {status}; it printed:\n{rest}",
         failures.len(),
         lived.as_secs_f64()
     );

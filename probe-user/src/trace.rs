@@ -105,7 +105,8 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
     };
     let target_exited = runtime.block_on(async {
         printer.start()?;
-        let target_exited = trace_until_done(&mut session, pid, output, &mut printer, refresh_requests).await?;
+        let target_exited =
+            trace_until_done(&mut session, pid, output, &mut printer, refresh_requests).await?;
         printer.finish(session.drain_final().await?)?;
         anyhow::Ok(target_exited)
     })?;
