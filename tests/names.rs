@@ -136,17 +136,7 @@ fn library_functions_named_as_bcc_and_bpftrace_do() {
 #[test]
 fn imported_function_of_a_running_process() {
     let (_, main) = libvalues("pid");
-    let mut app = Command::new(&main)
-        .arg("--wait")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = app.id().to_string();
-    let maps = format!("/proc/{pid}/maps");
-    while !std::fs::read_to_string(&maps).unwrap_or_default().contains("libprobevalues.so") {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let (mut app, pid) = spawn_waiting_with_library(&main, "libprobevalues.so");
     let (child, stderr) = probe_background(&["argdist", "--func", "lib_work", "--arg", "0", "--json", "-p", &pid]);
     std::io::Write::write_all(app.stdin.as_mut().unwrap(), b"go\n").unwrap();
     let app_out = app.wait_with_output().unwrap();
@@ -273,6 +263,7 @@ fn output_file_refuses_other_users_symlinks_and_non_regular_files() {
     }
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me\n");
     assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    std::fs::remove_dir_all(&dir).unwrap(); // the FIFO too, which `cargo xtask vm-test` copies
 }
 
 /// `probe list BIG | head -1`: the reader going away ends the listing quietly.

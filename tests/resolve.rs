@@ -56,18 +56,8 @@ fn shared_library_function_by_path_with_c() {
 #[test]
 fn shared_library_function_by_name_with_p() {
     let (_, main) = libvalues();
-    let mut app = Command::new(&main)
-        .arg("--wait")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Give the dynamic linker time to map the library before probe reads /proc/PID/maps.
-    let pid = app.id().to_string();
-    let maps = format!("/proc/{pid}/maps");
-    while !std::fs::read_to_string(&maps).unwrap_or_default().contains("libprobevalues.so") {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    // The dynamic linker maps the library before probe reads /proc/PID/maps.
+    let (mut app, pid) = spawn_waiting_with_library(&main, "libprobevalues.so");
     let (child, stderr) =
         probe_background(&["argdist", "--func", "libprobevalues.so:lib_work", "--arg", "0", "--json", "-p", &pid]);
     std::io::Write::write_all(app.stdin.as_mut().unwrap(), b"go\n").unwrap();

@@ -126,15 +126,33 @@ pub fn probe(args: &[&str]) -> Run {
     out.into()
 }
 
-/// Runs probe, killing it if it has not ended within `secs` (a hang is a failure, not a wait).
-pub fn probe_within(secs: u64, args: &[&str]) -> Run {
-    let mut child = Command::new(probe_bin())
+/// probe with `args`, its output piped, started.
+fn spawn_probe(args: &[&str]) -> Child {
+    Command::new(probe_bin())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .expect("start probe")
+}
+
+/// Starts `program --wait` (it calls nothing until a line arrives on its stdin) and returns it
+/// with its pid once `library` is mapped in it, so that probe finds the library in
+/// /proc/PID/maps.
+pub fn spawn_waiting_with_library(program: &Path, library: &str) -> (Child, String) {
+    let app = Command::new(program).arg("--wait").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let pid = app.id().to_string();
+    let maps = format!("/proc/{pid}/maps");
+    while !std::fs::read_to_string(&maps).unwrap_or_default().contains(library) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (app, pid)
+}
+
+/// Runs probe, killing it if it has not ended within `secs` (a hang is a failure, not a wait).
+pub fn probe_within(secs: u64, args: &[&str]) -> Run {
+    let mut child = spawn_probe(args);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while child.try_wait().unwrap().is_none() {
         if std::time::Instant::now() > deadline {
@@ -149,13 +167,7 @@ pub fn probe_within(secs: u64, args: &[&str]) -> Run {
 
 /// Starts probe in the background and waits until it reports its probes attached.
 pub fn probe_background(args: &[&str]) -> (Child, BufReader<ChildStderr>) {
-    let mut child = Command::new(probe_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start probe");
+    let mut child = spawn_probe(args);
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     stderr.read_line(&mut line).unwrap();

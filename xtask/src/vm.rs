@@ -218,13 +218,15 @@ fn host_tool(name: &str) -> Result<PathBuf> {
         .with_context(|| format!("{name} is not installed; run scripts/setup.sh"))
 }
 
+/// The regular files below `dir` (links to them included). FIFOs, sockets and devices that
+/// tests leave behind are passed over: copying a FIFO would wait for a writer forever.
 fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)?.flatten() {
         let path = entry.path();
         if entry.file_type()?.is_dir() {
             out.extend(walk(&path)?);
-        } else {
+        } else if std::fs::metadata(&path).is_ok_and(|m| m.is_file() || m.is_dir()) {
             out.push(path);
         }
     }
