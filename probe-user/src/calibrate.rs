@@ -159,6 +159,9 @@ impl Calibration {
         let untraced: Vec<u64> =
             self.shapes.iter().map(|&s| (0..ROUNDS).map(|_| median_call_ns(s)).min().unwrap_or(0)).collect();
         attach(session)?;
+        if crate::interrupt::requested() {
+            return Ok(Vec::new()); // Ctrl-C while attaching: the run ends, nothing to calibrate
+        }
         let mut costs = Vec::with_capacity(self.shapes.len());
         for (i, (&shape, &untraced)) in self.shapes.iter().zip(&untraced).enumerate() {
             let slot = self.first_slot + i as u32;

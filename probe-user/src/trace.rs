@@ -74,7 +74,9 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
         costs = calibration.run(&mut session, |s| s.attach_sites(sites.len()..all_sites.len(), Some(own)))?;
         session.set_probe_costs(&calibrate::cost_table(&costs))?;
     }
-    session.attach_sites(0..sites.len(), pid)?;
+    if !interrupt::requested() {
+        session.attach_sites(0..sites.len(), pid)?;
+    }
     if child.is_some() && interrupt::requested() {
         // Never start the command half traced; dropping the held child ends it unstarted.
         let removal = finish_detach(session)?;
