@@ -72,9 +72,12 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
         outputs,
     };
     let target_exited = runtime.block_on(async {
+        let mut stop = StopSignals::new()?;
+        // Only now does "Ctrl-C to end" hold: before the handlers, Ctrl-C kills probe outright
+        // (the kernel then detaches everything, but no table is printed).
+        eprintln!("{announcement}");
         printer.start()?;
-        let target_exited =
-            trace_until_done(&mut session, pid, output, &mut printer, refresh_requests, &announcement).await?;
+        let target_exited = trace_until_done(&mut session, pid, output, &mut printer, refresh_requests, &mut stop).await?;
         printer.finish(session.drain_final().await?)?;
         anyhow::Ok(target_exited)
     })?;
@@ -113,13 +116,8 @@ async fn trace_until_done<T: Aggregate + Report>(
     printer: &mut Printer<T>,
     // Dropped on return: a scrape after that gets the (then final) totals without waiting.
     mut refresh_requests: Option<outputs::RefreshRequests>,
-    announcement: &str,
+    stop: &mut StopSignals,
 ) -> Result<bool> {
-    let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    // Only now does "Ctrl-C to end" hold: before the handlers, Ctrl-C kills probe outright
-    // (the kernel then detaches everything, but no table is printed).
-    eprintln!("{announcement}");
     let watch = match pid.map(ExitWatch::new).transpose()? {
         Some(None) => return Ok(true), // exited between attaching and here: print what we have
         Some(Some(w)) => Some(w),
@@ -136,8 +134,8 @@ async fn trace_until_done<T: Aggregate + Report>(
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tokio::select! {
-            _ = interrupt.recv() => break,
-            _ = terminate.recv() => break,
+            _ = stop.interrupt.recv() => break,
+            _ = stop.terminate.recv() => break,
             _ = exited(watch.as_ref()) => return Ok(true),
             _ = sleep_until(deadline) => break,
             _ = ticks.tick(), if period.is_some() => {
@@ -150,6 +148,21 @@ async fn trace_until_done<T: Aggregate + Report>(
         }
     }
     Ok(false)
+}
+
+/// SIGINT and SIGTERM, caught from before tracing is announced until it ends.
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> Result<StopSignals> {
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt()).context("SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("SIGTERM handler")?,
+        })
+    }
 }
 
 /// Completes when the watched process exits; never without a process to watch.
