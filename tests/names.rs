@@ -83,22 +83,7 @@ fn escaped_wildcards_are_literal() {
 /// The libvalues target (libmain, which loads libprobevalues.so through its `$ORIGIN` RUNPATH),
 /// built into a directory of its own so that uprobes on its files see no other test's runs.
 fn libvalues(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    let dir = targets_dir().join(format!("names-{tag}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = root().join("tests/targets/libvalues");
-    let lib = dir.join("libprobevalues.so");
-    let main = dir.join("libmain");
-    build(Command::new("cc").args(["-O2", "-shared", "-fPIC", "-o"]).arg(&lib).arg(src.join("libprobevalues.c")), &lib);
-    build(
-        Command::new("cc")
-            .args(["-O2", "-o"])
-            .arg(&main)
-            .arg(src.join("libmain.c"))
-            .arg(format!("-L{}", dir.display()))
-            .args(["-lprobevalues", "-Wl,-rpath,$ORIGIN"]),
-        &main,
-    );
-    (lib, main)
+    libvalues_in(&targets_dir().join(format!("names-{tag}")))
 }
 
 /// The count of the one JSON table, checked against the target's own count (on stderr: with

@@ -28,20 +28,7 @@ fn pie_and_non_pie_c_programs() {
 }
 
 fn libvalues() -> (PathBuf, PathBuf) {
-    let src = root().join("tests/targets/libvalues");
-    let lib = targets_dir().join("libprobevalues.so");
-    let main = targets_dir().join("libmain");
-    build(Command::new("cc").args(["-O2", "-shared", "-fPIC", "-o"]).arg(&lib).arg(src.join("libprobevalues.c")), &lib);
-    build(
-        Command::new("cc")
-            .args(["-O2", "-o"])
-            .arg(&main)
-            .arg(src.join("libmain.c"))
-            .arg(format!("-L{}", targets_dir().display()))
-            .args(["-lprobevalues", "-Wl,-rpath,$ORIGIN"]),
-        &main,
-    );
-    (lib, main)
+    libvalues_in(&targets_dir())
 }
 
 #[test]

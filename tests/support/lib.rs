@@ -92,6 +92,26 @@ pub fn c_target_as(name: &str, output: &str, extra: &[&str]) -> PathBuf {
     out
 }
 
+/// tests/targets/libvalues built into `dir`: the shared library `libprobevalues.so` and the
+/// program `libmain` that loads it through its `$ORIGIN` RUNPATH. Returns (library, program).
+pub fn libvalues_in(dir: &Path) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let src = root().join("tests/targets/libvalues");
+    let lib = dir.join("libprobevalues.so");
+    let main = dir.join("libmain");
+    build(Command::new("cc").args(["-O2", "-shared", "-fPIC", "-o"]).arg(&lib).arg(src.join("libprobevalues.c")), &lib);
+    build(
+        Command::new("cc")
+            .args(["-O2", "-o"])
+            .arg(&main)
+            .arg(src.join("libmain.c"))
+            .arg(format!("-L{}", dir.display()))
+            .args(["-lprobevalues", "-Wl,-rpath,$ORIGIN"]),
+        &main,
+    );
+    (lib, main)
+}
+
 /// A private copy of a binary: uprobes are per inode, so a copy keeps a test that traces
 /// "every process running this file" from seeing any other test's processes.
 pub fn private_copy(path: &Path, tag: &str) -> PathBuf {
