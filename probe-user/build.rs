@@ -42,9 +42,9 @@ fn build_ebpf(ebpf_dir: &Path, target_dir: &Path) -> PathBuf {
     ] {
         cmd.env_remove(key);
     }
-    let status = cmd.status().unwrap_or_else(|e| {
-        panic!("cannot run cargo for the eBPF crate ({e}); run scripts/setup.sh first")
-    });
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo for the eBPF crate ({e}); run scripts/setup.sh first"));
     if !status.success() {
         panic!(
             "building the eBPF crate failed; `scripts/setup.sh` installs {NIGHTLY} with rust-src \

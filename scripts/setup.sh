@@ -85,6 +85,16 @@ if $new_prometheus && [ -d /run/systemd/system ]; then
   systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 
+# cargo xtask test checks formatting and runs clippy with the host toolchain.
+missing_components=()
+for component in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$component" || missing_components+=("$component")
+done
+if [ ${#missing_components[@]} -gt 0 ]; then
+  say "adding ${missing_components[*]} to the host toolchain"
+  rustup component add "${missing_components[@]}"
+fi
+
 if ! rustup run "$NIGHTLY" rustc --version >/dev/null 2>&1; then
   say "installing Rust $NIGHTLY with rust-src"
   rustup toolchain install "$NIGHTLY" --profile minimal --component rust-src

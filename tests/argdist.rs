@@ -119,7 +119,8 @@ fn pid_mode_traces_a_running_process_until_it_exits() {
         .spawn()
         .unwrap();
     let pid = app.id().to_string();
-    let (probe_child, stderr) = probe_background(&["argdist", "--func", "ToString", "--arg", "0", "--json", "-p", &pid]);
+    let (probe_child, stderr) =
+        probe_background(&["argdist", "--func", "ToString", "--arg", "0", "--json", "-p", &pid]);
     app.stdin.take().unwrap().write_all(b"go\n").unwrap();
     let app_out = app.wait_with_output().unwrap();
     let run = finish(probe_child, stderr);

@@ -281,7 +281,10 @@ fn command_line_errors_are_one_line() {
     let target = go_target("tostring");
     let t = target.to_string_lossy().to_string();
     let cases: [(&[&str], &str); 7] = [
-        (&["latency", "--func", "ToString", "-d", "0", &t], "`0` is not a positive number of seconds; see `probe latency --help`"),
+        (
+            &["latency", "--func", "ToString", "-d", "0", &t],
+            "`0` is not a positive number of seconds; see `probe latency --help`",
+        ),
         (&["latency", "--func", "ToString", "-i", "-1", &t], "see `probe latency --help`"),
         (&["latency", "--func", "ToString", "-d", "1e30", &t], "`1e30` seconds is longer than probe waits"),
         (&["argdist", "--func", "ToString", "--arg", "-1", &t], "`-1` is not an argument number (0 for the first"),

@@ -23,7 +23,11 @@ fn go_entries_are_emulated_and_exact_on_every_go_version() {
         let cmd = format!("{} -rounds 2", tostring.display());
         let run = probe(&["argdist", "--func", "ToString", "--arg", "0", "--json", "-c", &cmd]);
         assert_eq!(run.code, 0, "Go {version}: {}", run.stderr);
-        assert!(tracing_line(&run.stderr).contains("(1 probe: 1 emulated, 0 single-stepped)"), "Go {version}: {}", run.stderr);
+        assert!(
+            tracing_line(&run.stderr).contains("(1 probe: 1 emulated, 0 single-stepped)"),
+            "Go {version}: {}",
+            run.stderr
+        );
         let table = &json_tables(&run.stdout)[0];
         assert_eq!(u(table, "count"), reported_calls(&run.stderr, "ToString"), "Go {version}");
         assert_eq!(u(table, "count"), 2000, "Go {version}");

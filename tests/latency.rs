@@ -115,7 +115,16 @@ fn c_uretprobe_and_ret_probes_count_the_same() {
     let mut counts = Vec::new();
     for exit in ["auto", "ret"] {
         let run = probe(&[
-            "latency", "--exit", exit, "--func", "nap", "--func", "cfib", "--json", "-c", &target.to_string_lossy(),
+            "latency",
+            "--exit",
+            exit,
+            "--func",
+            "nap",
+            "--func",
+            "cfib",
+            "--json",
+            "-c",
+            &target.to_string_lossy(),
         ]);
         assert_eq!(run.code, 0, "{}", run.stderr);
         let tables = json_tables(&run.stdout);
@@ -166,7 +175,8 @@ fn attaching_to_a_running_process_invents_no_abandoned_calls() {
     let pid = app.id().to_string();
     let mut counted = 0;
     for run_no in 0..5 {
-        let run = probe(&["latency", "--func", "UsingRegex", "--func", "UsingSubstring", "--json", "-d", "1", "-p", &pid]);
+        let run =
+            probe(&["latency", "--func", "UsingRegex", "--func", "UsingSubstring", "--json", "-d", "1", "-p", &pid]);
         assert_eq!(run.code, 0, "{}", run.stderr);
         let tables = json_tables(&run.stdout);
         assert_eq!(tables.len(), 2, "{}", run.stdout);

@@ -71,7 +71,9 @@ fn man_pages_render_with_groff_and_show_the_options() {
     }
     let latency = rendered_man(&["man", "latency"]);
     assert!(latency.starts_with("probe-latency(1)"), "{latency}");
-    for option in ["--func <FUNC>", "--unit <UNIT>", "--serve <ADDR>", "-c, --command <CMD ARGS>", "-d, --duration <SECS>"] {
+    for option in
+        ["--func <FUNC>", "--unit <UNIT>", "--serve <ADDR>", "-c, --command <CMD ARGS>", "-d, --duration <SECS>"]
+    {
         assert!(latency.contains(option), "probe-latency(1) lacks {option}:\n{latency}");
     }
     let argdist = rendered_man(&["man", "argdist"]);

@@ -139,8 +139,15 @@ fn imported_function_of_a_running_process() {
 #[test]
 fn library_function_with_binary_traces_every_process_using_the_library() {
     let (_, main) = libvalues("binary");
-    let (child, stderr) =
-        probe_background(&["argdist", "--func", "probevalues:lib_work", "--arg", "0", "--json", &main.to_string_lossy()]);
+    let (child, stderr) = probe_background(&[
+        "argdist",
+        "--func",
+        "probevalues:lib_work",
+        "--arg",
+        "0",
+        "--json",
+        &main.to_string_lossy(),
+    ]);
     let mut total = 0;
     for rounds in ["1", "2"] {
         let out = Command::new(&main).arg(rounds).output().unwrap();
@@ -175,7 +182,10 @@ fn list_libraries_by_name_and_programs_whose_code_is_in_them() {
     assert!(note.contains(&lib.canonicalize().unwrap().display().to_string()), "{note}");
     assert!(note.contains("libc.so.6"), "{note}");
     let run = probe(&["latency", "--func", "nosuch", "-c", &stripped.to_string_lossy()]);
-    assert_rejected(&run, "defines no functions of its own, its code is in its libraries (libprobevalues.so, libc.so.6)");
+    assert_rejected(
+        &run,
+        "defines no functions of its own, its code is in its libraries (libprobevalues.so, libc.so.6)",
+    );
 }
 
 /// `--json -c CMD | jq`: probe's stdout carries only its JSON; the command's own stdout goes to
@@ -203,7 +213,16 @@ fn output_file_gets_probes_tables_and_stdout_keeps_the_commands() {
     let (json, text) = (dir.join("tables.json"), dir.join("tables.txt"));
     std::fs::write(&json, "old content\n").unwrap();
     let run = probe(&[
-        "argdist", "--func", "ToString", "--arg", "0", "--json", "-o", &json.to_string_lossy(), "-c", &target.to_string_lossy(),
+        "argdist",
+        "--func",
+        "ToString",
+        "--arg",
+        "0",
+        "--json",
+        "-o",
+        &json.to_string_lossy(),
+        "-c",
+        &target.to_string_lossy(),
     ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.stdout, "ToString calls: 1000\n", "only the command's output on stdout");
@@ -213,7 +232,17 @@ fn output_file_gets_probes_tables_and_stdout_keeps_the_commands() {
     assert_eq!(tables[0]["count"].as_u64().unwrap(), 1000);
     assert_eq!(json_buckets(&tables[0]), expected_buckets(-500..500));
 
-    let run = probe(&["argdist", "--func", "ToString", "--arg", "0", "-o", &text.to_string_lossy(), "-c", &target.to_string_lossy()]);
+    let run = probe(&[
+        "argdist",
+        "--func",
+        "ToString",
+        "--arg",
+        "0",
+        "-o",
+        &text.to_string_lossy(),
+        "-c",
+        &target.to_string_lossy(),
+    ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.stdout, "ToString calls: 1000\n");
     let written = std::fs::read_to_string(&text).unwrap();
@@ -243,7 +272,18 @@ fn output_file_refuses_other_users_symlinks_and_non_regular_files() {
         (&fifo, "it is not a regular file; give the path of a regular file"),
         (&std::path::PathBuf::from("/dev/null"), "it is not a regular file; give the path of a regular file"),
     ] {
-        let run = probe(&["argdist", "--func", "ToString", "--arg", "0", "-o", &path.to_string_lossy(), &target.to_string_lossy(), "-d", "5"]);
+        let run = probe(&[
+            "argdist",
+            "--func",
+            "ToString",
+            "--arg",
+            "0",
+            "-o",
+            &path.to_string_lossy(),
+            &target.to_string_lossy(),
+            "-d",
+            "5",
+        ]);
         assert_rejected(&run, &format!("-o {}: {why}", path.display()));
     }
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me\n");

@@ -4,7 +4,6 @@ use probe_tests::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-
 /// Exact argdist of `--arg N` over one round of -500..=499 (times `factor`).
 fn assert_round(run: &Run, function: &str, measured: &str, factor: i64) {
     assert_eq!(run.code, 0, "{}", run.stderr);

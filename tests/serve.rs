@@ -152,7 +152,8 @@ fn buckets(text: &str, name: &str) -> Vec<(f64, u64)> {
 }
 
 fn sample(text: &str, name: &str) -> String {
-    let line = text.lines().find(|l| l.starts_with(&format!("{name}{{"))).unwrap_or_else(|| panic!("no {name}: {text}"));
+    let line =
+        text.lines().find(|l| l.starts_with(&format!("{name}{{"))).unwrap_or_else(|| panic!("no {name}: {text}"));
     line.rsplit(' ').next().unwrap().to_string()
 }
 
@@ -199,7 +200,8 @@ fn prometheus_scrapes_exact_counts_and_the_median_bucket() {
     assert_eq!(count, calls as f64);
     // histogram_quantile interpolates inside the bucket holding the median call: the log2
     // bucket of nanoseconds that holds probe's own p50 (from its finer buckets).
-    let median = prometheus.query(&format!("histogram_quantile(0.5, probe_latency_seconds_bucket{{{series}}})")).unwrap();
+    let median =
+        prometheus.query(&format!("histogram_quantile(0.5, probe_latency_seconds_bucket{{{series}}})")).unwrap();
     let k = 63 - p50_ns.leading_zeros();
     let (low, high) = (((1u64 << k) - 1) as f64 / 1e9, ((1u64 << (k + 1)) - 1) as f64 / 1e9);
     assert!(low <= median && median <= high, "median {median} s outside the bucket ({low}, {high}] of p50 {p50_ns} ns");
@@ -231,7 +233,8 @@ fn argdist_values_land_under_the_right_le() {
     let port = free_port();
     let cmd = format!("{} -rounds 2", target.display());
     let addr = format!("127.0.0.1:{port}");
-    let (child, mut stderr) = probe_background(&["argdist", "--func", "ToString", "--arg", "0", "--serve", &addr, "-c", &cmd]);
+    let (child, mut stderr) =
+        probe_background(&["argdist", "--func", "ToString", "--arg", "0", "--serve", &addr, "-c", &cmd]);
     let mut probe = KillOnDrop(child);
     let mut line = String::new();
     while !line.contains("the target exited") {
@@ -251,7 +254,10 @@ fn argdist_values_land_under_the_right_le() {
         let expected = values.iter().filter(|&&v| v as f64 <= le).count() as u64;
         assert_eq!(cumulative, expected, "le={le}");
     }
-    assert!(text.contains(&format!(r#"measured="arg0",binary="{}",pid=""#, target.canonicalize().unwrap().display())), "{text}");
+    assert!(
+        text.contains(&format!(r#"measured="arg0",binary="{}",pid=""#, target.canonicalize().unwrap().display())),
+        "{text}"
+    );
     interrupt(&probe.0);
     assert_eq!(probe.0.wait().unwrap().code(), Some(0));
     assert_nothing_attached();
@@ -279,7 +285,8 @@ fn busy_address_is_bad_input_with_nothing_attached() {
 #[test]
 fn invalid_address_is_bad_input() {
     let target = go_target("tostring");
-    let run = probe(&["argdist", "--func", "ToString", "--arg", "0", "--serve", "nonsense", "-c", &target.to_string_lossy()]);
+    let run =
+        probe(&["argdist", "--func", "ToString", "--arg", "0", "--serve", "nonsense", "-c", &target.to_string_lossy()]);
     assert_rejected(run, "--serve nonsense: cannot listen there (invalid socket address); give a free HOST:PORT");
 }
 

@@ -32,7 +32,7 @@ impl Rng {
 /// rest anywhere in `window`, twice the time probe took to start tracing here (at least
 /// 400 ms), so most of those land while tracing and detaching overlaps the program's work.
 fn interrupt_after(rng: &mut Rng, window: Duration) -> Duration {
-    if rng.next() % 3 == 0 {
+    if rng.next().is_multiple_of(3) {
         Duration::from_micros(rng.next() % 3_000)
     } else {
         Duration::from_micros(rng.next() % window.as_micros().max(1) as u64)
@@ -102,7 +102,12 @@ fn attach_and_interrupt_at_random_moments_never_disturb_a_go_program() {
             (Some(0), _) if stderr.contains("probe: tracing") => traced += 1,
             // Ctrl-C while loading, calibrating or attaching: probe stops at once, says no more
             // than the match count and where attaching stopped, and exits 0.
-            (Some(0), _) if stderr.lines().all(|l| l.ends_with(" functions match main.*") || l.starts_with("probe: Ctrl-C while attaching: stopped after ")) => {
+            (Some(0), _)
+                if stderr.lines().all(|l| {
+                    l.ends_with(" functions match main.*")
+                        || l.starts_with("probe: Ctrl-C while attaching: stopped after ")
+                }) =>
+            {
                 before_tracing += 1
             }
             _ => failures.push(format!("cycle {cycles} after {wait:?}: {status}: {stderr}")),

@@ -11,7 +11,6 @@ pub const LOG2_BUCKETS: usize = 128;
 /// `ZERO_BUCKET - 1 - k` holds -(2^(k+1)-1) ..= -2^k.
 pub const ZERO_BUCKET: usize = 64;
 
-
 /// Map names, shared so a rename cannot split the two sides.
 pub const MAP_VALUE_STATS: &str = "VALUE_STATS";
 pub const MAP_EPOCH: &str = "EPOCH";
@@ -89,15 +88,8 @@ pub struct ValueStats {
 }
 
 impl ValueStats {
-    pub const EMPTY: ValueStats = ValueStats {
-        count: 0,
-        sum_lo: 0,
-        sum_hi: 0,
-        min: 0,
-        max: 0,
-        unreadable: 0,
-        buckets: [0; LOG2_BUCKETS],
-    };
+    pub const EMPTY: ValueStats =
+        ValueStats { count: 0, sum_lo: 0, sum_hi: 0, min: 0, max: 0, unreadable: 0, buckets: [0; LOG2_BUCKETS] };
 
     /// Adds one value. Used by the kernel program on its per-CPU copy.
     #[inline(always)]
@@ -165,18 +157,8 @@ pub enum Reg {
 }
 
 impl Reg {
-    pub const ALL: [Reg; 10] = [
-        Reg::Rax,
-        Reg::Rbx,
-        Reg::Rcx,
-        Reg::Rdx,
-        Reg::Rsi,
-        Reg::Rdi,
-        Reg::R8,
-        Reg::R9,
-        Reg::R10,
-        Reg::R11,
-    ];
+    pub const ALL: [Reg; 10] =
+        [Reg::Rax, Reg::Rbx, Reg::Rcx, Reg::Rdx, Reg::Rsi, Reg::Rdi, Reg::R8, Reg::R9, Reg::R10, Reg::R11];
 
     pub fn from_u8(v: u8) -> Option<Reg> {
         Reg::ALL.get(v as usize).copied()
@@ -188,7 +170,9 @@ impl Reg {
 pub enum ValueSource {
     Reg(Reg),
     /// The 8 bytes at user stack pointer + offset.
-    Stack { offset: u32 },
+    Stack {
+        offset: u32,
+    },
 }
 
 /// What one attach site measures, carried in its BPF attach cookie so a single program serves
@@ -217,9 +201,7 @@ impl ValueCookie {
         let slot = (cookie & 0xffff) as u32;
         let source = match (cookie >> 16) & 0xf {
             0 => ValueSource::Reg(Reg::from_u8((cookie >> 24) as u8)?),
-            1 => ValueSource::Stack {
-                offset: (cookie >> 32) as u32,
-            },
+            1 => ValueSource::Stack { offset: (cookie >> 32) as u32 },
             _ => return None,
         };
         Some(ValueCookie { slot, source, stack_check: cookie & (1 << 20) != 0 })
@@ -355,15 +337,8 @@ pub const MAP_ENTRIES: &str = "ENTRIES";
 pub const MAP_EMPTY_STACK: &str = "EMPTY_STACK";
 pub const MAP_PROBE_COSTS: &str = "PROBE_COSTS";
 pub const MAP_HIT_COSTS: &str = "HIT_COSTS";
-pub const SHARED_MAPS: [&str; 7] = [
-    MAP_VALUE_STATS,
-    MAP_LATENCY_STATS,
-    MAP_EPOCH,
-    MAP_ENTRIES,
-    MAP_EMPTY_STACK,
-    MAP_PROBE_COSTS,
-    MAP_HIT_COSTS,
-];
+pub const SHARED_MAPS: [&str; 7] =
+    [MAP_VALUE_STATS, MAP_LATENCY_STATS, MAP_EPOCH, MAP_ENTRIES, MAP_EMPTY_STACK, MAP_PROBE_COSTS, MAP_HIT_COSTS];
 
 /// How one measured call is bracketed by probes, which decides what the probes themselves add
 /// to its measured duration: the entry probe's instruction is emulated by the kernel or
@@ -619,7 +594,14 @@ mod tests {
     fn latency_cookie_round_trips() {
         for c in [
             LatencyCookie { slot: 0, exit: false, go: true, uretprobe: false, stack_check: true, entry_stepped: false },
-            LatencyCookie { slot: 999, exit: true, go: false, uretprobe: true, stack_check: false, entry_stepped: true },
+            LatencyCookie {
+                slot: 999,
+                exit: true,
+                go: false,
+                uretprobe: true,
+                stack_check: false,
+                entry_stepped: true,
+            },
         ] {
             assert_eq!(LatencyCookie::decode(c.encode()), c);
         }

@@ -12,8 +12,8 @@ use aya_ebpf::{
     EbpfContext,
 };
 use probe_ebpf::{
-    bank_index, stack_check_taken, EntryKey, EntryStack, Frame, LatencyCookie, LatencyStats, Reg,
-    SpanShape, ValueCookie, ValueSource, ValueStats, MAX_NESTING, PROBE_COSTS_LEN,
+    bank_index, stack_check_taken, EntryKey, EntryStack, Frame, LatencyCookie, LatencyStats, Reg, SpanShape,
+    ValueCookie, ValueSource, ValueStats, MAX_NESTING, PROBE_COSTS_LEN,
 };
 
 /// Per-CPU value aggregates at `bank_index(bank, slot)`; the loader sizes it to the slots.

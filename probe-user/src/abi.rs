@@ -49,10 +49,9 @@ impl Abi {
                 .get(n as usize)
                 .map(|&r| ValueSource::Reg(r))
                 .ok_or_else(|| out_of_range(GO_REGISTER_ARGS.len())),
-            Abi::SystemV => SYSV_ARGS
-                .get(n as usize)
-                .map(|&r| ValueSource::Reg(r))
-                .ok_or_else(|| out_of_range(SYSV_ARGS.len())),
+            Abi::SystemV => {
+                SYSV_ARGS.get(n as usize).map(|&r| ValueSource::Reg(r)).ok_or_else(|| out_of_range(SYSV_ARGS.len()))
+            }
             Abi::GoStack if n < GO_STACK_MAX_ARGS => Ok(ValueSource::Stack { offset: 8 + 8 * n }),
             Abi::GoStack => Err(out_of_range(GO_STACK_MAX_ARGS as usize)),
         }

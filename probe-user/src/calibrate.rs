@@ -20,7 +20,9 @@ use crate::histogram::ns_histogram;
 use crate::plan::Site;
 use crate::session::{Aggregate, Session};
 use anyhow::{bail, Context, Result};
-use probe_ebpf::{LatencyCookie, LatencyStats, SpanShape, PROBE_COSTS_LEN, PROG_LATENCY_UPROBE, PROG_LATENCY_URETPROBE};
+use probe_ebpf::{
+    LatencyCookie, LatencyStats, SpanShape, PROBE_COSTS_LEN, PROG_LATENCY_UPROBE, PROG_LATENCY_URETPROBE,
+};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -124,11 +126,18 @@ impl Calibration {
         for (i, &shape) in shapes.iter().enumerate() {
             let slot = first_slot + i as u32;
             let (function, ret_offset) = function_of(shape);
-            let entry = file_offset_of(function as usize as u64)?;
+            let entry = file_offset_of(function as *const () as u64)?;
             let cookie = |exit: bool| {
                 let uretprobe = exit && shape.uretprobe;
-                LatencyCookie { slot, exit, go: false, uretprobe, stack_check: false, entry_stepped: shape.entry_stepped }
-                    .encode()
+                LatencyCookie {
+                    slot,
+                    exit,
+                    go: false,
+                    uretprobe,
+                    stack_check: false,
+                    entry_stepped: shape.entry_stepped,
+                }
+                .encode()
             };
             let handling = if shape.entry_stepped { Handling::SingleStepped } else { Handling::Emulated };
             let site = |program, file_offset, exit: bool, handling| Site {
@@ -266,7 +275,7 @@ mod tests {
     fn calibration_functions_have_the_instructions_their_shape_names() {
         for shape in SpanShape::ALL {
             let (function, ret_offset) = function_of(shape);
-            let code = unsafe { std::slice::from_raw_parts(function as usize as *const u8, ret_offset as usize + 1) };
+            let code = unsafe { std::slice::from_raw_parts(function as *const u8, ret_offset as usize + 1) };
             let handling = crate::disasm::probe_handling(code);
             assert_eq!(handling.is_emulated(), !shape.entry_stepped, "{shape:?}: {code:02x?}");
             assert_eq!(code[ret_offset as usize], 0xc3, "{shape:?}: ret at +{ret_offset}");
@@ -275,7 +284,7 @@ mod tests {
 
     #[test]
     fn own_code_has_a_file_offset() {
-        let offset = file_offset_of(probe_cal_emulated_ret as usize as u64).unwrap();
+        let offset = file_offset_of(probe_cal_emulated_ret as *const () as u64).unwrap();
         let exe = std::fs::read(own_executable().unwrap()).unwrap();
         assert_eq!(&exe[offset as usize..offset as usize + 3], &[0x55, 0x5d, 0xc3]);
     }

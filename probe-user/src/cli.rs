@@ -1,7 +1,7 @@
 //! Command-line interface (clap). One struct per command; shared target and output options.
-use clap::{Args, Parser, Subcommand};
 use crate::histogram::Unit;
 use crate::plan::ExitMode;
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 /// How `--func` may name a function; the same text in `--help` and the man pages (a macro so

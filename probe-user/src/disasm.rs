@@ -3,8 +3,7 @@
 //! kernel handles a uprobe on each instruction (emulated, single-stepped, or refused).
 use anyhow::{bail, Result};
 use iced_x86::{
-    Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind,
-    Register,
+    Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register,
 };
 use std::collections::HashSet;
 
@@ -55,16 +54,16 @@ impl Handling {
 
 /// One-byte opcodes the kernel's x86-64 uprobe decoder refuses (besides the prefix bytes).
 const REFUSED_OPCODES: &[u8] = &[
-    0x06, 0x07, 0x0e, 0x16, 0x17, 0x1e, 0x1f, 0x27, 0x2f, 0x37, 0x3f, 0x60, 0x61, 0x62, 0x6c, 0x6d,
-    0x6e, 0x6f, 0x82, 0xc4, 0xc5, 0xcc, 0xcd, 0xce, 0xcf, 0xd4, 0xd5, 0xd6, 0xe4, 0xe5, 0xe6, 0xe7,
-    0xec, 0xed, 0xee, 0xef, 0xf1, 0xf4, 0xfa, 0xfb,
+    0x06, 0x07, 0x0e, 0x16, 0x17, 0x1e, 0x1f, 0x27, 0x2f, 0x37, 0x3f, 0x60, 0x61, 0x62, 0x6c, 0x6d, 0x6e, 0x6f, 0x82,
+    0xc4, 0xc5, 0xcc, 0xcd, 0xce, 0xcf, 0xd4, 0xd5, 0xd6, 0xe4, 0xe5, 0xe6, 0xe7, 0xec, 0xed, 0xee, 0xef, 0xf1, 0xf4,
+    0xfa, 0xfb,
 ];
 /// Second bytes of `0F xx` opcodes it refuses (0F 38 and 0F 3A start three-byte opcodes, all
 /// refused).
 const REFUSED_0F_OPCODES: &[u8] = &[
-    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x18, 0x24,
-    0x25, 0x26, 0x27, 0x30, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x3b, 0x3c, 0x3d, 0x3e, 0x3f,
-    0x78, 0x79, 0x7a, 0x7b, 0x7c, 0x7d, 0xa6, 0xa7, 0xae, 0xb8, 0xd0, 0xf0, 0xff,
+    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x18, 0x24, 0x25, 0x26, 0x27,
+    0x30, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x3b, 0x3c, 0x3d, 0x3e, 0x3f, 0x78, 0x79, 0x7a, 0x7b, 0x7c, 0x7d,
+    0xa6, 0xa7, 0xae, 0xb8, 0xd0, 0xf0, 0xff,
 ];
 const LEGACY_PREFIXES: &[u8] = &[0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x66, 0x67, 0xf0, 0xf2, 0xf3];
 
@@ -93,7 +92,9 @@ pub fn probe_handling(bytes: &[u8]) -> Handling {
             None => return Handling::Refused("a truncated instruction"),
         },
         0xc4 | 0xc5 | 0x62 => return Handling::Refused("an AVX (VEX/EVEX-encoded) instruction"),
-        op if REFUSED_OPCODES.contains(&op) => return Handling::Refused("an instruction the kernel cannot single-step"),
+        op if REFUSED_OPCODES.contains(&op) => {
+            return Handling::Refused("an instruction the kernel cannot single-step")
+        }
         0xeb | 0xe9 | 0xe8 | 0x90 | 0x70..=0x7f => true,
         _ => false,
     };
@@ -148,7 +149,8 @@ pub fn entry_site(code: &[u8], addr: u64, go: bool, keep: Option<Register>) -> R
     let from = (start - addr) as usize;
     let window: Vec<Instruction> = decode(&code[from..], start).take(ENTRY_LOOKAHEAD + 1).collect();
     let handling_of = |i: &Instruction| probe_handling(&code[(i.ip() - addr) as usize..]);
-    let first = window.first().filter(|i| i.mnemonic() != Mnemonic::INVALID).ok_or("its first instruction does not decode")?;
+    let first =
+        window.first().filter(|i| i.mnemonic() != Mnemonic::INVALID).ok_or("its first instruction does not decode")?;
     let first_handling = handling_of(first);
     if let Handling::Refused(what) = first_handling {
         // Skip refused instructions that leave everything the probe reads as it was.
@@ -197,7 +199,8 @@ fn changes_nothing_read(i: &Instruction, go: bool, keep: Option<Register>) -> bo
     let mut factory = InstructionInfoFactory::new();
     let info = factory.info(i);
     !info.used_registers().iter().any(|r| {
-        let written = !matches!(r.access(), OpAccess::Read | OpAccess::CondRead | OpAccess::NoMemAccess | OpAccess::None);
+        let written =
+            !matches!(r.access(), OpAccess::Read | OpAccess::CondRead | OpAccess::NoMemAccess | OpAccess::None);
         let full = r.register().full_register();
         written
             && (full == Register::RSP
@@ -295,14 +298,14 @@ mod tests {
     #[test]
     fn handling_follows_the_kernel_tables() {
         let cases: &[(&[u8], Handling)] = &[
-            (&[0x55], Handling::Emulated),                    // push rbp
-            (&[0x41, 0x57], Handling::Emulated),              // push r15
-            (&[0x48, 0x55], Handling::SingleStepped),         // REX.W push: not emulated
-            (&[0x76, 0x08], Handling::Emulated),              // jbe
-            (&[0x0f, 0x86, 0, 0, 0, 0], Handling::Emulated),  // jbe rel32
-            (&[0xe8, 0, 0, 0, 0], Handling::Emulated),        // call
-            (&[0x90], Handling::Emulated),                    // nop
-            (&[0xc3], Handling::SingleStepped),               // ret
+            (&[0x55], Handling::Emulated),                        // push rbp
+            (&[0x41, 0x57], Handling::Emulated),                  // push r15
+            (&[0x48, 0x55], Handling::SingleStepped),             // REX.W push: not emulated
+            (&[0x76, 0x08], Handling::Emulated),                  // jbe
+            (&[0x0f, 0x86, 0, 0, 0, 0], Handling::Emulated),      // jbe rel32
+            (&[0xe8, 0, 0, 0, 0], Handling::Emulated),            // call
+            (&[0x90], Handling::Emulated),                        // nop
+            (&[0xc3], Handling::SingleStepped),                   // ret
             (&[0x48, 0x83, 0xec, 0x18], Handling::SingleStepped), // sub rsp, 0x18
             (&[0xf3, 0x0f, 0x1e, 0xfa], Handling::SingleStepped), // endbr64
             (&[0x0f, 0x1f, 0x44, 0, 0], Handling::SingleStepped), // nopl
@@ -310,7 +313,8 @@ mod tests {
         for (bytes, want) in cases {
             assert_eq!(probe_handling(bytes), *want, "{bytes:02x?}");
         }
-        for refused in [&[0xf0, 0x48, 0x83, 0x05, 0, 0, 0, 0, 1][..], &[0x66, 0x90], &[0x0f, 0x05], &[0xc5, 0xf8, 0x77]] {
+        for refused in [&[0xf0, 0x48, 0x83, 0x05, 0, 0, 0, 0, 1][..], &[0x66, 0x90], &[0x0f, 0x05], &[0xc5, 0xf8, 0x77]]
+        {
             assert!(matches!(probe_handling(refused), Handling::Refused(_)), "{refused:02x?}");
         }
     }

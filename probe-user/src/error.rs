@@ -41,8 +41,7 @@ pub fn clap_error_line(rendered: &str, subcommand: Option<&str>) -> String {
     };
     for line in rendered.lines().map(str::trim).filter(|l| !l.is_empty()) {
         if let Some(usage) = line.strip_prefix("Usage:") {
-            let words: Vec<&str> =
-                usage.split_whitespace().take_while(|w| !w.starts_with(['[', '-', '<'])).collect();
+            let words: Vec<&str> = usage.split_whitespace().take_while(|w| !w.starts_with(['[', '-', '<'])).collect();
             if !words.is_empty() {
                 command = words.join(" ");
             }

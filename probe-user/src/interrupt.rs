@@ -15,7 +15,8 @@ pub fn install() -> Result<()> {
     INSTALL.call_once(|| {
         for signal in [libc::SIGINT, libc::SIGTERM] {
             // The action only stores to an atomic: async-signal-safe.
-            let registered = unsafe { signal_hook_registry::register(signal, || REQUESTED.store(true, Ordering::SeqCst)) };
+            let registered =
+                unsafe { signal_hook_registry::register(signal, || REQUESTED.store(true, Ordering::SeqCst)) };
             if let Err(e) = registered {
                 result = Err(e).context("installing the Ctrl-C handler");
             }

@@ -47,9 +47,8 @@ pub fn describe_costs(sites: &[Site]) -> String {
 /// The entry probe's site for `function`, or one clear error naming the function.
 fn entry_site(binary: &Binary, function: &Function, go: bool, keep: Option<Reg>) -> Result<EntrySite> {
     let code = binary.entry_code(function)?;
-    disasm::entry_site(&code, function.addr, go, keep.map(iced_register)).map_err(|why| {
-        user(format!("{}: {why}; trace its caller or another function", function.name))
-    })
+    disasm::entry_site(&code, function.addr, go, keep.map(iced_register))
+        .map_err(|why| user(format!("{}: {why}; trace its caller or another function", function.name)))
 }
 
 fn iced_register(r: Reg) -> iced_x86::Register {
@@ -89,19 +88,20 @@ pub struct ValuePlan {
 /// Plans `argdist` on `function`, aggregating into value slot `slot`.
 pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32) -> Result<ValuePlan> {
     let abi = Abi::of(binary, &function.name);
-    let site = |addr: u64, kind: SiteKind, source: ValueSource, handling: Handling, stack_check: bool| -> Result<Site> {
-        Ok(Site {
-            exit: matches!(value, Value::Ret),
-            path: binary.path.clone(),
-            program: match kind {
-                SiteKind::Uprobe => PROG_VALUE_UPROBE,
-                SiteKind::Uretprobe => PROG_VALUE_URETPROBE,
-            },
-            file_offset: binary.code_offset(addr)?,
-            cookie: ValueCookie { slot, source, stack_check }.encode(),
-            handling,
-        })
-    };
+    let site =
+        |addr: u64, kind: SiteKind, source: ValueSource, handling: Handling, stack_check: bool| -> Result<Site> {
+            Ok(Site {
+                exit: matches!(value, Value::Ret),
+                path: binary.path.clone(),
+                program: match kind {
+                    SiteKind::Uprobe => PROG_VALUE_UPROBE,
+                    SiteKind::Uretprobe => PROG_VALUE_URETPROBE,
+                },
+                file_offset: binary.code_offset(addr)?,
+                cookie: ValueCookie { slot, source, stack_check }.encode(),
+                handling,
+            })
+        };
     let (what, sites) = match value {
         Value::Arg(n) => {
             let source = abi.arg_source(n)?;
@@ -218,8 +218,8 @@ pub fn latency_plan(
     }];
     if use_rets {
         let code = binary.code(function)?;
-        let rets = disasm::ret_addresses(&code, function.addr)
-            .with_context(|| format!("decoding {}", function.name))?;
+        let rets =
+            disasm::ret_addresses(&code, function.addr).with_context(|| format!("decoding {}", function.name))?;
         if rets.is_empty() {
             return Ok(LatencyPlan::Skip {
                 function: function.name.clone(),

@@ -176,5 +176,4 @@ impl ExitWatch {
     pub async fn exited(&self) {
         let _ = self.fd.readable().await;
     }
-
 }

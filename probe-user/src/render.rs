@@ -35,9 +35,8 @@ pub fn hist_log_titled(buckets: &[u64; LOG2_BUCKETS], title: &str) -> String {
 
     let scale = if largest <= HIST_WIDTH { 1 } else { largest.div_ceil(HIST_WIDTH) };
     let count_width = digits(largest as i128);
-    let label_width = digits(log2_bucket_label(low) as i128)
-        .max(digits(log2_bucket_label(high) as i128))
-        .max(title.len());
+    let label_width =
+        digits(log2_bucket_label(low) as i128).max(digits(log2_bucket_label(high) as i128)).max(title.len());
 
     let mut out = format!("{:>label_width$} |{} count\n", title, "-".repeat(HIST_WIDTH as usize));
     let mut eliding = false;
@@ -171,10 +170,7 @@ pub fn summary_line(m: &Measured, s: &ValueStats) -> String {
         return format!("{} {}: count:0", m.function, m.what);
     }
     let avg = s.sum() / s.count as i128;
-    format!(
-        "{} {}: min:{} avg:{} max:{} count:{}",
-        m.function, m.what, s.min, avg, s.max, s.count
-    )
+    format!("{} {}: min:{} avg:{} max:{} count:{}", m.function, m.what, s.min, avg, s.max, s.count)
 }
 
 /// The text block for one table: summary, `@hist_log` table, and a note on unreadable values.

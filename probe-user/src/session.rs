@@ -2,17 +2,17 @@
 //! per-CPU maps, and detaches. Dropping it detaches everything; nothing is pinned, so nothing
 //! outlives the process.
 use crate::error::user;
+use crate::features::AttachStrategy;
+use crate::multi_link::{self, MultiPoints};
 use crate::plan::Site;
 use anyhow::{Context, Result};
 use aya::maps::{Array, MapData, PerCpuArray, PerCpuValues};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope};
 use aya::programs::{ProbeKind, UProbe};
 use aya::{Ebpf, EbpfLoader};
-use crate::features::AttachStrategy;
-use crate::multi_link::{self, MultiPoints};
 use probe_ebpf::{
-    bank_index, LatencyStats, ValueStats, GLOBAL_COOKIE_IS_FIXED, GLOBAL_FIXED_COOKIE, GLOBAL_UNIT_NS,
-    MAP_EPOCH, MAP_LATENCY_STATS, MAP_PROBE_COSTS, MAP_VALUE_STATS, PROBE_COSTS_LEN, SHARED_MAPS,
+    bank_index, LatencyStats, ValueStats, GLOBAL_COOKIE_IS_FIXED, GLOBAL_FIXED_COOKIE, GLOBAL_UNIT_NS, MAP_EPOCH,
+    MAP_LATENCY_STATS, MAP_PROBE_COSTS, MAP_VALUE_STATS, PROBE_COSTS_LEN, SHARED_MAPS,
 };
 use std::num::NonZeroU32;
 use std::os::fd::{AsFd, OwnedFd};
@@ -413,7 +413,8 @@ fn attach_multi(ebpf: &mut Ebpf, sites: &[Site], pid: Option<i32>) -> Result<Vec
         let fd = program.fd().context("program fd")?;
         let points: Vec<(u64, u64)> = points.iter().map(|p| (p.1, p.2)).collect();
         let target = MultiPoints { path, points: &points, on_return, pid: pid.map(|p| p as u32) };
-        let link = multi_link::attach(fd.as_fd(), &target).map_err(|e| multi_attach_error(e, path, points.len(), pid))?;
+        let link =
+            multi_link::attach(fd.as_fd(), &target).map_err(|e| multi_attach_error(e, path, points.len(), pid))?;
         links.push(link);
     }
     Ok(links)

@@ -1,20 +1,20 @@
 //! The tracing run shared by every command: hold or find the process, attach, wait for the
 //! end (target exit, -d, Ctrl-C, SIGTERM) while printing -i tables, then detach and print.
+use crate::calibrate::{self, Calibration, ShapeCost};
 use crate::cli::OutputArgs;
 use crate::error::user;
 use crate::features::{AttachStrategy, Kernel};
 use crate::interrupt;
 use crate::outputs::metrics::Exposed;
 use crate::outputs::{self, Distribution, Output};
-use crate::calibrate::{self, Calibration, ShapeCost};
 use crate::plan::{describe_costs, Site};
 use crate::process::{ChildStdout, ExitWatch, HeldChild};
-use probe_ebpf::SpanShape;
 use crate::render::Measured;
 use crate::render::Report;
 use crate::session::{self, Aggregate, LoadConfig, Session};
 use crate::target::{Scope, Target};
 use anyhow::{Context, Result};
+use probe_ebpf::SpanShape;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -40,7 +40,8 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
     let stream = outputs::stream(output)?;
     // JSON on stdout stays parseable (`probe --json -c CMD | jq`): the command's own stdout
     // goes to stderr then, still on the terminal.
-    let child_stdout = if output.json && output.output.is_none() { ChildStdout::ToStderr } else { ChildStdout::Inherit };
+    let child_stdout =
+        if output.json && output.output.is_none() { ChildStdout::ToStderr } else { ChildStdout::Inherit };
     // Fork before any thread exists (the runtime is built after).
     let mut child = match &target.scope {
         Scope::Launch { argv } => Some(HeldChild::spawn(&target.program().path, argv, child_stdout)?),
@@ -107,8 +108,7 @@ pub fn run<T: Aggregate + Report + Distribution + Exposed>(job: Job, output: &Ou
     };
     let target_exited = runtime.block_on(async {
         printer.start()?;
-        let target_exited =
-            trace_until_done(&mut session, pid, output, &mut printer, refresh_requests).await?;
+        let target_exited = trace_until_done(&mut session, pid, output, &mut printer, refresh_requests).await?;
         printer.finish(session.drain_final().await?)?;
         anyhow::Ok(target_exited)
     })?;
@@ -188,8 +188,11 @@ fn warn_of_slow_detach(kernel: &Kernel, strategy: AttachStrategy, sites: usize) 
              run (in the background), while the target keeps paying for them; narrow the pattern to \
              avoid it",
             kernel.release,
-            if kernel.uprobe_multi.present { "is told not to use its uprobe_multi link (PROBE_ATTACH)" }
-            else { "has no uprobe_multi link (6.6+)" },
+            if kernel.uprobe_multi.present {
+                "is told not to use its uprobe_multi link (PROBE_ATTACH)"
+            } else {
+                "has no uprobe_multi link (6.6+)"
+            },
             human_duration(session::PERF_PROBE_DETACH * sites as u32)
         );
     }
@@ -392,7 +395,8 @@ impl<T: Aggregate + Report> Printer<T> {
         let mut order: Vec<usize> = (0..values.len().min(self.slots.len())).collect();
         // Stable: equal weights keep the order the functions were given or found in.
         order.sort_by_key(|&i| std::cmp::Reverse(values[i].weight()));
-        let (shown, never): (Vec<usize>, Vec<usize>) = order.into_iter().partition(|&i| self.all || !values[i].is_empty());
+        let (shown, never): (Vec<usize>, Vec<usize>) =
+            order.into_iter().partition(|&i| self.all || !values[i].is_empty());
         let cut = self.top.unwrap_or(usize::MAX).min(shown.len());
         let mut out: String = shown[..cut].iter().map(|&i| values[i].text(&self.slots[i])).collect();
         if cut < shown.len() {

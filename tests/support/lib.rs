@@ -14,9 +14,7 @@ pub fn root() -> PathBuf {
 
 /// The `probe` binary under test (`cargo xtask test` sets PROBE_BIN).
 pub fn probe_bin() -> PathBuf {
-    std::env::var_os("PROBE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/release/probe"))
+    std::env::var_os("PROBE_BIN").map(PathBuf::from).unwrap_or_else(|| root().join("target/release/probe"))
 }
 
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
@@ -115,11 +113,8 @@ pub fn libvalues_in(dir: &Path) -> (PathBuf, PathBuf) {
 /// A private copy of a binary: uprobes are per inode, so a copy keeps a test that traces
 /// "every process running this file" from seeing any other test's processes.
 pub fn private_copy(path: &Path, tag: &str) -> PathBuf {
-    let copy = targets_dir().join(format!(
-        "{}-{tag}-{}",
-        path.file_name().unwrap().to_string_lossy(),
-        std::process::id()
-    ));
+    let copy =
+        targets_dir().join(format!("{}-{tag}-{}", path.file_name().unwrap().to_string_lossy(), std::process::id()));
     std::fs::copy(path, &copy).unwrap();
     copy
 }

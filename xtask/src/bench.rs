@@ -6,8 +6,10 @@
 //!   3. peak RSS of the tool while tracing;
 //!   4. scale: 1, ~100 and ~1000 Go functions at once (attach, detach, per-call overhead);
 //!   5. drain: the CPU the probe process itself uses with `-i 1` (measured in the scale runs);
-//!   3b. a big stripped Go program (Debian's /usr/bin/prometheus, 63k functions): `probe list`
-//!      time and peak RSS, and peak RSS tracing 20 functions in a running Prometheus.
+//!   6. accuracy: corrected latency against functions that time themselves (bench/accuracy.rs);
+//!
+//! and, after memory (3b), a big stripped Go program (Debian's /usr/bin/prometheus, 63k
+//! functions): `probe list` time and peak RSS, and peak RSS tracing 20 functions in it.
 //!
 //! The rows of 1-3 are the median of REPS repetitions, run interleaved (repetition 1 of every
 //! row, then repetition 2, ...) so that drift in this VM's speed spreads over all rows instead of
@@ -103,9 +105,9 @@ pub fn run(args: &[String]) -> Result<()> {
 /// Where the Debian 13 chroot is: $PROBE_BENCH_TRIXIE, else ~/.cache/probe/trixie. Made with
 /// `debootstrap --variant=minbase --include=bpftrace trixie DIR` (REFERENCE.md section 5).
 fn trixie_root() -> Option<PathBuf> {
-    let dir = std::env::var_os("PROBE_BENCH_TRIXIE").map(PathBuf::from).or_else(|| {
-        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/probe/trixie"))
-    })?;
+    let dir = std::env::var_os("PROBE_BENCH_TRIXIE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/probe/trixie")))?;
     dir.join("usr/bin/bpftrace").exists().then_some(dir)
 }
 
@@ -269,11 +271,7 @@ fn rows() -> Vec<Row> {
         let arg0 = lang.bpftrace_arg0();
         let mut row = |id, label: String, tracer| rows.push(Row { lang, id, label, tracer });
         row(Id::Untraced, "untraced".into(), Tracer::Untraced);
-        row(
-            Id::Floor,
-            "bpftrace `uprobe {}` (floor)".into(),
-            Tracer::Bpftrace(format!("uprobe:$BIN:{f} {{}}")),
-        );
+        row(Id::Floor, "bpftrace `uprobe {}` (floor)".into(), Tracer::Bpftrace(format!("uprobe:$BIN:{f} {{}}")));
         row(
             Id::BpftraceHist,
             format!("bpftrace `hist({arg0})`"),
@@ -296,11 +294,7 @@ fn rows() -> Vec<Row> {
             );
         }
         let exits = if lang.is_go() { "RET probes" } else { "uretprobe" };
-        row(
-            Id::ProbeLatency,
-            format!("probe latency --func {f} ({exits})"),
-            probe_args(&["latency", "--func", f]),
-        );
+        row(Id::ProbeLatency, format!("probe latency --func {f} ({exits})"), probe_args(&["latency", "--func", f]));
     }
     rows
 }
@@ -336,9 +330,8 @@ impl Bench {
             Tracer::Untraced => bail!("nothing to start for an untraced row"),
             Tracer::Probe(args) => {
                 let mut proc = Proc::spawn("probe", Command::new(&self.probe).args(args).arg(&bin))?;
-                let attached = proc.wait_for_line("the `probe: tracing` line", ATTACH_TIMEOUT, |l| {
-                    l.starts_with("probe: tracing")
-                })?;
+                let attached = proc
+                    .wait_for_line("the `probe: tracing` line", ATTACH_TIMEOUT, |l| l.starts_with("probe: tracing"))?;
                 Ok(Tracing { proc, announced: None, attached })
             }
             Tracer::Bpftrace(script) | Tracer::BpftraceChroot(script) => {
@@ -348,8 +341,7 @@ impl Bench {
                     (None, true) => bail!("no Debian 13 chroot with bpftrace (set PROBE_BENCH_TRIXIE)"),
                     _ => bin,
                 };
-                let program =
-                    format!("BEGIN {{ printf(\"{BPFTRACE_READY}\\n\"); }} {}", script.replace("$BIN", &bin));
+                let program = format!("BEGIN {{ printf(\"{BPFTRACE_READY}\\n\"); }} {}", script.replace("$BIN", &bin));
                 let mut command = match (&self.trixie, chroot) {
                     (Some(root), true) => {
                         // A private mount namespace: /proc, /sys and /dev appear in the chroot
@@ -372,10 +364,9 @@ impl Bench {
                     }
                 };
                 let mut proc = Proc::spawn("bpftrace", &mut command)?;
-                let announced = proc
-                    .wait_for_line("the `Attaching` line", ATTACH_TIMEOUT, |l| l.starts_with("Attaching "))?;
-                let attached =
-                    proc.wait_for_line("its BEGIN probe", ATTACH_TIMEOUT, |l| l == BPFTRACE_READY)?;
+                let announced =
+                    proc.wait_for_line("the `Attaching` line", ATTACH_TIMEOUT, |l| l.starts_with("Attaching "))?;
+                let attached = proc.wait_for_line("its BEGIN probe", ATTACH_TIMEOUT, |l| l == BPFTRACE_READY)?;
                 Ok(Tracing { proc, announced: Some(announced), attached })
             }
         }
@@ -441,12 +432,9 @@ fn measure_rows(bench: &Bench, rows: &[Row], started: Instant) -> Samples {
                     row.label,
                     s.ns_per_call
                 ),
-                Err(e) => eprintln!(
-                    "bench: rep {}/{REPS} {:<3} {:<58} failed: {e}",
-                    rep + 1,
-                    row.lang.name(),
-                    row.label
-                ),
+                Err(e) => {
+                    eprintln!("bench: rep {}/{REPS} {:<3} {:<58} failed: {e}", rep + 1, row.lang.name(), row.label)
+                }
             }
             out.push(sample);
         }
@@ -455,8 +443,7 @@ fn measure_rows(bench: &Bench, rows: &[Row], started: Instant) -> Samples {
 }
 
 fn measure_row(bench: &Bench, row: &Row, rep: usize) -> Result<Sample> {
-    let copy = bench
-        .private_copy(row.lang, &format!("{:?}-{:?}-{rep}", row.lang, row.id).replace(['(', ')'], ""))?;
+    let copy = bench.private_copy(row.lang, &format!("{:?}-{:?}-{rep}", row.lang, row.id).replace(['(', ')'], ""))?;
     if let Tracer::Untraced = row.tracer {
         let ns_per_call = run_workload(&copy.0, row.lang, UNTRACED_CALLS)?;
         return Ok(Sample { ns_per_call, ..Sample::default() });
@@ -503,8 +490,7 @@ fn workload_result(mut proc: Proc) -> Result<f64> {
 
 /// The count probe printed for `func` (`main.Work: ... count:N ...` or `work arg0: ... count:N`).
 fn probe_count(lines: &[String], func: &str) -> Option<u64> {
-    let line =
-        lines.iter().find(|l| l.starts_with(&format!("{func}:")) || l.starts_with(&format!("{func} arg")))?;
+    let line = lines.iter().find(|l| l.starts_with(&format!("{func}:")) || l.starts_with(&format!("{func} arg")))?;
     let rest = &line[line.find(" count:")? + " count:".len()..];
     rest.split_whitespace().next()?.parse().ok()
 }
@@ -709,7 +695,9 @@ fn json_number(line: &str, key: &str) -> Option<u64> {
 /// drain: probe prints a table every second), then detaches.
 fn scale_once(bench: &Bench, run: &ScaleRun, index: usize) -> Result<Sample> {
     let copy = match (&run.tracer, &bench.trixie) {
-        (Tracer::BpftraceChroot(_), Some(root)) => bench.private_copy_in(&root.join("tmp"), Lang::Go, &format!("scale-{index}"))?,
+        (Tracer::BpftraceChroot(_), Some(root)) => {
+            bench.private_copy_in(&root.join("tmp"), Lang::Go, &format!("scale-{index}"))?
+        }
         _ => bench.private_copy(Lang::Go, &format!("scale-{index}"))?,
     };
     let mut tool = bench.start_tracer(&run.tracer, &copy.0)?;
@@ -728,8 +716,7 @@ fn scale_once(bench: &Bench, run: &ScaleRun, index: usize) -> Result<Sample> {
     let detached = tool.proc.interrupt_and_wait(exit_timeout(probes))?;
     let lines = tool.proc.lines();
     // Every run traces main.Work too; bpftrace puts one probe on each function.
-    let functions =
-        if run.is_probe() { matched_functions(&lines).unwrap_or(0) + 1 } else { probes.unwrap_or(0) };
+    let functions = if run.is_probe() { matched_functions(&lines).unwrap_or(0) + 1 } else { probes.unwrap_or(0) };
     Ok(Sample {
         ns_per_call,
         attached: Some(tool.attached),
@@ -773,11 +760,8 @@ fn measure_big_go(bench: &Bench) -> BigGo {
         big.trace.push(Err(missing));
         return big;
     }
-    big.describe = first_line(&bench.probe.display().to_string(), &["list", BIG_GO])
-        .split("; ")
-        .nth(1)
-        .unwrap_or("")
-        .to_string();
+    big.describe =
+        first_line(&bench.probe.display().to_string(), &["list", BIG_GO]).split("; ").nth(1).unwrap_or("").to_string();
     // "prometheus, version 2.42.0+ds (branch: ...)" -> "Prometheus 2.42.0+ds".
     let version = first_line(BIG_GO, &["--version"]);
     big.version = version
@@ -824,7 +808,9 @@ fn traced_functions(lines: &[String]) -> Option<u64> {
     let line = lines.iter().find_map(|l| l.strip_prefix("probe: tracing latency of "))?;
     let names = &line[..line.find(" in ")?];
     match names.rsplit_once(" and ") {
-        Some((shown, more)) => Some(shown.split(", ").count() as u64 + more.strip_suffix(" more")?.parse::<u64>().ok()?),
+        Some((shown, more)) => {
+            Some(shown.split(", ").count() as u64 + more.strip_suffix(" more")?.parse::<u64>().ok()?)
+        }
         None => Some(names.split(", ").count() as u64),
     }
 }
@@ -868,7 +854,8 @@ fn big_trace_once(bench: &Bench, pid: u32) -> Result<Sample> {
     }
     args.extend(["-p".to_string(), pid.to_string()]);
     let mut proc = Proc::spawn("probe", Command::new(&bench.probe).args(&args))?;
-    let attached = proc.wait_for_line("the `probe: tracing` line", ATTACH_TIMEOUT, |l| l.starts_with("probe: tracing"))?;
+    let attached =
+        proc.wait_for_line("the `probe: tracing` line", ATTACH_TIMEOUT, |l| l.starts_with("probe: tracing"))?;
     std::thread::sleep(Duration::from_secs(3));
     let peak_rss_kib = Some(proc.peak_rss_kib()?);
     let detached = proc.interrupt_and_wait(EXIT_TIMEOUT)?;
@@ -907,12 +894,7 @@ impl Proc {
     }
 
     /// Time from start to the first line (on stdout or stderr) that `wanted` accepts.
-    fn wait_for_line(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        wanted: impl Fn(&str) -> bool,
-    ) -> Result<Duration> {
+    fn wait_for_line(&mut self, what: &str, timeout: Duration, wanted: impl Fn(&str) -> bool) -> Result<Duration> {
         let deadline = Instant::now() + timeout;
         let mut checked = 0;
         loop {
@@ -1255,8 +1237,7 @@ impl Report<'_> {
     }
 
     fn overhead_section(&self) -> String {
-        let mut t =
-            Table::new(&["workload", "tool", "ns/call", "overhead ns/call", "/ floor", "target", "met"]);
+        let mut t = Table::new(&["workload", "tool", "ns/call", "overhead ns/call", "/ floor", "target", "met"]);
         for row in self.rows {
             let (lang, id) = (row.lang, row.id);
             let traced = id != Id::Untraced;
@@ -1269,11 +1250,7 @@ impl Report<'_> {
                 row.label.clone(),
                 stat_cell(&self.ns_per_call(lang, id), fmt_ns),
                 if traced { value_cell(&self.overhead(lang, id), fmt_ns) } else { String::new() },
-                if traced {
-                    value_cell(&self.ratio_to_floor(lang, id), |r| format!("{r:.2}x"))
-                } else {
-                    String::new()
-                },
+                if traced { value_cell(&self.ratio_to_floor(lang, id), |r| format!("{r:.2}x")) } else { String::new() },
                 target,
                 met,
             ]);
@@ -1289,19 +1266,14 @@ impl Report<'_> {
     }
 
     fn startup_section(&self) -> String {
-        let mut t =
-            Table::new(&["workload", "tool", "to `Attaching` line ms", "to attached ms", "target", "met"]);
+        let mut t = Table::new(&["workload", "tool", "to `Attaching` line ms", "to attached ms", "target", "met"]);
         for (row, samples) in self.traced_rows() {
             let attached = metric(samples, |s| ms(s.attached));
             let is_probe = matches!(row.tracer, Tracer::Probe(_));
             t.row(vec![
                 format!("{} `{}`", row.lang.name(), row.lang.func()),
                 row.label.clone(),
-                if is_probe {
-                    String::new()
-                } else {
-                    stat_cell(&metric(samples, |s| ms(s.announced)), fmt_ms)
-                },
+                if is_probe { String::new() } else { stat_cell(&metric(samples, |s| ms(s.announced)), fmt_ms) },
                 stat_cell(&attached, fmt_ms),
                 if is_probe { format!("< {ATTACH_TARGET_MS} ms") } else { String::new() },
                 if is_probe { met_cell(&attached, |m| m < ATTACH_TARGET_MS) } else { String::new() },
@@ -1408,8 +1380,7 @@ impl Report<'_> {
             "peak RSS MiB",
         ]);
         // The first run is probe on main.Work alone: the baseline that should stay flat.
-        let single =
-            self.scale.first().map(|s| self.scale_overhead(s)).unwrap_or_else(|| Err("not run".into()));
+        let single = self.scale.first().map(|s| self.scale_overhead(s)).unwrap_or_else(|| Err("not run".into()));
         for (run, sample) in self.scale_runs.iter().zip(&self.scale) {
             let Ok(s) = sample else {
                 let mut cells = vec![run.label.clone(), na(sample.as_ref().err().unwrap())];
@@ -1419,8 +1390,7 @@ impl Report<'_> {
             };
             let overhead = self.scale_overhead(sample);
             let relative = (|| Ok::<_, String>(overhead.clone()? / single.clone()?))();
-            let per_probe =
-                s.detached.zip(s.probes.filter(|&p| p > 0)).map(|(d, p)| ms(Some(d)).unwrap() / p as f64);
+            let per_probe = s.detached.zip(s.probes.filter(|&p| p > 0)).map(|(d, p)| ms(Some(d)).unwrap() / p as f64);
             let opt = |v: Option<f64>, fmt: fn(f64) -> String| v.map(fmt).unwrap_or_else(|| "?".into());
             t.row(vec![
                 run.label.clone(),
@@ -1453,10 +1423,8 @@ impl Report<'_> {
     fn drain_section(&self) -> String {
         let mut t = Table::new(&["tool", "functions", "CPU % of one core", "target", "met"]);
         for (run, sample) in self.scale_runs.iter().zip(&self.scale).filter(|(r, _)| r.is_probe()) {
-            let percent = sample
-                .as_ref()
-                .map_err(Clone::clone)
-                .and_then(|s| s.cpu_percent.ok_or("not measured".into()));
+            let percent =
+                sample.as_ref().map_err(Clone::clone).and_then(|s| s.cpu_percent.ok_or("not measured".into()));
             let functions = sample.as_ref().ok().and_then(|s| s.functions);
             // The target is for ~100 functions; the ~1000 row is shown for the trend.
             let has_target = run.glob != Some(GLOB_1000);
@@ -1496,9 +1464,7 @@ impl Report<'_> {
         for (row, samples) in self.rows.iter().zip(&self.samples) {
             for s in samples {
                 match s {
-                    Ok(Sample { warning: Some(w), .. }) => {
-                        note(format!("{} {}: {w}", row.lang.name(), row.label))
-                    }
+                    Ok(Sample { warning: Some(w), .. }) => note(format!("{} {}: {w}", row.lang.name(), row.label)),
                     Err(e) => note(format!("{} {}: failed: {e}", row.lang.name(), row.label)),
                     _ => {}
                 }
@@ -1511,9 +1477,7 @@ impl Report<'_> {
                 note(format!("{name}: failed: {e}"));
             }
         }
-        for (run, e) in
-            self.scale_runs.iter().zip(&self.scale).filter_map(|(r, s)| Some((r, s.as_ref().err()?)))
-        {
+        for (run, e) in self.scale_runs.iter().zip(&self.scale).filter_map(|(r, s)| Some((r, s.as_ref().err()?))) {
             note(format!("scale {}: {e}", run.label));
         }
         if notes.is_empty() {
@@ -1524,11 +1488,7 @@ impl Report<'_> {
     }
 
     fn traced_rows(&self) -> impl Iterator<Item = (&Row, &[Result<Sample, String>])> {
-        self.rows
-            .iter()
-            .zip(&self.samples)
-            .filter(|(r, _)| r.id != Id::Untraced)
-            .map(|(r, s)| (r, s.as_slice()))
+        self.rows.iter().zip(&self.samples).filter(|(r, _)| r.id != Id::Untraced).map(|(r, s)| (r, s.as_slice()))
     }
 }
 
@@ -1617,7 +1577,10 @@ mod tests {
     #[test]
     fn counts_traced_functions() {
         let line = |s: &str| vec![s.to_string()];
-        assert_eq!(traced_functions(&line("probe: tracing latency of a, b, c, d, e and 15 more in pid 1 (9 probes)")), Some(20));
+        assert_eq!(
+            traced_functions(&line("probe: tracing latency of a, b, c, d, e and 15 more in pid 1 (9 probes)")),
+            Some(20)
+        );
         assert_eq!(traced_functions(&line("probe: tracing latency of a, b in pid 1 (4 probes)")), Some(2));
     }
 

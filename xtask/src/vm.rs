@@ -21,10 +21,8 @@ struct DebianKernel {
     suite: &'static str,
 }
 
-const KERNELS: [DebianKernel; 2] = [
-    DebianKernel { label: "6.1", suite: "bookworm" },
-    DebianKernel { label: "5.10", suite: "bullseye" },
-];
+const KERNELS: [DebianKernel; 2] =
+    [DebianKernel { label: "6.1", suite: "bookworm" }, DebianKernel { label: "5.10", suite: "bullseye" }];
 const MIRROR: &str = "http://deb.debian.org/debian";
 const METAPACKAGE: &str = "linux-image-cloud-amd64";
 /// Printed by the guest's /init first: a KVM guest that has not printed it by then is stuck
@@ -77,9 +75,8 @@ fn fetch_kernel(kernel: &DebianKernel) -> Result<PathBuf> {
     println!("xtask: fetching Debian {}'s {METAPACKAGE}", kernel.suite);
     let index = download_text(&format!("{MIRROR}/dists/{}/main/binary-amd64/Packages.xz", kernel.suite))?;
     let meta = stanza(&index, METAPACKAGE).context("metapackage not in the index")?;
-    let image = field(meta, "Depends")
-        .and_then(|d| d.split([',', ' ']).next())
-        .context("metapackage without Depends")?;
+    let image =
+        field(meta, "Depends").and_then(|d| d.split([',', ' ']).next()).context("metapackage without Depends")?;
     let package = stanza(&index, image).with_context(|| format!("{image} not in the index"))?;
     let (file, sha256) = (field(package, "Filename").context("Filename")?, field(package, "SHA256").context("SHA256")?);
     let deb = dir.join(Path::new(file).file_name().context("file name")?);
@@ -325,7 +322,13 @@ fn boot(vmlinuz: &Path, initrd: &Path) -> Result<u32> {
 }
 
 /// Runs QEMU to the end; `None` if `boot_timeout` passed before the guest's init spoke.
-fn run_qemu(vmlinuz: &Path, initrd: &Path, result: &Path, accel: &str, boot_timeout: Option<Duration>) -> Result<Option<u32>> {
+fn run_qemu(
+    vmlinuz: &Path,
+    initrd: &Path,
+    result: &Path,
+    accel: &str,
+    boot_timeout: Option<Duration>,
+) -> Result<Option<u32>> {
     let _ = std::fs::remove_file(result);
     println!("xtask: booting {} with -accel {accel}", vmlinuz.display());
     let started = Instant::now();

@@ -1,7 +1,7 @@
 //! `probe argdist`: the distribution of an integer argument or return value of one function.
 use crate::cli::ArgdistArgs;
-use crate::plan::{self, Value};
 use crate::error::user;
+use crate::plan::{self, Value};
 use crate::target::Target;
 use crate::trace::{self, Job};
 use anyhow::Result;
@@ -33,6 +33,7 @@ pub fn run(args: &ArgdistArgs) -> Result<()> {
     };
     let plan = plan::value_plan(target.file(chosen.file), &chosen.function, value, SLOT)?;
     let description = format!("{} {} ({})", plan.measured.function, plan.measured.what, plan.abi);
-    let job = Job { target, sites: plan.sites, slots: vec![plan.measured], description, unit_ns: 1, shapes: Vec::new() };
+    let job =
+        Job { target, sites: plan.sites, slots: vec![plan.measured], description, unit_ns: 1, shapes: Vec::new() };
     trace::run::<ValueStats>(job, &args.output)
 }

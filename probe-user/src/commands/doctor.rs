@@ -1,12 +1,12 @@
 //! `probe doctor`: what this kernel offers, the attach strategy probe will use, and a real
 //! self-test: probe attaches to a function of its own binary, calls it, and checks the count.
+use crate::calibrate::{Calibration, ShapeCost};
 use crate::features::{AttachStrategy, Kernel};
+use crate::histogram::Unit;
 use crate::plan::{self, Value};
 use crate::session::{self, LoadConfig, Session};
 use crate::target::{elf::Binary, find_function};
 use anyhow::{bail, Context, Result};
-use crate::calibrate::{Calibration, ShapeCost};
-use crate::histogram::Unit;
 use probe_ebpf::{LatencyStats, SpanShape, ValueStats};
 use std::path::Path;
 

@@ -16,9 +16,8 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
             eprintln!("probe: {} function{} match {query}", found.len(), if found.len() == 1 { "" } else { "s" });
         }
         for c in found {
-            let duplicate = chosen.iter().any(|d: &crate::target::Chosen| {
-                d.file == c.file && d.function.addr == c.function.addr
-            });
+            let duplicate =
+                chosen.iter().any(|d: &crate::target::Chosen| d.file == c.file && d.function.addr == c.function.addr);
             if !duplicate {
                 chosen.push(c);
             }

@@ -56,7 +56,11 @@ pub fn run(args: &ListArgs) -> Result<()> {
             writeln!(out, "{}", serde_json::to_string(&row)?)
         } else {
             let rets = rets.map_or("-".to_string(), |n| n.to_string());
-            writeln!(out, "{:<#18x} {:>8} {:>5}  {:<16} {:<14} {}", row.address, row.size, rets, row.abi, entry, row.name)
+            writeln!(
+                out,
+                "{:<#18x} {:>8} {:>5}  {:<16} {:<14} {}",
+                row.address, row.size, rets, row.abi, entry, row.name
+            )
         };
         if written.is_err() {
             return Ok(()); // stdout closed (e.g. piped into head)
@@ -89,8 +93,9 @@ fn file_to_list(given: &Path) -> Result<PathBuf> {
     if given.exists() || name.contains('/') {
         return Ok(given.to_path_buf());
     }
-    libraries::in_cache(&libraries::canonical_name(&name))
-        .map_err(|_| user(format!("{name}: no such file, nor a library in the linker cache (ldconfig -p); check the name")))
+    libraries::in_cache(&libraries::canonical_name(&name)).map_err(|_| {
+        user(format!("{name}: no such file, nor a library in the linker cache (ldconfig -p); check the name"))
+    })
 }
 
 /// For a program whose code is in its libraries (more imported functions than its own), where
@@ -124,10 +129,9 @@ fn describe(binary: &Binary) -> String {
     };
     let symbols = match binary.symbols {
         SymbolSource::Symtab => ".symtab".to_string(),
-        SymbolSource::DebugFile => format!(
-            "debug file {}",
-            binary.debug_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
-        ),
+        SymbolSource::DebugFile => {
+            format!("debug file {}", binary.debug_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default())
+        }
         SymbolSource::GoPclntab => ".gopclntab (stripped binary)".to_string(),
         SymbolSource::DynsymOnly => ".dynsym only (stripped; exported functions)".to_string(),
     };

@@ -84,7 +84,11 @@ fn examples(command: Option<&str>) -> &'static [Example] {
 /// and no line starting with a control character.
 fn roff_text(text: &str) -> String {
     let escaped = text.replace('\\', "\\\\").replace('-', "\\-");
-    if escaped.starts_with(['.', '\'']) { format!("\\&{escaped}") } else { escaped }
+    if escaped.starts_with(['.', '\'']) {
+        format!("\\&{escaped}")
+    } else {
+        escaped
+    }
 }
 
 /// Which of clap_mangen's optional sections a page has.

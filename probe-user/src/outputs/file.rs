@@ -56,10 +56,7 @@ fn resolve_own_links(path: &Path) -> Result<PathBuf, String> {
             return Ok(at);
         }
         if !kind.is_symlink() {
-            return Err(format!(
-                "{} is not a regular file; give the path of a regular file",
-                described(&at, path)
-            ));
+            return Err(format!("{} is not a regular file; give the path of a regular file", described(&at, path)));
         }
         if meta.uid() != euid {
             return Err(format!(
@@ -163,4 +160,3 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
-

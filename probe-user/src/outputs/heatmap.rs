@@ -98,10 +98,7 @@ impl Heatmap {
         chart.draw_series(cells.iter().map(|(column, cell)| {
             let row = cell.bucket as i32;
             let (x0, x1) = column_span(column.start_s, column.end_s, pixel_s, end_s);
-            Rectangle::new(
-                [(x0, SegmentValue::Exact(row)), (x1, row_end(row, high))],
-                colour(cell.count, max).filled(),
-            )
+            Rectangle::new([(x0, SegmentValue::Exact(row)), (x1, row_end(row, high))], colour(cell.count, max).filled())
         }))?;
         draw_colour_bar(&bar_area, max)
     }

@@ -2,10 +2,12 @@
 //! `le` buckets taken from the kernel's log2 buckets, and the counters beside it. Encoding is
 //! left to `prometheus-client`; this module only says what each aggregate exposes.
 use crate::render::Measured;
+use probe_ebpf::{
+    fine_bucket_range, log2_bucket, log2_bucket_range, LatencyStats, ValueStats, LOG2_BUCKETS, ZERO_BUCKET,
+};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
-use probe_ebpf::{fine_bucket_range, log2_bucket, log2_bucket_range, LatencyStats, ValueStats, LOG2_BUCKETS, ZERO_BUCKET};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -97,8 +99,7 @@ impl Exposed for ValueStats {
 /// the first threshold join the first bucket, counts above the last go to `+Inf`.
 fn buckets(log2: &[u64; LOG2_BUCKETS], thresholds: std::ops::RangeInclusive<usize>, per_unit: f64) -> Vec<(f64, u64)> {
     let (first, last) = (*thresholds.start(), *thresholds.end());
-    let mut out: Vec<(f64, u64)> =
-        thresholds.map(|i| (log2_bucket_range(i).1 as f64 / per_unit, log2[i])).collect();
+    let mut out: Vec<(f64, u64)> = thresholds.map(|i| (log2_bucket_range(i).1 as f64 / per_unit, log2[i])).collect();
     out[0].1 += log2[..first].iter().sum::<u64>();
     out.push((f64::INFINITY, log2[last + 1..].iter().sum()));
     out
@@ -176,9 +177,14 @@ mod tests {
         let text = exposition(vec![s], &[m]);
         let labels = r#"function="main.F",binary="/bin/app",pid="42""#;
         assert_eq!(line(&text, "probe_latency_seconds_count{"), format!("probe_latency_seconds_count{{{labels}}} 8"));
-        assert_eq!(line(&text, "probe_latency_seconds_sum{"), format!("probe_latency_seconds_sum{{{labels}}} 0.002003053"));
+        assert_eq!(
+            line(&text, "probe_latency_seconds_sum{"),
+            format!("probe_latency_seconds_sum{{{labels}}} 0.002003053")
+        );
         // 0 and 1 ns are <= 1 ns; 2 and 3 <= 3 ns; 1000 and 1023 <= 1023 ns; 1024 <= 2047 ns.
-        for (le, cumulative) in [("1e-09", 2), ("3e-09", 4), ("1.023e-06", 6), ("2.047e-06", 7), ("0.002097151", 8), ("+Inf", 8)] {
+        for (le, cumulative) in
+            [("1e-09", 2), ("3e-09", 4), ("1.023e-06", 6), ("2.047e-06", 7), ("0.002097151", 8), ("+Inf", 8)]
+        {
             let want = format!("probe_latency_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}");
             assert!(text.lines().any(|l| l == want), "no `{want}` in\n{text}");
         }
@@ -216,6 +222,11 @@ mod tests {
         assert_eq!(count_at(7.0), 2); // 4 ..= 7
         let m = Measured { function: "main.ToString".into(), what: "arg0".into(), unit: None };
         let text = exposition(vec![s], &[m]);
-        assert!(text.contains(r#"probe_value_bucket{function="main.ToString",measured="arg0",binary="/bin/app",pid="42",le="-256"} 2"#), "{text}");
+        assert!(
+            text.contains(
+                r#"probe_value_bucket{function="main.ToString",measured="arg0",binary="/bin/app",pid="42",le="-256"} 2"#
+            ),
+            "{text}"
+        );
     }
 }

@@ -441,7 +441,10 @@ pub fn demangle(raw: &str) -> String {
 
 /// Symbols of the separate debug file of a stripped binary: `.gnu_debuglink` next to the file,
 /// in its `.debug/` and under /usr/lib/debug, then /usr/lib/debug/.build-id/xx/rest.debug.
-fn debug_file_functions<'d, R: ReadRef<'d>>(path: &Path, file: &object::File<'d, R>) -> Option<(PathBuf, Vec<Function>)> {
+fn debug_file_functions<'d, R: ReadRef<'d>>(
+    path: &Path,
+    file: &object::File<'d, R>,
+) -> Option<(PathBuf, Vec<Function>)> {
     let dir = path.canonicalize().ok()?.parent()?.to_path_buf();
     let mut candidates = Vec::new();
     if let Ok(Some((name, _crc))) = file.gnu_debuglink() {

@@ -84,9 +84,8 @@ fn read_build_strings<'d, R: ReadRef<'d>>(
         let start = 32 + used;
         let version = info.get(start..start.checked_add(len as usize)?)?;
         let rest = &info[start + len as usize..];
-        let modinfo = uvarint(rest)
-            .and_then(|(len, used)| rest.get(used..used.checked_add(len as usize)?))
-            .unwrap_or_default();
+        let modinfo =
+            uvarint(rest).and_then(|(len, used)| rest.get(used..used.checked_add(len as usize)?)).unwrap_or_default();
         return Some((text(version), text(strip_sentinels(modinfo))));
     }
     if flags & 1 != 0 || !(ptr_size == 8 || ptr_size == 4) {

@@ -26,8 +26,7 @@ pub fn canonical_name(lib: &str) -> String {
 
 /// `libc` names `libc.so.6`, `libc.so.6` itself; `libc` does not name `libcrypt.so.1`.
 pub fn name_matches(file_name: &str, lib: &str) -> bool {
-    file_name == lib
-        || file_name.strip_prefix(lib).is_some_and(|rest| rest.starts_with(".so") || rest.starts_with('.'))
+    file_name == lib || file_name.strip_prefix(lib).is_some_and(|rest| rest.starts_with(".so") || rest.starts_with('.'))
 }
 
 /// The libraries a program loads, in the dynamic loader's order: breadth first over DT_NEEDED,
@@ -56,7 +55,13 @@ pub fn load_order(program: &Path, dynamic: &Dynamic) -> Vec<PathBuf> {
 }
 
 /// The file the loader would pick for DT_NEEDED `name` of `needer`.
-fn locate(name: &str, needer: &Path, needer_dynamic: &Dynamic, program: &Path, program_dynamic: &Dynamic) -> Option<PathBuf> {
+fn locate(
+    name: &str,
+    needer: &Path,
+    needer_dynamic: &Dynamic,
+    program: &Path,
+    program_dynamic: &Dynamic,
+) -> Option<PathBuf> {
     if name.contains('/') {
         return Some(PathBuf::from(name)).filter(|p| is_x86_64_elf(p));
     }

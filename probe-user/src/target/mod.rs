@@ -184,9 +184,8 @@ impl Target {
 /// `c:malloc`, `libc:malloc`, `libc.so.6:malloc`, `/opt/lib/libfoo.so:foo`.
 fn split_library(query: &str) -> Option<(&str, &str)> {
     let bytes = query.as_bytes();
-    let colon = (0..bytes.len()).find(|&i| {
-        bytes[i] == b':' && bytes.get(i + 1) != Some(&b':') && (i == 0 || bytes[i - 1] != b':')
-    })?;
+    let colon = (0..bytes.len())
+        .find(|&i| bytes[i] == b':' && bytes.get(i + 1) != Some(&b':') && (i == 0 || bytes[i - 1] != b':'))?;
     let (lib, func) = (&query[..colon], &query[colon + 1..]);
     (!lib.is_empty() && !func.is_empty() && !lib.contains("::")).then_some((lib, func))
 }
@@ -196,9 +195,7 @@ fn find_program(name: &str) -> Result<PathBuf> {
     let candidates: Vec<PathBuf> = if name.contains('/') {
         vec![PathBuf::from(name)]
     } else {
-        std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect())
-            .unwrap_or_default()
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect()).unwrap_or_default()
     };
     candidates
         .into_iter()
@@ -390,7 +387,12 @@ mod tests {
     #[test]
     fn suffixes_start_at_a_package_or_identifier_boundary() {
         let name = "github.com/prometheus/prometheus/scrape.(*targetScraper).scrape";
-        for query in ["scrape.(*targetScraper).scrape", "(*targetScraper).scrape", "scrape", "prometheus/scrape.(*targetScraper).scrape"] {
+        for query in [
+            "scrape.(*targetScraper).scrape",
+            "(*targetScraper).scrape",
+            "scrape",
+            "prometheus/scrape.(*targetScraper).scrape",
+        ] {
             assert!(ends_at_boundary(name, query), "{query}");
         }
         for query in ["Scraper).scrape", "crape", "rometheus/scrape.(*targetScraper).scrape", name] {

@@ -80,7 +80,12 @@ pub fn measure(probe: &std::path::Path, targets: &[Target]) -> Accuracy {
     for rep in 0..REPS {
         for target in targets {
             let runs = run_target(probe, target).map_err(|e| format!("{e:#}"));
-            eprintln!("bench: accuracy rep {}/{REPS} {}: {}", rep + 1, target.name, runs.as_ref().err().map_or("ok", |e| e));
+            eprintln!(
+                "bench: accuracy rep {}/{REPS} {}: {}",
+                rep + 1,
+                target.name,
+                runs.as_ref().err().map_or("ok", |e| e)
+            );
             for (symbol, name) in &target.functions {
                 let series = &mut rows.iter_mut().find(|(t, s, _)| *t == target.name && s == symbol).unwrap().2;
                 let get = |f: &dyn Fn(&Runs) -> Result<f64>| -> Result<f64, String> {
