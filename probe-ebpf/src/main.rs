@@ -150,10 +150,11 @@ pub fn pb_lat_ret(ctx: RetProbeContext) -> u32 {
 
 #[inline(always)]
 fn on_latency_site(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
-    // An exit's time is taken first thing, an entry's last (in on_entry): what lies between
-    // the two timestamps of a call is as little of the probes' own work as possible.
-    let exit_ns = unsafe { bpf_ktime_get_ns() };
+    // An exit's time is taken as soon as the site is known to be an exit (only the cookie read
+    // before it), an entry's last (in on_entry): what lies between the two timestamps of a call
+    // is as little of the probes' own work as possible, and an entry reads the clock once.
     let site = LatencyCookie::decode(site_cookie(ctx));
+    let exit_ns = if site.exit { unsafe { bpf_ktime_get_ns() } } else { 0 };
     let regs = unsafe { &*regs };
     if !site.exit && site.stack_check && stack_check_taken(regs.eflags) {
         return; // the call grows its stack and comes back here: count it then
