@@ -5,6 +5,9 @@
 //! probe-user both compile it, so the two sides can never disagree.
 #![no_std]
 
+mod keyed;
+pub use keyed::*;
+
 /// Number of signed log2 buckets, as in SystemTap's `@hist_log`.
 pub const LOG2_BUCKETS: usize = 128;
 /// The bucket that holds 0. Bucket `ZERO_BUCKET + 1 + k` holds 2^k ..= 2^(k+1)-1, bucket
@@ -256,18 +259,19 @@ pub fn fine_bucket_range(index: usize) -> (u64, u64) {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LatencyStats {
-    pub value: ValueStats,
+    /// The durations as SystemTap's `@hist_log` sees them: in the display unit, truncated.
+    pub in_unit: ValueStats,
     /// Entries whose frame was left without reaching RET (panic, Goexit, longjmp).
     pub abandoned: u64,
     /// Entries not recorded because the per-goroutine/thread nesting stack was full.
-    pub overflow: u64,
-    /// Exact sum of the recorded durations in nanoseconds (`value`'s sum is in the display
+    pub too_deep: u64,
+    /// Exact sum of the recorded durations in nanoseconds (`in_unit`'s sum is in the display
     /// unit, truncated per call); wraps after 584 years of total time.
     pub sum_ns: u64,
     /// Nanoseconds of the probes' own cost taken out of the recorded durations (see
     /// `SpanShape`): the summary shows it per call.
     pub subtracted_ns: u64,
-    /// Exact shortest and longest durations in nanoseconds (`value`'s are truncated to the
+    /// Exact shortest and longest durations in nanoseconds (`in_unit`'s are truncated to the
     /// display unit), for a summary with three significant digits; valid when count > 0.
     pub min_ns: u64,
     pub max_ns: u64,
@@ -276,9 +280,9 @@ pub struct LatencyStats {
 
 impl LatencyStats {
     pub const EMPTY: LatencyStats = LatencyStats {
-        value: ValueStats::EMPTY,
+        in_unit: ValueStats::EMPTY,
         abandoned: 0,
-        overflow: 0,
+        too_deep: 0,
         sum_ns: 0,
         subtracted_ns: 0,
         min_ns: 0,
@@ -289,13 +293,13 @@ impl LatencyStats {
     /// Adds one call of `ns` nanoseconds; `unit_ns` is the display unit (1, 1000, 1000000).
     #[inline(always)]
     pub fn record(&mut self, ns: u64, unit_ns: u64) {
-        if self.value.count == 0 || ns < self.min_ns {
+        if self.in_unit.count == 0 || ns < self.min_ns {
             self.min_ns = ns;
         }
         if ns > self.max_ns {
             self.max_ns = ns;
         }
-        self.value.record((ns / unit_ns.max(1)) as i64);
+        self.in_unit.record((ns / unit_ns.max(1)) as i64);
         self.sum_ns = self.sum_ns.wrapping_add(ns);
         let index = fine_bucket(ns);
         // See ValueStats::record: keep the bounds check for the verifier.
@@ -306,15 +310,15 @@ impl LatencyStats {
     }
 
     pub fn merge(&mut self, other: &LatencyStats) {
-        if other.value.count > 0 {
-            if self.value.count == 0 || other.min_ns < self.min_ns {
+        if other.in_unit.count > 0 {
+            if self.in_unit.count == 0 || other.min_ns < self.min_ns {
                 self.min_ns = other.min_ns;
             }
             self.max_ns = self.max_ns.max(other.max_ns);
         }
-        self.value.merge(&other.value);
+        self.in_unit.merge(&other.in_unit);
         self.abandoned += other.abandoned;
-        self.overflow += other.overflow;
+        self.too_deep += other.too_deep;
         self.sum_ns = self.sum_ns.wrapping_add(other.sum_ns);
         self.subtracted_ns = self.subtracted_ns.wrapping_add(other.subtracted_ns);
         for (mine, theirs) in self.fine.iter_mut().zip(other.fine.iter()) {
@@ -337,8 +341,17 @@ pub const MAP_ENTRIES: &str = "ENTRIES";
 pub const MAP_EMPTY_STACK: &str = "EMPTY_STACK";
 pub const MAP_PROBE_COSTS: &str = "PROBE_COSTS";
 pub const MAP_HIT_COSTS: &str = "HIT_COSTS";
-pub const SHARED_MAPS: [&str; 7] =
-    [MAP_VALUE_STATS, MAP_LATENCY_STATS, MAP_EPOCH, MAP_ENTRIES, MAP_EMPTY_STACK, MAP_PROBE_COSTS, MAP_HIT_COSTS];
+pub const SHARED_MAPS: [&str; 9] = [
+    MAP_VALUE_STATS,
+    MAP_LATENCY_STATS,
+    MAP_VALUE_COUNTS,
+    MAP_KEYS_LOST,
+    MAP_EPOCH,
+    MAP_ENTRIES,
+    MAP_EMPTY_STACK,
+    MAP_PROBE_COSTS,
+    MAP_HIT_COSTS,
+];
 
 /// How one measured call is bracketed by probes, which decides what the probes themselves add
 /// to its measured duration: the entry probe's instruction is emulated by the kernel or
@@ -383,7 +396,7 @@ impl SpanShape {
 pub const PROBE_COSTS_LEN: u32 = 8;
 
 /// Frames remembered per (process, goroutine or thread, function): recursion deeper than
-/// this is counted in `overflow`, not measured.
+/// this is counted in `too_deep`, not measured.
 pub const MAX_NESTING: usize = 256;
 
 /// Key of the in-flight entries of one function on one goroutine (Go: the g pointer) or
@@ -555,7 +568,7 @@ mod tests {
         a.merge(&b);
         assert_eq!(a.sum_ns, 4_499);
         assert_eq!((a.min_ns, a.max_ns), (1_999, 2_500));
-        assert_eq!(a.value.sum(), 3, "display unit (us), truncated per call");
+        assert_eq!(a.in_unit.sum(), 3, "display unit (us), truncated per call");
     }
 
     #[test]

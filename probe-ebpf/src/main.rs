@@ -7,12 +7,12 @@ use aya_ebpf::{
     bindings::{pt_regs, BPF_F_NO_PREALLOC, BPF_NOEXIST},
     helpers::{bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::{map, uprobe, uretprobe},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
     programs::{ProbeContext, RetProbeContext},
     EbpfContext,
 };
 use probe_ebpf::{
-    bank_index, stack_check_taken, EntryKey, EntryStack, Frame, LatencyCookie, LatencyStats, Reg, SpanShape,
+    bank_index, stack_check_taken, EntryKey, EntryStack, Frame, LatencyCookie, LatencyStats, Reg, SlotKey, SpanShape,
     ValueCookie, ValueSource, ValueStats, MAX_NESTING, PROBE_COSTS_LEN,
 };
 
@@ -59,13 +59,9 @@ pub fn pb_value_ret(ctx: RetProbeContext) -> u32 {
 
 #[inline(always)]
 fn record_value(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
-    let Some(site) = ValueCookie::decode(site_cookie(ctx)) else {
+    let Some((site, bank)) = value_site(regs, ctx) else {
         return;
     };
-    if site.stack_check && stack_check_taken(unsafe { (*regs).eflags }) {
-        return; // the call grows its stack and comes back here: count it then
-    }
-    let bank = EPOCH.get(0).copied().unwrap_or(0);
     let Some(stats) = VALUE_STATS.get_ptr_mut(bank_index(bank, site.slot)) else {
         return;
     };
@@ -74,6 +70,73 @@ fn record_value(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
     match read_source(regs, site.source) {
         Some(v) => stats.record(v),
         None => stats.unreadable += 1,
+    }
+}
+
+/// A value site's cookie and the bank to write, or None when this hit must not count.
+#[inline(always)]
+fn value_site(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) -> Option<(ValueCookie, u32)> {
+    let site = ValueCookie::decode(site_cookie(ctx))?;
+    if site.stack_check && stack_check_taken(unsafe { (*regs).eflags }) {
+        return None; // the call grows its stack and comes back here: count it then
+    }
+    Some((site, EPOCH.get(0).copied().unwrap_or(0)))
+}
+
+/// Calls per exact value (`argdist --count`), keyed by (bank, slot, value); sized by the loader.
+#[map]
+static VALUE_COUNTS: PerCpuHashMap<SlotKey, u64> = PerCpuHashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
+
+/// Calls a full keyed map could not count under their key, at `bank_index(bank, slot)`.
+#[map]
+static KEYS_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+
+/// Counts the value named by the site's cookie under its exact value.
+#[uprobe]
+pub fn pb_count(ctx: ProbeContext) -> u32 {
+    count_value(ctx.regs, ctx.as_ptr());
+    0
+}
+
+/// Return probes (uretprobe, never used on Go code) of `pb_count`.
+#[uretprobe]
+pub fn pb_count_ret(ctx: RetProbeContext) -> u32 {
+    count_value(ctx.regs, ctx.as_ptr());
+    0
+}
+
+#[inline(always)]
+fn count_value(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
+    let Some((site, bank)) = value_site(regs, ctx) else {
+        return;
+    };
+    let key = match read_source(regs, site.source) {
+        Some(v) => SlotKey::integer(bank, site.slot, v),
+        None => SlotKey::unreadable(bank, site.slot),
+    };
+    count_key(&VALUE_COUNTS, &key);
+}
+
+/// Adds one call under `key`. Per-CPU values: this CPU's count is only ever written here, on
+/// this CPU, so a plain increment is exact. A key new to the map is inserted; if another CPU
+/// inserted it first, its value on this CPU starts at zero and is incremented in place.
+#[inline(always)]
+fn count_key(map: &PerCpuHashMap<SlotKey, u64>, key: &SlotKey) {
+    if let Some(count) = map.get_ptr_mut(key) {
+        unsafe { *count += 1 };
+        return;
+    }
+    if map.insert(key, &1, BPF_NOEXIST as u64).is_ok() {
+        return;
+    }
+    match map.get_ptr_mut(key) {
+        Some(count) => unsafe { *count += 1 },
+        // The map is full: the call is still counted, as lost.
+        None => {
+            if let Some(lost) = KEYS_LOST.get_ptr_mut(bank_index(key.bank, key.slot)) {
+                unsafe { *lost += 1 };
+            }
+        }
     }
 }
 
@@ -228,7 +291,7 @@ fn on_entry(key: &EntryKey, depth: u64, entry_stepped: bool, stats: &mut Latency
             *frame = Frame { depth, entry_ns, hits_ns, entry_stepped: entry_stepped as u64 };
             stack.len = len as u64 + 1;
         }
-        None => stats.overflow += 1,
+        None => stats.too_deep += 1,
     }
 }
 

@@ -17,12 +17,10 @@
 //! hit costs of the probed calls that returned inside it on the same goroutine or thread.
 use crate::disasm::Handling;
 use crate::histogram::ns_histogram;
-use crate::plan::Site;
-use crate::session::{Aggregate, Session};
+use crate::plan::{Site, SiteKind};
+use crate::session::Session;
 use anyhow::{bail, Context, Result};
-use probe_ebpf::{
-    LatencyCookie, LatencyStats, SpanShape, PROBE_COSTS_LEN, PROG_LATENCY_UPROBE, PROG_LATENCY_URETPROBE,
-};
+use probe_ebpf::{LatencyCookie, LatencyStats, SpanShape, PROBE_COSTS_LEN};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -140,19 +138,19 @@ impl Calibration {
                 .encode()
             };
             let handling = if shape.entry_stepped { Handling::SingleStepped } else { Handling::Emulated };
-            let site = |program, file_offset, exit: bool, handling| Site {
+            let site = |kind, file_offset, exit: bool, handling| Site {
                 path: exe.clone(),
-                program,
+                kind,
                 file_offset,
                 cookie: cookie(exit),
                 handling,
                 exit,
             };
-            sites.push(site(PROG_LATENCY_UPROBE, entry, false, handling));
+            sites.push(site(SiteKind::Uprobe, entry, false, handling));
             sites.push(if shape.uretprobe {
-                site(PROG_LATENCY_URETPROBE, entry, true, handling)
+                site(SiteKind::Uretprobe, entry, true, handling)
             } else {
-                site(PROG_LATENCY_UPROBE, entry + ret_offset, true, Handling::SingleStepped)
+                site(SiteKind::Uprobe, entry + ret_offset, true, Handling::SingleStepped)
             });
         }
         Ok(Calibration { shapes, first_slot, sites })
@@ -160,10 +158,10 @@ impl Calibration {
 
     /// Measures each shape's costs. `attach` attaches this calibration's sites (in this process
     /// only); the programs must be subtracting nothing yet.
-    pub fn run<T: Aggregate>(
+    pub fn run(
         &self,
-        session: &mut Session<T>,
-        attach: impl FnOnce(&mut Session<T>) -> Result<()>,
+        session: &mut Session,
+        attach: impl FnOnce(&mut Session) -> Result<()>,
     ) -> Result<Vec<ShapeCost>> {
         let untraced: Vec<u64> =
             self.shapes.iter().map(|&s| (0..ROUNDS).map(|_| median_call_ns(s)).min().unwrap_or(0)).collect();
@@ -181,9 +179,9 @@ impl Calibration {
             let mut inside_ns = u64::MAX;
             let mut traced = Vec::with_capacity(ROUNDS);
             for _ in 0..ROUNDS {
-                let before = latency_of(&session.peek_slot(slot)?)?;
+                let before: LatencyStats = session.peek_slot(slot)?;
                 traced.push(median_call_ns(shape));
-                let after = latency_of(&session.peek_slot(slot)?)?;
+                let after: LatencyStats = session.peek_slot(slot)?;
                 inside_ns = inside_ns.min(typical_recorded_ns(&before, &after, shape)?);
             }
             // A call's whole probe cost is subtracted once per enclosed call, so a bias would
@@ -208,14 +206,10 @@ pub fn cost_table(costs: &[ShapeCost]) -> [u64; PROBE_COSTS_LEN as usize] {
     table
 }
 
-fn latency_of<T: Aggregate>(stats: &T) -> Result<LatencyStats> {
-    stats.latency().copied().context("calibration reads latency slots")
-}
-
 /// The `QUANTILE` of the durations the programs recorded between two readings of a
 /// calibration slot, which must have recorded exactly one round of calls.
 fn typical_recorded_ns(before: &LatencyStats, after: &LatencyStats, shape: SpanShape) -> Result<u64> {
-    let recorded = after.value.count - before.value.count;
+    let recorded = after.in_unit.count - before.in_unit.count;
     if recorded != CALLS as u64 {
         bail!("calibration: {CALLS} calls of probe's own {shape:?} function were recorded {recorded} times");
     }

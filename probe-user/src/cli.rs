@@ -109,6 +109,11 @@ const FUNC_LONG_HELP_LATENCY: &str =
     concat!("Function to time; repeat for several (one table each). A glob times every match.\n\n", func_forms!());
 const FUNC_LONG_HELP_ARGDIST: &str = concat!("The function (one: a glob must match exactly one).\n\n", func_forms!());
 
+/// `argdist --count`: distinct values the kernel keeps per interval by default, and at most
+/// (each costs the kernel about 100 bytes per CPU).
+pub const DEFAULT_MAX_VALUES: u32 = 10_000;
+pub const MAX_VALUES: u32 = 1_000_000;
+
 #[derive(Args, Debug)]
 pub struct ArgdistArgs {
     /// Function: a name, a suffix (`ToString` finds `main.ToString`), a glob or LIB:FUNC
@@ -127,6 +132,15 @@ pub struct ArgdistArgs {
     /// Measure the return value
     #[arg(long)]
     pub ret: bool,
+    /// Count calls per exact value (a `value count` table of the --top most frequent, 20 by
+    /// default, and the rest summed) instead of a log2 histogram
+    #[arg(long)]
+    pub count: bool,
+    /// With --count: distinct values kept per interval (calls with further values are counted
+    /// as lost, never dropped silently)
+    #[arg(long, value_name = "N", requires = "count", default_value_t = DEFAULT_MAX_VALUES,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_VALUES as i64))]
+    pub max_values: u32,
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(flatten)]
@@ -170,12 +184,10 @@ pub struct OutputArgs {
     /// left out and named in one line)
     #[arg(long)]
     pub all: bool,
-    /// With several functions: print only the N tables with the most total time (latency)
+    /// With several functions: print only the N tables with the most total time (latency);
+    /// with argdist --count: the N most frequent values (default 20)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub top: Option<u32>,
-    /// Set from `latency --hdr-log` (the only command that writes one), not an option here.
-    #[arg(skip)]
-    pub hdr_log: Option<PathBuf>,
     /// Write a heatmap of the values over time (x: -i intervals, y: log2 buckets) as SVG
     #[arg(long, value_name = "FILE.svg")]
     pub heatmap: Option<PathBuf>,

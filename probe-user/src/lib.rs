@@ -1,5 +1,6 @@
 //! probe: how long does a function take, and what values does it see, in any running Go, C,
-//! C++ or Rust program. Data flows one way: cli -> target -> plan -> session -> render.
+//! C++ or Rust program. Data flows one way: cli -> options, target -> plan -> session (attach,
+//! drain) -> outputs, each kind of measurement (measure/) owning its map, programs and views.
 pub mod abi;
 pub mod calibrate;
 pub mod cli;
@@ -9,7 +10,9 @@ pub mod error;
 pub mod features;
 pub mod histogram;
 pub mod interrupt;
+pub mod measure;
 pub mod multi_link;
+pub mod options;
 pub mod outputs;
 pub mod plan;
 pub mod process;

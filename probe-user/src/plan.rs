@@ -4,15 +4,12 @@
 use crate::abi::Abi;
 use crate::disasm::{self, EntrySite, Handling};
 use crate::error::user;
-use crate::render::Measured;
+use crate::measure::Measured;
 use crate::target::elf::{Binary, Function};
 use anyhow::{Context, Result};
-use probe_ebpf::{
-    LatencyCookie, Reg, SpanShape, ValueCookie, ValueSource, PROG_LATENCY_UPROBE, PROG_LATENCY_URETPROBE,
-    PROG_VALUE_UPROBE, PROG_VALUE_URETPROBE,
-};
+use probe_ebpf::{LatencyCookie, Reg, SpanShape, ValueCookie, ValueSource};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SiteKind {
     /// A plain uprobe at an instruction.
     Uprobe,
@@ -24,8 +21,9 @@ pub enum SiteKind {
 pub struct Site {
     /// The file (program or library) the offset is in.
     pub path: std::path::PathBuf,
-    /// Name of the eBPF program to attach (probe_ebpf::PROG_*); it decides uprobe or uretprobe.
-    pub program: &'static str,
+    /// A uprobe at the offset or a uretprobe on the function; the kind of measurement's
+    /// `Programs` names the program.
+    pub kind: SiteKind,
     pub file_offset: u64,
     pub cookie: u64,
     /// What the kernel does with the probe's instruction: emulated ones are cheap.
@@ -93,10 +91,7 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
             Ok(Site {
                 exit: matches!(value, Value::Ret),
                 path: binary.path.clone(),
-                program: match kind {
-                    SiteKind::Uprobe => PROG_VALUE_UPROBE,
-                    SiteKind::Uretprobe => PROG_VALUE_URETPROBE,
-                },
+                kind,
                 file_offset: binary.code_offset(addr)?,
                 cookie: ValueCookie { slot, source, stack_check }.encode(),
                 handling,
@@ -147,7 +142,11 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
             }
         },
     };
-    Ok(ValuePlan { measured: Measured { function: function.name.clone(), what, unit: None }, abi, sites })
+    Ok(ValuePlan {
+        measured: Measured { function: function.name.clone(), what, unit: None, top_values: 0 },
+        abi,
+        sites,
+    })
 }
 
 /// How `latency` observes a function's return.
@@ -210,7 +209,7 @@ pub fn latency_plan(
     };
     let mut sites = vec![Site {
         path: binary.path.clone(),
-        program: PROG_LATENCY_UPROBE,
+        kind: SiteKind::Uprobe,
         file_offset: binary.code_offset(entry.addr)?,
         cookie: cookie(false),
         handling: entry.handling,
@@ -229,7 +228,7 @@ pub fn latency_plan(
         for ret in rets {
             sites.push(Site {
                 path: binary.path.clone(),
-                program: PROG_LATENCY_UPROBE,
+                kind: SiteKind::Uprobe,
                 file_offset: binary.code_offset(ret)?,
                 cookie: cookie(true),
                 handling: RET_HANDLING,
@@ -241,14 +240,15 @@ pub fn latency_plan(
         // is the function's, so the return address is where the uretprobe looks).
         sites.push(Site {
             path: binary.path.clone(),
-            program: PROG_LATENCY_URETPROBE,
+            kind: SiteKind::Uretprobe,
             file_offset: binary.code_offset(entry.addr)?,
             cookie: cookie(true),
             handling: entry.handling,
             exit: true,
         });
     }
-    let measured = Measured { function: function.name.clone(), what: "latency".into(), unit: Some(unit) };
+    let measured =
+        Measured { function: function.name.clone(), what: "latency".into(), unit: Some(unit), top_values: 0 };
     Ok(LatencyPlan::Sites { measured, sites, shape, warning })
 }
 

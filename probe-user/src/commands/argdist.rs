@@ -1,6 +1,9 @@
-//! `probe argdist`: the distribution of an integer argument or return value of one function.
+//! `probe argdist`: the distribution of an integer argument or return value of one function, as
+//! a log2 histogram or (`--count`) calls per exact value.
 use crate::cli::ArgdistArgs;
 use crate::error::user;
+use crate::measure::counts::ValueCounts;
+use crate::options::RunOptions;
 use crate::plan::{self, Value};
 use crate::target::Target;
 use crate::trace::{self, Job};
@@ -10,12 +13,16 @@ use probe_ebpf::ValueStats;
 /// The value slot argdist aggregates into (one function, one value).
 const SLOT: u32 = 0;
 
+/// Rows of a `--count` table without --top.
+const DEFAULT_TOP_VALUES: usize = 20;
+
 pub fn run(args: &ArgdistArgs) -> Result<()> {
     if args.hdr_log.is_some() {
         return Err(user(
             "--hdr-log records latencies: HdrHistogram cannot hold argdist's negative values; use --json for argdist",
         ));
     }
+    let options = RunOptions::check(&args.output, None)?;
     let mut target = Target::resolve(&args.target)?;
     let chosen = target.choose(&args.func)?;
     let [chosen] = chosen.as_slice() else {
@@ -31,9 +38,21 @@ pub fn run(args: &ArgdistArgs) -> Result<()> {
         Some(n) => Value::Arg(n),
         None => Value::Ret,
     };
-    let plan = plan::value_plan(target.file(chosen.file), &chosen.function, value, SLOT)?;
+    let mut plan = plan::value_plan(target.file(chosen.file), &chosen.function, value, SLOT)?;
     let description = format!("{} {} ({})", plan.measured.function, plan.measured.what, plan.abi);
-    let job =
-        Job { target, sites: plan.sites, slots: vec![plan.measured], description, unit_ns: 1, shapes: Vec::new() };
-    trace::run::<ValueStats>(job, &args.output)
+    plan.measured.top_values = options.top.unwrap_or(DEFAULT_TOP_VALUES);
+    let job = Job {
+        target,
+        sites: plan.sites,
+        slots: vec![plan.measured],
+        description,
+        shapes: Vec::new(),
+        max_keys: args.max_values,
+    };
+    // The same sites either way: the kind decides which programs and map they feed.
+    if args.count {
+        trace::run::<ValueCounts>(job, &options)
+    } else {
+        trace::run::<ValueStats>(job, &options)
+    }
 }

@@ -3,6 +3,7 @@
 use crate::calibrate::{Calibration, ShapeCost};
 use crate::features::{AttachStrategy, Kernel};
 use crate::histogram::Unit;
+use crate::measure::Measure;
 use crate::plan::{self, Value};
 use crate::session::{self, LoadConfig, Session};
 use crate::target::{elf::Binary, find_function};
@@ -48,8 +49,14 @@ pub fn run() -> Result<()> {
 /// Calibrates every probe shape, as a latency trace does for the shapes it uses.
 fn calibrate_all(strategy: AttachStrategy) -> Result<Vec<ShapeCost>> {
     let calibration = Calibration::plan(&SpanShape::ALL, 0)?;
-    let config = LoadConfig { slots: 0, calibration_slots: Calibration::SLOTS, unit_ns: 1 };
-    let mut session = Session::<LatencyStats>::load(&calibration.sites, config, strategy)?;
+    let config = LoadConfig {
+        programs: LatencyStats::PROGRAMS,
+        slots: 0,
+        calibration_slots: Calibration::SLOTS,
+        max_keys: 0,
+        unit_ns: 1,
+    };
+    let mut session = Session::load(&calibration.sites, config, strategy)?;
     let own = std::process::id() as i32;
     let costs = calibration.run(&mut session, |s| s.attach_sites(0..calibration.sites.len(), Some(own)))?;
     session.detach();
@@ -79,14 +86,14 @@ fn self_test(strategy: AttachStrategy) -> Result<(u64, i128)> {
     let binary = Binary::open(Path::new(&exe))?;
     let function = find_function(&binary, "probe_doctor_self_test")?;
     let plan = plan::value_plan(&binary, function, Value::Arg(0), 0)?;
-    let config = LoadConfig { slots: 1, calibration_slots: 0, unit_ns: 1 };
+    let config = LoadConfig { programs: ValueStats::PROGRAMS, slots: 1, calibration_slots: 0, max_keys: 0, unit_ns: 1 };
     let pid = std::process::id() as i32;
-    let mut session = Session::<ValueStats>::attach(&plan.sites, Some(pid), config, strategy)?;
+    let mut session = Session::attach(&plan.sites, Some(pid), config, strategy)?;
     for v in 1..=CALLS {
         probe_doctor_self_test(std::hint::black_box(v));
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let stats = runtime.block_on(session.drain_final())?;
+    let stats: Vec<ValueStats> = runtime.block_on(session.drain_final())?;
     session.detach();
     let s = stats.first().context("self-test slot")?;
     Ok((s.count, s.sum()))

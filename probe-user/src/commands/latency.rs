@@ -1,13 +1,16 @@
 //! `probe latency`: how long functions take, with percentiles, never crashing a Go program.
 use crate::cli::LatencyArgs;
 use crate::error::user;
+use crate::options::RunOptions;
+use crate::outputs::terminal::name_a_few;
 use crate::plan::{self, LatencyPlan};
 use crate::target::{is_glob, Target, MAX_FUNCTIONS};
-use crate::trace::{self, name_a_few, Job};
+use crate::trace::{self, Job};
 use anyhow::Result;
 use probe_ebpf::LatencyStats;
 
 pub fn run(args: &LatencyArgs) -> Result<()> {
+    let options = RunOptions::check(&args.output, args.hdr_log.clone())?;
     let mut target = Target::resolve(&args.target)?;
     let mut chosen = Vec::new();
     for query in &args.func {
@@ -56,9 +59,8 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
     let names: Vec<&str> = slots.iter().take(5).map(|m| m.function.as_str()).collect();
     let more = if slots.len() > 5 { format!(" and {} more", slots.len() - 5) } else { String::new() };
     let description = format!("latency of {}{more}", names.join(", "));
-    let job = Job { target, sites, slots, description, unit_ns: args.unit.ns(), shapes };
-    let output = crate::cli::OutputArgs { hdr_log: args.hdr_log.clone(), ..args.output.clone() };
-    trace::run::<LatencyStats>(job, &output)
+    let job = Job { target, sites, slots, description, shapes, max_keys: 0 };
+    trace::run::<LatencyStats>(job, &options)
 }
 
 /// One line per reason, naming a few of the functions skipped for it.

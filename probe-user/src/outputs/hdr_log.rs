@@ -2,10 +2,10 @@
 //! function (tagged with its name), in HdrHistogram's interval log format (V2 compressed
 //! histograms, as Java's `HistogramLogWriter` writes), so HdrHistogram's own tools read it.
 //! Written as the run goes; the last, partial interval at the end.
-use super::{file, Distribution, Output};
-use crate::error::user;
+use super::{file, Output};
 use crate::histogram::ns_histogram;
-use crate::render::Measured;
+use crate::measure::Measure;
+use crate::measure::Measured;
 use anyhow::Result;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
@@ -29,11 +29,6 @@ pub struct HdrLog {
 
 impl HdrLog {
     pub fn create(path: &Path, slots: &[Measured]) -> Result<HdrLog> {
-        if slots.iter().any(|m| m.unit.is_none()) {
-            return Err(user(
-                "--hdr-log records latencies: HdrHistogram cannot hold argdist's negative values; use --json for argdist",
-            ));
-        }
         Ok(HdrLog {
             file: BufWriter::new(file::create_output(path, "--hdr-log")?),
             serializer: V2DeflateSerializer::new(),
@@ -44,13 +39,14 @@ impl HdrLog {
 
     /// Writes one histogram per slot with calls in `[written_until_s, end_s]`, from the
     /// values drained for that span.
-    fn write_span<T: Distribution>(&mut self, end_s: f64, span: &[T]) -> Result<()> {
+    fn write_span<T: Measure>(&mut self, end_s: f64, span: &[T]) -> Result<()> {
         let start = Duration::from_secs_f64(self.written_until_s);
         let length = Duration::from_secs_f64((end_s - self.written_until_s).max(0.0));
         // A builder with no headers writes nothing itself: a writer for this batch of lines.
         let mut log = IntervalLogWriterBuilder::new().begin_log_with(&mut self.file, &mut self.serializer)?;
         for (values, tag) in span.iter().zip(&self.tags) {
-            let fine = values.fine_ns().expect("create() accepts latency only");
+            // Only latency has nanosecond buckets (argdist refuses --hdr-log).
+            let Some(fine) = values.fine_ns() else { continue };
             if fine.iter().any(|&c| c > 0) {
                 log.write_histogram(&ns_histogram(fine), start, length, Tag::new(tag))?;
             }
@@ -61,7 +57,7 @@ impl HdrLog {
     }
 }
 
-impl<T: Distribution> Output<T> for HdrLog {
+impl<T: Measure> Output<T> for HdrLog {
     fn start(&mut self) -> Result<()> {
         let now = SystemTime::now();
         IntervalLogWriterBuilder::new()

@@ -3,8 +3,9 @@
 //! y the `@hist_log` buckets, colour the calls in the cell on a log scale (viridis: dark is 1
 //! call, yellow the panel's maximum); empty cells stay blank. Drawn with plotters at the end.
 use super::svg::{self, bucket_axis, bucket_label, row_end};
-use super::{file, Distribution, Output};
-use crate::render::Measured;
+use super::{file, Output};
+use crate::measure::Measure;
+use crate::measure::Measured;
 use anyhow::Result;
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
@@ -154,7 +155,7 @@ fn draw_colour_bar(area: &DrawingArea<SVGBackend, plotters::coord::Shift>, max: 
     Ok(())
 }
 
-impl<T: Distribution> Output<T> for Heatmap {
+impl<T: Measure> Output<T> for Heatmap {
     fn interval(&mut self, elapsed_s: f64, values: &[T], _totals: &[T]) -> Result<()> {
         self.push_column(elapsed_s, |slot, bucket| values[slot].log2_buckets()[bucket]);
         Ok(())
@@ -183,7 +184,12 @@ mod tests {
     #[test]
     fn svg_cells_end_at_the_x_axis() {
         let path = std::env::temp_dir().join(format!("probe-heatmap-unit-{}.svg", std::process::id()));
-        let m = Measured { function: "f".into(), what: "latency".into(), unit: Some(crate::histogram::Unit::Us) };
+        let m = Measured {
+            function: "f".into(),
+            what: "latency".into(),
+            unit: Some(crate::histogram::Unit::Us),
+            top_values: 0,
+        };
         let mut heatmap = Heatmap::create(&path, &[m]).unwrap();
         for end in [0.5, 0.9999, 1.0] {
             heatmap.push_column(end, |_, bucket| u64::from(bucket == 70 || bucket == 72));
@@ -225,7 +231,12 @@ mod tests {
     #[test]
     fn one_bucket_cells_have_a_height() {
         let path = std::env::temp_dir().join(format!("probe-heatmap-one-row-{}.svg", std::process::id()));
-        let m = Measured { function: "f".into(), what: "latency".into(), unit: Some(crate::histogram::Unit::Us) };
+        let m = Measured {
+            function: "f".into(),
+            what: "latency".into(),
+            unit: Some(crate::histogram::Unit::Us),
+            top_values: 0,
+        };
         let mut heatmap = Heatmap::create(&path, &[m]).unwrap();
         heatmap.push_column(0.5, |_, bucket| u64::from(bucket == 75) * 100);
         heatmap.draw(&[100]).unwrap();

@@ -1,113 +1,16 @@
 //! Prometheus metrics of the traced functions: one histogram per function with cumulative
 //! `le` buckets taken from the kernel's log2 buckets, and the counters beside it. Encoding is
-//! left to `prometheus-client`; this module only says what each aggregate exposes.
-use crate::render::Measured;
-use probe_ebpf::{
-    fine_bucket_range, log2_bucket, log2_bucket_range, LatencyStats, ValueStats, LOG2_BUCKETS, ZERO_BUCKET,
-};
+//! left to `prometheus-client`; each kind of measurement (measure/) says what it exposes.
+use crate::measure::{Measure, Measured};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-/// Highest log2 bucket of nanoseconds with its own latency threshold: 2^41 ..= 2^42-1 ns, so
-/// the last finite `le` is about 73 minutes. Longer calls count in `+Inf` (and `_count`,
-/// `_sum`) only: 43 series per function instead of 65.
-const LATENCY_TOP_BUCKET: usize = ZERO_BUCKET + 1 + 41;
-
-/// A histogram ready for the encoder: each bucket's own count (the encoder makes them
-/// cumulative), ordered by upper bound, ending with `+Inf`.
-#[derive(Debug, PartialEq)]
-pub struct Histogram {
-    pub sum: f64,
-    pub count: u64,
-    pub buckets: Vec<(f64, u64)>,
-}
-
-/// What one per-slot aggregate exposes. Metric names follow Prometheus conventions: base units
-/// (seconds), `_total` on counters (added by the encoder).
-pub trait Exposed: Copy + fmt::Debug + Send + Sync + 'static {
-    /// Name and help of the histogram family.
-    const HISTOGRAM: (&'static str, &'static str);
-    /// Name (without `_total`) and help of each counter family, in `counters()` order.
-    const COUNTERS: &'static [(&'static str, &'static str)];
-    fn histogram(&self) -> Histogram;
-    fn counters(&self) -> Vec<u64>;
-    /// The labels that tell this slot from the others of the same run.
-    fn slot_labels(m: &Measured) -> Vec<(String, String)>;
-}
-
-impl Exposed for LatencyStats {
-    const HISTOGRAM: (&'static str, &'static str) =
-        ("probe_latency_seconds", "Time from entry to return of a traced function.");
-    const COUNTERS: &'static [(&'static str, &'static str)] = &[
-        ("probe_latency_abandoned", "Calls left without returning (panic, Goexit, longjmp); not in the histogram."),
-        ("probe_latency_too_deep", "Calls not timed because recursion was deeper than probe follows."),
-    ];
-
-    /// From the fine nanosecond buckets (exact whatever `--unit` says), folded into log2
-    /// buckets: a fine bucket never spans two powers of two.
-    fn histogram(&self) -> Histogram {
-        let mut log2 = [0u64; LOG2_BUCKETS];
-        for (i, &count) in self.fine.iter().enumerate().filter(|(_, &c)| c > 0) {
-            let (low, _) = fine_bucket_range(i);
-            log2[log2_bucket(low.min(i64::MAX as u64) as i64)] += count;
-        }
-        Histogram {
-            sum: self.sum_ns as f64 / 1e9,
-            count: self.value.count,
-            buckets: buckets(&log2, ZERO_BUCKET + 1..=LATENCY_TOP_BUCKET, 1e9),
-        }
-    }
-
-    fn counters(&self) -> Vec<u64> {
-        vec![self.abandoned, self.overflow]
-    }
-
-    fn slot_labels(m: &Measured) -> Vec<(String, String)> {
-        vec![("function".into(), m.function.clone())]
-    }
-}
-
-impl Exposed for ValueStats {
-    const HISTOGRAM: (&'static str, &'static str) =
-        ("probe_value", "Values of a traced function's argument or return value.");
-    const COUNTERS: &'static [(&'static str, &'static str)] =
-        &[("probe_value_unreadable", "Hits whose value could not be read (stack slot not readable).")];
-
-    /// Every signed log2 bucket has a threshold, so the set never changes during a run.
-    fn histogram(&self) -> Histogram {
-        Histogram {
-            sum: self.sum() as f64,
-            count: self.count,
-            buckets: buckets(&self.buckets, 0..=LOG2_BUCKETS - 1, 1.0),
-        }
-    }
-
-    fn counters(&self) -> Vec<u64> {
-        vec![self.unreadable]
-    }
-
-    fn slot_labels(m: &Measured) -> Vec<(String, String)> {
-        vec![("function".into(), m.function.clone()), ("measured".into(), m.what.clone())]
-    }
-}
-
-/// One bucket per log2 bucket in `thresholds`, its `le` the bucket's highest value divided by
-/// `per_unit` (integer values, so `v <= le` holds exactly for the values it counts). Counts below
-/// the first threshold join the first bucket, counts above the last go to `+Inf`.
-fn buckets(log2: &[u64; LOG2_BUCKETS], thresholds: std::ops::RangeInclusive<usize>, per_unit: f64) -> Vec<(f64, u64)> {
-    let (first, last) = (*thresholds.start(), *thresholds.end());
-    let mut out: Vec<(f64, u64)> = thresholds.map(|i| (log2_bucket_range(i).1 as f64 / per_unit, log2[i])).collect();
-    out[0].1 += log2[..first].iter().sum::<u64>();
-    out.push((f64::INFINITY, log2[last + 1..].iter().sum()));
-    out
-}
-
 /// Labels of every series of one run, per slot: the slot's own, then the binary and the pid
 /// (`all` when every process running the binary is traced).
-pub fn labels<T: Exposed>(slots: &[Measured], binary: &str, pid: Option<i32>) -> Vec<Vec<(String, String)>> {
+pub fn labels<T: Measure>(slots: &[Measured], binary: &str, pid: Option<i32>) -> Vec<Vec<(String, String)>> {
     let pid = pid.map_or("all".to_string(), |p| p.to_string());
     slots
         .iter()
@@ -127,7 +30,7 @@ pub struct Totals<T> {
     pub values: Arc<Mutex<Vec<T>>>,
 }
 
-impl<T: Exposed> Collector for Totals<T> {
+impl<T: Measure> Collector for Totals<T> {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         // Held while encoding: the runtime has one thread, so this never waits.
         let values = self.values.lock().expect("no panic while holding the totals");
@@ -151,9 +54,10 @@ impl<T: Exposed> Collector for Totals<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use probe_ebpf::{LatencyStats, ValueStats, LOG2_BUCKETS};
     use prometheus_client::registry::Registry;
 
-    fn exposition<T: Exposed>(values: Vec<T>, slots: &[Measured]) -> String {
+    fn exposition<T: Measure>(values: Vec<T>, slots: &[Measured]) -> String {
         let mut registry = Registry::default();
         let labels = labels::<T>(slots, "/bin/app", Some(42));
         registry.register_collector(Box::new(Totals { labels, values: Arc::new(Mutex::new(values)) }));
@@ -173,7 +77,7 @@ mod tests {
             s.record(ns, 1_000);
         }
         s.abandoned = 3;
-        let m = Measured { function: "main.F".into(), what: "latency".into(), unit: None };
+        let m = Measured { function: "main.F".into(), what: "latency".into(), unit: None, top_values: 0 };
         let text = exposition(vec![s], &[m]);
         let labels = r#"function="main.F",binary="/bin/app",pid="42""#;
         assert_eq!(line(&text, "probe_latency_seconds_count{"), format!("probe_latency_seconds_count{{{labels}}} 8"));
@@ -220,7 +124,7 @@ mod tests {
         assert_eq!(count_at(-1.0), 1);
         assert_eq!(count_at(0.0), 1);
         assert_eq!(count_at(7.0), 2); // 4 ..= 7
-        let m = Measured { function: "main.ToString".into(), what: "arg0".into(), unit: None };
+        let m = Measured { function: "main.ToString".into(), what: "arg0".into(), unit: None, top_values: 0 };
         let text = exposition(vec![s], &[m]);
         assert!(
             text.contains(

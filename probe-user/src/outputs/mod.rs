@@ -1,15 +1,14 @@
-//! Where drained tables go besides the terminal (metrics endpoint, interval logs, pictures).
+//! Where drained tables go: probe's own tables (terminal.rs), a metrics endpoint, interval
+//! logs, pictures.
 //!
 //! Every output is built before anything is attached, so a bad path or a busy port fails with
 //! nothing attached; it is started inside the runtime once tracing begins, sees the values of
 //! every drained interval, and the totals of the whole run at the end.
-use crate::cli::OutputArgs;
-use crate::render::Measured;
-use crate::session::Aggregate;
+use crate::measure::{Measure, Measured};
+use crate::options::RunOptions;
 use anyhow::Result;
 use std::time::Duration;
 
-mod distribution;
 pub mod file;
 mod hdr_log;
 mod heatmap;
@@ -17,7 +16,7 @@ pub mod metrics;
 mod plot;
 pub mod serve;
 mod svg;
-pub use distribution::Distribution;
+pub mod terminal;
 
 /// Requests for totals fresh from the maps: each carries where to say they are ready.
 pub type RefreshRequests = tokio::sync::mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<()>>;
@@ -57,24 +56,15 @@ pub trait Output<T> {
     }
 }
 
-/// Where probe's own tables go: the `-o` file (created now, before anything is attached), or
-/// stdout.
-pub fn stream(args: &OutputArgs) -> Result<Box<dyn std::io::Write>> {
-    Ok(match &args.output {
-        Some(path) => Box::new(file::create_output(path, "-o")?),
-        None => Box::new(std::io::stdout()),
-    })
-}
-
-/// Builds the outputs the command line asks for besides the terminal. `binary` and `pid`
+/// Builds the outputs the command line asks for, probe's own tables first. `binary` and `pid`
 /// (None: every process running the binary) say what is traced, for labels.
-pub fn build<T: Aggregate + Distribution + metrics::Exposed>(
-    args: &OutputArgs,
+pub fn build<T: Measure>(
+    args: &RunOptions,
     slots: &[Measured],
     binary: &str,
     pid: Option<i32>,
 ) -> Result<Vec<Box<dyn Output<T>>>> {
-    let mut outputs: Vec<Box<dyn Output<T>>> = Vec::new();
+    let mut outputs: Vec<Box<dyn Output<T>>> = vec![Box::new(terminal::Terminal::create(args, slots)?)];
     if let Some(addr) = &args.serve {
         outputs.push(Box::new(serve::Serve::<T>::bind(addr, slots, binary, pid)?));
     }

@@ -1,8 +1,9 @@
 //! `--plot FILE.svg`: the final `@hist_log` histogram as a bar chart, one bar per non-empty
 //! log2 bucket (empty ones leave a gap), one panel per function. Drawn with plotters at the end of the run.
 use super::svg::{self, bucket_axis, bucket_label, row_end};
-use super::{file, Distribution, Output};
-use crate::render::Measured;
+use super::{file, Output};
+use crate::measure::Measure;
+use crate::measure::Measured;
 use anyhow::Result;
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
@@ -65,7 +66,7 @@ impl Plot {
     }
 }
 
-impl<T: Distribution> Output<T> for Plot {
+impl<T: Measure> Output<T> for Plot {
     fn finish(&mut self, _elapsed_s: f64, _last: &[T], totals: &[T]) -> Result<()> {
         let calls: Vec<u64> = totals.iter().map(|t| t.log2_buckets().iter().sum()).collect();
         let panels = svg::panel_slots(&calls, "--plot");

@@ -1,10 +1,10 @@
 //! `--serve ADDR`: the run's cumulative totals at `http://ADDR/metrics` in the Prometheus text
 //! exposition format, for Prometheus to scrape (each host runs probe; Prometheus aggregates).
-use super::metrics::{self, Exposed, Totals};
+use super::metrics::{self, Totals};
 use super::{Output, RefreshRequests};
 use crate::error::user;
-use crate::render::Measured;
-use crate::session::Aggregate;
+use crate::measure::Measure;
+use crate::measure::Measured;
 use anyhow::{Context, Result};
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
@@ -29,7 +29,7 @@ pub struct Serve<T> {
     refresh_requests: Option<RefreshRequests>,
 }
 
-impl<T: Aggregate + Exposed> Serve<T> {
+impl<T: Measure> Serve<T> {
     /// Binds `addr` now, so a bad or busy address is bad input with nothing attached.
     pub fn bind(addr: &str, slots: &[Measured], binary: &str, pid: Option<i32>) -> Result<Serve<T>> {
         let listener = TcpListener::bind(addr).map_err(|e| {
@@ -57,7 +57,7 @@ impl<T: Aggregate + Exposed> Serve<T> {
     }
 }
 
-impl<T: Aggregate + Exposed> Output<T> for Serve<T> {
+impl<T: Measure> Output<T> for Serve<T> {
     fn start(&mut self) -> Result<()> {
         let listener = tokio::net::TcpListener::from_std(self.listener.take().expect("started once"))?;
         let (registry, refresh) = (self.registry.clone(), self.refresh.clone());
@@ -68,17 +68,17 @@ impl<T: Aggregate + Exposed> Output<T> for Serve<T> {
     }
 
     fn interval(&mut self, _elapsed_s: f64, _values: &[T], totals: &[T]) -> Result<()> {
-        self.totals().copy_from_slice(totals);
+        self.totals().clone_from_slice(totals);
         Ok(())
     }
 
     fn finish(&mut self, _elapsed_s: f64, _last: &[T], totals: &[T]) -> Result<()> {
-        self.totals().copy_from_slice(totals);
+        self.totals().clone_from_slice(totals);
         Ok(())
     }
 
     fn refresh(&mut self, totals: &[T]) -> Result<()> {
-        self.totals().copy_from_slice(totals);
+        self.totals().clone_from_slice(totals);
         Ok(())
     }
 

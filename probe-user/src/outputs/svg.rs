@@ -1,6 +1,6 @@
 //! What the two pictures share: one panel per traced function with calls, log2 bucket labels
 //! in the display unit, and the SVG document written at the end through plotters.
-use crate::render::Measured;
+use crate::measure::Measured;
 use anyhow::Result;
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;

@@ -1,0 +1,55 @@
+//! The keyed aggregation shape: per-CPU hash maps keyed by (bank, slot, key), for what a fixed
+//! array cannot hold (the exact values a function sees, and later strings and breakdowns).
+//!
+//! The bank is part of the key, so the loader drains exactly as it does the banked arrays: it
+//! flips `EPOCH`, waits until no program can still write the old bank, then sums and deletes
+//! every key of that bank. A program that cannot add a key (the map is full) counts the call
+//! in the slot's `KEYS_LOST` entry (`bank_index`), so every call is accounted for.
+
+/// The exact values of `argdist --count`: `PerCpuHashMap<SlotKey, u64>` of calls per value.
+pub const MAP_VALUE_COUNTS: &str = "VALUE_COUNTS";
+/// Calls whose key a full keyed map could not take, per slot and bank (`bank_index`).
+pub const MAP_KEYS_LOST: &str = "KEYS_LOST";
+pub const PROG_COUNT_UPROBE: &str = "pb_count";
+pub const PROG_COUNT_URETPROBE: &str = "pb_count_ret";
+
+/// Bytes a key can hold: a string longer than this is cut and marked truncated.
+pub const KEY_BYTES: usize = 64;
+const KEY_WORDS: usize = KEY_BYTES / 8;
+
+/// What a `SlotKey` holds.
+pub const KEY_INTEGER: u32 = 0;
+/// The value could not be read (e.g. its stack slot was not readable).
+pub const KEY_UNREADABLE: u32 = 1;
+
+/// Key of a keyed map: the bank and slot as in the arrays, and the key within the slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SlotKey {
+    pub bank: u32,
+    pub slot: u32,
+    /// `KEY_INTEGER` or `KEY_UNREADABLE`.
+    pub kind: u32,
+    /// Bytes of `words` in use (8 for an integer).
+    pub len: u32,
+    pub words: [u64; KEY_WORDS],
+}
+
+impl SlotKey {
+    #[inline(always)]
+    pub fn integer(bank: u32, slot: u32, v: i64) -> SlotKey {
+        let mut words = [0; KEY_WORDS];
+        words[0] = v as u64;
+        SlotKey { bank: bank & 1, slot, kind: KEY_INTEGER, len: 8, words }
+    }
+
+    #[inline(always)]
+    pub fn unreadable(bank: u32, slot: u32) -> SlotKey {
+        SlotKey { bank: bank & 1, slot, kind: KEY_UNREADABLE, len: 0, words: [0; KEY_WORDS] }
+    }
+
+    /// The integer this key holds, if it is one.
+    pub fn as_integer(&self) -> Option<i64> {
+        (self.kind == KEY_INTEGER).then_some(self.words[0] as i64)
+    }
+}

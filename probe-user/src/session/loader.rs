@@ -1,0 +1,175 @@
+//! Loading the embedded eBPF object: once with BPF cookies, or once per site on kernels without
+//! them (the maps then shared through a private bpffs), and one line when the kernel refuses.
+use super::LoadConfig;
+use crate::error::user;
+use crate::plan::Site;
+use anyhow::{Context, Result};
+use aya::programs::UProbe;
+use aya::{Ebpf, EbpfLoader};
+use probe_ebpf::{GLOBAL_COOKIE_IS_FIXED, GLOBAL_FIXED_COOKIE, GLOBAL_UNIT_NS, MAP_KEYS_LOST, SHARED_MAPS};
+use std::path::{Path, PathBuf};
+
+static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probe.bpf.o"));
+
+/// The object loaded once, each program used by a site loaded once; sites get cookies.
+pub(super) fn load_shared(sites: &[Site], config: &LoadConfig, for_multi_link: bool) -> Result<Ebpf> {
+    let mut loader = in_private_mounts(|_| plain_loader());
+    let mut ebpf = loader
+        // Only this command's stats map grows; the other keeps its minimal size.
+        .map_max_entries(config.programs.map, config.map_entries())
+        .map_max_entries(MAP_KEYS_LOST, 2 * config.map_slots())
+        .override_global(GLOBAL_UNIT_NS, &config.unit_ns, true)
+        .load(BPF_OBJECT)
+        .context("loading the eBPF object")?;
+    let mut programs: Vec<&str> = sites.iter().map(|s| config.programs.for_site(s.kind)).collect();
+    programs.sort();
+    programs.dedup();
+    for name in programs {
+        let program: &mut UProbe = ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing from the eBPF object"))?
+            .try_into()?;
+        let loaded = if for_multi_link { program.load_for_uprobe_multi() } else { program.load() };
+        loaded.map_err(|e| load_error(name, e))?;
+    }
+    Ok(ebpf)
+}
+
+/// For kernels without BPF cookies: one copy of the object per site with the site's cookie
+/// built in, all sharing one set of maps. The maps are shared by pinning them in a bpffs that
+/// exists only in a private mount namespace, so the pins vanish with it: nothing outlives us.
+pub(super) fn load_per_site(sites: &[Site], config: &LoadConfig) -> Result<Vec<Ebpf>> {
+    in_private_mounts(|bpffs| {
+        let Some(bpffs) = bpffs else {
+            return Err(user(format!(
+                "Linux {} has no BPF cookies (5.15+); probe then loads a program per site, which \
+                 needs CAP_SYS_ADMIN for a private bpffs; run it as root",
+                crate::features::Kernel::release()
+            )));
+        };
+        let pins: Vec<(&str, PathBuf)> = SHARED_MAPS.iter().map(|m| (*m, bpffs.join(m))).collect();
+        let mut ebpfs = Vec::with_capacity(sites.len());
+        for site in sites {
+            if crate::interrupt::requested() {
+                break; // attach_sites reports it; the sites without a copy stay unattached
+            }
+            let mut loader = plain_loader();
+            loader
+                .map_max_entries(config.programs.map, config.map_entries())
+                .map_max_entries(MAP_KEYS_LOST, 2 * config.map_slots())
+                .override_global(GLOBAL_UNIT_NS, &config.unit_ns, true)
+                .override_global(GLOBAL_COOKIE_IS_FIXED, &1u32, true)
+                .override_global(GLOBAL_FIXED_COOKIE, &site.cookie, true);
+            for (map, path) in &pins {
+                loader.map_pin_path(map, path.as_path());
+            }
+            let mut ebpf = loader.load(BPF_OBJECT).context("loading a copy of the eBPF object")?;
+            let name = config.programs.for_site(site.kind);
+            let program: &mut UProbe = ebpf.program_mut(name).context("program")?.try_into()?;
+            program.load().map_err(|e| load_error(name, e))?;
+            ebpfs.push(ebpf);
+        }
+        Ok(ebpfs)
+    })
+}
+
+/// Runs `f` in a private mount namespace, then returns to the original one. In it,
+/// /sys/kernel/btf/vmlinux reads as empty: the programs use no CO-RE relocations, but aya
+/// 0.14's `EbpfLoader::new()` always parses that file (about 35 ms and 15 MiB of peak memory at
+/// every start), and there the parse fails at once. `f` also gets a fresh bpffs, private to
+/// the namespace. Needs CAP_SYS_ADMIN and a single-threaded process (setns requires it);
+/// without, `f` runs here with no bpffs.
+pub(super) fn in_private_mounts<R>(f: impl FnOnce(Option<&Path>) -> R) -> R {
+    const VMLINUX_BTF: &std::ffi::CStr = c"/sys/kernel/btf/vmlinux";
+    let (Ok(original), Ok(cwd)) = (std::fs::File::open("/proc/self/ns/mnt"), std::fs::File::open(".")) else {
+        return f(None);
+    };
+    use std::os::fd::AsRawFd;
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return f(None);
+        }
+        // Private first, so the mounts below can never propagate to the host.
+        let private = libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) == 0;
+        let mut bpffs = None;
+        if private {
+            libc::mount(c"/dev/null".as_ptr(), VMLINUX_BTF.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null());
+            // Any directory will do as the mount point: nobody else sees this namespace.
+            for dir in [c"/sys/fs/bpf", c"/tmp", c"/"] {
+                if libc::mount(c"bpf".as_ptr(), dir.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) == 0 {
+                    bpffs = Some(Path::new(dir.to_str().unwrap_or("/")));
+                    break;
+                }
+            }
+        }
+        let result = f(bpffs);
+        // setns also moves the working directory to the namespace's root: restore it, since
+        // relative target paths are resolved when attaching. If setns failed we stay in the
+        // private namespace, which differs from the host's only by the hidden BTF file and bpffs.
+        libc::setns(original.as_raw_fd(), libc::CLONE_NEWNS);
+        libc::fchdir(cwd.as_raw_fd());
+        result
+    }
+}
+
+fn plain_loader() -> EbpfLoader<'static> {
+    let mut loader = EbpfLoader::new();
+    loader.btf(None);
+    loader
+}
+
+/// One line for a program the kernel refused, never the whole verifier dump: the kernel, the
+/// program and the verifier's verdict (its last message before the statistics).
+fn load_error(program: &str, e: aya::programs::ProgramError) -> anyhow::Error {
+    let release = crate::features::Kernel::release();
+    match e {
+        aya::programs::ProgramError::LoadError { io_error, verifier_log } => {
+            let log = verifier_log.to_string();
+            anyhow::anyhow!(
+                "Linux {release} refused probe's eBPF program {program} ({io_error}; verifier: {}); \
+                 please report it with the output of `probe doctor`",
+                verifier_verdict(&log)
+            )
+        }
+        other => anyhow::Error::new(other).context(format!("loading {program} on Linux {release}")),
+    }
+}
+
+/// The verifier's reason in its log: the last line that is neither an instruction trace
+/// (`12: (bf) r1 = r2`) nor one of the closing statistics.
+fn verifier_verdict(log: &str) -> &str {
+    const STATS: [&str; 4] = ["verification time", "stack depth", "processed ", "max_states"];
+    log.lines()
+        .rev()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !STATS.iter().any(|s| l.starts_with(s)))
+        .find(|l| !l.split(':').next().is_some_and(|n| n.chars().all(|c| c.is_ascii_digit())))
+        .unwrap_or("no log")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::verifier_verdict;
+
+    #[test]
+    fn verifier_verdict_is_the_reason_not_the_trace() {
+        // The tail of what Linux 6.1 printed for an earlier latency program.
+        let log = "111: (67) r4 <<= 4                    ; R4_w=scalar()\n\
+                   113: (0f) r5 += r4\n\
+                   math between map_value pointer and register with unbounded min value is not allowed\n\
+                   verification time 2381 usec\n\
+                   stack depth 40\n\
+                   processed 95 insns (limit 1000000) max_states_per_insn 0 total_states 8\n";
+        assert_eq!(
+            verifier_verdict(log),
+            "math between map_value pointer and register with unbounded min value is not allowed"
+        );
+        assert_eq!(verifier_verdict(""), "no log");
+    }
+}

@@ -1,0 +1,117 @@
+//! `probe argdist --count`: calls per exact value, through the keyed per-CPU hash map and its
+//! two-bank drain. Every call is accounted for: under its value, or as lost when the map is full.
+use probe_tests::*;
+use std::collections::BTreeMap;
+
+/// The final table's values as value -> calls, checking that nothing was left out of them.
+fn counted(table: &serde_json::Value) -> BTreeMap<i64, u64> {
+    table["values"]
+        .as_array()
+        .expect("values")
+        .iter()
+        .map(|row| (row["value"].as_i64().unwrap(), row["count"].as_u64().unwrap()))
+        .collect()
+}
+
+/// Each round of tostring passes every value -500..=499 exactly once.
+fn each_value(times: u64) -> BTreeMap<i64, u64> {
+    (-500..=499).map(|v| (v, times)).collect()
+}
+
+#[test]
+fn go_values_are_counted_exactly_on_two_go_versions() {
+    for target in [go_target("tostring"), go_target_with("tostring", "1.23")] {
+        let cmd = format!("{} -rounds 3", target.display());
+        let run =
+            probe(&["argdist", "--func", "ToString", "--arg", "0", "--count", "--top", "1000", "--json", "-c", &cmd]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(reported_calls(&run.stderr, "ToString"), 3000);
+        let tables = json_tables(&run.stdout);
+        let table = &tables[0];
+        assert_eq!(table["count"], 3000);
+        assert_eq!(table["distinct"], 1000);
+        assert_eq!(table["other_values"], 0);
+        assert_eq!(table["lost"], 0);
+        assert_eq!(counted(table), each_value(3));
+        assert_nothing_attached();
+    }
+}
+
+#[test]
+fn c_return_values_are_counted_exactly_and_shown_most_frequent_first() {
+    let target = c_target("cvalues", &[]);
+    let cmd = format!("{} 2", target.display());
+    let run = probe(&["argdist", "--func", "work", "--ret", "--count", "--top", "3", "-c", &cmd]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(reported_calls(&run.stdout, "work"), 2000); // text mode: the target's stdout is ours
+    // work(v) returns 3v: every value twice; ties in order of value.
+    let expected = "work ret: count:2000 values:1000\n\
+                    value  count\n\
+                    -1500      2\n\
+                    -1497      2\n\
+                    -1494      2\n\
+                    (997 other values: 1994 calls; --top N shows more)\n";
+    assert!(run.stdout.contains(expected), "{}", run.stdout);
+    assert_nothing_attached();
+}
+
+#[test]
+fn interval_tables_add_up_to_the_final_one_value_by_value() {
+    let target = go_target("tostring");
+    let cmd = format!("{} -rounds 12 -pause-ms 100", target.display());
+    let args = ["argdist", "--func", "ToString", "--arg", "0", "--count", "--top", "1000", "--json", "-i", "0.2"];
+    let run = probe(&[&args[..], &["-c", &cmd]].concat());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(reported_calls(&run.stderr, "ToString"), 12_000);
+    let tables = json_tables(&run.stdout);
+    let (intervals, last) = tables.split_at(tables.len() - 1);
+    assert!(intervals.len() >= 3, "several intervals: {}", intervals.len());
+    let mut summed: BTreeMap<i64, u64> = BTreeMap::new();
+    for table in intervals {
+        assert_eq!(table["kind"], "interval");
+        assert_eq!(table["other_values"], 0);
+        for (v, c) in counted(table) {
+            *summed.entry(v).or_default() += c;
+        }
+    }
+    assert_eq!(last[0]["kind"], "final");
+    assert_eq!(summed, each_value(12), "the intervals add up to every call");
+    assert_eq!(counted(&last[0]), each_value(12));
+    assert_nothing_attached();
+}
+
+#[test]
+fn a_full_map_counts_the_other_calls_as_lost() {
+    let target = go_target("tostring");
+    let cmd = format!("{} -rounds 3", target.display());
+    let run =
+        probe(&["argdist", "--func", "ToString", "--arg", "0", "--count", "--max-values", "10", "--json", "-c", &cmd]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let table = &json_tables(&run.stdout)[0];
+    let distinct = table["distinct"].as_u64().unwrap();
+    // The map holds two intervals' worth of keys: at most 20 values here.
+    assert!((10..=20).contains(&distinct), "{table}");
+    let shown: u64 = counted(table).values().sum();
+    let lost = table["lost"].as_u64().unwrap();
+    assert_eq!(shown + table["other_count"].as_u64().unwrap() + lost, 3000, "{table}");
+    assert_eq!(lost, 3000 - 3 * distinct, "each value that fit was counted 3 times: {table}");
+    assert!(run.stdout.contains("\"lost\":"), "{}", run.stdout);
+    assert_nothing_attached();
+}
+
+#[test]
+fn bad_count_options_are_one_line_and_exit_2() {
+    let target = go_target("tostring");
+    let t = target.to_string_lossy();
+    for (args, needle) in [
+        (vec!["argdist", "--func", "ToString", "--arg", "0", "--max-values", "5", &t], "--count"),
+        (vec!["argdist", "--func", "ToString", "--arg", "0", "--count", "--max-values", "0", &t], "--max-values"),
+    ] {
+        let run = probe(&args);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        let lines: Vec<&str> = run.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{}", run.stderr);
+        assert!(lines[0].starts_with("probe: ") && lines[0].contains(needle), "{}", lines[0]);
+        assert_nothing_attached();
+    }
+}
