@@ -259,3 +259,89 @@ pub fn latency_plan(
 fn may_nest_past_uretprobe_limit(binary: &Binary, function: &Function) -> bool {
     binary.code(function).is_ok_and(|code| disasm::calls_itself(&code, function.addr))
 }
+
+#[cfg(test)]
+mod tests {
+    //! Plans for functions of this very test binary whose instructions are known exactly:
+    //! calibrate.rs's assembly functions (`push %rbp; pop %rbp; ret` and `mov %rdi,%rax; ret`).
+    use super::*;
+    use crate::histogram::Unit;
+    use crate::target::find_function;
+
+    fn this_binary() -> Binary {
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        Binary::open(&exe).unwrap()
+    }
+
+    fn latency_sites(binary: &Binary, name: &str, exit: ExitMode) -> (Vec<Site>, SpanShape) {
+        let function = find_function(binary, name).unwrap();
+        match latency_plan(binary, function, 7, exit, Unit::Us).unwrap() {
+            LatencyPlan::Sites { sites, shape, warning: None, .. } => (sites, shape),
+            LatencyPlan::Sites { warning: Some(w), .. } => panic!("unexpected warning: {w}"),
+            LatencyPlan::Skip { reason, .. } => panic!("skipped: {reason}"),
+        }
+    }
+
+    #[test]
+    fn latency_with_ret_probes_enters_on_the_emulated_push_and_exits_at_the_ret() {
+        let binary = this_binary();
+        let function = find_function(&binary, "probe_cal_emulated_ret").unwrap();
+        let entry = binary.code_offset(function.addr).unwrap();
+        let (sites, shape) = latency_sites(&binary, "probe_cal_emulated_ret", ExitMode::Ret);
+        assert_eq!(shape, SpanShape { entry_stepped: false, uretprobe: false });
+        assert_eq!(sites.len(), 2);
+        let (enter, leave) = (&sites[0], &sites[1]);
+        assert_eq!((enter.kind, enter.exit, enter.file_offset), (SiteKind::Uprobe, false, entry));
+        assert_eq!(enter.handling, Handling::Emulated);
+        // push (1 byte), pop (1 byte), then the RET.
+        assert_eq!((leave.kind, leave.exit, leave.file_offset), (SiteKind::Uprobe, true, entry + 2));
+        let cookie = LatencyCookie::decode(leave.cookie);
+        assert_eq!((cookie.slot, cookie.exit, cookie.go, cookie.uretprobe), (7, true, false, false));
+        assert!(!LatencyCookie::decode(enter.cookie).exit);
+    }
+
+    #[test]
+    fn latency_of_c_code_uses_one_uretprobe_at_the_entry_site_and_knows_a_stepped_entry() {
+        let binary = this_binary();
+        let (sites, shape) = latency_sites(&binary, "probe_cal_stepped_uret", ExitMode::Auto);
+        assert_eq!(shape, SpanShape { entry_stepped: true, uretprobe: true });
+        assert_eq!(sites.len(), 2);
+        assert_eq!(sites[0].handling, Handling::SingleStepped);
+        assert_eq!((sites[1].kind, sites[1].exit), (SiteKind::Uretprobe, true));
+        assert_eq!(sites[1].file_offset, sites[0].file_offset, "one trap serves both probes");
+        assert!(LatencyCookie::decode(sites[1].cookie).uretprobe);
+    }
+
+    #[test]
+    fn argdist_reads_system_v_registers_and_the_return_value_by_uretprobe() {
+        let binary = this_binary();
+        let function = find_function(&binary, "probe_cal_emulated_ret").unwrap();
+        let plan = value_plan(&binary, function, Value::Arg(1), 3).unwrap();
+        assert_eq!(plan.abi, Abi::SystemV);
+        assert_eq!(plan.measured.what, "arg1");
+        let [site] = plan.sites.as_slice() else { panic!("one site: {:?}", plan.sites) };
+        assert_eq!((site.kind, site.exit), (SiteKind::Uprobe, false));
+        let cookie = ValueCookie::decode(site.cookie).unwrap();
+        assert_eq!((cookie.slot, cookie.source, cookie.stack_check), (3, ValueSource::Reg(Reg::Rsi), false));
+
+        let plan = value_plan(&binary, function, Value::Ret, 0).unwrap();
+        let [site] = plan.sites.as_slice() else { panic!("one site: {:?}", plan.sites) };
+        assert_eq!((site.kind, site.exit), (SiteKind::Uretprobe, true));
+        assert_eq!(ValueCookie::decode(site.cookie).unwrap().source, ValueSource::Reg(Reg::Rax));
+    }
+
+    #[test]
+    fn an_argument_past_the_registers_is_refused_by_name() {
+        let binary = this_binary();
+        let function = find_function(&binary, "probe_cal_emulated_ret").unwrap();
+        let e = value_plan(&binary, function, Value::Arg(6), 0).unwrap_err().to_string();
+        assert!(e.contains("--arg 6: out of range for the System V ABI"), "{e}");
+    }
+
+    #[test]
+    fn costs_are_described_per_kind_of_instruction() {
+        let binary = this_binary();
+        let (sites, _) = latency_sites(&binary, "probe_cal_emulated_ret", ExitMode::Ret);
+        assert_eq!(describe_costs(&sites), "2 probes: 1 emulated, 1 single-stepped");
+    }
+}
