@@ -44,7 +44,7 @@ fn c_return_values_are_counted_exactly_and_shown_most_frequent_first() {
     let run = probe(&["argdist", "--func", "work", "--ret", "--count", "--top", "3", "-c", &cmd]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(reported_calls(&run.stdout, "work"), 2000); // text mode: the target's stdout is ours
-    // work(v) returns 3v: every value twice; ties in order of value.
+                                                           // work(v) returns 3v: every value twice; ties in order of value.
     let expected = "work ret: count:2000 values:1000\n\
                     value  count\n\
                     -1500      2\n\

@@ -21,6 +21,21 @@ const KEY_WORDS: usize = KEY_BYTES / 8;
 pub const KEY_INTEGER: u32 = 0;
 /// The value could not be read (e.g. its stack slot was not readable).
 pub const KEY_UNREADABLE: u32 = 1;
+/// `--by`: the process (tgid), the thread (tid), or the thread's name (16 bytes).
+pub const KEY_PID: u32 = 2;
+pub const KEY_TID: u32 = 3;
+pub const KEY_COMM: u32 = 4;
+
+/// `--by`: per-CPU hash maps of whole aggregates, keyed by (bank, slot, pid/tid/comm), written
+/// by their own programs; the key's kind is the loader's `BY_KEY` global.
+pub const MAP_VALUE_STATS_BY: &str = "VALUE_STATS_BY";
+pub const MAP_LATENCY_STATS_BY: &str = "LATENCY_STATS_BY";
+pub const PROG_VALUE_BY_UPROBE: &str = "pb_value_by";
+pub const PROG_VALUE_BY_URETPROBE: &str = "pb_value_by_ret";
+pub const PROG_LATENCY_BY_UPROBE: &str = "pb_lat_by";
+pub const PROG_LATENCY_BY_URETPROBE: &str = "pb_lat_by_ret";
+/// Name of the global holding the `SlotKey::kind` the `--by` programs key by.
+pub const GLOBAL_BY_KEY: &str = "BY_KEY";
 
 /// Key of a keyed map: the bank and slot as in the arrays, and the key within the slot.
 #[repr(C)]
@@ -51,5 +66,14 @@ impl SlotKey {
     /// The integer this key holds, if it is one.
     pub fn as_integer(&self) -> Option<i64> {
         (self.kind == KEY_INTEGER).then_some(self.words[0] as i64)
+    }
+
+    /// The key's bytes (a thread name: up to its first NUL).
+    pub fn bytes(&self) -> [u8; KEY_BYTES] {
+        let mut out = [0; KEY_BYTES];
+        for (i, w) in self.words.iter().enumerate() {
+            out[i * 8..i * 8 + 8].copy_from_slice(&w.to_ne_bytes());
+        }
+        out
     }
 }

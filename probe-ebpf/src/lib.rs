@@ -341,10 +341,12 @@ pub const MAP_ENTRIES: &str = "ENTRIES";
 pub const MAP_EMPTY_STACK: &str = "EMPTY_STACK";
 pub const MAP_PROBE_COSTS: &str = "PROBE_COSTS";
 pub const MAP_HIT_COSTS: &str = "HIT_COSTS";
-pub const SHARED_MAPS: [&str; 9] = [
+pub const SHARED_MAPS: [&str; 11] = [
     MAP_VALUE_STATS,
     MAP_LATENCY_STATS,
     MAP_VALUE_COUNTS,
+    MAP_VALUE_STATS_BY,
+    MAP_LATENCY_STATS_BY,
     MAP_KEYS_LOST,
     MAP_EPOCH,
     MAP_ENTRIES,

@@ -5,7 +5,9 @@
 
 use aya_ebpf::{
     bindings::{pt_regs, BPF_F_NO_PREALLOC, BPF_NOEXIST},
-    helpers::{bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
+    helpers::{
+        bpf_get_attach_cookie, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
+    },
     macros::{map, uprobe, uretprobe},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
     programs::{ProbeContext, RetProbeContext},
@@ -13,7 +15,7 @@ use aya_ebpf::{
 };
 use probe_ebpf::{
     bank_index, stack_check_taken, EntryKey, EntryStack, Frame, LatencyCookie, LatencyStats, Reg, SlotKey, SpanShape,
-    ValueCookie, ValueSource, ValueStats, MAX_NESTING, PROBE_COSTS_LEN,
+    ValueCookie, ValueSource, ValueStats, KEY_COMM, KEY_PID, KEY_TID, MAX_NESTING, PROBE_COSTS_LEN,
 };
 
 /// Per-CPU value aggregates at `bank_index(bank, slot)`; the loader sizes it to the slots.
@@ -71,6 +73,90 @@ fn record_value(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
         Some(v) => stats.record(v),
         None => stats.unreadable += 1,
     }
+}
+
+/// `argdist --by`: as `pb_value`, into one aggregate per (slot, `BY_KEY`).
+#[uprobe]
+pub fn pb_value_by(ctx: ProbeContext) -> u32 {
+    record_value_by(ctx.regs, ctx.as_ptr());
+    0
+}
+
+#[uretprobe]
+pub fn pb_value_by_ret(ctx: RetProbeContext) -> u32 {
+    record_value_by(ctx.regs, ctx.as_ptr());
+    0
+}
+
+/// One `ValueStats` per (bank, slot, `BY_KEY`); sized by the loader.
+#[map]
+static VALUE_STATS_BY: PerCpuHashMap<SlotKey, ValueStats> = PerCpuHashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
+
+/// A zeroed ValueStats to insert from (larger than the BPF stack).
+#[map]
+static EMPTY_VALUE: PerCpuArray<ValueStats> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn record_value_by(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
+    let Some((site, bank)) = value_site(regs, ctx) else {
+        return;
+    };
+    let Some(stats) = keyed_stats(&VALUE_STATS_BY, &EMPTY_VALUE, &by_key(bank, site.slot)) else {
+        return;
+    };
+    let stats = unsafe { &mut *stats };
+    match read_source(regs, site.source) {
+        Some(v) => stats.record(v),
+        None => stats.unreadable += 1,
+    }
+}
+
+/// What the `--by` programs key by (`SlotKey::kind`: pid, tid or comm); set by the loader.
+#[no_mangle]
+static BY_KEY: u32 = 0;
+
+/// The `--by` key of the current thread for `slot` in `bank`.
+#[inline(always)]
+fn by_key(bank: u32, slot: u32) -> SlotKey {
+    let kind = unsafe { core::ptr::read_volatile(&BY_KEY) };
+    let mut key = SlotKey::integer(bank, slot, 0);
+    key.kind = kind;
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if kind == KEY_PID {
+        key.words[0] = pid_tgid >> 32;
+    } else if kind == KEY_TID {
+        key.words[0] = pid_tgid & 0xffff_ffff;
+    } else if kind == KEY_COMM {
+        if let Ok(comm) = bpf_get_current_comm() {
+            let mut low = [0u8; 8];
+            let mut high = [0u8; 8];
+            low.copy_from_slice(&comm[..8]);
+            high.copy_from_slice(&comm[8..16]);
+            key.words[0] = u64::from_ne_bytes(low);
+            key.words[1] = u64::from_ne_bytes(high);
+            key.len = 16;
+        }
+    }
+    key
+}
+
+/// The per-CPU aggregate under `key`, created from `empty` on first use. None when the map is
+/// full: the call is then counted in `KEYS_LOST`.
+#[inline(always)]
+fn keyed_stats<V>(map: &PerCpuHashMap<SlotKey, V>, empty: &PerCpuArray<V>, key: &SlotKey) -> Option<*mut V> {
+    if let Some(stats) = map.get_ptr_mut(key) {
+        return Some(stats);
+    }
+    let zero = empty.get(0)?;
+    // Fails if another CPU inserted it meanwhile (then it is there) or the map is full.
+    let _ = map.insert(key, zero, BPF_NOEXIST as u64);
+    let stats = map.get_ptr_mut(key);
+    if stats.is_none() {
+        if let Some(lost) = KEYS_LOST.get_ptr_mut(bank_index(key.bank, key.slot)) {
+            unsafe { *lost += 1 };
+        }
+    }
+    stats
 }
 
 /// A value site's cookie and the bank to write, or None when this hit must not count.
@@ -200,19 +286,56 @@ const CONTEXT_SLOT: u32 = u32::MAX;
 /// Entry probes and RET-site exit probes of `latency`; the cookie says which.
 #[uprobe]
 pub fn pb_lat(ctx: ProbeContext) -> u32 {
-    on_latency_site(ctx.regs, ctx.as_ptr());
+    on_latency_site(ctx.regs, ctx.as_ptr(), latency_stats);
     0
 }
 
 /// Exit probes of non-Go functions, as a uretprobe.
 #[uretprobe]
 pub fn pb_lat_ret(ctx: RetProbeContext) -> u32 {
-    on_latency_site(ctx.regs, ctx.as_ptr());
+    on_latency_site(ctx.regs, ctx.as_ptr(), latency_stats);
     0
 }
 
+/// `latency --by`: as `pb_lat`, into one aggregate per (slot, `BY_KEY`).
+#[uprobe]
+pub fn pb_lat_by(ctx: ProbeContext) -> u32 {
+    on_latency_site(ctx.regs, ctx.as_ptr(), latency_stats_by);
+    0
+}
+
+#[uretprobe]
+pub fn pb_lat_by_ret(ctx: RetProbeContext) -> u32 {
+    on_latency_site(ctx.regs, ctx.as_ptr(), latency_stats_by);
+    0
+}
+
+/// The slot's aggregate in the banked array.
 #[inline(always)]
-fn on_latency_site(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
+fn latency_stats(bank: u32, slot: u32) -> Option<*mut LatencyStats> {
+    LATENCY_STATS.get_ptr_mut(bank_index(bank, slot))
+}
+
+/// The aggregate of the slot and the current `BY_KEY` (created on first use).
+#[inline(always)]
+fn latency_stats_by(bank: u32, slot: u32) -> Option<*mut LatencyStats> {
+    keyed_stats(&LATENCY_STATS_BY, &EMPTY_LATENCY, &by_key(bank, slot))
+}
+
+/// One `LatencyStats` per (bank, slot, `BY_KEY`); sized by the loader.
+#[map]
+static LATENCY_STATS_BY: PerCpuHashMap<SlotKey, LatencyStats> = PerCpuHashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
+
+/// A zeroed LatencyStats to insert from (far larger than the BPF stack).
+#[map]
+static EMPTY_LATENCY: PerCpuArray<LatencyStats> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn on_latency_site(
+    regs: *mut pt_regs,
+    ctx: *mut core::ffi::c_void,
+    stats_of: impl Fn(u32, u32) -> Option<*mut LatencyStats>,
+) {
     // An exit's time is taken as soon as the site is known to be an exit (only the cookie read
     // before it), an entry's last (in on_entry): what lies between the two timestamps of a call
     // is as little of the probes' own work as possible, and an entry reads the clock once.
@@ -238,7 +361,7 @@ fn on_latency_site(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
     };
     let key = EntryKey { tgid: (pid_tgid >> 32) as u32, slot: site.slot, context };
     let bank = EPOCH.get(0).copied().unwrap_or(0);
-    let Some(stats) = LATENCY_STATS.get_ptr_mut(bank_index(bank, site.slot)) else {
+    let Some(stats) = stats_of(bank, site.slot) else {
         return;
     };
     let stats = unsafe { &mut *stats };

@@ -16,9 +16,11 @@
 //! The programs subtract the inside cost from every call of that shape, and from each call the
 //! hit costs of the probed calls that returned inside it on the same goroutine or thread.
 use crate::disasm::Handling;
+use crate::features::AttachStrategy;
 use crate::histogram::ns_histogram;
+use crate::measure::Measure;
 use crate::plan::{Site, SiteKind};
-use crate::session::Session;
+use crate::session::{Keying, LoadConfig, Session};
 use anyhow::{bail, Context, Result};
 use probe_ebpf::{LatencyCookie, LatencyStats, SpanShape, PROBE_COSTS_LEN};
 use std::path::PathBuf;
@@ -101,7 +103,27 @@ pub struct ShapeCost {
     pub hit_ns: u64,
 }
 
-/// The calibration sites of the shapes in use, to be loaded with the trace's own sites.
+/// Measures the costs of `shapes` (none: nothing to subtract) in a session of their own, on
+/// probe's own functions in this process, and detaches.
+pub fn measure(shapes: &[SpanShape], strategy: AttachStrategy) -> Result<Vec<ShapeCost>> {
+    if shapes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let calibration = Calibration::plan(shapes, 0)?;
+    let config = LoadConfig {
+        programs: LatencyStats::PROGRAMS,
+        slots: Calibration::SLOTS,
+        keying: Keying::default(),
+        unit_ns: 1,
+    };
+    let mut session = Session::load(&calibration.sites, config, strategy)?;
+    let own = std::process::id() as i32;
+    let costs = calibration.run(&mut session, |s| s.attach_sites(0..calibration.sites.len(), Some(own)))?;
+    session.detach();
+    Ok(costs)
+}
+
+/// The calibration sites of the shapes in use.
 pub struct Calibration {
     shapes: Vec<SpanShape>,
     /// Slot of the first shape's stats; the shapes follow in order.

@@ -1,5 +1,6 @@
 //! Command-line interface (clap). One struct per command; shared target and output options.
 use crate::histogram::Unit;
+use crate::measure::breakdown::By;
 use crate::plan::ExitMode;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -96,6 +97,9 @@ pub struct LatencyArgs {
     /// start-up on this kernel)
     #[arg(long)]
     pub raw: bool,
+    /// One table per process, thread or thread name (the --top heaviest, 20 by default)
+    #[arg(long, value_enum, value_name = "KEY")]
+    pub by: Option<By>,
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(flatten)]
@@ -141,6 +145,9 @@ pub struct ArgdistArgs {
     #[arg(long, value_name = "N", requires = "count", default_value_t = DEFAULT_MAX_VALUES,
           value_parser = clap::value_parser!(u32).range(1..=MAX_VALUES as i64))]
     pub max_values: u32,
+    /// One table per process, thread or thread name (the --top heaviest, 20 by default)
+    #[arg(long, value_enum, value_name = "KEY", conflicts_with = "count")]
+    pub by: Option<By>,
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(flatten)]
@@ -185,7 +192,7 @@ pub struct OutputArgs {
     #[arg(long)]
     pub all: bool,
     /// With several functions: print only the N tables with the most total time (latency);
-    /// with argdist --count: the N most frequent values (default 20)
+    /// with --count: the N most frequent values; with --by: the N heaviest keys (default 20)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub top: Option<u32>,
     /// Write a heatmap of the values over time (x: -i intervals, y: log2 buckets) as SVG

@@ -1,6 +1,6 @@
 //! The tracing run shared by every command: hold or find the process, attach, wait for the
 //! end (target exit, -d, Ctrl-C, SIGTERM) while printing -i tables, then detach and print.
-use crate::calibrate::{self, Calibration, ShapeCost};
+use crate::calibrate::{self, ShapeCost};
 use crate::error::user;
 use crate::features::{AttachStrategy, Kernel};
 use crate::interrupt;
@@ -9,7 +9,7 @@ use crate::options::RunOptions;
 use crate::outputs::{self, Output};
 use crate::plan::{describe_costs, Site};
 use crate::process::{ChildStdout, ExitWatch, HeldChild};
-use crate::session::{self, LoadConfig, Session};
+use crate::session::{self, Keying, LoadConfig, Session};
 use crate::target::{Scope, Target};
 use anyhow::{Context, Result};
 use probe_ebpf::SpanShape;
@@ -26,8 +26,8 @@ pub struct Job {
     /// Latency: the probe shapes whose own cost is calibrated and subtracted (none: nothing
     /// is subtracted, as for argdist and `--raw`).
     pub shapes: Vec<SpanShape>,
-    /// Keyed kinds (`--count`): the distinct keys the kernel keeps per interval.
-    pub max_keys: u32,
+    /// Keyed kinds (`--count`, `--by`): their map's size and key.
+    pub keying: Keying,
 }
 
 /// Runs the job with kind of measurement `T` (its programs, map and tables).
@@ -35,7 +35,7 @@ pub fn run<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
     session::ensure_privileges()?;
     let kernel = Kernel::detect();
     kernel.ensure_supported()?;
-    let Job { target, sites, slots, description, shapes, max_keys } = job;
+    let Job { target, sites, slots, description, shapes, keying } = job;
     // JSON on stdout stays parseable (`probe --json -c CMD | jq`): the command's own stdout
     // goes to stderr then, still on the terminal.
     let child_stdout =
@@ -54,27 +54,16 @@ pub fn run<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
     let binary = std::fs::canonicalize(program).unwrap_or_else(|_| program.clone()).display().to_string();
     let scope_pid = if matches!(target.scope, Scope::AllProcesses) { None } else { pid };
     let mut outputs = outputs::build::<T>(options, &slots, &binary, scope_pid)?;
-    let calibration = match shapes.is_empty() {
-        true => None,
-        false => Some(Calibration::plan(&shapes, slots.len() as u32)?),
-    };
-    let own_sites = calibration.as_ref().map_or(&[][..], |c| &c.sites[..]);
-    let all_sites: Vec<Site> = sites.iter().chain(own_sites).cloned().collect();
-    let calibration_slots = if calibration.is_some() { Calibration::SLOTS } else { 0 };
     let unit_ns = slots.first().and_then(|m| m.unit).map_or(1, |u| u.ns());
-    let slot_count = slots.len() as u32;
-    let config = LoadConfig { programs: T::PROGRAMS, slots: slot_count, calibration_slots, max_keys, unit_ns };
+    let config = LoadConfig { programs: T::PROGRAMS, slots: slots.len() as u32, keying, unit_ns };
     let strategy = kernel.strategy();
     warn_of_slow_detach(&kernel, strategy, sites.len());
     interrupt::install()?;
-    let mut session = Session::load(&all_sites, config, strategy)?;
-    // The probes' own cost is known and set before any site of the target is live.
-    let mut costs = Vec::new();
-    if let Some(calibration) = &calibration {
-        let own = std::process::id() as i32;
-        costs = calibration.run(&mut session, |s| s.attach_sites(sites.len()..all_sites.len(), Some(own)))?;
-        session.set_probe_costs(&calibrate::cost_table(&costs))?;
-    }
+    // The probes' own cost, measured on probe's own functions with their own session, is
+    // known and set before any site of the target is live.
+    let costs = calibrate::measure(&shapes, strategy)?;
+    let mut session = Session::load(&sites, config, strategy)?;
+    session.set_probe_costs(&calibrate::cost_table(&costs))?;
     if !interrupt::requested() {
         session.attach_sites(0..sites.len(), pid)?;
     }

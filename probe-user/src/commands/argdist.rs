@@ -2,9 +2,11 @@
 //! a log2 histogram or (`--count`) calls per exact value.
 use crate::cli::ArgdistArgs;
 use crate::error::user;
+use crate::measure::breakdown::{Breakdown, By, BY_MAX_KEYS};
 use crate::measure::counts::ValueCounts;
 use crate::options::RunOptions;
 use crate::plan::{self, Value};
+use crate::session::Keying;
 use crate::target::Target;
 use crate::trace::{self, Job};
 use anyhow::Result;
@@ -47,12 +49,15 @@ pub fn run(args: &ArgdistArgs) -> Result<()> {
         slots: vec![plan.measured],
         description,
         shapes: Vec::new(),
-        max_keys: args.max_values,
+        keying: Keying {
+            max_keys: if args.by.is_some() { BY_MAX_KEYS } else { args.max_values },
+            by_key: args.by.map_or(0, By::key_kind),
+        },
     };
-    // The same sites either way: the kind decides which programs and map they feed.
-    if args.count {
-        trace::run::<ValueCounts>(job, &options)
-    } else {
-        trace::run::<ValueStats>(job, &options)
+    // The same sites whatever the kind: it decides which programs and map they feed.
+    match (args.count, args.by) {
+        (true, _) => trace::run::<ValueCounts>(job, &options),
+        (false, Some(_)) => trace::run::<Breakdown<ValueStats>>(job, &options),
+        (false, None) => trace::run::<ValueStats>(job, &options),
     }
 }

@@ -1,14 +1,14 @@
 //! `probe doctor`: what this kernel offers, the attach strategy probe will use, and a real
 //! self-test: probe attaches to a function of its own binary, calls it, and checks the count.
-use crate::calibrate::{Calibration, ShapeCost};
+use crate::calibrate;
 use crate::features::{AttachStrategy, Kernel};
 use crate::histogram::Unit;
 use crate::measure::Measure;
 use crate::plan::{self, Value};
-use crate::session::{self, LoadConfig, Session};
+use crate::session::{self, Keying, LoadConfig, Session};
 use crate::target::{elf::Binary, find_function};
 use anyhow::{bail, Context, Result};
-use probe_ebpf::{LatencyStats, SpanShape, ValueStats};
+use probe_ebpf::{SpanShape, ValueStats};
 use std::path::Path;
 
 /// Calls the self-test makes; the values are 1..=CALLS.
@@ -33,7 +33,7 @@ pub fn run() -> Result<()> {
     }
     println!("self-test: {CALLS} calls traced, {count} counted, values sum {sum}: ok");
     println!("probe costs on this kernel (calibrated now; latency subtracts them, --raw does not):");
-    for c in calibrate_all(strategy)? {
+    for c in calibrate::measure(&SpanShape::ALL, strategy)? {
         let entry = if c.shape.entry_stepped { "single-stepped entry" } else { "emulated entry" };
         let exit = if c.shape.uretprobe { "uretprobe" } else { "RET probe" };
         println!(
@@ -44,23 +44,6 @@ pub fn run() -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Calibrates every probe shape, as a latency trace does for the shapes it uses.
-fn calibrate_all(strategy: AttachStrategy) -> Result<Vec<ShapeCost>> {
-    let calibration = Calibration::plan(&SpanShape::ALL, 0)?;
-    let config = LoadConfig {
-        programs: LatencyStats::PROGRAMS,
-        slots: 0,
-        calibration_slots: Calibration::SLOTS,
-        max_keys: 0,
-        unit_ns: 1,
-    };
-    let mut session = Session::load(&calibration.sites, config, strategy)?;
-    let own = std::process::id() as i32;
-    let costs = calibration.run(&mut session, |s| s.attach_sites(0..calibration.sites.len(), Some(own)))?;
-    session.detach();
-    Ok(costs)
 }
 
 fn describe(strategy: AttachStrategy) -> &'static str {
@@ -86,7 +69,7 @@ fn self_test(strategy: AttachStrategy) -> Result<(u64, i128)> {
     let binary = Binary::open(Path::new(&exe))?;
     let function = find_function(&binary, "probe_doctor_self_test")?;
     let plan = plan::value_plan(&binary, function, Value::Arg(0), 0)?;
-    let config = LoadConfig { programs: ValueStats::PROGRAMS, slots: 1, calibration_slots: 0, max_keys: 0, unit_ns: 1 };
+    let config = LoadConfig { programs: ValueStats::PROGRAMS, slots: 1, keying: Keying::default(), unit_ns: 1 };
     let pid = std::process::id() as i32;
     let mut session = Session::attach(&plan.sites, Some(pid), config, strategy)?;
     for v in 1..=CALLS {

@@ -1,9 +1,11 @@
 //! `probe latency`: how long functions take, with percentiles, never crashing a Go program.
 use crate::cli::LatencyArgs;
 use crate::error::user;
+use crate::measure::breakdown::{Breakdown, By, BY_MAX_KEYS, DEFAULT_TOP_KEYS};
 use crate::options::RunOptions;
 use crate::outputs::terminal::name_a_few;
 use crate::plan::{self, LatencyPlan};
+use crate::session::Keying;
 use crate::target::{is_glob, Target, MAX_FUNCTIONS};
 use crate::trace::{self, Job};
 use anyhow::Result;
@@ -59,8 +61,16 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
     let names: Vec<&str> = slots.iter().take(5).map(|m| m.function.as_str()).collect();
     let more = if slots.len() > 5 { format!(" and {} more", slots.len() - 5) } else { String::new() };
     let description = format!("latency of {}{more}", names.join(", "));
-    let job = Job { target, sites, slots, description, shapes, max_keys: 0 };
-    trace::run::<LatencyStats>(job, &options)
+    let keying = Keying { max_keys: BY_MAX_KEYS, by_key: args.by.map_or(0, By::key_kind) };
+    if args.by.is_some() {
+        let top = options.top.unwrap_or(DEFAULT_TOP_KEYS);
+        slots.iter_mut().for_each(|m| m.top_values = top);
+    }
+    let job = Job { target, sites, slots, description, shapes, keying };
+    match args.by {
+        Some(_) => trace::run::<Breakdown<LatencyStats>>(job, &options),
+        None => trace::run::<LatencyStats>(job, &options),
+    }
 }
 
 /// One line per reason, naming a few of the functions skipped for it.

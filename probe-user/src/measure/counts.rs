@@ -54,7 +54,7 @@ impl Measure for ValueCounts {
     };
 
     fn take_bank(maps: &mut KindMaps, bank: u32, slots: u32) -> Result<Vec<Self>> {
-        let drained = maps.take_keyed_bank(bank, slots)?;
+        let drained = maps.take_keyed_bank::<u64>(bank, slots, |sum, cpu| *sum += cpu)?;
         Ok(drained
             .into_iter()
             .map(|slot| {
@@ -84,6 +84,9 @@ impl Measure for ValueCounts {
 
     fn weight(&self) -> i128 {
         self.calls() as i128
+    }
+    fn calls(&self) -> u64 {
+        ValueCounts::calls(self)
     }
 
     /// `FUNC argN: count:229 values:37`, then a `value count` table of the most frequent.

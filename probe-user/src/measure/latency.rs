@@ -37,6 +37,9 @@ impl Measure for LatencyStats {
         // The exact total in ns (the display unit's sum truncates every call).
         self.sum_ns as i128
     }
+    fn calls(&self) -> u64 {
+        self.in_unit.count
+    }
     fn text(&self, m: &Measured) -> String {
         let unit = m.unit.unwrap_or(Unit::Us);
         let v = &self.in_unit;

@@ -10,6 +10,7 @@ use anyhow::Result;
 use probe_ebpf::{FINE_BUCKETS, LOG2_BUCKETS};
 use std::fmt;
 
+pub mod breakdown;
 pub mod counts;
 pub mod latency;
 pub mod value;
@@ -74,6 +75,8 @@ pub trait Measure: Clone + fmt::Debug + Send + Sync + 'static {
 
     /// What tables are sorted by, largest first: total time (latency) or count (values).
     fn weight(&self) -> i128;
+    /// Calls recorded.
+    fn calls(&self) -> u64;
     /// The text block: summary line and `@hist_log` table.
     fn text(&self, m: &Measured) -> String;
     /// One JSON document (a line) for the table; `kind` is "interval" or "final".

@@ -28,6 +28,9 @@ impl Measure for ValueStats {
     fn weight(&self) -> i128 {
         self.count as i128
     }
+    fn calls(&self) -> u64 {
+        self.count
+    }
     fn text(&self, m: &Measured) -> String {
         text_block(m, self)
     }

@@ -46,31 +46,41 @@ impl KindMaps {
         Ok(out)
     }
 
-    /// A keyed map of call counts: per slot, every key of the bank with its calls summed over
-    /// the CPUs, and the calls lost to a full map. The bank's keys are deleted, its lost
-    /// counters zeroed.
-    pub fn take_keyed_bank(&mut self, bank: u32, slots: u32) -> Result<Vec<KeyedCounts>> {
-        let mut out: Vec<KeyedCounts> = (0..slots).map(|_| KeyedCounts::default()).collect();
-        let mut counts: PerCpuHashMap<&mut MapData, Pod<SlotKey>, u64> =
+    /// A keyed map of `V` (a call count, or a whole aggregate): per slot, every key of the bank
+    /// with its values summed over the CPUs by `merge`, and the calls lost to a full map. The
+    /// bank's keys are deleted, its lost counters zeroed.
+    pub fn take_keyed_bank<V: Copy + 'static>(
+        &mut self,
+        bank: u32,
+        slots: u32,
+        merge: impl Fn(&mut V, &V),
+    ) -> Result<Vec<Keyed<V>>> {
+        let mut out: Vec<Keyed<V>> = (0..slots).map(|_| Keyed { keys: Vec::new(), lost: 0 }).collect();
+        let mut map: PerCpuHashMap<&mut MapData, Pod<SlotKey>, Pod<V>> =
             PerCpuHashMap::try_from(&mut self.stats).context("the keyed map of another kind")?;
         // Keys first, then each one read and deleted: deleting while walking the keys would
         // make the kernel restart the walk.
-        let keys: Vec<Pod<SlotKey>> = counts.keys().filter_map(|k| k.ok()).filter(|k| k.0.bank == bank & 1).collect();
+        let keys: Vec<Pod<SlotKey>> = map.keys().filter_map(|k| k.ok()).filter(|k| k.0.bank == bank & 1).collect();
         for key in keys {
-            let per_cpu = counts.get(&key, 0).context("reading the keyed map")?;
-            let calls: u64 = per_cpu.iter().sum();
-            counts.remove(&key).context("deleting a drained key")?;
+            let per_cpu = map.get(&key, 0).context("reading the keyed map")?;
+            let mut cpus = per_cpu.iter();
+            let Some(first) = cpus.next() else { continue };
+            let mut sum = first.0;
+            for cpu in cpus {
+                merge(&mut sum, &cpu.0);
+            }
+            map.remove(&key).context("deleting a drained key")?;
             if let Some(slot) = out.get_mut(key.0.slot as usize) {
-                slot.keys.push((key.0, calls));
+                slot.keys.push((key.0, sum));
             }
         }
         let cpus = self.cpus;
         let lost_map = self.lost.as_mut().context("a keyed kind without its lost-keys map")?;
         let mut lost: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(lost_map).context("lost-keys map")?;
-        for (slot, counts) in out.iter_mut().enumerate() {
+        for (slot, keyed) in out.iter_mut().enumerate() {
             let index = bank_index(bank, slot as u32);
-            counts.lost = lost.get(&index, 0).context("reading the lost-keys map")?.iter().sum();
-            if counts.lost > 0 {
+            keyed.lost = lost.get(&index, 0).context("reading the lost-keys map")?.iter().sum();
+            if keyed.lost > 0 {
                 lost.set(index, PerCpuValues::try_from(vec![0u64; cpus])?, 0).context("clearing lost keys")?;
             }
         }
@@ -78,14 +88,13 @@ impl KindMaps {
     }
 }
 
-/// One slot's keys of one bank, as the kernel counted them.
-#[derive(Debug, Default)]
-pub struct KeyedCounts {
-    pub keys: Vec<(SlotKey, u64)>,
+/// One slot's keys of one bank, as the kernel kept them.
+#[derive(Debug)]
+pub struct Keyed<V> {
+    pub keys: Vec<(SlotKey, V)>,
     /// Calls whose key the full map could not take.
     pub lost: u64,
 }
-
 impl Session {
     /// One slot's aggregate in the bank being written, summed over the CPUs, without draining
     /// it: for probe's own calibration slots, which nothing else writes.

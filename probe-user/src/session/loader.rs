@@ -6,7 +6,9 @@ use crate::plan::Site;
 use anyhow::{Context, Result};
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
-use probe_ebpf::{GLOBAL_COOKIE_IS_FIXED, GLOBAL_FIXED_COOKIE, GLOBAL_UNIT_NS, MAP_KEYS_LOST, SHARED_MAPS};
+use probe_ebpf::{
+    GLOBAL_BY_KEY, GLOBAL_COOKIE_IS_FIXED, GLOBAL_FIXED_COOKIE, GLOBAL_UNIT_NS, MAP_KEYS_LOST, SHARED_MAPS,
+};
 use std::path::{Path, PathBuf};
 
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probe.bpf.o"));
@@ -17,8 +19,9 @@ pub(super) fn load_shared(sites: &[Site], config: &LoadConfig, for_multi_link: b
     let mut ebpf = loader
         // Only this command's stats map grows; the other keeps its minimal size.
         .map_max_entries(config.programs.map, config.map_entries())
-        .map_max_entries(MAP_KEYS_LOST, 2 * config.map_slots())
+        .map_max_entries(MAP_KEYS_LOST, 2 * config.slots.max(1))
         .override_global(GLOBAL_UNIT_NS, &config.unit_ns, true)
+        .override_global(GLOBAL_BY_KEY, &config.keying.by_key, true)
         .load(BPF_OBJECT)
         .context("loading the eBPF object")?;
     let mut programs: Vec<&str> = sites.iter().map(|s| config.programs.for_site(s.kind)).collect();
@@ -56,8 +59,9 @@ pub(super) fn load_per_site(sites: &[Site], config: &LoadConfig) -> Result<Vec<E
             let mut loader = plain_loader();
             loader
                 .map_max_entries(config.programs.map, config.map_entries())
-                .map_max_entries(MAP_KEYS_LOST, 2 * config.map_slots())
+                .map_max_entries(MAP_KEYS_LOST, 2 * config.slots.max(1))
                 .override_global(GLOBAL_UNIT_NS, &config.unit_ns, true)
+                .override_global(GLOBAL_BY_KEY, &config.keying.by_key, true)
                 .override_global(GLOBAL_COOKIE_IS_FIXED, &1u32, true)
                 .override_global(GLOBAL_FIXED_COOKIE, &site.cookie, true);
             for (map, path) in &pins {

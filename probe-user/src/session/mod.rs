@@ -21,7 +21,7 @@ use std::time::Duration;
 mod drain;
 mod loader;
 mod privileges;
-pub use drain::KindMaps;
+pub use drain::{Keyed, KindMaps};
 pub use privileges::ensure_privileges;
 
 /// What removing one perf-event uprobe costs here: an RCU grace period under a global mutex
@@ -34,30 +34,33 @@ pub const PERF_PROBE_DETACH: Duration = Duration::from_millis(107);
 struct Pod<T>(T);
 unsafe impl<T: Copy + 'static> aya::Pod for Pod<T> {}
 
+/// What a keyed kind's map holds (nothing for the arrays).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Keying {
+    /// Distinct keys per bank.
+    pub max_keys: u32,
+    /// `--by` kinds: the `SlotKey::kind` their programs key by (0 for the others).
+    pub by_key: u32,
+}
+
 /// Load-time settings of the eBPF object.
 pub struct LoadConfig {
     /// The kind of measurement's map and programs (`Measure::PROGRAMS`).
     pub programs: Programs,
     /// Number of value slots (argdist) or traced functions (latency).
     pub slots: u32,
-    /// Slots after those, for probe's own calibration functions: never drained.
-    pub calibration_slots: u32,
-    /// Keyed kinds: the distinct keys the hash map holds per bank.
-    pub max_keys: u32,
+    /// Keyed kinds: how big their map is and what it is keyed by.
+    pub keying: Keying,
     /// Display unit of latency tables, in nanoseconds.
     pub unit_ns: u64,
 }
 
 impl LoadConfig {
-    fn map_slots(&self) -> u32 {
-        self.slots + self.calibration_slots
-    }
-
     /// Entries of the kind's map: two banks of slots, or of keys.
     fn map_entries(&self) -> u32 {
         match self.programs.lost {
-            None => 2 * self.map_slots(),
-            Some(_) => 2 * self.max_keys.max(1),
+            None => 2 * self.slots.max(1),
+            Some(_) => 2 * self.keying.max_keys.max(1),
         }
     }
 }
