@@ -5,7 +5,9 @@
 //! probe-user both compile it, so the two sides can never disagree.
 #![no_std]
 
+mod filter;
 mod keyed;
+pub use filter::*;
 pub use keyed::*;
 
 /// Number of signed log2 buckets, as in SystemTap's `@hist_log`.

@@ -14,8 +14,9 @@ use aya_ebpf::{
     EbpfContext,
 };
 use probe_ebpf::{
-    bank_index, stack_check_taken, EntryKey, EntryStack, Frame, LatencyCookie, LatencyStats, Reg, SlotKey, SpanShape,
-    ValueCookie, ValueSource, ValueStats, KEY_COMM, KEY_PID, KEY_TID, MAX_NESTING, PROBE_COSTS_LEN,
+    bank_index, stack_check_taken, EntryKey, EntryStack, Filter, Frame, LatencyCookie, LatencyStats, Reg, SlotKey,
+    SpanShape, ValueCookie, ValueSource, ValueStats, KEY_COMM, KEY_PID, KEY_TID, MAX_NESTING, OPERAND_ARG,
+    OPERAND_NONE, OPERAND_PID, OPERAND_RET, OPERAND_TID, PROBE_COSTS_LEN,
 };
 
 /// Per-CPU value aggregates at `bank_index(bank, slot)`; the loader sizes it to the slots.
@@ -69,8 +70,9 @@ fn record_value(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
     };
     // Per-CPU value: no other program touches it while this one runs on this CPU.
     let stats = unsafe { &mut *stats };
-    match read_source(regs, site.source) {
-        Some(v) => stats.record(v),
+    match read_source(unsafe { &*regs }, site.source) {
+        Some(v) if filter_passes(unsafe { &*regs }, Phase::All, v) => stats.record(v),
+        Some(_) => {}
         None => stats.unreadable += 1,
     }
 }
@@ -101,11 +103,15 @@ fn record_value_by(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
     let Some((site, bank)) = value_site(regs, ctx) else {
         return;
     };
+    let value = read_source(unsafe { &*regs }, site.source);
+    if value.is_some_and(|v| !filter_passes(unsafe { &*regs }, Phase::All, v)) {
+        return; // filtered out before a key is made for it
+    }
     let Some(stats) = keyed_stats(&VALUE_STATS_BY, &EMPTY_VALUE, &by_key(bank, site.slot)) else {
         return;
     };
     let stats = unsafe { &mut *stats };
-    match read_source(regs, site.source) {
+    match value {
         Some(v) => stats.record(v),
         None => stats.unreadable += 1,
     }
@@ -196,8 +202,9 @@ fn count_value(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
     let Some((site, bank)) = value_site(regs, ctx) else {
         return;
     };
-    let key = match read_source(regs, site.source) {
-        Some(v) => SlotKey::integer(bank, site.slot, v),
+    let key = match read_source(unsafe { &*regs }, site.source) {
+        Some(v) if filter_passes(unsafe { &*regs }, Phase::All, v) => SlotKey::integer(bank, site.slot, v),
+        Some(_) => return,
         None => SlotKey::unreadable(bank, site.slot),
     };
     count_key(&VALUE_COUNTS, &key);
@@ -227,8 +234,7 @@ fn count_key(map: &PerCpuHashMap<SlotKey, u64>, key: &SlotKey) {
 }
 
 #[inline(always)]
-fn read_source(regs: *mut pt_regs, source: ValueSource) -> Option<i64> {
-    let regs = unsafe { &*regs };
+fn read_source(regs: &pt_regs, source: ValueSource) -> Option<i64> {
     let v = match source {
         ValueSource::Reg(r) => match r {
             Reg::Rax => regs.rax,
@@ -345,6 +351,9 @@ fn on_latency_site(
     if !site.exit && site.stack_check && stack_check_taken(regs.eflags) {
         return; // the call grows its stack and comes back here: count it then
     }
+    if !site.exit && !filter_passes(regs, Phase::Entry, 0) {
+        return; // not a call to measure: no frame, so its exit matches nothing
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
     let (context, depth) = if site.go {
         // Key by goroutine (R14 holds g): goroutines move between threads. Depth from the
@@ -366,7 +375,7 @@ fn on_latency_site(
     };
     let stats = unsafe { &mut *stats };
     if site.exit {
-        on_exit(&key, depth, exit_ns, site.uretprobe, stats);
+        on_exit(regs, &key, depth, exit_ns, site.uretprobe, stats);
     } else {
         on_entry(&key, depth, site.entry_stepped, stats);
     }
@@ -419,7 +428,7 @@ fn on_entry(key: &EntryKey, depth: u64, entry_stepped: bool, stats: &mut Latency
 }
 
 #[inline(always)]
-fn on_exit(key: &EntryKey, depth: u64, now: u64, uretprobe: bool, stats: &mut LatencyStats) {
+fn on_exit(regs: &pt_regs, key: &EntryKey, depth: u64, now: u64, uretprobe: bool, stats: &mut LatencyStats) {
     let Some(stack) = ENTRIES.get_ptr_mut(key) else { return };
     let stack = unsafe { &mut *stack };
     // Frames deeper than the returning one were abandoned.
@@ -439,8 +448,10 @@ fn on_exit(key: &EntryKey, depth: u64, now: u64, uretprobe: bool, stats: &mut La
             let nested = if hits_now >= top.hits_ns { hits_now - top.hits_ns } else { 0 };
             let raw = now.wrapping_sub(top.entry_ns);
             let ns = raw.saturating_sub(probe_cost(shape.inside_cost_index()).saturating_add(nested));
-            stats.record(ns, unit_ns());
-            stats.subtracted_ns = stats.subtracted_ns.wrapping_add(raw - ns);
+            if filter_passes(regs, Phase::Exit, ns as i64) {
+                stats.record(ns, unit_ns());
+                stats.subtracted_ns = stats.subtracted_ns.wrapping_add(raw - ns);
+            }
             stack.len = len as u64 - 1;
             // Charge this call's own probes to whatever encloses it on this goroutine or
             // thread: in place when the context has a total (no map update on the hot path).
@@ -474,6 +485,49 @@ fn pop_frames(stack: &mut EntryStack, gone: impl Fn(u64) -> bool) -> u64 {
         popped += 1;
     }
     popped
+}
+
+/// `--filter`, set by the loader (all conditions unused by default).
+#[no_mangle]
+static FILTER: Filter = Filter::NONE;
+
+/// Where a filter is evaluated: argdist's one site, or a latency entry or exit.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    All,
+    Entry,
+    Exit,
+}
+
+/// Whether every condition of `FILTER` decided in `phase` holds. `value` is argdist's
+/// measured value, or at a latency exit the call's duration in nanoseconds.
+#[inline(always)]
+fn filter_passes(regs: &pt_regs, phase: Phase, value: i64) -> bool {
+    // Volatile, so the loader's conditions are read rather than the defaults.
+    let filter = unsafe { core::ptr::read_volatile(&FILTER) };
+    for c in filter.conditions.iter() {
+        if c.operand == OPERAND_NONE
+            || (phase == Phase::Entry && !c.at_entry())
+            || (phase == Phase::Exit && c.at_entry())
+        {
+            continue;
+        }
+        let pid_tgid = bpf_get_current_pid_tgid();
+        let v = match c.operand {
+            OPERAND_PID => (pid_tgid >> 32) as i64,
+            OPERAND_TID => (pid_tgid & 0xffff_ffff) as i64,
+            OPERAND_RET => regs.rax as i64,
+            OPERAND_ARG => match ValueCookie::decode(c.source).and_then(|s| read_source(regs, s.source)) {
+                Some(v) => v,
+                None => return false, // an argument that cannot be read selects nothing
+            },
+            _ => value, // OPERAND_VALUE, OPERAND_LATENCY
+        };
+        if !c.holds(v) {
+            return false;
+        }
+    }
+    true
 }
 
 #[inline(always)]

@@ -22,7 +22,7 @@ use crate::measure::Measure;
 use crate::plan::{Site, SiteKind};
 use crate::session::{Keying, LoadConfig, Session};
 use anyhow::{bail, Context, Result};
-use probe_ebpf::{LatencyCookie, LatencyStats, SpanShape, PROBE_COSTS_LEN};
+use probe_ebpf::{Filter, LatencyCookie, LatencyStats, SpanShape, PROBE_COSTS_LEN};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -103,24 +103,25 @@ pub struct ShapeCost {
     pub hit_ns: u64,
 }
 
-/// Measures the costs of `shapes` (none: nothing to subtract) in a session of their own, on
-/// probe's own functions in this process, and detaches.
-pub fn measure(shapes: &[SpanShape], strategy: AttachStrategy) -> Result<Vec<ShapeCost>> {
+/// Measures the costs of `shapes` in a session of their own, on probe's own functions in this
+/// process. The session is returned still attached: on kernels that remove probes one at a
+/// time (~0.1 s each), the trace removes it at its end with its own, not before it starts.
+pub fn measure(shapes: &[SpanShape], strategy: AttachStrategy) -> Result<(Vec<ShapeCost>, Option<Session>)> {
     if shapes.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     }
     let calibration = Calibration::plan(shapes, 0)?;
     let config = LoadConfig {
         programs: LatencyStats::PROGRAMS,
         slots: Calibration::SLOTS,
         keying: Keying::default(),
+        filter: Filter::NONE,
         unit_ns: 1,
     };
     let mut session = Session::load(&calibration.sites, config, strategy)?;
     let own = std::process::id() as i32;
     let costs = calibration.run(&mut session, |s| s.attach_sites(0..calibration.sites.len(), Some(own)))?;
-    session.detach();
-    Ok(costs)
+    Ok((costs, Some(session)))
 }
 
 /// The calibration sites of the shapes in use.

@@ -100,6 +100,11 @@ pub struct LatencyArgs {
     /// One table per process, thread or thread name (the --top heaviest, 20 by default)
     #[arg(long, value_enum, value_name = "KEY")]
     pub by: Option<By>,
+    /// Aggregate only the calls for which EXPR holds, evaluated in the kernel: `COND && ...`
+    /// (at most 4) with COND `argN|ret|value|pid|tid|latency OP NUMBER`, OP one of
+    /// == != < <= > >=, e.g. 'arg1 > 100 && pid == 123' or 'latency > 1ms'
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(flatten)]
@@ -148,6 +153,11 @@ pub struct ArgdistArgs {
     /// One table per process, thread or thread name (the --top heaviest, 20 by default)
     #[arg(long, value_enum, value_name = "KEY", conflicts_with = "count")]
     pub by: Option<By>,
+    /// Aggregate only the calls for which EXPR holds, evaluated in the kernel: `COND && ...`
+    /// (at most 4) with COND `argN|ret|value|pid|tid|latency OP NUMBER`, OP one of
+    /// == != < <= > >=, e.g. 'arg1 > 100 && pid == 123' or 'latency > 1ms'
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(flatten)]

@@ -8,6 +8,7 @@ pub mod commands;
 pub mod disasm;
 pub mod error;
 pub mod features;
+pub mod filter;
 pub mod histogram;
 pub mod interrupt;
 pub mod measure;

@@ -12,7 +12,7 @@ use crate::process::{ChildStdout, ExitWatch, HeldChild};
 use crate::session::{self, Keying, LoadConfig, Session};
 use crate::target::{Scope, Target};
 use anyhow::{Context, Result};
-use probe_ebpf::SpanShape;
+use probe_ebpf::{Filter, SpanShape};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -28,6 +28,8 @@ pub struct Job {
     pub shapes: Vec<SpanShape>,
     /// Keyed kinds (`--count`, `--by`): their map's size and key.
     pub keying: Keying,
+    /// `--filter`: what a call must satisfy to be aggregated.
+    pub filter: Filter,
 }
 
 /// Runs the job with kind of measurement `T` (its programs, map and tables).
@@ -35,7 +37,7 @@ pub fn run<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
     session::ensure_privileges()?;
     let kernel = Kernel::detect();
     kernel.ensure_supported()?;
-    let Job { target, sites, slots, description, shapes, keying } = job;
+    let Job { target, sites, slots, description, shapes, keying, filter } = job;
     // JSON on stdout stays parseable (`probe --json -c CMD | jq`): the command's own stdout
     // goes to stderr then, still on the terminal.
     let child_stdout =
@@ -55,13 +57,13 @@ pub fn run<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
     let scope_pid = if matches!(target.scope, Scope::AllProcesses) { None } else { pid };
     let mut outputs = outputs::build::<T>(options, &slots, &binary, scope_pid)?;
     let unit_ns = slots.first().and_then(|m| m.unit).map_or(1, |u| u.ns());
-    let config = LoadConfig { programs: T::PROGRAMS, slots: slots.len() as u32, keying, unit_ns };
+    let config = LoadConfig { programs: T::PROGRAMS, slots: slots.len() as u32, keying, filter, unit_ns };
     let strategy = kernel.strategy();
     warn_of_slow_detach(&kernel, strategy, sites.len());
     interrupt::install()?;
     // The probes' own cost, measured on probe's own functions with their own session, is
     // known and set before any site of the target is live.
-    let costs = calibrate::measure(&shapes, strategy)?;
+    let (costs, calibration) = calibrate::measure(&shapes, strategy)?;
     let mut session = Session::load(&sites, config, strategy)?;
     session.set_probe_costs(&calibrate::cost_table(&costs))?;
     if !interrupt::requested() {
@@ -69,7 +71,7 @@ pub fn run<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
     }
     if child.is_some() && interrupt::requested() {
         // Never start the command half traced; dropping the held child ends it unstarted.
-        let removal = finish_detach(session)?;
+        let removal = finish_detach(session, calibration)?;
         return Err(user(format!("Ctrl-C while attaching: the command was not started{removal}")));
     }
     // After Ctrl-C while attaching there is no "tracing" line: the run ends at once.
@@ -90,7 +92,7 @@ pub fn run<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
         feed.finish(session.drain_final().await?)?;
         anyhow::Ok(target_exited)
     })?;
-    let removal = finish_detach(session)?;
+    let removal = finish_detach(session, calibration)?;
     if !removal.is_empty() {
         eprintln!("probe: {}", removal.trim_start_matches("; "));
     }
@@ -142,14 +144,16 @@ const WARN_SITES: usize = 300;
 
 /// Detaches now when that is quick, else in a forked child. Returns what to tell the user
 /// ("" when nothing), starting with "; ".
-fn finish_detach(mut session: Session) -> Result<String> {
-    let estimate = session.detach_estimate();
-    let probes = session.perf_probes();
+fn finish_detach(session: Session, calibration: Option<Session>) -> Result<String> {
+    // The trace's own probes first, entries before exits (`Session::detach`).
+    let mut sessions: Vec<Session> = std::iter::once(session).chain(calibration).collect();
+    let estimate: Duration = sessions.iter().map(Session::detach_estimate).sum();
+    let probes: usize = sessions.iter().map(Session::perf_probes).sum();
     if estimate <= FOREGROUND_DETACH {
-        session.detach();
+        sessions.iter_mut().for_each(Session::detach);
         return Ok(String::new());
     }
-    let pid = session.detach_in_background()?;
+    let pid = session::detach_in_background(sessions)?;
     Ok(format!(
         "; removing the {probes} probes takes the kernel about {} (one at a time, without a uprobe_multi \
          link); pid {pid} finishes it in the background and ignores Ctrl-C, which could not \

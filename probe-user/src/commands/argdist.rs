@@ -2,6 +2,7 @@
 //! a log2 histogram or (`--count`) calls per exact value.
 use crate::cli::ArgdistArgs;
 use crate::error::user;
+use crate::filter::{self, FilterFor};
 use crate::measure::breakdown::{Breakdown, By, BY_MAX_KEYS};
 use crate::measure::counts::ValueCounts;
 use crate::options::RunOptions;
@@ -10,7 +11,7 @@ use crate::session::Keying;
 use crate::target::Target;
 use crate::trace::{self, Job};
 use anyhow::Result;
-use probe_ebpf::ValueStats;
+use probe_ebpf::{Filter, ValueStats};
 
 /// The value slot argdist aggregates into (one function, one value).
 const SLOT: u32 = 0;
@@ -41,6 +42,10 @@ pub fn run(args: &ArgdistArgs) -> Result<()> {
         None => Value::Ret,
     };
     let mut plan = plan::value_plan(target.file(chosen.file), &chosen.function, value, SLOT)?;
+    let filter = match &args.filter {
+        Some(expr) => filter::parse(expr, FilterFor::Argdist(value, plan.abi))?,
+        None => Filter::NONE,
+    };
     let description = format!("{} {} ({})", plan.measured.function, plan.measured.what, plan.abi);
     plan.measured.top_values = options.top.unwrap_or(DEFAULT_TOP_VALUES);
     let job = Job {
@@ -53,6 +58,7 @@ pub fn run(args: &ArgdistArgs) -> Result<()> {
             max_keys: if args.by.is_some() { BY_MAX_KEYS } else { args.max_values },
             by_key: args.by.map_or(0, By::key_kind),
         },
+        filter,
     };
     // The same sites whatever the kind: it decides which programs and map they feed.
     match (args.count, args.by) {

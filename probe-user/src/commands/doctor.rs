@@ -8,7 +8,7 @@ use crate::plan::{self, Value};
 use crate::session::{self, Keying, LoadConfig, Session};
 use crate::target::{elf::Binary, find_function};
 use anyhow::{bail, Context, Result};
-use probe_ebpf::{SpanShape, ValueStats};
+use probe_ebpf::{Filter, SpanShape, ValueStats};
 use std::path::Path;
 
 /// Calls the self-test makes; the values are 1..=CALLS.
@@ -33,7 +33,8 @@ pub fn run() -> Result<()> {
     }
     println!("self-test: {CALLS} calls traced, {count} counted, values sum {sum}: ok");
     println!("probe costs on this kernel (calibrated now; latency subtracts them, --raw does not):");
-    for c in calibrate::measure(&SpanShape::ALL, strategy)? {
+    let (costs, _session) = calibrate::measure(&SpanShape::ALL, strategy)?;
+    for c in costs {
         let entry = if c.shape.entry_stepped { "single-stepped entry" } else { "emulated entry" };
         let exit = if c.shape.uretprobe { "uretprobe" } else { "RET probe" };
         println!(
@@ -69,7 +70,13 @@ fn self_test(strategy: AttachStrategy) -> Result<(u64, i128)> {
     let binary = Binary::open(Path::new(&exe))?;
     let function = find_function(&binary, "probe_doctor_self_test")?;
     let plan = plan::value_plan(&binary, function, Value::Arg(0), 0)?;
-    let config = LoadConfig { programs: ValueStats::PROGRAMS, slots: 1, keying: Keying::default(), unit_ns: 1 };
+    let config = LoadConfig {
+        programs: ValueStats::PROGRAMS,
+        slots: 1,
+        keying: Keying::default(),
+        filter: Filter::NONE,
+        unit_ns: 1,
+    };
     let pid = std::process::id() as i32;
     let mut session = Session::attach(&plan.sites, Some(pid), config, strategy)?;
     for v in 1..=CALLS {

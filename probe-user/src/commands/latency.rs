@@ -1,15 +1,17 @@
 //! `probe latency`: how long functions take, with percentiles, never crashing a Go program.
+use crate::abi::Abi;
 use crate::cli::LatencyArgs;
 use crate::error::user;
+use crate::filter::{self, FilterFor};
 use crate::measure::breakdown::{Breakdown, By, BY_MAX_KEYS, DEFAULT_TOP_KEYS};
 use crate::options::RunOptions;
 use crate::outputs::terminal::name_a_few;
 use crate::plan::{self, LatencyPlan};
 use crate::session::Keying;
-use crate::target::{is_glob, Target, MAX_FUNCTIONS};
+use crate::target::{is_glob, Chosen, Target, MAX_FUNCTIONS};
 use crate::trace::{self, Job};
 use anyhow::Result;
-use probe_ebpf::LatencyStats;
+use probe_ebpf::{Filter, LatencyStats};
 
 pub fn run(args: &LatencyArgs) -> Result<()> {
     let options = RunOptions::check(&args.output, args.hdr_log.clone())?;
@@ -21,8 +23,7 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
             eprintln!("probe: {} function{} match {query}", found.len(), if found.len() == 1 { "" } else { "s" });
         }
         for c in found {
-            let duplicate =
-                chosen.iter().any(|d: &crate::target::Chosen| d.file == c.file && d.function.addr == c.function.addr);
+            let duplicate = chosen.iter().any(|d: &Chosen| d.file == c.file && d.function.addr == c.function.addr);
             if !duplicate {
                 chosen.push(c);
             }
@@ -34,6 +35,10 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
             chosen.len()
         )));
     }
+    let filter = match &args.filter {
+        Some(expr) => filter::parse(expr, FilterFor::Latency(common_abi(&target, &chosen)))?,
+        None => Filter::NONE,
+    };
     let (mut sites, mut slots, mut skipped, mut shapes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for c in &chosen {
         let slot = slots.len() as u32;
@@ -66,11 +71,18 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
         let top = options.top.unwrap_or(DEFAULT_TOP_KEYS);
         slots.iter_mut().for_each(|m| m.top_values = top);
     }
-    let job = Job { target, sites, slots, description, shapes, keying };
+    let job = Job { target, sites, slots, description, shapes, keying, filter };
     match args.by {
         Some(_) => trace::run::<Breakdown<LatencyStats>>(job, &options),
         None => trace::run::<LatencyStats>(job, &options),
     }
+}
+
+/// The calling convention every chosen function shares, if they share one (`--filter argN`).
+fn common_abi(target: &Target, chosen: &[Chosen]) -> Option<Abi> {
+    let mut abis = chosen.iter().map(|c| Abi::of(target.file(c.file), &c.function.name));
+    let first = abis.next()?;
+    abis.all(|a| a == first).then_some(first)
 }
 
 /// One line per reason, naming a few of the functions skipped for it.

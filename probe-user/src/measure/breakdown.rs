@@ -145,7 +145,8 @@ impl<T: BrokenDown> Measure for Breakdown<T> {
             .into_iter()
             .map(|slot| {
                 let mut breakdown = Breakdown { lost: slot.lost, ..Self::EMPTY };
-                for (key, stats) in &slot.keys {
+                // A key whose calls were all filtered out at their exit holds nothing.
+                for (key, stats) in slot.keys.iter().filter(|(_, stats)| !stats.is_empty()) {
                     breakdown.add(ByKey::of(key), stats);
                 }
                 breakdown

@@ -1,13 +1,14 @@
 //! Loading the embedded eBPF object: once with BPF cookies, or once per site on kernels without
 //! them (the maps then shared through a private bpffs), and one line when the kernel refuses.
-use super::LoadConfig;
+use super::{LoadConfig, Pod};
 use crate::error::user;
 use crate::plan::Site;
 use anyhow::{Context, Result};
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
 use probe_ebpf::{
-    GLOBAL_BY_KEY, GLOBAL_COOKIE_IS_FIXED, GLOBAL_FIXED_COOKIE, GLOBAL_UNIT_NS, MAP_KEYS_LOST, SHARED_MAPS,
+    GLOBAL_BY_KEY, GLOBAL_COOKIE_IS_FIXED, GLOBAL_FILTER, GLOBAL_FIXED_COOKIE, GLOBAL_UNIT_NS, MAP_KEYS_LOST,
+    SHARED_MAPS,
 };
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,7 @@ pub(super) fn load_shared(sites: &[Site], config: &LoadConfig, for_multi_link: b
         .map_max_entries(MAP_KEYS_LOST, 2 * config.slots.max(1))
         .override_global(GLOBAL_UNIT_NS, &config.unit_ns, true)
         .override_global(GLOBAL_BY_KEY, &config.keying.by_key, true)
+        .override_global(GLOBAL_FILTER, &Pod(config.filter), true)
         .load(BPF_OBJECT)
         .context("loading the eBPF object")?;
     let mut programs: Vec<&str> = sites.iter().map(|s| config.programs.for_site(s.kind)).collect();
@@ -52,6 +54,7 @@ pub(super) fn load_per_site(sites: &[Site], config: &LoadConfig) -> Result<Vec<E
         };
         let pins: Vec<(&str, PathBuf)> = SHARED_MAPS.iter().map(|m| (*m, bpffs.join(m))).collect();
         let mut ebpfs = Vec::with_capacity(sites.len());
+        let filter = Pod(config.filter);
         for site in sites {
             if crate::interrupt::requested() {
                 break; // attach_sites reports it; the sites without a copy stay unattached
@@ -62,6 +65,7 @@ pub(super) fn load_per_site(sites: &[Site], config: &LoadConfig) -> Result<Vec<E
                 .map_max_entries(MAP_KEYS_LOST, 2 * config.slots.max(1))
                 .override_global(GLOBAL_UNIT_NS, &config.unit_ns, true)
                 .override_global(GLOBAL_BY_KEY, &config.keying.by_key, true)
+                .override_global(GLOBAL_FILTER, &filter, true)
                 .override_global(GLOBAL_COOKIE_IS_FIXED, &1u32, true)
                 .override_global(GLOBAL_FIXED_COOKIE, &site.cookie, true);
             for (map, path) in &pins {

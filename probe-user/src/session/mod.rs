@@ -12,7 +12,7 @@ use aya::maps::{Array, MapData};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope};
 use aya::programs::{ProbeKind, UProbe};
 use aya::Ebpf;
-use probe_ebpf::{MAP_EPOCH, MAP_PROBE_COSTS, PROBE_COSTS_LEN};
+use probe_ebpf::{Filter, MAP_EPOCH, MAP_PROBE_COSTS, PROBE_COSTS_LEN};
 use std::num::NonZeroU32;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
@@ -51,6 +51,8 @@ pub struct LoadConfig {
     pub slots: u32,
     /// Keyed kinds: how big their map is and what it is keyed by.
     pub keying: Keying,
+    /// `--filter`: what a call must satisfy to be aggregated.
+    pub filter: Filter,
     /// Display unit of latency tables, in nanoseconds.
     pub unit_ns: u64,
 }
@@ -209,32 +211,32 @@ impl Session {
         self.ebpfs.clear();
         self.perf_probes = 0;
     }
+}
 
-    /// Hands the probes to a forked child that removes them and exits, so the caller can
-    /// exit at once; returns the child's pid. The child leaves the terminal's session and
-    /// ignores Ctrl-C and hang-ups: stopping it would only move the same wait into the
-    /// kernel's cleanup of its files, so it always finishes the removal.
-    pub fn detach_in_background(mut self) -> Result<i32> {
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(std::io::Error::last_os_error()).context("fork");
-        }
-        if pid == 0 {
-            unsafe {
-                libc::setsid();
-                libc::signal(libc::SIGINT, libc::SIG_IGN);
-                libc::signal(libc::SIGHUP, libc::SIG_IGN);
-                libc::signal(libc::SIGTERM, libc::SIG_IGN);
-            }
-            keep_only_bpf_files();
-            self.detach();
-            unsafe { libc::_exit(0) };
-        }
-        // Our copies of the descriptors close when we exit, quickly: the child still holds
-        // the probes, so the kernel removes nothing until it closes its own.
-        std::mem::forget(self);
-        Ok(pid)
+/// Hands the sessions' probes to a forked child that removes them and exits, so the caller can
+/// exit at once; returns the child's pid. The child leaves the terminal's session and ignores
+/// Ctrl-C and hang-ups: stopping it would only move the same wait into the kernel's cleanup of
+/// its files, so it always finishes the removal.
+pub fn detach_in_background(mut sessions: Vec<Session>) -> Result<i32> {
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error()).context("fork");
     }
+    if pid == 0 {
+        unsafe {
+            libc::setsid();
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            libc::signal(libc::SIGTERM, libc::SIG_IGN);
+        }
+        keep_only_bpf_files();
+        sessions.iter_mut().for_each(Session::detach);
+        unsafe { libc::_exit(0) };
+    }
+    // Our copies of the descriptors close when we exit, quickly: the child still holds the
+    // probes, so the kernel removes nothing until it closes its own.
+    std::mem::forget(sessions);
+    Ok(pid)
 }
 
 /// The sites with their index, exit sites first: attached in this order, an entry is only ever

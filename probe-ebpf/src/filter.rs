@@ -1,0 +1,77 @@
+//! `--filter`: up to `MAX_CONDITIONS` comparisons, all of which must hold, evaluated by the
+//! programs before anything is aggregated. The loader sets them as a read-only global, so the
+//! verifier sees constants and unused conditions cost nothing.
+
+/// Conditions a filter holds (joined by `&&`).
+pub const MAX_CONDITIONS: usize = 4;
+/// Name of the global holding the `Filter`.
+pub const GLOBAL_FILTER: &str = "FILTER";
+
+/// What a condition compares.
+pub const OPERAND_NONE: u32 = 0;
+/// argdist: the measured value (an argument, or the return value).
+pub const OPERAND_VALUE: u32 = 1;
+/// An argument, read at the entry (`source` is its `ValueCookie`-encoded `ValueSource`).
+pub const OPERAND_ARG: u32 = 2;
+/// The return value (RAX), at an exit.
+pub const OPERAND_RET: u32 = 3;
+pub const OPERAND_PID: u32 = 4;
+pub const OPERAND_TID: u32 = 5;
+/// latency: the call's duration in nanoseconds (after the probes' cost is subtracted).
+pub const OPERAND_LATENCY: u32 = 6;
+
+pub const OP_EQ: u32 = 1;
+pub const OP_NE: u32 = 2;
+pub const OP_LT: u32 = 3;
+pub const OP_LE: u32 = 4;
+pub const OP_GT: u32 = 5;
+pub const OP_GE: u32 = 6;
+
+/// One comparison `operand op value` (signed 64-bit; latency and pid/tid are never negative).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Condition {
+    pub operand: u32,
+    pub op: u32,
+    /// `OPERAND_ARG`: where the argument is (`ValueSource` as `ValueCookie` encodes it).
+    pub source: u64,
+    pub value: i64,
+}
+
+impl Condition {
+    pub const NONE: Condition = Condition { operand: OPERAND_NONE, op: 0, source: 0, value: 0 };
+
+    /// Whether `v` satisfies the comparison.
+    #[inline(always)]
+    pub fn holds(&self, v: i64) -> bool {
+        match self.op {
+            OP_EQ => v == self.value,
+            OP_NE => v != self.value,
+            OP_LT => v < self.value,
+            OP_LE => v <= self.value,
+            OP_GT => v > self.value,
+            OP_GE => v >= self.value,
+            _ => true,
+        }
+    }
+
+    /// Whether it is decided at an entry (arguments, pid, tid), not at the exit.
+    #[inline(always)]
+    pub fn at_entry(&self) -> bool {
+        matches!(self.operand, OPERAND_ARG | OPERAND_PID | OPERAND_TID)
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Filter {
+    pub conditions: [Condition; MAX_CONDITIONS],
+}
+
+impl Filter {
+    pub const NONE: Filter = Filter { conditions: [Condition::NONE; MAX_CONDITIONS] };
+
+    pub fn is_empty(&self) -> bool {
+        self.conditions.iter().all(|c| c.operand == OPERAND_NONE)
+    }
+}
