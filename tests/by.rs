@@ -74,6 +74,45 @@ fn by_comm_names_the_thread_and_text_titles_each_table() {
 }
 
 #[test]
+fn by_caller_names_the_calling_functions_of_a_c_program() {
+    let target = c_target("callers", &[]);
+    let cmd = format!("{} 2", target.display());
+    for command in ["latency", "argdist"] {
+        let mut args = vec![command, "--func", "leaf", "--by", "caller", "--json", "-c", &cmd];
+        if command == "argdist" {
+            args.extend(["--arg", "0"]);
+        }
+        let run = probe(&args);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let (alpha, beta) = (reported_calls(&run.stderr, "alpha"), reported_calls(&run.stderr, "beta"));
+        assert_eq!((alpha, beta), (600, 1500));
+        let tables = json_tables(&run.stdout);
+        let calls_from = |caller: &str| {
+            let table = tables.iter().find(|t| t["by"]["caller"] == caller);
+            table.unwrap_or_else(|| panic!("no table for {caller}: {}", run.stdout))["count"].as_u64().unwrap()
+        };
+        // beta's two call sites are one table; heaviest first.
+        assert_eq!(tables.len(), 2, "{}", run.stdout);
+        assert_eq!(tables[0]["by"]["caller"], "beta");
+        assert_eq!((calls_from("alpha"), calls_from("beta")), (alpha, beta), "{command}");
+        assert_nothing_attached();
+    }
+}
+
+#[test]
+fn by_caller_names_a_go_closure() {
+    let target = go_target("regex");
+    let cmd = format!("{} -seconds 1", target.display());
+    let run = probe(&["latency", "--func", "main.UsingSubstring", "--by", "caller", "-c", &cmd]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let calls = reported_calls(&run.stdout, "UsingSubstring");
+    let want = "main.UsingSubstring [caller main.main.func1]: ";
+    let line = run.stdout.lines().find(|l| l.starts_with(want)).unwrap_or_else(|| panic!("{}", run.stdout));
+    assert!(line.contains(&format!(" count:{calls} ")), "{line}");
+    assert_nothing_attached();
+}
+
+#[test]
 fn bad_by_options_are_one_line_and_exit_2() {
     let target = go_target("tostring");
     let t = target.to_string_lossy();

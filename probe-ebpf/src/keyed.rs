@@ -25,6 +25,8 @@ pub const KEY_UNREADABLE: u32 = 1;
 pub const KEY_PID: u32 = 2;
 pub const KEY_TID: u32 = 3;
 pub const KEY_COMM: u32 = 4;
+/// `--by caller`: the return address (`words[0]`) in process `words[1]`, symbolised by the loader.
+pub const KEY_CALLER: u32 = 5;
 
 /// `--by`: per-CPU hash maps of whole aggregates, keyed by (bank, slot, pid/tid/comm), written
 /// by their own programs; the key's kind is the loader's `BY_KEY` global.

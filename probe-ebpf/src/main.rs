@@ -15,7 +15,7 @@ use aya_ebpf::{
 };
 use probe_ebpf::{
     bank_index, stack_check_taken, EntryKey, EntryStack, Filter, Frame, LatencyCookie, LatencyStats, Reg, SlotKey,
-    SpanShape, ValueCookie, ValueSource, ValueStats, KEY_COMM, KEY_PID, KEY_TID, MAX_NESTING, OPERAND_ARG,
+    SpanShape, ValueCookie, ValueSource, ValueStats, KEY_CALLER, KEY_COMM, KEY_PID, KEY_TID, MAX_NESTING, OPERAND_ARG,
     OPERAND_NONE, OPERAND_PID, OPERAND_RET, OPERAND_TID, PROBE_COSTS_LEN,
 };
 
@@ -80,13 +80,13 @@ fn record_value(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
 /// `argdist --by`: as `pb_value`, into one aggregate per (slot, `BY_KEY`).
 #[uprobe]
 pub fn pb_value_by(ctx: ProbeContext) -> u32 {
-    record_value_by(ctx.regs, ctx.as_ptr());
+    record_value_by(ctx.regs, ctx.as_ptr(), false);
     0
 }
 
 #[uretprobe]
 pub fn pb_value_by_ret(ctx: RetProbeContext) -> u32 {
-    record_value_by(ctx.regs, ctx.as_ptr());
+    record_value_by(ctx.regs, ctx.as_ptr(), true);
     0
 }
 
@@ -99,7 +99,7 @@ static VALUE_STATS_BY: PerCpuHashMap<SlotKey, ValueStats> = PerCpuHashMap::with_
 static EMPTY_VALUE: PerCpuArray<ValueStats> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
-fn record_value_by(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
+fn record_value_by(regs: *mut pt_regs, ctx: *mut core::ffi::c_void, returned: bool) {
     let Some((site, bank)) = value_site(regs, ctx) else {
         return;
     };
@@ -107,7 +107,8 @@ fn record_value_by(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
     if value.is_some_and(|v| !filter_passes(unsafe { &*regs }, Phase::All, v)) {
         return; // filtered out before a key is made for it
     }
-    let Some(stats) = keyed_stats(&VALUE_STATS_BY, &EMPTY_VALUE, &by_key(bank, site.slot)) else {
+    let Some(stats) = keyed_stats(&VALUE_STATS_BY, &EMPTY_VALUE, &by_key(bank, site.slot, unsafe { &*regs }, returned))
+    else {
         return;
     };
     let stats = unsafe { &mut *stats };
@@ -121,9 +122,11 @@ fn record_value_by(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
 #[no_mangle]
 static BY_KEY: u32 = 0;
 
-/// The `--by` key of the current thread for `slot` in `bank`.
+/// The `--by` key of the current call for `slot` in `bank`. `returned`: a uretprobe hit, where
+/// the instruction pointer is the return address; anywhere else probe puts sites (entries before
+/// SP moves, RET instructions) the return address is at the top of the stack.
 #[inline(always)]
-fn by_key(bank: u32, slot: u32) -> SlotKey {
+fn by_key(bank: u32, slot: u32, regs: &pt_regs, returned: bool) -> SlotKey {
     let kind = unsafe { core::ptr::read_volatile(&BY_KEY) };
     let mut key = SlotKey::integer(bank, slot, 0);
     key.kind = kind;
@@ -132,6 +135,10 @@ fn by_key(bank: u32, slot: u32) -> SlotKey {
         key.words[0] = pid_tgid >> 32;
     } else if kind == KEY_TID {
         key.words[0] = pid_tgid & 0xffff_ffff;
+    } else if kind == KEY_CALLER {
+        key.words[0] =
+            if returned { regs.rip } else { unsafe { bpf_probe_read_user(regs.rsp as *const u64) }.unwrap_or(0) };
+        key.words[1] = pid_tgid >> 32;
     } else if kind == KEY_COMM {
         if let Ok(comm) = bpf_get_current_comm() {
             let mut low = [0u8; 8];
@@ -318,14 +325,14 @@ pub fn pb_lat_by_ret(ctx: RetProbeContext) -> u32 {
 
 /// The slot's aggregate in the banked array.
 #[inline(always)]
-fn latency_stats(bank: u32, slot: u32) -> Option<*mut LatencyStats> {
+fn latency_stats(bank: u32, slot: u32, _regs: &pt_regs, _returned: bool) -> Option<*mut LatencyStats> {
     LATENCY_STATS.get_ptr_mut(bank_index(bank, slot))
 }
 
 /// The aggregate of the slot and the current `BY_KEY` (created on first use).
 #[inline(always)]
-fn latency_stats_by(bank: u32, slot: u32) -> Option<*mut LatencyStats> {
-    keyed_stats(&LATENCY_STATS_BY, &EMPTY_LATENCY, &by_key(bank, slot))
+fn latency_stats_by(bank: u32, slot: u32, regs: &pt_regs, returned: bool) -> Option<*mut LatencyStats> {
+    keyed_stats(&LATENCY_STATS_BY, &EMPTY_LATENCY, &by_key(bank, slot, regs, returned))
 }
 
 /// One `LatencyStats` per (bank, slot, `BY_KEY`); sized by the loader.
@@ -340,7 +347,7 @@ static EMPTY_LATENCY: PerCpuArray<LatencyStats> = PerCpuArray::with_max_entries(
 fn on_latency_site(
     regs: *mut pt_regs,
     ctx: *mut core::ffi::c_void,
-    stats_of: impl Fn(u32, u32) -> Option<*mut LatencyStats>,
+    stats_of: impl Fn(u32, u32, &pt_regs, bool) -> Option<*mut LatencyStats>,
 ) {
     // An exit's time is taken as soon as the site is known to be an exit (only the cookie read
     // before it), an entry's last (in on_entry): what lies between the two timestamps of a call
@@ -370,7 +377,7 @@ fn on_latency_site(
     };
     let key = EntryKey { tgid: (pid_tgid >> 32) as u32, slot: site.slot, context };
     let bank = EPOCH.get(0).copied().unwrap_or(0);
-    let Some(stats) = stats_of(bank, site.slot) else {
+    let Some(stats) = stats_of(bank, site.slot, regs, site.uretprobe) else {
         return;
     };
     let stats = unsafe { &mut *stats };

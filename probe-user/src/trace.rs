@@ -10,9 +10,10 @@ use crate::outputs::{self, Output};
 use crate::plan::{describe_costs, Site};
 use crate::process::{ChildStdout, ExitWatch, HeldChild};
 use crate::session::{self, Keying, LoadConfig, Session};
+use crate::target::callers::Callers;
 use crate::target::{Scope, Target};
 use anyhow::{Context, Result};
-use probe_ebpf::{Filter, SpanShape};
+use probe_ebpf::{Filter, SpanShape, KEY_CALLER};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -85,7 +86,10 @@ pub fn run<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let refresh_requests = outputs.iter_mut().find_map(|o| o.take_refresh_requests());
-    let mut feed = Feed { started: Instant::now(), drained: Vec::new(), pending: Vec::new(), outputs };
+    // --by caller: return addresses are named from the processes' memory maps, read while
+    // they run.
+    let callers = (keying.by_key == KEY_CALLER).then(|| Callers::new(&target.program().path));
+    let mut feed = Feed { started: Instant::now(), drained: Vec::new(), pending: Vec::new(), outputs, callers };
     let target_exited = runtime.block_on(async {
         feed.start()?;
         let target_exited = trace_until_done(&mut session, pid, options, &mut feed, refresh_requests).await?;
@@ -230,12 +234,17 @@ async fn trace_until_done<T: Measure>(
     };
     let every = period.unwrap_or(Duration::from_secs(1 << 30));
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    // --by caller: the traced process's memory map, kept fresh while it runs (libraries it
+    // loads later, and a `-c` command that exits before the tables are made).
+    let watch_maps = feed.callers.is_some() && pid.is_some();
+    let mut map_ticks = tokio::time::interval(MAP_SNAPSHOT_PERIOD);
     loop {
         tokio::select! {
             _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
             _ = exited(watch.as_ref()) => return Ok(true),
             _ = sleep_until(deadline) => break,
+            _ = map_ticks.tick(), if watch_maps => feed.snapshot_maps(pid),
             _ = ticks.tick(), if period.is_some() => {
                 feed.interval(session.drain_interval().await?)?;
             }
@@ -247,6 +256,9 @@ async fn trace_until_done<T: Measure>(
     }
     Ok(false)
 }
+
+/// How often `--by caller` reads the traced process's memory map.
+const MAP_SNAPSHOT_PERIOD: Duration = Duration::from_millis(50);
 
 /// Completes when the watched process exits; never without a process to watch.
 async fn exited(watch: Option<&ExitWatch>) {
@@ -281,14 +293,32 @@ struct Feed<T> {
     /// Drained for a refresh (a scrape) since the last interval: part of the next one.
     pending: Vec<T>,
     outputs: Vec<Box<dyn Output<T>>>,
+    /// `--by caller`: names return addresses before any output sees them.
+    callers: Option<Callers>,
 }
 
 impl<T: Measure> Feed<T> {
+    /// The drained values with their return addresses named.
+    fn named(&mut self, mut values: Vec<T>) -> Vec<T> {
+        if let Some(callers) = self.callers.as_mut() {
+            values.iter_mut().for_each(|v| v.name_callers(callers));
+        }
+        values
+    }
+
+    /// Reads `pid`'s memory map now, if return addresses will need it.
+    fn snapshot_maps(&mut self, pid: Option<i32>) {
+        if let (Some(callers), Some(pid)) = (self.callers.as_mut(), pid) {
+            callers.snapshot(pid as u32);
+        }
+    }
+
     fn start(&mut self) -> Result<()> {
         self.outputs.iter_mut().try_for_each(|o| o.start())
     }
 
     fn interval(&mut self, values: Vec<T>) -> Result<()> {
+        let values = self.named(values);
         let values = self.with_pending(values);
         self.drained.resize(values.len(), T::EMPTY);
         for (acc, v) in self.drained.iter_mut().zip(&values) {
@@ -301,6 +331,7 @@ impl<T: Measure> Feed<T> {
     /// Values drained between intervals (for a scrape): kept for the next interval, and the
     /// outputs get the run's totals up to now.
     fn refresh(&mut self, values: Vec<T>) -> Result<()> {
+        let values = self.named(values);
         self.pending = self.with_pending(values);
         let totals = self.totals_with(&self.pending);
         self.outputs.iter_mut().try_for_each(|o| o.refresh(&totals))
@@ -325,6 +356,7 @@ impl<T: Measure> Feed<T> {
 
     /// `last`: what was drained at the end, since the last interval (the last, shorter one).
     fn finish(&mut self, last: Vec<T>) -> Result<()> {
+        let last = self.named(last);
         let last = self.with_pending(last);
         let totals = self.totals_with(&last);
         let elapsed = self.started.elapsed().as_secs_f64();

@@ -3,11 +3,12 @@
 //! text shows the heaviest keys' tables; JSON has one object per key, with a `by` field.
 use super::{Histogram, Measure, Measured, Programs};
 use crate::session::KindMaps;
+use crate::target::callers::Callers;
 use anyhow::Result;
 use probe_ebpf::{
-    LatencyStats, SlotKey, ValueStats, FINE_BUCKETS, KEY_COMM, KEY_PID, KEY_TID, LOG2_BUCKETS, MAP_KEYS_LOST,
-    MAP_LATENCY_STATS_BY, MAP_VALUE_STATS_BY, PROG_LATENCY_BY_UPROBE, PROG_LATENCY_BY_URETPROBE, PROG_VALUE_BY_UPROBE,
-    PROG_VALUE_BY_URETPROBE,
+    LatencyStats, SlotKey, ValueStats, FINE_BUCKETS, KEY_CALLER, KEY_COMM, KEY_PID, KEY_TID, LOG2_BUCKETS,
+    MAP_KEYS_LOST, MAP_LATENCY_STATS_BY, MAP_VALUE_STATS_BY, PROG_LATENCY_BY_UPROBE, PROG_LATENCY_BY_URETPROBE,
+    PROG_VALUE_BY_UPROBE, PROG_VALUE_BY_URETPROBE,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,6 +27,8 @@ pub enum By {
     Tid,
     /// The thread's name (`comm`, as `ps -T` shows it)
     Comm,
+    /// The calling function (from the return address, symbolised)
+    Caller,
 }
 
 impl By {
@@ -35,6 +38,7 @@ impl By {
             By::Pid => KEY_PID,
             By::Tid => KEY_TID,
             By::Comm => KEY_COMM,
+            By::Caller => KEY_CALLER,
         }
     }
 }
@@ -45,6 +49,12 @@ pub enum ByKey {
     Pid(u32),
     Tid(u32),
     Comm(String),
+    /// A return address in a process, as the kernel saw it; named by `name_callers`.
+    ReturnAddress {
+        pid: u32,
+        addr: u64,
+    },
+    Caller(String),
 }
 
 impl ByKey {
@@ -52,6 +62,7 @@ impl ByKey {
         match key.kind {
             KEY_PID => ByKey::Pid(key.words[0] as u32),
             KEY_TID => ByKey::Tid(key.words[0] as u32),
+            KEY_CALLER => ByKey::ReturnAddress { pid: key.words[1] as u32, addr: key.words[0] },
             _ => {
                 let bytes = key.bytes();
                 let name = &bytes[..(key.len as usize).min(bytes.len())];
@@ -66,6 +77,7 @@ impl ByKey {
             ByKey::Pid(_) => "processes",
             ByKey::Tid(_) => "threads",
             ByKey::Comm(_) => "thread names",
+            ByKey::ReturnAddress { .. } | ByKey::Caller(_) => "callers",
         }
     }
 
@@ -74,6 +86,8 @@ impl ByKey {
             ByKey::Pid(p) => serde_json::json!({ "pid": p }),
             ByKey::Tid(t) => serde_json::json!({ "tid": t }),
             ByKey::Comm(c) => serde_json::json!({ "comm": c }),
+            ByKey::ReturnAddress { addr, .. } => serde_json::json!({ "caller": format!("{addr:#x}") }),
+            ByKey::Caller(c) => serde_json::json!({ "caller": c }),
         }
     }
 }
@@ -84,6 +98,8 @@ impl fmt::Display for ByKey {
             ByKey::Pid(p) => write!(f, "pid {p}"),
             ByKey::Tid(t) => write!(f, "tid {t}"),
             ByKey::Comm(c) => write!(f, "comm {c}"),
+            ByKey::ReturnAddress { addr, .. } => write!(f, "caller {addr:#x}"),
+            ByKey::Caller(c) => write!(f, "caller {c}"),
         }
     }
 }
@@ -152,6 +168,20 @@ impl<T: BrokenDown> Measure for Breakdown<T> {
                 breakdown
             })
             .collect())
+    }
+
+    fn name_callers(&mut self, callers: &mut Callers) {
+        if !self.tables.keys().any(|k| matches!(k, ByKey::ReturnAddress { .. })) {
+            return;
+        }
+        // Calls from several places in one function join its table.
+        for (key, stats) in std::mem::take(&mut self.tables) {
+            let key = match key {
+                ByKey::ReturnAddress { pid, addr } => ByKey::Caller(callers.name(pid, addr)),
+                other => other,
+            };
+            self.tables.entry(key).or_insert(T::EMPTY).merge(&stats);
+        }
     }
 
     fn merge(&mut self, other: &Self) {

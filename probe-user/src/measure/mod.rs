@@ -6,6 +6,7 @@
 use crate::histogram::Unit;
 use crate::plan::SiteKind;
 use crate::session::KindMaps;
+use crate::target::callers::Callers;
 use anyhow::Result;
 use probe_ebpf::{FINE_BUCKETS, LOG2_BUCKETS};
 use std::fmt;
@@ -70,6 +71,8 @@ pub trait Measure: Clone + fmt::Debug + Send + Sync + 'static {
     fn take_bank(maps: &mut KindMaps, bank: u32, slots: u32) -> Result<Vec<Self>>;
 
     fn merge(&mut self, other: &Self);
+    /// Names the return addresses a `--by caller` breakdown holds (nothing for other kinds).
+    fn name_callers(&mut self, _callers: &mut Callers) {}
     /// Nothing recorded (no value, no abandoned call).
     fn is_empty(&self) -> bool;
 

@@ -220,6 +220,22 @@ impl Binary {
         Ok(vaddr - seg.vaddr + seg.file_offset)
     }
 
+    /// The virtual address of a file offset in executable code (a return address found in a
+    /// mapping of this file), if it is in one.
+    pub fn code_vaddr(&self, file_offset: u64) -> Option<u64> {
+        let seg = self
+            .segments
+            .iter()
+            .find(|s| s.executable && s.file_offset <= file_offset && file_offset < s.file_offset + s.file_size)?;
+        Some(file_offset - seg.file_offset + seg.vaddr)
+    }
+
+    /// Whether the file runs at the addresses it was linked at (not position independent):
+    /// its lowest load address is not 0, as `ET_EXEC` files' are (Go's default, `-no-pie`).
+    pub fn loads_at_link_addresses(&self) -> bool {
+        self.segments.iter().map(|s| s.vaddr).min().is_some_and(|lowest| lowest > 0)
+    }
+
     /// The machine code of a function.
     pub fn code(&self, f: &Function) -> Result<Cow<'_, [u8]>> {
         if f.size == 0 {

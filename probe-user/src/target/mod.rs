@@ -1,5 +1,6 @@
 //! Resolving what to trace: which processes, which files (the program and any shared
 //! library named as `LIB:FUNC`), and which functions in them.
+pub mod callers;
 pub mod elf;
 pub mod go;
 pub mod libraries;
