@@ -66,15 +66,16 @@ const BIG_REPS: usize = 3;
 /// 20 functions of Prometheus's HTTP server, called by its self-scrape every second.
 const BIG_FUNCS: &[&str] = &["net/http.(*response).*", "net/http.(*conn).serve", "net/http.(*conn).readRequest"];
 
-/// `cargo xtask bench [--no-scale]`: `--no-scale` leaves out section 4's runs (hundreds of
-/// probes, which on kernels without uprobe_multi take minutes to detach and slow every other
-/// uprobe user of the host meanwhile).
-pub fn run(args: &[String]) -> Result<()> {
-    let with_scale = match args {
-        [] => true,
-        [flag] if flag == "--no-scale" => false,
-        _ => bail!("usage: cargo xtask bench [--no-scale]"),
-    };
+#[derive(clap::Args)]
+pub struct Options {
+    /// Leave out section 4's scale runs: hundreds of probes, which on kernels without
+    /// uprobe_multi take minutes to detach and slow every other uprobe user of the host meanwhile
+    #[arg(long)]
+    no_scale: bool,
+}
+
+pub fn run(options: &Options) -> Result<()> {
+    let with_scale = !options.no_scale;
     let started = Instant::now();
     let probe = build()?;
     require_bpftrace()?;

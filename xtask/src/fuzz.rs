@@ -8,8 +8,7 @@ use std::process::Command;
 
 const NIGHTLY: &str = "+nightly-2026-05-19";
 
-pub fn run(args: &[String]) -> Result<()> {
-    let secs: u64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(120);
+pub fn run(secs: u64) -> Result<()> {
     build()?; // setup, and the eBPF object the fuzzed crate embeds
     if Command::new("cargo").args(["fuzz", "--version"]).output().map_or(true, |o| !o.status.success()) {
         check(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
