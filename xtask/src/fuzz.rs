@@ -38,7 +38,7 @@ fn seed_corpus(fuzz: &Path) -> Result<()> {
     let pcln = fuzz.join("corpus/gopclntab");
     std::fs::create_dir_all(&elf)?;
     std::fs::create_dir_all(&pcln)?;
-    let go = go_target("tostring")?;
+    let go = go_target("tostring", None)?;
     std::fs::copy(&go, elf.join("tostring"))?;
     check(
         Command::new("objcopy")
@@ -47,6 +47,6 @@ fn seed_corpus(fuzz: &Path) -> Result<()> {
             .arg(pcln.join("tostring.gopclntab")),
     )?;
     let c = elf.join("cvalues");
-    check(Command::new("cc").args(["-O2", "-o"]).arg(&c).arg(root().join("tests/targets/cvalues.c")))?;
+    check(&mut probe_helpers::cc("cvalues.c", &c, &[]))?;
     Ok(())
 }

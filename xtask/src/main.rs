@@ -6,6 +6,8 @@ mod vm;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+/// Shared with the integration tests (xtask/helpers).
+use probe_helpers::root;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -69,10 +71,6 @@ fn main() {
     }
 }
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root());
@@ -99,7 +97,7 @@ fn build() -> Result<PathBuf> {
 }
 
 /// The workspace's own crates (vendor/aya is a patched copy of aya, left as upstream wrote it).
-const OWN_PACKAGES: [&str; 6] = ["-p", "probe-user", "-p", "xtask", "-p", "probe-tests"];
+const OWN_PACKAGES: [&str; 8] = ["-p", "probe-user", "-p", "xtask", "-p", "probe-helpers", "-p", "probe-tests"];
 
 /// House rules: rustfmt.toml's formatting and clippy without warnings. The eBPF crate builds
 /// with its own nightly (no rustfmt component there), so its files go through rustfmt itself.
@@ -123,6 +121,8 @@ fn test(extra: &[String]) -> Result<()> {
     )?;
     println!("xtask: unit tests (probe)");
     check(cargo().args(["test", "--release", "-p", "probe-user"]))?;
+    println!("xtask: unit tests (xtask and the helpers it shares with the integration tests)");
+    check(cargo().args(["test", "--release", "-p", "xtask", "-p", "probe-helpers"]))?;
     integration_tests(&probe, extra)
 }
 
@@ -144,34 +144,17 @@ fn run(args: &[String]) -> Result<()> {
     std::process::exit(status.code().unwrap_or(1));
 }
 
-/// Builds a Go program from tests/targets/<name> into target/targets/<name>.
-fn go_target(name: &str) -> Result<PathBuf> {
-    go_build(Command::new("go"), name, name)
-}
-
-/// Builds a Go program from tests/targets/<name> with Go `version` (/usr/lib/go-<version>, from
-/// setup) into target/targets/<name>-go<version>.
-fn go_target_with(name: &str, version: &str) -> Result<PathBuf> {
-    let mut go = Command::new(format!("/usr/lib/go-{version}/bin/go"));
-    go.env("GOTOOLCHAIN", "local");
-    go_build(go, name, &format!("{name}-go{version}"))
-}
-
-fn go_build(mut go: Command, name: &str, output: &str) -> Result<PathBuf> {
-    let out = root().join("target/targets").join(output);
-    check(
-        go.args(["build", "-o"])
-            .arg(&out)
-            .arg(".")
-            .current_dir(root().join("tests/targets").join(name))
-            .stdout(Stdio::null()),
-    )?;
+/// Builds the Go program in tests/targets/<name> with Go `version` (None: Debian's, else
+/// /usr/lib/go-<version> from setup) into target/targets/<name>, or <name>-go<version>.
+fn go_target(name: &str, version: Option<&str>) -> Result<PathBuf> {
+    let out = probe_helpers::go_output(name, version);
+    check(probe_helpers::go_build(probe_helpers::go(version), name, &out, &[]).stdout(Stdio::null()))?;
     Ok(out)
 }
 
 fn demo() -> Result<()> {
     let probe = build()?;
-    let tostring = go_target("tostring")?;
+    let tostring = go_target("tostring", None)?;
     let show = |title: &str, args: &[&str]| -> Result<()> {
         let quoted: Vec<String> =
             args.iter().map(|a| if a.contains(' ') { format!("'{a}'") } else { a.to_string() }).collect();
@@ -188,7 +171,7 @@ fn demo() -> Result<()> {
         "the same with --json: one object per table",
         &["argdist", "--func", "main.ToString", "--arg", "0", "--json", "-c", &cmd],
     )?;
-    let regex = go_target("regex")?;
+    let regex = go_target("regex", None)?;
     let cmd = format!("{} -seconds 5", regex.display());
     show(
         "the seed's `stap main.stap 'process(...).function(\"main.UsingSubstring\")'`, which crashed \

@@ -6,7 +6,7 @@
 use super::probe_json::{final_table, final_tables, JsonTable};
 use super::stats::{summarize, Measured};
 use super::table::{fmt_ns, na, stat_cell, Table};
-use crate::{check, go_target_with, root};
+use crate::{check, go_target};
 use anyhow::{anyhow, Context, Result};
 use std::path::PathBuf;
 use std::process::Command;
@@ -25,7 +25,7 @@ pub struct Target {
 
 /// Builds the three truth targets.
 pub fn targets() -> Result<Vec<Target>> {
-    let go = |version: &str| -> Result<PathBuf> { go_target_with("truth", version) };
+    let go = |version: &str| -> Result<PathBuf> { go_target("truth", Some(version)) };
     let go_functions = vec![
         ("main.Work01us", "Work01us"),
         ("main.Work1us", "Work1us"),
@@ -33,13 +33,8 @@ pub fn targets() -> Result<Vec<Target>> {
         ("main.Work100us", "Work100us"),
         ("main.Outer10", "Outer10"),
     ];
-    let c = root().join("target/targets/truth-c");
-    check(
-        Command::new("cc")
-            .args(["-O2", "-fno-omit-frame-pointer", "-o"])
-            .arg(&c)
-            .arg(root().join("tests/targets/truth.c")),
-    )?;
+    let c = probe_helpers::targets_dir().join("truth-c");
+    check(&mut probe_helpers::cc("truth.c", &c, &["-fno-omit-frame-pointer"]))?;
     Ok(vec![
         Target { name: "Go 1.19", binary: go("1.19")?, functions: go_functions.clone() },
         Target { name: "Go 1.23", binary: go("1.23")?, functions: go_functions },

@@ -1,7 +1,7 @@
 //! The workloads (Go and C loops whose traced function starts with an emulated or a
 //! single-stepped instruction), the rows that trace them, and starting a tool on one.
 use super::proc::Proc;
-use crate::{check, go_target, go_target_with, root};
+use crate::{check, go_target, root};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -81,12 +81,11 @@ impl Workloads {
     pub fn build() -> Result<Workloads> {
         let dir = root().join("target/targets/bench");
         std::fs::create_dir_all(&dir)?;
-        let go = go_target("bench/gobench")?;
-        let go123 = go_target_with("bench/gobench", "1.23")?;
+        let go = go_target("bench/gobench", None)?;
+        let go123 = go_target("bench/gobench", Some("1.23"))?;
         let c_build = |name: &str, flags: &[&str]| -> Result<PathBuf> {
             let out = dir.join(name);
-            let src = root().join("tests/targets/bench/cbench.c");
-            check(Command::new("cc").args(["-O2"]).args(flags).arg("-o").arg(&out).arg(src))?;
+            check(&mut probe_helpers::cc("bench/cbench.c", &out, flags))?;
             Ok(out)
         };
         let c = c_build("cbench", &[])?;
