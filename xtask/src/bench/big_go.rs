@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
 /// Issue 14's targets for a big stripped Go program.
 pub const BIG_GO: &str = "/usr/bin/prometheus";
 pub const BIG_LIST_TARGET_MS: f64 = 500.0;
@@ -59,7 +60,7 @@ pub fn measure_big_go(bench: &Bench) -> BigGo {
 }
 
 /// `probe list` on the whole program under GNU time: (wall ms, peak RSS MiB).
-pub fn big_list_once(bench: &Bench) -> Result<(f64, f64)> {
+fn big_list_once(bench: &Bench) -> Result<(f64, f64)> {
     let out = Command::new("/usr/bin/time")
         .args(["-f", "bench-time %e %M"])
         .arg(&bench.probe)
@@ -78,12 +79,12 @@ pub fn big_list_once(bench: &Bench) -> Result<(f64, f64)> {
 }
 
 /// How many functions probe traced: its final JSON tables, one per function.
-pub fn traced_functions(lines: &[String]) -> Option<u64> {
+fn traced_functions(lines: &[String]) -> Option<u64> {
     final_tables(lines.iter().map(String::as_str)).ok().map(|tables| tables.len() as u64)
 }
 
 /// Prometheus on a free loopback port with a temporary TSDB, scraping itself every second.
-pub fn start_prometheus(bench: &Bench) -> Result<Proc> {
+fn start_prometheus(bench: &Bench) -> Result<Proc> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let dir = bench.scratch.join("prometheus");
     std::fs::create_dir_all(&dir)?;
@@ -114,7 +115,7 @@ pub fn start_prometheus(bench: &Bench) -> Result<Proc> {
     Ok(proc)
 }
 
-pub fn big_trace_once(bench: &Bench, pid: u32) -> Result<Sample> {
+fn big_trace_once(bench: &Bench, pid: u32) -> Result<Sample> {
     let mut args: Vec<String> = vec!["latency".into()];
     for f in BIG_FUNCS {
         args.extend(["--func".to_string(), f.to_string()]);

@@ -7,18 +7,19 @@ use anyhow::{anyhow, Context, Result};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+
 pub const REPS: usize = 5;
 /// Calls per traced run. A probe hit costs 5-13 us in this VM, so a run traces for 0.5-3 s.
 pub const TRACED_CALLS: u64 = 100_000;
 /// Calls per untraced run: a call costs about 1 ns, so this many give a stable figure.
 pub const UNTRACED_CALLS: u64 = 20_000_000;
 /// No repetition starts after this much time (5 take about 150 s), leaving time for the rest.
-pub const REPS_BUDGET: Duration = Duration::from_secs(5 * 60);
-pub const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(120);
+const REPS_BUDGET: Duration = Duration::from_secs(5 * 60);
+const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 /// Exit after SIGINT: this, plus DETACH_ALLOWANCE per attached probe.
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Generous next to the ~0.11 s per uprobe that this kernel takes to detach.
-pub const DETACH_ALLOWANCE: Duration = Duration::from_millis(300);
+const DETACH_ALLOWANCE: Duration = Duration::from_millis(300);
 
 /// One repetition of one row.
 #[derive(Default)]
@@ -29,7 +30,7 @@ pub struct Sample {
     /// SIGINT to the tool's exit.
     pub detached: Option<Duration>,
     pub peak_rss_kib: Option<u64>,
-    /// probe: functions its globs matched, and attach sites.
+    /// Functions traced (scale runs: main.Work and what the glob matched) and attach sites.
     pub functions: Option<u64>,
     pub probes: Option<u64>,
     /// The tool's CPU time as a share of one core while tracing (scale runs).
@@ -68,7 +69,7 @@ pub fn measure_rows(bench: &Bench, rows: &[Row], started: Instant) -> Samples {
     samples
 }
 
-pub fn measure_row(bench: &Bench, row: &Row, rep: usize) -> Result<Sample> {
+fn measure_row(bench: &Bench, row: &Row, rep: usize) -> Result<Sample> {
     let copy = bench.private_copy(row.lang, &format!("{:?}-{:?}-{rep}", row.lang, row.id).replace(['(', ')'], ""))?;
     if let Tracer::Untraced = row.tracer {
         let ns_per_call = run_workload(&copy.0, row.lang, UNTRACED_CALLS)?;
@@ -98,7 +99,7 @@ pub fn measure_row(bench: &Bench, row: &Row, rep: usize) -> Result<Sample> {
 }
 
 /// Runs a workload to its end and returns the ns per call that it measured itself.
-pub fn run_workload(binary: &Path, lang: Lang, calls: u64) -> Result<f64> {
+fn run_workload(binary: &Path, lang: Lang, calls: u64) -> Result<f64> {
     workload_result(start_workload(binary, lang.workload_args(calls))?)
 }
 
@@ -115,7 +116,7 @@ pub fn workload_result(mut proc: Proc) -> Result<f64> {
 }
 
 /// The count in probe's final JSON table for `func`; None for bpftrace (no JSON tables).
-pub fn probe_count(lines: &[String], func: &str) -> Option<u64> {
+fn probe_count(lines: &[String], func: &str) -> Option<u64> {
     let tables = final_tables(lines.iter().map(String::as_str)).ok()?;
     final_table(&tables, func).ok().map(|t| t.count)
 }
@@ -165,7 +166,7 @@ pub fn measure_one_call_runs(bench: &Bench) -> OneCallRuns {
 }
 
 /// Milliseconds from starting the tool to its exit.
-pub fn one_call_run(bench: &Bench, rep: usize, command: impl Fn(&str) -> Command) -> Result<f64, String> {
+fn one_call_run(bench: &Bench, rep: usize, command: impl Fn(&str) -> Command) -> Result<f64, String> {
     let run = || -> Result<f64> {
         let copy = bench.private_copy(Lang::C, &format!("one-call-{rep}"))?;
         let mut proc = Proc::spawn("tool", &mut command(&copy.0.display().to_string()))?;

@@ -168,7 +168,7 @@ impl Drop for Proc {
 }
 
 /// Sends each line of `stream` with the time it was read (so waits see when it really came).
-pub fn forward_lines(stream: impl Read + Send + 'static, tx: Sender<(Instant, String)>) {
+fn forward_lines(stream: impl Read + Send + 'static, tx: Sender<(Instant, String)>) {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };

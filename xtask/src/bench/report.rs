@@ -9,9 +9,10 @@ use super::table::{fmt_ms, fmt_ns, met_cell, na, stat_cell, value_cell, yes_no, 
 use super::workloads::{Id, Lang, Row, Tracer};
 use crate::root;
 use std::time::{Duration, Instant};
+
 /// Issue 5's start-up and memory targets.
-pub const ATTACH_TARGET_MS: f64 = 30.0;
-pub const RSS_TARGET_MIB: f64 = 15.0;
+const ATTACH_TARGET_MS: f64 = 30.0;
+const RSS_TARGET_MIB: f64 = 15.0;
 
 pub struct Machine {
     pub cpu: String,

@@ -6,15 +6,16 @@ use super::workloads::{probe_args, Bench, Lang, Tracer};
 use anyhow::{bail, Result};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
 /// The whole bench should end within this: a scale run predicted to end later is skipped.
-pub const TOTAL_BUDGET: Duration = Duration::from_secs(15 * 60);
+const TOTAL_BUDGET: Duration = Duration::from_secs(15 * 60);
 /// Assumed per-probe detach time until a scale run has measured it.
-pub const DETACH_GUESS: Duration = Duration::from_millis(150);
+const DETACH_GUESS: Duration = Duration::from_millis(150);
 /// How long a scale run's workload runs, and its probe's CPU time (the drain) is sampled.
 pub const SCALE_WINDOW: Duration = Duration::from_secs(5);
 /// Globs over the big Go workload's functions for the scale runs: ~100 and ~1000 functions
 /// (`fmt.*` is only ~60 functions in this binary).
-pub const GLOB_100: &str = "encoding/json.*";
+const GLOB_100: &str = "encoding/json.*";
 pub const GLOB_1000: &str = "net/http.*";
 pub const DRAIN_TARGET_PERCENT: f64 = 1.0;
 
@@ -108,7 +109,7 @@ pub fn measure_scale(bench: &Bench, runs: &[ScaleRun], started: Instant) -> Vec<
 
 /// Fails (the run is skipped) if attaching, tracing and detaching this run's probes, at the
 /// per-probe detach time seen so far, would end the bench past TOTAL_BUDGET.
-pub fn within_budget(bench: &Bench, run: &ScaleRun, detach_per_probe: Duration, started: Instant) -> Result<()> {
+fn within_budget(bench: &Bench, run: &ScaleRun, detach_per_probe: Duration, started: Instant) -> Result<()> {
     // Best effort: without a probe count from `probe list`, run anyway.
     let Ok(probes) = planned_probes(bench, run) else { return Ok(()) };
     let predicted = SCALE_WINDOW + Duration::from_secs(5) + detach_per_probe * probes as u32;
@@ -126,7 +127,7 @@ pub fn within_budget(bench: &Bench, run: &ScaleRun, detach_per_probe: Duration, 
 
 /// The probes a scale run will attach: probe's go on each function's entry and every RET
 /// (functions without a RET are skipped), bpftrace's on entries only. main.Work has one RET.
-pub fn planned_probes(bench: &Bench, run: &ScaleRun) -> Result<u64> {
+fn planned_probes(bench: &Bench, run: &ScaleRun) -> Result<u64> {
     let (work, per_function): (u64, fn(u64) -> u64) =
         if run.is_probe() { (2, |rets| if rets > 0 { 1 + rets } else { 0 }) } else { (1, |_| 1) };
     let Some(glob) = run.glob else { return Ok(work) };
@@ -150,7 +151,7 @@ fn listed_functions(bench: &Bench, glob: &str) -> Result<Vec<ListedFunction>> {
 
 /// Attaches, runs the Go workload for SCALE_WINDOW while sampling the tool's CPU time (its
 /// drain: probe prints a table every second), then detaches.
-pub fn scale_once(bench: &Bench, run: &ScaleRun, index: usize) -> Result<Sample> {
+fn scale_once(bench: &Bench, run: &ScaleRun, index: usize) -> Result<Sample> {
     let copy = match (&run.tracer, &bench.trixie) {
         (Tracer::BpftraceChroot(_), Some(root)) => {
             bench.private_copy_in(&root.join("tmp"), Lang::Go, &format!("scale-{index}"))?

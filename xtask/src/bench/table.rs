@@ -1,5 +1,6 @@
 //! Markdown tables and their cells.
 use super::stats::Measured;
+
 /// A markdown table.
 pub struct Table {
     pub header: Vec<String>,

@@ -6,10 +6,11 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+
 pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Printed by a BEGIN probe. bpftrace prints "Attaching N probes..." before it attaches and
 /// fires BEGIN after every probe is attached, so this line is the moment it is really tracing.
-pub const BPFTRACE_READY: &str = "bench: attached";
+const BPFTRACE_READY: &str = "bench: attached";
 
 /// A workload: a language, and the build that decides the traced function's first
 /// instructions (what the kernel emulates or single-steps; see the README).
