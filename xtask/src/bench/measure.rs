@@ -82,8 +82,9 @@ fn measure_row(bench: &Bench, row: &Row, rep: usize) -> Result<Sample> {
     let probes = attached_probes(&tool.proc.lines());
     let detached = tool.proc.interrupt_and_wait(exit_timeout(probes))?;
     let transcript = tool.proc.lines();
-    let warning = match probe_count(&transcript, row.lang.func()) {
-        Some(n) if n != TRACED_CALLS => Some(format!("probe counted {n} of {TRACED_CALLS} calls")),
+    let warning = match (probe_count(&transcript, row.lang.func()), &row.tracer) {
+        (Some(n), _) if n != TRACED_CALLS => Some(format!("probe counted {n} of {TRACED_CALLS} calls")),
+        (None, Tracer::Probe(_)) => Some(format!("probe printed no final JSON table for {}", row.lang.func())),
         _ => None,
     };
     Ok(Sample {
