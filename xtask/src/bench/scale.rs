@@ -128,11 +128,18 @@ fn within_budget(bench: &Bench, run: &ScaleRun, detach_per_probe: Duration, star
 /// The probes a scale run will attach: probe's go on each function's entry and every RET
 /// (functions without a RET are skipped), bpftrace's on entries only. main.Work has one RET.
 fn planned_probes(bench: &Bench, run: &ScaleRun) -> Result<u64> {
+    let listed = match run.glob {
+        Some(glob) => listed_functions(bench, glob)?,
+        None => Vec::new(),
+    };
+    Ok(probes_for(run.is_probe(), &listed))
+}
+
+/// main.Work's probes plus those of the `listed` functions, for probe or for bpftrace.
+fn probes_for(is_probe: bool, listed: &[ListedFunction]) -> u64 {
     let (work, per_function): (u64, fn(u64) -> u64) =
-        if run.is_probe() { (2, |rets| if rets > 0 { 1 + rets } else { 0 }) } else { (1, |_| 1) };
-    let Some(glob) = run.glob else { return Ok(work) };
-    let listed = listed_functions(bench, glob)?;
-    Ok(work + listed.iter().map(|f| per_function(f.rets.unwrap_or(0))).sum::<u64>())
+        if is_probe { (2, |rets| if rets > 0 { 1 + rets } else { 0 }) } else { (1, |_| 1) };
+    work + listed.iter().map(|f| per_function(f.rets.unwrap_or(0))).sum::<u64>()
 }
 
 /// The Go workload's functions that `glob` matches, from `probe list --json`.
@@ -189,4 +196,19 @@ fn scale_once(bench: &Bench, run: &ScaleRun, index: usize) -> Result<Sample> {
         cpu_percent: Some(cpu_percent),
         ..Sample::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_plans_an_entry_and_each_ret_and_bpftrace_an_entry() {
+        let listed: Vec<ListedFunction> = [Some(1), Some(3), Some(0), None].map(|rets| ListedFunction { rets }).into();
+        // main.Work: entry + 1 RET; then 2 + 4, and nothing for the functions without a RET.
+        assert_eq!(probes_for(true, &listed), 2 + 2 + 4);
+        assert_eq!(probes_for(false, &listed), 1 + 4);
+        assert_eq!(probes_for(true, &[]), 2);
+        assert_eq!(probes_for(false, &[]), 1);
+    }
 }
