@@ -23,7 +23,13 @@ const GO_STACK_MAX_ARGS: u32 = 16;
 
 impl Abi {
     pub fn of(binary: &Binary, function_name: &str) -> Abi {
-        match &binary.runtime {
+        Abi::of_runtime(&binary.runtime, function_name)
+    }
+
+    /// The convention of `function_name` in a program of this runtime (what decides it, apart
+    /// from the file: testable without one).
+    fn of_runtime(runtime: &Runtime, function_name: &str) -> Abi {
+        match runtime {
             Runtime::Native => Abi::SystemV,
             Runtime::Go(_) if function_name.ends_with(".abi0") => Abi::GoStack,
             // Unknown version: every Go that can still be built today uses the register ABI.
@@ -65,5 +71,74 @@ impl fmt::Display for Abi {
             Abi::GoStack => "Go stack ABI",
             Abi::SystemV => "System V ABI",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::report;
+    use crate::target::go::{GoBuildInfo, GoVersion};
+
+    fn go(version: Option<(u32, u32)>) -> Runtime {
+        let version = version.map(|(major, minor)| GoVersion { major, minor });
+        Runtime::Go(GoBuildInfo { version, ..GoBuildInfo::default() })
+    }
+
+    fn regs(abi: Abi, n: u32) -> Vec<ValueSource> {
+        (0..n).map(|i| abi.arg_source(i).unwrap()).collect()
+    }
+
+    #[test]
+    fn go_1_17_and_later_pass_arguments_in_nine_registers() {
+        use Reg::*;
+        let expected = [Rax, Rbx, Rcx, Rdi, Rsi, R8, R9, R10, R11].map(ValueSource::Reg);
+        assert_eq!(regs(Abi::GoRegister, 9), expected);
+    }
+
+    #[test]
+    fn system_v_passes_arguments_in_six_registers() {
+        use Reg::*;
+        assert_eq!(regs(Abi::SystemV, 6), [Rdi, Rsi, Rdx, Rcx, R8, R9].map(ValueSource::Reg));
+    }
+
+    #[test]
+    fn go_stack_arguments_are_words_above_the_return_address() {
+        assert_eq!(Abi::GoStack.arg_source(0).unwrap(), ValueSource::Stack { offset: 8 });
+        assert_eq!(Abi::GoStack.arg_source(1).unwrap(), ValueSource::Stack { offset: 16 });
+        assert_eq!(Abi::GoStack.arg_source(15).unwrap(), ValueSource::Stack { offset: 128 });
+    }
+
+    #[test]
+    fn an_argument_past_the_last_is_bad_input_naming_the_range() {
+        for (abi, first_out, message) in [
+            (Abi::GoRegister, 9, "--arg 9: out of range for the Go register ABI (integer arguments 0..=8)"),
+            (Abi::SystemV, 6, "--arg 6: out of range for the System V ABI (integer arguments 0..=5)"),
+            (Abi::GoStack, 16, "--arg 16: out of range for the Go stack ABI (integer arguments 0..=15)"),
+        ] {
+            for n in [first_out, first_out + 1, u32::MAX] {
+                let (code, line) = report(&abi.arg_source(n).unwrap_err());
+                assert_eq!(code, 2, "{abi} --arg {n}: bad input, exit code 2");
+                assert!(!line.contains('\n'), "one line: {line}");
+                assert!(line.ends_with("; pick a smaller N"), "{line}");
+                if n == first_out {
+                    assert!(line.starts_with(message), "{line}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_runtime_and_the_name_decide_the_convention() {
+        assert_eq!(Abi::of_runtime(&Runtime::Native, "main"), Abi::SystemV);
+        assert_eq!(Abi::of_runtime(&Runtime::Native, "f.abi0"), Abi::SystemV);
+        assert_eq!(Abi::of_runtime(&go(Some((1, 19))), "main.ToString"), Abi::GoRegister);
+        assert_eq!(Abi::of_runtime(&go(Some((1, 17))), "main.ToString"), Abi::GoRegister);
+        assert_eq!(Abi::of_runtime(&go(Some((1, 16))), "main.ToString"), Abi::GoStack);
+        // Assembly functions keep the stack ABI in every Go version.
+        assert_eq!(Abi::of_runtime(&go(Some((1, 23))), "main.Add.abi0"), Abi::GoStack);
+        // A Go program whose version cannot be read: the register ABI of every Go built today.
+        assert_eq!(Abi::of_runtime(&go(None), "main.ToString"), Abi::GoRegister);
+        assert!(Abi::GoRegister.is_go() && Abi::GoStack.is_go() && !Abi::SystemV.is_go());
     }
 }

@@ -8,9 +8,8 @@ use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+/// Shared with xtask (xtask/helpers): the repository, and the commands that build targets.
+pub use probe_helpers::{root, targets_dir, GO_VERSIONS};
 
 /// The `probe` binary under test (`cargo xtask test` sets PROBE_BIN).
 pub fn probe_bin() -> PathBuf {
@@ -35,12 +34,6 @@ pub fn build(cmd: &mut Command, output: &Path) {
     assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-pub fn targets_dir() -> PathBuf {
-    let dir = root().join("target/targets");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Builds the Go program in tests/targets/<name> and returns its path.
 pub fn go_target(name: &str) -> PathBuf {
     go_build(name, name, &[])
@@ -52,28 +45,19 @@ pub fn go_target_stripped(name: &str, output: &str) -> PathBuf {
 }
 
 fn go_build(name: &str, output: &str, flags: &[&str]) -> PathBuf {
-    go_build_with(Command::new("go"), name, output, flags)
+    go_build_with(None, name, &probe_helpers::go_output(output, None), flags)
 }
 
-fn go_build_with(mut go: Command, name: &str, output: &str, flags: &[&str]) -> PathBuf {
+fn go_build_with(version: Option<&str>, name: &str, out: &Path, flags: &[&str]) -> PathBuf {
     let _guard = BUILD_LOCK.lock().unwrap();
-    let out = targets_dir().join(output);
-    let dir = root().join("tests/targets").join(name);
-    build(go.arg("build").args(flags).arg("-o").arg(&out).arg(".").current_dir(dir), &out);
-    out
+    build(&mut probe_helpers::go_build(probe_helpers::go(version), name, out, flags), out);
+    out.to_path_buf()
 }
-
-/// Go toolchains the Go targets are built with: Debian 12's, and two from bookworm-backports
-/// (scripts/setup.sh installs them). Their prologues differ: 1.17-1.20 bodies start with
-/// `SUBQ $n, SP`, 1.21 and later with `PUSHQ BP`.
-pub const GO_VERSIONS: [&str; 3] = ["1.19", "1.21", "1.23"];
 
 /// The Go program in tests/targets/<name> built with Go `version` (one of GO_VERSIONS), as
 /// <name>-go<version>.
 pub fn go_target_with(name: &str, version: &str) -> PathBuf {
-    let mut go = Command::new(format!("/usr/lib/go-{version}/bin/go"));
-    go.env("GOTOOLCHAIN", "local");
-    go_build_with(go, name, &format!("{name}-go{version}"), &[])
+    go_build_with(Some(version), name, &probe_helpers::go_output(name, Some(version)), &[])
 }
 
 /// Builds tests/targets/<name>.c with `cc -O2` and returns its path.
@@ -85,8 +69,7 @@ pub fn c_target(name: &str, extra: &[&str]) -> PathBuf {
 pub fn c_target_as(name: &str, output: &str, extra: &[&str]) -> PathBuf {
     let _guard = BUILD_LOCK.lock().unwrap();
     let out = targets_dir().join(output);
-    let src = root().join("tests/targets").join(format!("{name}.c"));
-    build(Command::new("cc").args(["-O2", "-g", "-o"]).arg(&out).arg(src).args(extra), &out);
+    build(&mut probe_helpers::cc(&format!("{name}.c"), &out, &[&["-g"], extra].concat()), &out);
     out
 }
 

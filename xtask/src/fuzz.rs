@@ -8,8 +8,7 @@ use std::process::Command;
 
 const NIGHTLY: &str = "+nightly-2026-05-19";
 
-pub fn run(args: &[String]) -> Result<()> {
-    let secs: u64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(120);
+pub fn run(secs: u64) -> Result<()> {
     build()?; // setup, and the eBPF object the fuzzed crate embeds
     if Command::new("cargo").args(["fuzz", "--version"]).output().map_or(true, |o| !o.status.success()) {
         check(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
@@ -39,7 +38,7 @@ fn seed_corpus(fuzz: &Path) -> Result<()> {
     let pcln = fuzz.join("corpus/gopclntab");
     std::fs::create_dir_all(&elf)?;
     std::fs::create_dir_all(&pcln)?;
-    let go = go_target("tostring")?;
+    let go = go_target("tostring", None)?;
     std::fs::copy(&go, elf.join("tostring"))?;
     check(
         Command::new("objcopy")
@@ -48,6 +47,6 @@ fn seed_corpus(fuzz: &Path) -> Result<()> {
             .arg(pcln.join("tostring.gopclntab")),
     )?;
     let c = elf.join("cvalues");
-    check(Command::new("cc").args(["-O2", "-o"]).arg(&c).arg(root().join("tests/targets/cvalues.c")))?;
+    check(&mut probe_helpers::cc("cvalues.c", &c, &[]))?;
     Ok(())
 }

@@ -1,45 +1,74 @@
 //! `cargo xtask <command>`: the project's one entry point for building, testing and demos.
-//!
-//!   build   setup if needed, then target/release/probe with the eBPF object embedded
-//!   test    setup, unit tests, then integration tests that load real probes
-//!   run     build, then run probe with the given arguments (`cargo xtask run -- argdist ...`)
-//!   demo    build the seed's example programs and show probe on them
-//!   bench   overhead, start-up, memory, scale, drain and accuracy next to bpftrace
-//!           -> bench/RESULTS.md (`--no-scale` skips the scale runs)
-//!   fuzz    run the ELF and .gopclntab fuzz targets for a while (`cargo xtask fuzz [SECS]`)
-//!   vm-test the integration suite on another kernel in QEMU (`--kernel 6.1|5.10|host`)
+//! `cargo xtask --help` lists the commands; each has its own `--help`.
 mod bench;
 mod fuzz;
 mod vm;
 
 use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+/// Shared with the integration tests (xtask/helpers).
+use probe_helpers::root;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", about = "Build, test, demo and measure probe")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what is missing (scripts/setup.sh); a second run takes a fraction of a second
+    Setup,
+    /// Setup if needed, then target/release/probe with the eBPF object embedded
+    Build,
+    /// Setup, formatting and clippy, unit tests, then integration tests that load real probes
+    Test {
+        /// Passed to the integration tests' harness (`cargo xtask test -- NAME`)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        extra: Vec<String>,
+    },
+    /// Build, then run probe with the given arguments (`cargo xtask run -- argdist ...`)
+    Run {
+        /// probe's arguments
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build the seed's example programs and show probe on them
+    Demo,
+    /// Overhead, start-up, memory, scale, drain and accuracy next to bpftrace -> bench/RESULTS.md
+    Bench(bench::Options),
+    /// Run the ELF and .gopclntab fuzz targets for a while
+    Fuzz {
+        /// Seconds per fuzz target
+        #[arg(default_value_t = 120)]
+        secs: u64,
+    },
+    /// The integration suite on another kernel in QEMU
+    VmTest {
+        /// Which kernel: a Debian guest's (6.1, 5.10), or the host's alone
+        #[arg(long, default_value = "6.1", value_parser = ["6.1", "5.10", "host"])]
+        kernel: String,
+    },
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("setup") => setup(),
-        Some("build") => build().map(|_| ()),
-        Some("test") => test(&args[1..]),
-        Some("run") => run(&args[1..]),
-        Some("demo") => demo(),
-        Some("bench") => bench::run(&args[1..]),
-        Some("fuzz") => fuzz::run(&args[1..]),
-        Some("vm-test") => vm::run(&args[1..]),
-        _ => {
-            eprintln!("usage: cargo xtask <setup|build|test|run|demo|bench|fuzz|vm-test> [-- probe args]");
-            std::process::exit(2);
-        }
+    let result = match Cli::parse().command {
+        Task::Setup => setup(),
+        Task::Build => build().map(|_| ()),
+        Task::Test { extra } => test(&extra),
+        Task::Run { args } => run(&args),
+        Task::Demo => demo(),
+        Task::Bench(options) => bench::run(&options),
+        Task::Fuzz { secs } => fuzz::run(secs),
+        Task::VmTest { kernel } => vm::run(&kernel),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");
         std::process::exit(1);
     }
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 fn cargo() -> Command {
@@ -68,7 +97,7 @@ fn build() -> Result<PathBuf> {
 }
 
 /// The workspace's own crates (vendor/aya is a patched copy of aya, left as upstream wrote it).
-const OWN_PACKAGES: [&str; 6] = ["-p", "probe-user", "-p", "xtask", "-p", "probe-tests"];
+const OWN_PACKAGES: [&str; 8] = ["-p", "probe-user", "-p", "xtask", "-p", "probe-helpers", "-p", "probe-tests"];
 
 /// House rules: rustfmt.toml's formatting and clippy without warnings. The eBPF crate builds
 /// with its own nightly (no rustfmt component there), so its files go through rustfmt itself.
@@ -92,6 +121,8 @@ fn test(extra: &[String]) -> Result<()> {
     )?;
     println!("xtask: unit tests (probe)");
     check(cargo().args(["test", "--release", "-p", "probe-user"]))?;
+    println!("xtask: unit tests (xtask and the helpers it shares with the integration tests)");
+    check(cargo().args(["test", "--release", "-p", "xtask", "-p", "probe-helpers"]))?;
     integration_tests(&probe, extra)
 }
 
@@ -109,39 +140,21 @@ fn integration_tests(probe: &Path, extra: &[String]) -> Result<()> {
 
 fn run(args: &[String]) -> Result<()> {
     let probe = build()?;
-    let args = args.strip_prefix(&["--".to_string()]).unwrap_or(args);
     let status = Command::new(probe).args(args).status()?;
     std::process::exit(status.code().unwrap_or(1));
 }
 
-/// Builds a Go program from tests/targets/<name> into target/targets/<name>.
-fn go_target(name: &str) -> Result<PathBuf> {
-    go_build(Command::new("go"), name, name)
-}
-
-/// Builds a Go program from tests/targets/<name> with Go `version` (/usr/lib/go-<version>, from
-/// setup) into target/targets/<name>-go<version>.
-fn go_target_with(name: &str, version: &str) -> Result<PathBuf> {
-    let mut go = Command::new(format!("/usr/lib/go-{version}/bin/go"));
-    go.env("GOTOOLCHAIN", "local");
-    go_build(go, name, &format!("{name}-go{version}"))
-}
-
-fn go_build(mut go: Command, name: &str, output: &str) -> Result<PathBuf> {
-    let out = root().join("target/targets").join(output);
-    check(
-        go.args(["build", "-o"])
-            .arg(&out)
-            .arg(".")
-            .current_dir(root().join("tests/targets").join(name))
-            .stdout(Stdio::null()),
-    )?;
+/// Builds the Go program in tests/targets/<name> with Go `version` (None: Debian's, else
+/// /usr/lib/go-<version> from setup) into target/targets/<name>, or <name>-go<version>.
+fn go_target(name: &str, version: Option<&str>) -> Result<PathBuf> {
+    let out = probe_helpers::go_output(name, version);
+    check(probe_helpers::go_build(probe_helpers::go(version), name, &out, &[]).stdout(Stdio::null()))?;
     Ok(out)
 }
 
 fn demo() -> Result<()> {
     let probe = build()?;
-    let tostring = go_target("tostring")?;
+    let tostring = go_target("tostring", None)?;
     let show = |title: &str, args: &[&str]| -> Result<()> {
         let quoted: Vec<String> =
             args.iter().map(|a| if a.contains(' ') { format!("'{a}'") } else { a.to_string() }).collect();
@@ -158,7 +171,7 @@ fn demo() -> Result<()> {
         "the same with --json: one object per table",
         &["argdist", "--func", "main.ToString", "--arg", "0", "--json", "-c", &cmd],
     )?;
-    let regex = go_target("regex")?;
+    let regex = go_target("regex", None)?;
     let cmd = format!("{} -seconds 5", regex.display());
     show(
         "the seed's `stap main.stap 'process(...).function(\"main.UsingSubstring\")'`, which crashed \
@@ -166,4 +179,37 @@ fn demo() -> Result<()> {
         &["latency", "--func", "main.UsingSubstring", "-c", &cmd],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Task, clap::Error> {
+        Cli::try_parse_from(std::iter::once("cargo xtask").chain(args.iter().copied())).map(|c| c.command)
+    }
+
+    #[test]
+    fn passes_what_follows_the_separator_on() {
+        let Ok(Task::Test { extra }) = parse(&["test", "--", "--skip", "slow"]) else { panic!("test") };
+        assert_eq!(extra, ["--skip", "slow"]);
+        let Ok(Task::Test { extra }) = parse(&["test"]) else { panic!("test") };
+        assert!(extra.is_empty());
+        let Ok(Task::Run { args }) = parse(&["run", "--", "argdist", "--func", "f", "-c", "x"]) else { panic!("run") };
+        assert_eq!(args, ["argdist", "--func", "f", "-c", "x"]);
+    }
+
+    #[test]
+    fn reads_each_command_s_options() {
+        assert!(matches!(parse(&["fuzz"]), Ok(Task::Fuzz { secs: 120 })));
+        assert!(matches!(parse(&["fuzz", "30"]), Ok(Task::Fuzz { secs: 30 })));
+        let Ok(Task::VmTest { kernel }) = parse(&["vm-test", "--kernel", "5.10"]) else { panic!("vm-test") };
+        assert_eq!(kernel, "5.10");
+        let Ok(Task::VmTest { kernel }) = parse(&["vm-test"]) else { panic!("vm-test") };
+        assert_eq!(kernel, "6.1");
+        assert!(parse(&["vm-test", "--kernel", "4.19"]).is_err());
+        assert!(parse(&["bench", "--no-scale"]).is_ok());
+        assert!(parse(&["bench", "--fast"]).is_err());
+        assert!(parse(&["frobnicate"]).is_err());
+    }
 }

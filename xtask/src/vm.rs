@@ -31,12 +31,8 @@ const BOOT_MARKER: &str = "probe-vm: init started";
 const KVM_BOOT_TIMEOUT: Duration = Duration::from_secs(20);
 const GUEST_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
-pub fn run(args: &[String]) -> Result<()> {
-    let label = match args {
-        [] => "6.1",
-        [flag, value] if flag == "--kernel" => value.as_str(),
-        _ => bail!("usage: cargo xtask vm-test [--kernel 6.1|5.10|host]"),
-    };
+/// `label`: a label of KERNELS, or "host" (clap accepts only those).
+pub fn run(label: &str) -> Result<()> {
     let probe = crate::build()?;
     println!("xtask: integration tests on the host (baseline; builds the target programs)");
     integration_tests(&probe, &[])?;

@@ -3,10 +3,11 @@
 //! known cost and time every call themselves; untraced, their medians and means are what a
 //! tracer should report. Each repetition runs a target untraced, under `probe latency`, and
 //! under `probe latency --raw`, interleaved.
-use super::{fmt_ns, na, stat_cell, summarize, Measured, Table};
-use crate::{check, go_target_with, root};
+use super::probe_json::{final_table, final_tables, JsonTable};
+use super::stats::{summarize, Measured};
+use super::table::{fmt_ns, na, stat_cell, Table};
+use crate::{check, go_target};
 use anyhow::{anyhow, Context, Result};
-use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -24,7 +25,7 @@ pub struct Target {
 
 /// Builds the three truth targets.
 pub fn targets() -> Result<Vec<Target>> {
-    let go = |version: &str| -> Result<PathBuf> { go_target_with("truth", version) };
+    let go = |version: &str| -> Result<PathBuf> { go_target("truth", Some(version)) };
     let go_functions = vec![
         ("main.Work01us", "Work01us"),
         ("main.Work1us", "Work1us"),
@@ -32,13 +33,8 @@ pub fn targets() -> Result<Vec<Target>> {
         ("main.Work100us", "Work100us"),
         ("main.Outer10", "Outer10"),
     ];
-    let c = root().join("target/targets/truth-c");
-    check(
-        Command::new("cc")
-            .args(["-O2", "-fno-omit-frame-pointer", "-o"])
-            .arg(&c)
-            .arg(root().join("tests/targets/truth.c")),
-    )?;
+    let c = probe_helpers::targets_dir().join("truth-c");
+    check(&mut probe_helpers::cc("truth.c", &c, &["-fno-omit-frame-pointer"]))?;
     Ok(vec![
         Target { name: "Go 1.19", binary: go("1.19")?, functions: go_functions.clone() },
         Target { name: "Go 1.23", binary: go("1.23")?, functions: go_functions },
@@ -93,10 +89,10 @@ pub fn measure(probe: &std::path::Path, targets: &[Target]) -> Accuracy {
                 };
                 series.truth_median.push(get(&|r| self_timed(&r.untraced, name, "median_ns")));
                 series.truth_mean.push(get(&|r| self_timed(&r.untraced, name, "mean_ns")));
-                series.raw_p50.push(get(&|r| p50(table(&r.raw, symbol)?)));
-                series.p50.push(get(&|r| p50(table(&r.corrected, symbol)?)));
-                series.mean.push(get(&|r| mean(table(&r.corrected, symbol)?)));
-                series.subtracted.push(get(&|r| subtracted_per_call(table(&r.corrected, symbol)?)));
+                series.raw_p50.push(get(&|r| final_table(&r.raw, symbol)?.p50()));
+                series.p50.push(get(&|r| final_table(&r.corrected, symbol)?.p50()));
+                series.mean.push(get(&|r| mean(final_table(&r.corrected, symbol)?)));
+                series.subtracted.push(get(&|r| subtracted_per_call(final_table(&r.corrected, symbol)?)));
             }
         }
     }
@@ -105,13 +101,13 @@ pub fn measure(probe: &std::path::Path, targets: &[Target]) -> Accuracy {
 
 struct Runs {
     untraced: String,
-    corrected: Vec<Value>,
-    raw: Vec<Value>,
+    corrected: Vec<JsonTable>,
+    raw: Vec<JsonTable>,
 }
 
 fn run_target(probe: &std::path::Path, target: &Target) -> Result<Runs> {
     let untraced = output(&mut Command::new(&target.binary))?;
-    let traced = |raw: bool| -> Result<Vec<Value>> {
+    let traced = |raw: bool| -> Result<Vec<JsonTable>> {
         let mut cmd = Command::new(probe);
         cmd.args(["latency", "--unit", "ns", "--json", "-c"]).arg(&target.binary);
         for (symbol, _) in &target.functions {
@@ -120,8 +116,7 @@ fn run_target(probe: &std::path::Path, target: &Target) -> Result<Runs> {
         if raw {
             cmd.arg("--raw");
         }
-        let stdout = output(&mut cmd)?;
-        stdout.lines().filter(|l| l.starts_with('{')).map(|l| Ok(serde_json::from_str(l)?)).collect()
+        final_tables(output(&mut cmd)?.lines())
     };
     Ok(Runs { untraced, corrected: traced(false)?, raw: traced(true)? })
 }
@@ -147,21 +142,13 @@ fn self_timed(stdout: &str, name: &str, field: &str) -> Result<f64> {
     Err(anyhow!("no {field} in `{line}`"))
 }
 
-fn table<'a>(tables: &'a [Value], symbol: &str) -> Result<&'a Value> {
-    tables.iter().find(|t| t["function"] == symbol).ok_or_else(|| anyhow!("no table for {symbol}"))
-}
-
-fn p50(t: &Value) -> Result<f64> {
-    t["percentiles"]["p50"].as_f64().context("p50")
-}
-
 /// The exact mean in ns: `sum` is in the table's unit, ns here.
-fn mean(t: &Value) -> Result<f64> {
-    Ok(t["sum"].as_f64().context("sum")? / t["count"].as_f64().context("count")?)
+fn mean(t: &JsonTable) -> Result<f64> {
+    Ok(t.sum()? / t.count as f64)
 }
 
-fn subtracted_per_call(t: &Value) -> Result<f64> {
-    Ok(t["subtracted_ns"].as_f64().context("subtracted_ns")? / t["count"].as_f64().context("count")?)
+fn subtracted_per_call(t: &JsonTable) -> Result<f64> {
+    Ok(t.subtracted_ns.context("subtracted_ns")? / t.count as f64)
 }
 
 impl Accuracy {
