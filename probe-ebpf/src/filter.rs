@@ -4,8 +4,6 @@
 
 /// Conditions a filter holds (joined by `&&`).
 pub const MAX_CONDITIONS: usize = 4;
-/// Name of the global holding the `Filter`.
-pub const GLOBAL_FILTER: &str = "FILTER";
 
 /// What a condition compares.
 pub const OPERAND_NONE: u32 = 0;

@@ -6,13 +6,6 @@
 //! every key of that bank. A program that cannot add a key (the map is full) counts the call
 //! in the slot's `KEYS_LOST` entry (`bank_index`), so every call is accounted for.
 
-/// The exact values of `argdist --count`: `PerCpuHashMap<SlotKey, u64>` of calls per value.
-pub const MAP_VALUE_COUNTS: &str = "VALUE_COUNTS";
-/// Calls whose key a full keyed map could not take, per slot and bank (`bank_index`).
-pub const MAP_KEYS_LOST: &str = "KEYS_LOST";
-pub const PROG_COUNT_UPROBE: &str = "pb_count";
-pub const PROG_COUNT_URETPROBE: &str = "pb_count_ret";
-
 /// Bytes a key can hold: a string longer than this is cut and marked truncated.
 pub const KEY_BYTES: usize = 64;
 const KEY_WORDS: usize = KEY_BYTES / 8;
@@ -27,17 +20,6 @@ pub const KEY_TID: u32 = 3;
 pub const KEY_COMM: u32 = 4;
 /// `--by caller`: the return address (`words[0]`) in process `words[1]`, symbolised by the loader.
 pub const KEY_CALLER: u32 = 5;
-
-/// `--by`: per-CPU hash maps of whole aggregates, keyed by (bank, slot, pid/tid/comm), written
-/// by their own programs; the key's kind is the loader's `BY_KEY` global.
-pub const MAP_VALUE_STATS_BY: &str = "VALUE_STATS_BY";
-pub const MAP_LATENCY_STATS_BY: &str = "LATENCY_STATS_BY";
-pub const PROG_VALUE_BY_UPROBE: &str = "pb_value_by";
-pub const PROG_VALUE_BY_URETPROBE: &str = "pb_value_by_ret";
-pub const PROG_LATENCY_BY_UPROBE: &str = "pb_lat_by";
-pub const PROG_LATENCY_BY_URETPROBE: &str = "pb_lat_by_ret";
-/// Name of the global holding the `SlotKey::kind` the `--by` programs key by.
-pub const GLOBAL_BY_KEY: &str = "BY_KEY";
 
 /// Key of a keyed map: the bank and slot as in the arrays, and the key within the slot.
 #[repr(C)]

@@ -1,0 +1,181 @@
+//! The bucket math: SystemTap's signed log2 buckets, latency's log-linear nanosecond buckets,
+//! and where a slot's bank lives in a banked array.
+
+/// Number of signed log2 buckets, as in SystemTap's `@hist_log`.
+pub const LOG2_BUCKETS: usize = 128;
+/// The bucket that holds 0. Bucket `ZERO_BUCKET + 1 + k` holds 2^k ..= 2^(k+1)-1, bucket
+/// `ZERO_BUCKET - 1 - k` holds -(2^(k+1)-1) ..= -2^k.
+pub const ZERO_BUCKET: usize = 64;
+
+/// Index of `slot` in bank `bank` of a stats map (`VALUE_STATS`, `LATENCY_STATS`).
+///
+/// Every stats map holds two banks per slot, interleaved, and the loader sizes it to
+/// `2 * slots`. `EPOCH[0] & 1` names the bank the programs write; the loader flips the epoch
+/// at each interval and drains the other bank, so interval tables are exact without resetting
+/// a map that programs are writing.
+#[inline(always)]
+pub fn bank_index(bank: u32, slot: u32) -> u32 {
+    slot * 2 + (bank & 1)
+}
+
+/// SystemTap's `@hist_log` bucket for a signed 64-bit value (0..=127).
+#[inline(always)]
+pub fn log2_bucket(v: i64) -> usize {
+    if v == 0 {
+        return ZERO_BUCKET;
+    }
+    // floor(log2 |v|); |i64::MIN| = 2^63 fits in u64.
+    let k = 63 - v.unsigned_abs().leading_zeros() as usize;
+    if v > 0 {
+        ZERO_BUCKET + 1 + k
+    } else {
+        ZERO_BUCKET - 1 - k
+    }
+}
+
+/// Inclusive value range `(low, high)` that bucket `index` counts.
+pub fn log2_bucket_range(index: usize) -> (i64, i64) {
+    if index == ZERO_BUCKET {
+        return (0, 0);
+    }
+    if index > ZERO_BUCKET {
+        let k = (index - ZERO_BUCKET - 1) as u32;
+        let low = 1i128 << k;
+        (low as i64, ((low << 1) - 1) as i64)
+    } else {
+        let k = (ZERO_BUCKET - 1 - index) as u32;
+        let high = -(1i128 << k);
+        let low = (-((1i128 << (k + 1)) - 1)).max(i64::MIN as i128);
+        (low as i64, high as i64)
+    }
+}
+
+/// The label SystemTap prints for bucket `index`: 0, 2^k or -2^k.
+pub fn log2_bucket_label(index: usize) -> i64 {
+    let (low, high) = log2_bucket_range(index);
+    if index >= ZERO_BUCKET {
+        low
+    } else {
+        high
+    }
+}
+
+/// Latency: log-linear buckets of nanoseconds, 16 per power of two, for percentiles within a
+/// few percent. Values below 16 ns have a bucket each.
+pub const FINE_SUB_BITS: u32 = 4;
+pub const FINE_SUB: usize = 1 << FINE_SUB_BITS;
+pub const FINE_BUCKETS: usize = FINE_SUB + (64 - FINE_SUB_BITS as usize) * FINE_SUB;
+
+/// Log-linear bucket of a duration in nanoseconds (0..FINE_BUCKETS).
+#[inline(always)]
+pub fn fine_bucket(ns: u64) -> usize {
+    if ns < FINE_SUB as u64 {
+        return ns as usize;
+    }
+    let k = 63 - ns.leading_zeros(); // >= FINE_SUB_BITS
+    let sub = (ns >> (k - FINE_SUB_BITS)) as usize & (FINE_SUB - 1);
+    FINE_SUB + (k - FINE_SUB_BITS) as usize * FINE_SUB + sub
+}
+
+/// Inclusive nanosecond range of fine bucket `index`.
+pub fn fine_bucket_range(index: usize) -> (u64, u64) {
+    if index < FINE_SUB {
+        return (index as u64, index as u64);
+    }
+    let k = ((index - FINE_SUB) / FINE_SUB) as u32 + FINE_SUB_BITS;
+    let sub = ((index - FINE_SUB) % FINE_SUB) as u64;
+    let width = 1u64 << (k - FINE_SUB_BITS);
+    let low = (1u64 << k) + sub * width;
+    (low, low + (width - 1))
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use crate::*;
+
+    /// The obvious definition, written independently of `log2_bucket`.
+    fn reference_bucket(v: i64) -> usize {
+        let v = v as i128;
+        if v == 0 {
+            return 64;
+        }
+        let mut k = 0usize;
+        while (1i128 << (k + 1)) <= v.abs() {
+            k += 1;
+        }
+        if v > 0 {
+            65 + k
+        } else {
+            63 - k
+        }
+    }
+
+    fn boundary_values() -> std::vec::Vec<i64> {
+        let mut vs = std::vec![0, 1, -1, 2, -2, 3, -3, i64::MIN, i64::MIN + 1, i64::MAX, i64::MAX - 1];
+        for k in 0..63 {
+            let p = 1i64 << k;
+            for v in [p - 1, p, p + 1] {
+                vs.push(v);
+                vs.push(-v);
+            }
+        }
+        vs
+    }
+
+    #[test]
+    fn bucket_matches_reference_at_boundaries() {
+        for v in boundary_values() {
+            assert_eq!(log2_bucket(v), reference_bucket(v), "value {v}");
+        }
+    }
+
+    #[test]
+    fn bucket_extremes() {
+        assert_eq!(log2_bucket(i64::MIN), 0);
+        assert_eq!(log2_bucket(i64::MAX), 127);
+        assert_eq!(log2_bucket(0), 64);
+        assert_eq!(log2_bucket(1), 65);
+        assert_eq!(log2_bucket(-1), 63);
+        assert_eq!(log2_bucket(3), 66);
+        assert_eq!(log2_bucket(-3), 62);
+    }
+
+    #[test]
+    fn ranges_contain_exactly_their_values() {
+        for v in boundary_values() {
+            let (low, high) = log2_bucket_range(log2_bucket(v));
+            assert!(low <= v && v <= high, "{v} not in {low}..={high}");
+        }
+        for i in 0..LOG2_BUCKETS {
+            let (low, high) = log2_bucket_range(i);
+            assert_eq!(log2_bucket(low), i);
+            assert_eq!(log2_bucket(high), i);
+            if i + 1 < LOG2_BUCKETS {
+                assert_eq!(high as i128 + 1, log2_bucket_range(i + 1).0 as i128, "gap after {i}");
+            }
+        }
+        assert_eq!(log2_bucket_range(55), (-511, -256));
+        assert_eq!(log2_bucket_label(55), -256);
+        assert_eq!(log2_bucket_label(0), i64::MIN);
+    }
+
+    #[test]
+    fn fine_buckets_are_contiguous_and_tight() {
+        assert_eq!(fine_bucket(0), 0);
+        assert_eq!(fine_bucket(15), 15);
+        assert_eq!(fine_bucket(16), 16);
+        assert_eq!(fine_bucket(u64::MAX), FINE_BUCKETS - 1);
+        let mut next = 0u64;
+        for i in 0..FINE_BUCKETS {
+            let (low, high) = fine_bucket_range(i);
+            assert_eq!(low, next, "bucket {i} starts where {} ended", i.saturating_sub(1));
+            assert_eq!(fine_bucket(low), i);
+            assert_eq!(fine_bucket(high), i);
+            // Width at most 1/16 of the low bound: percentiles within about 6%.
+            assert!(low < 16 || (high - low + 1) * 16 <= low, "bucket {i} too wide");
+            next = high.wrapping_add(1);
+        }
+        assert_eq!(next, 0, "buckets cover all of u64");
+    }
+}

@@ -1,0 +1,166 @@
+//! What one attach site is, carried in its BPF cookie so one program serves every site: where
+//! a value is read, and what a latency site does.
+
+/// x86-64 registers a value can be read from. The union of the System V and Go register ABIs'
+/// integer argument registers.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reg {
+    Rax = 0,
+    Rbx = 1,
+    Rcx = 2,
+    Rdx = 3,
+    Rsi = 4,
+    Rdi = 5,
+    R8 = 6,
+    R9 = 7,
+    R10 = 8,
+    R11 = 9,
+}
+
+impl Reg {
+    pub const ALL: [Reg; 10] =
+        [Reg::Rax, Reg::Rbx, Reg::Rcx, Reg::Rdx, Reg::Rsi, Reg::Rdi, Reg::R8, Reg::R9, Reg::R10, Reg::R11];
+
+    pub fn from_u8(v: u8) -> Option<Reg> {
+        Reg::ALL.get(v as usize).copied()
+    }
+}
+
+/// Where the measured value lives when the probe fires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueSource {
+    Reg(Reg),
+    /// The 8 bytes at user stack pointer + offset.
+    Stack {
+        offset: u32,
+    },
+}
+
+/// What one attach site measures, carried in its BPF attach cookie so a single program serves
+/// every site. Layout: bits 0..16 slot, 16..20 source kind (0 register, 1 stack), bit 20
+/// the site is a Go stack-check branch, 24..32 register, 32..64 stack offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValueCookie {
+    pub slot: u32,
+    pub source: ValueSource,
+    /// The site is the conditional jump of a Go stack check: see `stack_check_taken`.
+    pub stack_check: bool,
+}
+
+impl ValueCookie {
+    pub fn encode(self) -> u64 {
+        let slot = (self.slot as u64) & 0xffff;
+        let check = (self.stack_check as u64) << 20;
+        match self.source {
+            ValueSource::Reg(r) => slot | check | ((r as u64) << 24),
+            ValueSource::Stack { offset } => slot | (1 << 16) | check | ((offset as u64) << 32),
+        }
+    }
+
+    #[inline(always)]
+    pub fn decode(cookie: u64) -> Option<ValueCookie> {
+        let slot = (cookie & 0xffff) as u32;
+        let source = match (cookie >> 16) & 0xf {
+            0 => ValueSource::Reg(Reg::from_u8((cookie >> 24) as u8)?),
+            1 => ValueSource::Stack { offset: (cookie >> 32) as u32 },
+            _ => return None,
+        };
+        Some(ValueCookie { slot, source, stack_check: cookie & (1 << 20) != 0 })
+    }
+}
+
+/// x86 EFLAGS bits the `JBE` of a Go stack check tests: carry and zero.
+const EFLAGS_CF: u64 = 1 << 0;
+const EFLAGS_ZF: u64 = 1 << 6;
+
+/// At a Go stack check's `JBE` (probed because the kernel emulates a branch instead of
+/// single-stepping it), whether the jump to `morestack` is about to be taken: the call will
+/// grow its stack (or yield to a preemption request) and start again from its first byte, so
+/// this hit must be ignored for the call to count once.
+#[inline(always)]
+pub fn stack_check_taken(eflags: u64) -> bool {
+    eflags & (EFLAGS_CF | EFLAGS_ZF) != 0
+}
+
+/// What a latency attach site is, carried in its cookie. Layout: bits 0..24 slot, bit 24 exit,
+/// bit 25 Go (key by goroutine), bit 26 uretprobe (SP is 8 above the entry's), bit 27 the entry
+/// is a Go stack-check branch (`stack_check_taken`), bit 28 the entry's instruction is
+/// single-stepped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LatencyCookie {
+    pub slot: u32,
+    pub exit: bool,
+    pub go: bool,
+    pub uretprobe: bool,
+    pub stack_check: bool,
+    pub entry_stepped: bool,
+}
+
+impl LatencyCookie {
+    pub fn encode(self) -> u64 {
+        (self.slot as u64 & 0xff_ffff)
+            | (self.exit as u64) << 24
+            | (self.go as u64) << 25
+            | (self.uretprobe as u64) << 26
+            | (self.stack_check as u64) << 27
+            | (self.entry_stepped as u64) << 28
+    }
+
+    #[inline(always)]
+    pub fn decode(cookie: u64) -> LatencyCookie {
+        LatencyCookie {
+            slot: (cookie & 0xff_ffff) as u32,
+            exit: cookie & (1 << 24) != 0,
+            go: cookie & (1 << 25) != 0,
+            uretprobe: cookie & (1 << 26) != 0,
+            stack_check: cookie & (1 << 27) != 0,
+            entry_stepped: cookie & (1 << 28) != 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+
+    #[test]
+    fn cookie_round_trips() {
+        for c in [
+            ValueCookie { slot: 3, source: ValueSource::Reg(Reg::R11), stack_check: false },
+            ValueCookie { slot: 0, source: ValueSource::Reg(Reg::Rax), stack_check: true },
+            ValueCookie { slot: 63, source: ValueSource::Stack { offset: 8 }, stack_check: false },
+            ValueCookie { slot: 1, source: ValueSource::Stack { offset: 0xffff_fff8 }, stack_check: true },
+        ] {
+            assert_eq!(ValueCookie::decode(c.encode()), Some(c));
+        }
+        assert_eq!(ValueCookie::decode(2 << 16), None);
+    }
+
+    #[test]
+    fn latency_cookie_round_trips() {
+        for c in [
+            LatencyCookie { slot: 0, exit: false, go: true, uretprobe: false, stack_check: true, entry_stepped: false },
+            LatencyCookie {
+                slot: 999,
+                exit: true,
+                go: false,
+                uretprobe: true,
+                stack_check: false,
+                entry_stepped: true,
+            },
+        ] {
+            assert_eq!(LatencyCookie::decode(c.encode()), c);
+        }
+    }
+
+    #[test]
+    fn stack_check_is_taken_exactly_when_jbe_jumps() {
+        // CMP SP, stackguard: below (CF) or equal (ZF) means morestack; above means the body.
+        assert!(stack_check_taken(EFLAGS_CF));
+        assert!(stack_check_taken(EFLAGS_ZF | 0x202));
+        assert!(!stack_check_taken(0x202)); // IF and the always-one bit only
+        assert!(!stack_check_taken(0x286)); // SF, PF: still above for an unsigned compare
+    }
+}

@@ -1,0 +1,97 @@
+//! latency's in-flight calls (a stack of frames per function and goroutine or thread) and the
+//! probes' own cost that is subtracted from them.
+
+/// How one measured call is bracketed by probes, which decides what the probes themselves add
+/// to its measured duration: the entry probe's instruction is emulated by the kernel or
+/// single-stepped out of line (a second trap), and the exit is a RET probe or a uretprobe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpanShape {
+    pub entry_stepped: bool,
+    pub uretprobe: bool,
+}
+
+impl SpanShape {
+    pub const ALL: [SpanShape; 4] = [
+        SpanShape { entry_stepped: false, uretprobe: false },
+        SpanShape { entry_stepped: true, uretprobe: false },
+        SpanShape { entry_stepped: false, uretprobe: true },
+        SpanShape { entry_stepped: true, uretprobe: true },
+    ];
+
+    #[inline(always)]
+    pub fn index(self) -> u32 {
+        self.entry_stepped as u32 | (self.uretprobe as u32) << 1
+    }
+
+    /// `PROBE_COSTS` index of the nanoseconds this shape's probes add inside the span they
+    /// time (the entry probe's work after its timestamp, the exit probe's before its own).
+    #[inline(always)]
+    pub fn inside_cost_index(self) -> u32 {
+        self.index()
+    }
+
+    /// `PROBE_COSTS` index of the nanoseconds one call's entry and exit probes add, in all, to
+    /// whatever encloses the call: subtracted from the callers measured on the same goroutine
+    /// or thread.
+    #[inline(always)]
+    pub fn hit_cost_index(self) -> u32 {
+        4 + self.index()
+    }
+}
+
+/// Entries of `PROBE_COSTS`: an inside and a hit cost per `SpanShape`. All zero (`--raw`, or
+/// not calibrated) means durations are recorded as measured.
+pub const PROBE_COSTS_LEN: u32 = 8;
+
+/// Frames remembered per (process, goroutine or thread, function): recursion deeper than
+/// this is counted in `too_deep`, not measured.
+pub const MAX_NESTING: usize = 256;
+
+/// Key of the in-flight entries of one function on one goroutine (Go: the g pointer) or
+/// thread (everything else).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EntryKey {
+    pub tgid: u32,
+    pub slot: u32,
+    pub context: u64,
+}
+
+/// One in-flight call: its frame's depth on its stack and its entry time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Distance of the frame from the stack's base (deeper frames are larger). For Go it is
+    /// `g.stack.hi - SP`, which stays the same when the runtime moves a growing stack.
+    pub depth: u64,
+    pub entry_ns: u64,
+    /// The goroutine's or thread's `HIT_COSTS` counter at entry: what it has grown by at the
+    /// exit is the cost of the probes that fired inside this call.
+    pub hits_ns: u64,
+    /// 1 when the entry probe's instruction is single-stepped (`SpanShape::entry_stepped`).
+    pub entry_stepped: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryStack {
+    pub len: u64,
+    pub frames: [Frame; MAX_NESTING],
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use crate::*;
+
+    #[test]
+    fn span_shapes_index_both_cost_halves_of_the_table() {
+        let mut seen = std::vec::Vec::new();
+        for s in SpanShape::ALL {
+            seen.push(s.inside_cost_index());
+            seen.push(s.hit_cost_index());
+        }
+        seen.sort();
+        assert_eq!(seen, (0..PROBE_COSTS_LEN).collect::<std::vec::Vec<_>>());
+    }
+}
