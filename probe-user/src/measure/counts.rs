@@ -29,7 +29,7 @@ impl ValueCounts {
         self.counts.values().sum::<u64>() + self.unreadable + self.lost
     }
 
-    fn add(&mut self, value: i64, calls: u64) {
+    pub fn add(&mut self, value: i64, calls: u64) {
         *self.counts.entry(value).or_insert(0) += calls;
         self.buckets[log2_bucket(value)] += calls;
     }
@@ -166,6 +166,12 @@ impl Measure for ValueCounts {
     }
     fn slot_labels(m: &Measured) -> Vec<(String, String)> {
         vec![("function".into(), m.function.clone()), ("measured".into(), m.what.clone())]
+    }
+
+    const KEYED_COUNTER: Option<(&'static str, &'static str, &'static str)> =
+        Some(("probe_value_calls", "Calls that saw each exact value (argdist --count; the most frequent).", "value"));
+    fn keyed_counts(&self) -> Vec<(String, u64)> {
+        self.top(usize::MAX).0.into_iter().map(|(v, c)| (v.to_string(), c)).collect()
     }
 }
 

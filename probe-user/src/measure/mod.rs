@@ -99,6 +99,13 @@ pub trait Measure: Clone + fmt::Debug + Send + Sync + 'static {
     fn counters(&self) -> Vec<u64>;
     /// The labels that tell this slot's series from the others of the same run.
     fn slot_labels(m: &Measured) -> Vec<(String, String)>;
+    /// Kinds that count calls per key (`--count`): the counter family (name without `_total`,
+    /// help, the key's label) ...
+    const KEYED_COUNTER: Option<(&'static str, &'static str, &'static str)> = None;
+    /// ... and every key's calls, most first.
+    fn keyed_counts(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
 }
 
 /// Prometheus buckets: one per log2 bucket in `thresholds`, its `le` the bucket's highest value

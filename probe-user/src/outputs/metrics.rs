@@ -5,6 +5,7 @@ use crate::measure::{Measure, Measured};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -28,6 +29,18 @@ pub fn labels<T: Measure>(slots: &[Measured], binary: &str, pid: Option<i32>) ->
 pub struct Totals<T> {
     pub labels: Vec<Vec<(String, String)>>,
     pub values: Arc<Mutex<Vec<T>>>,
+    /// Keyed counters (`--count`): the keys of each slot with a series of their own. A key
+    /// joins when it is among the `top` most frequent, and keeps its series from then on, so
+    /// every series only grows, as a counter must.
+    pub exposed: Mutex<Vec<BTreeSet<String>>>,
+    pub top: usize,
+}
+
+impl<T> Totals<T> {
+    pub fn new(labels: Vec<Vec<(String, String)>>, values: Arc<Mutex<Vec<T>>>, top: usize) -> Totals<T> {
+        let exposed = Mutex::new(vec![BTreeSet::new(); labels.len()]);
+        Totals { labels, values, exposed, top }
+    }
 }
 
 impl<T: Measure> Collector for Totals<T> {
@@ -47,6 +60,19 @@ impl<T: Measure> Collector for Totals<T> {
                 family.encode_family(labels)?.encode_counter::<NoLabelSet, u64, u64>(&c[i], None)?;
             }
         }
+        if let Some((name, help, key_label)) = T::KEYED_COUNTER {
+            let mut exposed = self.exposed.lock().expect("no panic while holding the exposed keys");
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for ((labels, v), keys) in self.labels.iter().zip(values.iter()).zip(exposed.iter_mut()) {
+                let counts = v.keyed_counts();
+                keys.extend(counts.iter().take(self.top).map(|(k, _)| k.clone()));
+                for (key, calls) in counts.iter().filter(|(k, _)| keys.contains(k)) {
+                    let mut labels = labels.clone();
+                    labels.push((key_label.to_string(), key.clone()));
+                    family.encode_family(&labels)?.encode_counter::<NoLabelSet, u64, u64>(calls, None)?;
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -60,7 +86,7 @@ mod tests {
     fn exposition<T: Measure>(values: Vec<T>, slots: &[Measured]) -> String {
         let mut registry = Registry::default();
         let labels = labels::<T>(slots, "/bin/app", Some(42));
-        registry.register_collector(Box::new(Totals { labels, values: Arc::new(Mutex::new(values)) }));
+        registry.register_collector(Box::new(Totals::new(labels, Arc::new(Mutex::new(values)), 20)));
         let mut text = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).unwrap();
         text
@@ -132,5 +158,38 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn value_counts_expose_the_most_frequent_values_and_keep_their_series() {
+        use crate::measure::counts::ValueCounts;
+        let m = Measured { function: "malloc".into(), what: "arg0".into(), unit: None, top_values: 2 };
+        let labels = labels::<ValueCounts>(&[m], "/bin/app", None);
+        let mut counts = ValueCounts::EMPTY;
+        for (v, c) in [(16, 5), (24, 4), (32, 1)] {
+            counts.add(v, c);
+        }
+        let values = Arc::new(Mutex::new(vec![counts]));
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Totals::new(labels, values.clone(), 2)));
+        let scrape = |registry: &Registry| {
+            let mut text = String::new();
+            prometheus_client::encoding::prometheus_text::encode(&mut text, registry).unwrap();
+            text
+        };
+        let series = |v: &str| {
+            format!(
+                r#"probe_value_calls_total{{function="malloc",measured="arg0",binary="/bin/app",pid="all",value="{v}"}}"#
+            )
+        };
+        let text = scrape(&registry);
+        assert!(text.contains(&format!("{} 5\n", series("16"))), "{text}");
+        assert!(text.contains(&format!("{} 4\n", series("24"))), "{text}");
+        assert!(!text.contains(&series("32")), "{text}");
+        // 32 overtakes 24: it gets a series, and 24 keeps its own.
+        values.lock().unwrap()[0].add(32, 9);
+        let text = scrape(&registry);
+        assert!(text.contains(&format!("{} 10\n", series("32"))), "{text}");
+        assert!(text.contains(&format!("{} 4\n", series("24"))), "{text}");
     }
 }

@@ -40,7 +40,8 @@ impl<T: Measure> Serve<T> {
         let totals = Arc::new(Mutex::new(vec![T::EMPTY; slots.len()]));
         let mut registry = Registry::default();
         let labels = metrics::labels::<T>(slots, binary, pid);
-        registry.register_collector(Box::new(Totals { labels, values: totals.clone() }));
+        let top = slots.iter().map(|m| m.top_values).max().unwrap_or(0);
+        registry.register_collector(Box::new(Totals::new(labels, totals.clone(), top)));
         let (refresh, requests) = unbounded_channel();
         Ok(Serve {
             listener: Some(listener),
