@@ -115,3 +115,60 @@ fn bad_count_options_are_one_line_and_exit_2() {
         assert_nothing_attached();
     }
 }
+
+/// The strings the targets pass, with their calls per round; the long one is cut to 64 bytes.
+fn string_table(table: &serde_json::Value) -> Vec<(String, bool, u64)> {
+    table["values"]
+        .as_array()
+        .expect("values")
+        .iter()
+        .map(|r| (r["value"].as_str().unwrap().to_string(), r["truncated"] == true, r["count"].as_u64().unwrap()))
+        .collect()
+}
+
+fn expected_strings(rounds: u64) -> Vec<(String, bool, u64)> {
+    let cut = format!("/{}", "x".repeat(63));
+    vec![
+        ("/api/users".into(), false, 30 * rounds),
+        ("/metrics".into(), false, 20 * rounds),
+        (cut, true, 7 * rounds),
+        (String::new(), false, 5 * rounds),
+    ]
+}
+
+#[test]
+fn go_strings_are_counted_by_their_bytes_on_two_go_versions() {
+    for target in [go_target("strings"), go_target_with("strings", "1.23")] {
+        let cmd = format!("{} -rounds 2", target.display());
+        let run = probe(&["argdist", "--func", "Handle", "--arg", "0", "--string", "--count", "--json", "-c", &cmd]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(reported_calls(&run.stderr, "Handle"), 124);
+        let table = &json_tables(&run.stdout)[0];
+        assert_eq!((table["count"].as_u64(), table["unreadable"].as_u64()), (Some(124), Some(0)));
+        assert_eq!(string_table(table), expected_strings(2));
+        // Without --count, a Go string is its length; a filter on it keeps the empty ones.
+        let run = probe(&["argdist", "--func", "Handle", "--arg", "0", "--string", "--json", "-c", &cmd]);
+        let table = &json_tables(&run.stdout)[0];
+        assert_eq!((table["count"].as_u64(), table["max"].as_i64()), (Some(124), Some(100)));
+        let args = ["argdist", "--func", "Handle", "--arg", "0", "--string", "--count", "--filter", "value == 0"];
+        let run = probe(&[&args[..], &["--json", "-c", &cmd]].concat());
+        assert_eq!(string_table(&json_tables(&run.stdout)[0]), vec![(String::new(), false, 10)]);
+        assert_nothing_attached();
+    }
+}
+
+#[test]
+fn c_strings_are_counted_up_to_their_nul() {
+    let target = c_target("cstrings", &[]);
+    let cmd = target.to_string_lossy().to_string();
+    let run = probe(&["argdist", "--func", "handle", "--arg", "0", "--string", "--count", "--json", "-c", &cmd]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(reported_calls(&run.stderr, "handle"), 62);
+    assert_eq!(string_table(&json_tables(&run.stdout)[0]), expected_strings(1));
+    // Without --count there is no number to measure: one line, exit 2.
+    let run = probe(&["argdist", "--func", "handle", "--arg", "0", "--string", "-c", &cmd]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(run.stderr.contains("add --count"), "{}", run.stderr);
+    assert_nothing_attached();
+}

@@ -35,11 +35,21 @@ pub enum ValueSource {
     Stack {
         offset: u32,
     },
+    /// A Go string in two registers: its bytes (`--count`), or as a number its length.
+    GoString {
+        ptr: Reg,
+        len: Reg,
+    },
+    /// A NUL-terminated C string (`--count` only).
+    CString {
+        ptr: Reg,
+    },
 }
 
 /// What one attach site measures, carried in its BPF attach cookie so a single program serves
-/// every site. Layout: bits 0..16 slot, 16..20 source kind (0 register, 1 stack), bit 20
-/// the site is a Go stack-check branch, 24..32 register, 32..64 stack offset.
+/// every site. Layout: bits 0..16 slot, 16..20 source kind (0 register, 1 stack, 2 Go string,
+/// 3 C string), bit 20 the site is a Go stack-check branch, 24..32 register (a string's
+/// pointer), 32..40 a Go string's length register, 32..64 stack offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ValueCookie {
     pub slot: u32,
@@ -55,6 +65,10 @@ impl ValueCookie {
         match self.source {
             ValueSource::Reg(r) => slot | check | ((r as u64) << 24),
             ValueSource::Stack { offset } => slot | (1 << 16) | check | ((offset as u64) << 32),
+            ValueSource::GoString { ptr, len } => {
+                slot | (2 << 16) | check | ((ptr as u64) << 24) | ((len as u64) << 32)
+            }
+            ValueSource::CString { ptr } => slot | (3 << 16) | check | ((ptr as u64) << 24),
         }
     }
 
@@ -64,6 +78,11 @@ impl ValueCookie {
         let source = match (cookie >> 16) & 0xf {
             0 => ValueSource::Reg(Reg::from_u8((cookie >> 24) as u8)?),
             1 => ValueSource::Stack { offset: (cookie >> 32) as u32 },
+            2 => ValueSource::GoString {
+                ptr: Reg::from_u8((cookie >> 24) as u8)?,
+                len: Reg::from_u8((cookie >> 32) as u8)?,
+            },
+            3 => ValueSource::CString { ptr: Reg::from_u8((cookie >> 24) as u8)? },
             _ => return None,
         };
         Some(ValueCookie { slot, source, stack_check: cookie & (1 << 20) != 0 })
@@ -132,10 +151,13 @@ mod tests {
             ValueCookie { slot: 0, source: ValueSource::Reg(Reg::Rax), stack_check: true },
             ValueCookie { slot: 63, source: ValueSource::Stack { offset: 8 }, stack_check: false },
             ValueCookie { slot: 1, source: ValueSource::Stack { offset: 0xffff_fff8 }, stack_check: true },
+            ValueCookie { slot: 2, source: ValueSource::GoString { ptr: Reg::Rax, len: Reg::Rbx }, stack_check: true },
+            ValueCookie { slot: 9, source: ValueSource::CString { ptr: Reg::Rsi }, stack_check: false },
         ] {
             assert_eq!(ValueCookie::decode(c.encode()), Some(c));
         }
-        assert_eq!(ValueCookie::decode(2 << 16), None);
+        assert_eq!(ValueCookie::decode(4 << 16), None);
+        assert_eq!(ValueCookie::decode((2 << 16) | (10 << 32)), None, "no such length register");
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub const KEY_UNREADABLE: u32 = 1;
 pub const KEY_PID: u32 = 2;
 pub const KEY_TID: u32 = 3;
 pub const KEY_COMM: u32 = 4;
+/// A string's bytes (`len` of them; `KEY_TEXT_TRUNCATED`: the first `KEY_BYTES` of a longer one).
+pub const KEY_TEXT: u32 = 6;
+pub const KEY_TEXT_TRUNCATED: u32 = 7;
 /// `--by caller`: the return address (`words[0]`) in process `words[1]`, symbolised by the loader.
 pub const KEY_CALLER: u32 = 5;
 
@@ -50,6 +53,13 @@ impl SlotKey {
     /// The integer this key holds, if it is one.
     pub fn as_integer(&self) -> Option<i64> {
         (self.kind == KEY_INTEGER).then_some(self.words[0] as i64)
+    }
+
+    /// The key's bytes, to write a string into.
+    #[inline(always)]
+    pub fn bytes_mut(&mut self) -> &mut [u8; KEY_BYTES] {
+        // Same size, and u8 needs no alignment.
+        unsafe { &mut *(self.words.as_mut_ptr() as *mut [u8; KEY_BYTES]) }
     }
 
     /// The key's bytes (a thread name: up to its first NUL).

@@ -7,6 +7,7 @@ use aya_ebpf::{
     bindings::{pt_regs, BPF_F_NO_PREALLOC, BPF_NOEXIST},
     helpers::{
         bpf_get_attach_cookie, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
+        bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
     },
     macros::{map, uprobe, uretprobe},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
@@ -15,8 +16,9 @@ use aya_ebpf::{
 };
 use probe_ebpf::{
     bank_index, stack_check_taken, EntryKey, EntryStack, Filter, Frame, LatencyCookie, LatencyStats, Reg, SlotKey,
-    SpanShape, ValueCookie, ValueSource, ValueStats, KEY_CALLER, KEY_COMM, KEY_PID, KEY_TID, MAX_NESTING, OPERAND_ARG,
-    OPERAND_NONE, OPERAND_PID, OPERAND_RET, OPERAND_TID, PROBE_COSTS_LEN,
+    SpanShape, ValueCookie, ValueSource, ValueStats, KEY_BYTES, KEY_CALLER, KEY_COMM, KEY_INTEGER, KEY_PID, KEY_TEXT,
+    KEY_TEXT_TRUNCATED, KEY_TID, KEY_UNREADABLE, MAX_NESTING, OPERAND_ARG, OPERAND_NONE, OPERAND_PID, OPERAND_RET,
+    OPERAND_TID, PROBE_COSTS_LEN,
 };
 
 /// Per-CPU value aggregates at `bank_index(bank, slot)`; the loader sizes it to the slots.
@@ -209,12 +211,69 @@ fn count_value(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
     let Some((site, bank)) = value_site(regs, ctx) else {
         return;
     };
-    let key = match read_source(unsafe { &*regs }, site.source) {
-        Some(v) if filter_passes(unsafe { &*regs }, Phase::All, v) => SlotKey::integer(bank, site.slot, v),
-        Some(_) => return,
-        None => SlotKey::unreadable(bank, site.slot),
+    let regs = unsafe { &*regs };
+    let key = match site.source {
+        ValueSource::GoString { ptr, len } => text_key(bank, site.slot, reg(regs, ptr), Some(reg(regs, len))),
+        ValueSource::CString { ptr } => text_key(bank, site.slot, reg(regs, ptr), None),
+        _ => match read_source(regs, site.source) {
+            Some(v) => SlotKey::integer(bank, site.slot, v),
+            None => SlotKey::unreadable(bank, site.slot),
+        },
     };
+    // A string's `value` is its length (as far as it was read, for a C string).
+    let value = if key.kind == KEY_INTEGER { key.words[0] as i64 } else { key.len as i64 };
+    if key.kind != KEY_UNREADABLE && !filter_passes(regs, Phase::All, value) {
+        return;
+    }
     count_key(&VALUE_COUNTS, &key);
+}
+
+/// The key of a string at `ptr`: `go_len` bytes of a Go string, or a C string up to its NUL;
+/// the first `KEY_BYTES` of a longer one, marked truncated.
+#[inline(always)]
+fn text_key(bank: u32, slot: u32, ptr: u64, go_len: Option<u64>) -> SlotKey {
+    let mut key = SlotKey::integer(bank, slot, 0);
+    key.kind = KEY_TEXT;
+    key.len = 0;
+    let read = match go_len {
+        Some(len) => {
+            let mut take = len as usize;
+            if take > KEY_BYTES {
+                take = KEY_BYTES;
+                key.kind = KEY_TEXT_TRUNCATED;
+            }
+            key.len = take as u32;
+            let bytes = key.bytes_mut();
+            match bytes.get_mut(..take) {
+                Some(dst) if !dst.is_empty() => unsafe { bpf_probe_read_user_buf(ptr as *const u8, dst) }.is_ok(),
+                _ => true,
+            }
+        }
+        None => {
+            // Room for one byte more than a key holds (and the NUL), to tell a 64-byte string
+            // from a longer one.
+            let mut buf = [0u8; KEY_BYTES + 2];
+            match unsafe { bpf_probe_read_user_str_bytes(ptr as *const u8, &mut buf) } {
+                Ok(s) => {
+                    let n = s.len();
+                    if n > KEY_BYTES {
+                        key.kind = KEY_TEXT_TRUNCATED;
+                    }
+                    key.len = n.min(KEY_BYTES) as u32;
+                    let mut head = [0u8; KEY_BYTES];
+                    head.copy_from_slice(&buf[..KEY_BYTES]);
+                    *key.bytes_mut() = head;
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+    };
+    if read {
+        key
+    } else {
+        SlotKey::unreadable(bank, slot)
+    }
 }
 
 /// Adds one call under `key`. Per-CPU values: this CPU's count is only ever written here, on
@@ -243,24 +302,31 @@ fn count_key(map: &PerCpuHashMap<SlotKey, u64>, key: &SlotKey) {
 #[inline(always)]
 fn read_source(regs: &pt_regs, source: ValueSource) -> Option<i64> {
     let v = match source {
-        ValueSource::Reg(r) => match r {
-            Reg::Rax => regs.rax,
-            Reg::Rbx => regs.rbx,
-            Reg::Rcx => regs.rcx,
-            Reg::Rdx => regs.rdx,
-            Reg::Rsi => regs.rsi,
-            Reg::Rdi => regs.rdi,
-            Reg::R8 => regs.r8,
-            Reg::R9 => regs.r9,
-            Reg::R10 => regs.r10,
-            Reg::R11 => regs.r11,
-        },
+        ValueSource::Reg(r) => reg(regs, r),
         ValueSource::Stack { offset } => {
             let addr = regs.rsp.wrapping_add(offset as u64) as *const u64;
             unsafe { bpf_probe_read_user(addr) }.ok()?
         }
+        // As a number, a Go string is its length; a C string has none without reading it.
+        ValueSource::GoString { len, .. } => reg(regs, len),
+        ValueSource::CString { .. } => return None,
     };
     Some(v as i64)
+}
+
+#[inline(always)]
+fn reg(regs: &pt_regs, r: Reg) -> u64 {
+    // Every register read at its own constant offset and picked by comparisons: the verifier
+    // refuses a context pointer (or a stack slot) addressed by a variable offset, which a
+    // `match` or an indexed array may compile into.
+    let saved = [regs.rax, regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi, regs.r8, regs.r9, regs.r10, regs.r11];
+    let mut value = 0;
+    for (i, v) in saved.iter().enumerate() {
+        if i == r as usize {
+            value = *v;
+        }
+    }
+    value
 }
 
 /// Display unit of latency tables in nanoseconds; set by the loader.

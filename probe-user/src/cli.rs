@@ -141,6 +141,10 @@ pub struct ArgdistArgs {
     /// Measure the return value
     #[arg(long)]
     pub ret: bool,
+    /// Read --arg N as a string: a C `char *` (with --count), or a Go string (words N and N+1:
+    /// its bytes with --count, else its length)
+    #[arg(long, requires = "arg")]
+    pub string: bool,
     /// Count calls per exact value (a `value count` table of the --top most frequent, 20 by
     /// default, and the rest summed) instead of a log2 histogram
     #[arg(long)]

@@ -79,7 +79,7 @@ fn operand(name: &str, what: FilterFor) -> Result<(u32, u64), String> {
         ("latency", FilterFor::Argdist(..)) => Err("latency is what `probe latency` measures".into()),
         ("value", FilterFor::Argdist(..)) => Ok((OPERAND_VALUE, 0)),
         ("value", FilterFor::Latency(_)) => Err("`value` is argdist's; name argN, ret or latency".into()),
-        ("ret", FilterFor::Argdist(Value::Arg(_), _)) => {
+        ("ret", FilterFor::Argdist(Value::Arg(_) | Value::Text { .. }, _)) => {
             Err("argdist --arg reads at the entry, before there is a return value; use --ret".into())
         }
         ("ret", FilterFor::Argdist(Value::Ret, Abi::GoStack)) | ("ret", FilterFor::Latency(Some(Abi::GoStack))) => {

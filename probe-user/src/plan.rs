@@ -73,6 +73,12 @@ const RET_HANDLING: Handling = Handling::SingleStepped;
 pub enum Value {
     Arg(u32),
     Ret,
+    /// A string argument read at the entry (`--count`): the register words of its pointer and,
+    /// for a Go string, its length (a C string ends at its NUL).
+    Text {
+        ptr: u32,
+        len: Option<u32>,
+    },
 }
 
 /// The probes for one measured value of one function.
@@ -81,6 +87,22 @@ pub struct ValuePlan {
     pub measured: Measured,
     pub abi: Abi,
     pub sites: Vec<Site>,
+}
+
+/// What an entry site of `value` reads, and its label.
+fn entry_source(abi: Abi, value: Value) -> Result<(String, ValueSource)> {
+    let register = |n: u32| match abi.arg_source(n)? {
+        ValueSource::Reg(r) => Ok(r),
+        _ => Err(user(format!("a string argument on the stack ({abi}) cannot be read as text; count its length"))),
+    };
+    Ok(match value {
+        Value::Arg(n) => (format!("arg{n}"), abi.arg_source(n)?),
+        Value::Text { ptr, len: Some(len) } => {
+            (format!("arg{ptr}"), ValueSource::GoString { ptr: register(ptr)?, len: register(len)? })
+        }
+        Value::Text { ptr, len: None } => (format!("arg{ptr}"), ValueSource::CString { ptr: register(ptr)? }),
+        Value::Ret => unreachable!("read at the exits"),
+    })
 }
 
 /// Plans `argdist` on `function`, aggregating into value slot `slot`.
@@ -98,14 +120,14 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
             })
         };
     let (what, sites) = match value {
-        Value::Arg(n) => {
-            let source = abi.arg_source(n)?;
+        Value::Arg(_) | Value::Text { .. } => {
+            let (what, source) = entry_source(abi, value)?;
             let keep = match source {
-                ValueSource::Reg(r) => Some(r),
+                ValueSource::Reg(r) | ValueSource::GoString { ptr: r, .. } | ValueSource::CString { ptr: r } => Some(r),
                 ValueSource::Stack { .. } => None,
             };
             let entry = entry_site(binary, function, abi.is_go(), keep)?;
-            (format!("arg{n}"), vec![site(entry.addr, SiteKind::Uprobe, source, entry.handling, entry.stack_check)?])
+            (what, vec![site(entry.addr, SiteKind::Uprobe, source, entry.handling, entry.stack_check)?])
         }
         Value::Ret => match abi {
             Abi::SystemV if !may_nest_past_uretprobe_limit(binary, function) => {

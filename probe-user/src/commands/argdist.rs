@@ -1,5 +1,6 @@
 //! `probe argdist`: the distribution of an integer argument or return value of one function, as
 //! a log2 histogram or (`--count`) calls per exact value.
+use crate::abi::Abi;
 use crate::cli::ArgdistArgs;
 use crate::error::user;
 use crate::filter::{self, FilterFor};
@@ -8,13 +9,31 @@ use crate::measure::counts::ValueCounts;
 use crate::options::RunOptions;
 use crate::plan::{self, Value};
 use crate::session::Keying;
-use crate::target::Target;
+use crate::target::{Chosen, Target};
 use crate::trace::{self, Job};
 use anyhow::Result;
 use probe_ebpf::{Filter, ValueStats};
 
 /// The value slot argdist aggregates into (one function, one value).
 const SLOT: u32 = 0;
+
+/// `--arg N --string`: a Go string is two register words (pointer, length); a C string is a
+/// pointer, and only its bytes can be counted (its length is nowhere without reading it).
+fn string_value(target: &Target, chosen: &Chosen, n: u32, count: bool) -> Result<Value> {
+    let abi = Abi::of(target.file(chosen.file), &chosen.function.name);
+    match abi {
+        Abi::GoRegister => Ok(Value::Text { ptr: n, len: Some(n + 1) }),
+        Abi::SystemV if count => Ok(Value::Text { ptr: n, len: None }),
+        Abi::SystemV => Err(user(format!(
+            "--arg {n} --string: a C string's length is not in a register; add --count to count its contents"
+        ))),
+        Abi::GoStack => Err(user(format!(
+            "--arg {n} --string: {} passes strings on the stack ({abi}); measure the length word --arg {} instead",
+            chosen.function.name,
+            n + 1
+        ))),
+    }
+}
 
 /// Rows of a `--count` table without --top.
 const DEFAULT_TOP_VALUES: usize = 20;
@@ -37,9 +56,10 @@ pub fn run(args: &ArgdistArgs) -> Result<()> {
             names.join(", ")
         )));
     };
-    let value = match args.arg {
-        Some(n) => Value::Arg(n),
-        None => Value::Ret,
+    let value = match (args.arg, args.string) {
+        (Some(n), false) => Value::Arg(n),
+        (Some(n), true) => string_value(&target, chosen, n, args.count)?,
+        (None, _) => Value::Ret,
     };
     let mut plan = plan::value_plan(target.file(chosen.file), &chosen.function, value, SLOT)?;
     let filter = match &args.filter {

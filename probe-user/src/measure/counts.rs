@@ -5,16 +5,55 @@ use super::{prometheus_buckets, Histogram, Measure, Measured, Programs};
 use crate::session::KindMaps;
 use anyhow::Result;
 use probe_ebpf::{
-    log2_bucket, FINE_BUCKETS, KEY_UNREADABLE, LOG2_BUCKETS, MAP_KEYS_LOST, MAP_VALUE_COUNTS, PROG_COUNT_UPROBE,
-    PROG_COUNT_URETPROBE,
+    log2_bucket, SlotKey, FINE_BUCKETS, KEY_BYTES, KEY_TEXT, KEY_TEXT_TRUNCATED, KEY_UNREADABLE, LOG2_BUCKETS,
+    MAP_KEYS_LOST, MAP_VALUE_COUNTS, PROG_COUNT_UPROBE, PROG_COUNT_URETPROBE,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::fmt;
+
+/// An exact value: an integer, or a string's bytes (the first `KEY_BYTES` of a longer one).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CountKey {
+    Int(i64),
+    Text { bytes: Vec<u8>, truncated: bool },
+}
+
+impl CountKey {
+    fn of(key: &SlotKey) -> Option<CountKey> {
+        match key.kind {
+            KEY_TEXT | KEY_TEXT_TRUNCATED => {
+                let bytes = key.bytes()[..(key.len as usize).min(KEY_BYTES)].to_vec();
+                Some(CountKey::Text { bytes, truncated: key.kind == KEY_TEXT_TRUNCATED })
+            }
+            _ => key.as_integer().map(CountKey::Int),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        match self {
+            CountKey::Int(v) => (*v).into(),
+            CountKey::Text { bytes, .. } => String::from_utf8_lossy(bytes).into(),
+        }
+    }
+}
+
+impl fmt::Display for CountKey {
+    /// Integers as they are; strings quoted with Rust's escapes, `...` after a cut one.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CountKey::Int(v) => write!(f, "{v}"),
+            CountKey::Text { bytes, truncated } => {
+                write!(f, "{:?}{}", String::from_utf8_lossy(bytes), if *truncated { "..." } else { "" })
+            }
+        }
+    }
+}
 
 /// Calls per exact value of one slot.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ValueCounts {
-    pub counts: BTreeMap<i64, u64>,
+    pub counts: BTreeMap<CountKey, u64>,
     /// Hits whose value could not be read.
     pub unreadable: u64,
     /// Calls a full map could not count under their value (`--max-values`).
@@ -30,15 +69,21 @@ impl ValueCounts {
     }
 
     pub fn add(&mut self, value: i64, calls: u64) {
-        *self.counts.entry(value).or_insert(0) += calls;
-        self.buckets[log2_bucket(value)] += calls;
+        self.add_key(CountKey::Int(value), calls);
+    }
+
+    fn add_key(&mut self, key: CountKey, calls: u64) {
+        if let CountKey::Int(v) = key {
+            self.buckets[log2_bucket(v)] += calls; // strings have no histogram
+        }
+        *self.counts.entry(key).or_insert(0) += calls;
     }
 
     /// The `top` most frequent values (ties: the smaller value first), and how many other
     /// values there were with how many calls.
-    pub fn top(&self, top: usize) -> (Vec<(i64, u64)>, usize, u64) {
-        let mut rows: Vec<(i64, u64)> = self.counts.iter().map(|(&v, &c)| (v, c)).collect();
-        rows.sort_by_key(|&(v, c)| (std::cmp::Reverse(c), v));
+    pub fn top(&self, top: usize) -> (Vec<(CountKey, u64)>, usize, u64) {
+        let mut rows: Vec<(CountKey, u64)> = self.counts.iter().map(|(v, &c)| (v.clone(), c)).collect();
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         let rest = rows.split_off(top.min(rows.len()));
         (rows, rest.len(), rest.iter().map(|r| r.1).sum())
     }
@@ -60,8 +105,8 @@ impl Measure for ValueCounts {
             .map(|slot| {
                 let mut counts = ValueCounts { lost: slot.lost, ..ValueCounts::EMPTY };
                 for (key, calls) in slot.keys {
-                    match key.as_integer() {
-                        Some(v) => counts.add(v, calls),
+                    match CountKey::of(&key) {
+                        Some(k) => counts.add_key(k, calls),
                         None if key.kind == KEY_UNREADABLE => counts.unreadable += calls,
                         None => counts.lost += calls, // a key this build does not know
                     }
@@ -72,8 +117,8 @@ impl Measure for ValueCounts {
     }
 
     fn merge(&mut self, other: &Self) {
-        for (&v, &c) in &other.counts {
-            self.add(v, c);
+        for (v, &c) in &other.counts {
+            self.add_key(v.clone(), c);
         }
         self.unreadable += other.unreadable;
         self.lost += other.lost;
@@ -94,11 +139,21 @@ impl Measure for ValueCounts {
         let mut out = format!("{} {}: count:{} values:{}\n", m.function, m.what, self.calls(), self.counts.len());
         let (rows, other_values, other_calls) = self.top(m.top_values);
         if !rows.is_empty() {
-            let width = rows.iter().map(|r| r.0.to_string().len()).max().unwrap_or(0).max("value".len());
+            let width = rows.iter().map(|r| r.0.to_string().chars().count()).max().unwrap_or(0).max("value".len());
             let count_width = rows.iter().map(|r| r.1.to_string().len()).max().unwrap_or(0).max("count".len());
-            out.push_str(&format!("{:>width$}  {:>count_width$}\n", "value", "count"));
+            let strings = rows.iter().any(|r| matches!(r.0, CountKey::Text { .. }));
+            match strings {
+                true => out.push_str(&format!("{:<width$}  {:>count_width$}\n", "value", "count")),
+                false => out.push_str(&format!("{:>width$}  {:>count_width$}\n", "value", "count")),
+            }
+            // Numbers right-aligned, strings left-aligned, as people read them.
+            let strings = rows.iter().any(|r| matches!(r.0, CountKey::Text { .. }));
             for (v, c) in rows {
-                out.push_str(&format!("{v:>width$}  {c:>count_width$}\n"));
+                let v = v.to_string();
+                match strings {
+                    true => out.push_str(&format!("{v:<width$}  {c:>count_width$}\n")),
+                    false => out.push_str(&format!("{v:>width$}  {c:>count_width$}\n")),
+                }
             }
         }
         if other_values > 0 {
@@ -130,7 +185,14 @@ impl Measure for ValueCounts {
             unit: "value",
             count: self.calls(),
             distinct: self.counts.len(),
-            values: rows.into_iter().map(|(value, count)| JsonValueCount { value, count }).collect(),
+            values: rows
+                .into_iter()
+                .map(|(key, count)| JsonValueCount {
+                    value: key.json(),
+                    truncated: matches!(key, CountKey::Text { truncated: true, .. }),
+                    count,
+                })
+                .collect(),
             other_values,
             other_count: other_calls,
             unreadable: self.unreadable,
@@ -154,12 +216,12 @@ impl Measure for ValueCounts {
     ];
 
     fn histogram(&self) -> Histogram {
-        let sum: i128 = self.counts.iter().map(|(&v, &c)| v as i128 * c as i128).sum();
-        Histogram {
-            sum: sum as f64,
-            count: self.counts.values().sum(),
-            buckets: prometheus_buckets(&self.buckets, 0..=LOG2_BUCKETS - 1, 1.0),
-        }
+        let ints = self.counts.iter().filter_map(|(k, &c)| match k {
+            CountKey::Int(v) => Some((*v, c)),
+            CountKey::Text { .. } => None,
+        });
+        let (sum, count) = ints.fold((0i128, 0u64), |(s, n), (v, c)| (s + v as i128 * c as i128, n + c));
+        Histogram { sum: sum as f64, count, buckets: prometheus_buckets(&self.buckets, 0..=LOG2_BUCKETS - 1, 1.0) }
     }
     fn counters(&self) -> Vec<u64> {
         vec![self.unreadable, self.lost]
@@ -171,7 +233,13 @@ impl Measure for ValueCounts {
     const KEYED_COUNTER: Option<(&'static str, &'static str, &'static str)> =
         Some(("probe_value_calls", "Calls that saw each exact value (argdist --count; the most frequent).", "value"));
     fn keyed_counts(&self) -> Vec<(String, u64)> {
-        self.top(usize::MAX).0.into_iter().map(|(v, c)| (v.to_string(), c)).collect()
+        let label = |k: &CountKey| match k {
+            CountKey::Text { bytes, truncated } => {
+                format!("{}{}", String::from_utf8_lossy(bytes), if *truncated { "..." } else { "" })
+            }
+            CountKey::Int(v) => v.to_string(),
+        };
+        self.top(usize::MAX).0.iter().map(|(k, c)| (label(k), *c)).collect()
     }
 }
 
@@ -197,7 +265,11 @@ struct JsonCounts<'a> {
 
 #[derive(Serialize)]
 struct JsonValueCount {
-    value: i64,
+    /// A number, or a string (invalid UTF-8 replaced).
+    value: serde_json::Value,
+    /// The string is the first 64 bytes of a longer one.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    truncated: bool,
     count: u64,
 }
 
@@ -216,7 +288,8 @@ mod tests {
     #[test]
     fn top_values_by_count_then_value_and_the_rest_summed() {
         let c = counts(&[(24, 5), (16, 5), (8, 9), (1, 1), (2, 1)]);
-        assert_eq!(c.top(3), (vec![(8, 9), (16, 5), (24, 5)], 2, 2));
+        let int = CountKey::Int;
+        assert_eq!(c.top(3), (vec![(int(8), 9), (int(16), 5), (int(24), 5)], 2, 2));
         assert_eq!(c.top(10).1, 0);
     }
 
@@ -224,7 +297,8 @@ mod tests {
     fn merging_adds_counts_and_buckets() {
         let mut a = counts(&[(16, 2), (-3, 1)]);
         a.merge(&counts(&[(16, 3), (17, 1)]));
-        assert_eq!(a.counts, BTreeMap::from([(-3, 1), (16, 5), (17, 1)]));
+        let int = CountKey::Int;
+        assert_eq!(a.counts, BTreeMap::from([(int(-3), 1), (int(16), 5), (int(17), 1)]));
         assert_eq!(a.log2_buckets()[log2_bucket(16)], 6); // 16 and 17 share 16..=31
         assert_eq!(a.calls(), 7);
     }

@@ -1,0 +1,3 @@
+module stringstarget
+
+go 1.19
