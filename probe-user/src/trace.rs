@@ -21,7 +21,8 @@ use tokio::signal::unix::{signal, SignalKind};
 pub struct Job {
     pub target: Target,
     pub sites: Vec<Site>,
-    pub slots: Vec<Measured>,
+    /// What each slot measures, in slot order.
+    pub measured: Vec<Measured>,
     /// Shown once tracing starts, e.g. "main.ToString arg0 (Go register ABI)".
     pub description: String,
     /// Latency: the probe shapes whose own cost is calibrated and subtracted (none: nothing
@@ -38,7 +39,7 @@ pub fn run<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
     session::ensure_privileges()?;
     let kernel = Kernel::detect();
     kernel.ensure_supported()?;
-    let Job { target, sites, slots, description, shapes, keying, filter } = job;
+    let Job { target, sites, measured, description, shapes, keying, filter } = job;
     // JSON on stdout stays parseable (`probe --json -c CMD | jq`): the command's own stdout
     // goes to stderr then, still on the terminal.
     let child_stdout =
@@ -56,9 +57,9 @@ pub fn run<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
     let program = &target.program().path;
     let binary = std::fs::canonicalize(program).unwrap_or_else(|_| program.clone()).display().to_string();
     let scope_pid = if matches!(target.scope, Scope::AllProcesses) { None } else { pid };
-    let mut outputs = outputs::build::<T>(options, &slots, &binary, scope_pid)?;
-    let unit_ns = slots.first().and_then(|m| m.unit).map_or(1, |u| u.ns());
-    let config = LoadConfig { programs: T::PROGRAMS, slots: slots.len() as u32, keying, filter, unit_ns };
+    let mut outputs = outputs::build::<T>(options, &measured, &binary, scope_pid)?;
+    let unit_ns = measured.first().and_then(|m| m.unit).map_or(1, |u| u.ns());
+    let config = LoadConfig { programs: T::PROGRAMS, slots: measured.len() as u32, keying, filter, unit_ns };
     let strategy = kernel.strategy();
     warn_of_slow_detach(&kernel, strategy, sites.len());
     interrupt::install()?;

@@ -71,7 +71,7 @@ pub fn run(args: &ArgdistArgs) -> Result<()> {
     let job = Job {
         target,
         sites: plan.sites,
-        slots: vec![plan.measured],
+        measured: vec![plan.measured],
         description,
         shapes: Vec::new(),
         keying: Keying {

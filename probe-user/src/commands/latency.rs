@@ -71,7 +71,7 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
         let top = options.top.unwrap_or(DEFAULT_TOP_KEYS);
         slots.iter_mut().for_each(|m| m.top_values = top);
     }
-    let job = Job { target, sites, slots, description, shapes, keying, filter };
+    let job = Job { target, sites, measured: slots, description, shapes, keying, filter };
     match args.by {
         Some(_) => trace::run::<Breakdown<LatencyStats>>(job, &options),
         None => trace::run::<LatencyStats>(job, &options),
