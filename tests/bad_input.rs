@@ -3,17 +3,6 @@ use probe_tests::*;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-/// Runs probe, expects exit 2 with a single `probe: ...` line containing `needle`.
-fn assert_rejected(run: Run, needle: &str) {
-    assert_eq!(run.code, 2, "exit code; stderr: {}", run.stderr);
-    let lines: Vec<&str> = run.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "exactly one line on stderr, got: {}", run.stderr);
-    assert!(lines[0].starts_with("probe: "), "{}", lines[0]);
-    assert!(lines[0].contains(needle), "expected {needle:?} in: {}", lines[0]);
-    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
-    assert_nothing_attached();
-}
-
 fn argdist_on(binary: &str, func: &str, arg: &str) -> Run {
     probe(&["argdist", "--func", func, "--arg", arg, binary])
 }
@@ -29,7 +18,7 @@ fn not_root() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_rejected(out.into(), "needs root, or CAP_BPF and CAP_PERFMON");
+    assert_rejected(Run::from(out), "needs root, or CAP_BPF and CAP_PERFMON");
 }
 
 #[test]

@@ -107,12 +107,7 @@ fn bad_count_options_are_one_line_and_exit_2() {
         (vec!["argdist", "--func", "ToString", "--arg", "0", "--max-values", "5", &t], "--count"),
         (vec!["argdist", "--func", "ToString", "--arg", "0", "--count", "--max-values", "0", &t], "--max-values"),
     ] {
-        let run = probe(&args);
-        assert_eq!(run.code, 2, "{}", run.stderr);
-        let lines: Vec<&str> = run.stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "{}", run.stderr);
-        assert!(lines[0].starts_with("probe: ") && lines[0].contains(needle), "{}", lines[0]);
-        assert_nothing_attached();
+        assert_rejected(probe(&args), needle);
     }
 }
 
@@ -166,9 +161,5 @@ fn c_strings_are_counted_up_to_their_nul() {
     assert_eq!(reported_calls(&run.stderr, "handle"), 62);
     assert_eq!(string_table(&json_tables(&run.stdout)[0]), expected_strings(1));
     // Without --count there is no number to measure: one line, exit 2.
-    let run = probe(&["argdist", "--func", "handle", "--arg", "0", "--string", "-c", &cmd]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
-    assert!(run.stderr.contains("add --count"), "{}", run.stderr);
-    assert_nothing_attached();
+    assert_rejected(probe(&["argdist", "--func", "handle", "--arg", "0", "--string", "-c", &cmd]), "add --count");
 }

@@ -22,15 +22,6 @@ fn list_shows_the_main_module_of_stripped_prometheus() {
     assert!(header.contains(".gopclntab (stripped binary)"), "{header}");
 }
 
-/// Runs probe, expects exit 2 with a single `probe: ...` line containing `needle`.
-fn assert_rejected(run: &Run, needle: &str) {
-    assert_eq!(run.code, 2, "exit code; stderr: {}", run.stderr);
-    let lines: Vec<&str> = run.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "exactly one line on stderr, got: {}", run.stderr);
-    assert!(lines[0].starts_with("probe: ") && lines[0].contains(needle), "expected {needle:?} in: {}", lines[0]);
-    assert_nothing_attached();
-}
-
 /// Exact argdist of `--arg 1` over one round of -500..=499 (the receiver is argument 0).
 fn assert_scrape_round(run: &Run) {
     assert_eq!(run.code, 0, "{}", run.stderr);

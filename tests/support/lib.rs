@@ -284,3 +284,16 @@ pub fn assert_nothing_attached() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Expects bad input: exit code 2 and a single `probe: ...` line on stderr containing `needle`,
+/// no panic, nothing left attached.
+pub fn assert_rejected(run: impl std::borrow::Borrow<Run>, needle: &str) {
+    let run = run.borrow();
+    assert_eq!(run.code, 2, "exit code; stderr: {}", run.stderr);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one line on stderr, got: {}", run.stderr);
+    assert!(lines[0].starts_with("probe: "), "{}", lines[0]);
+    assert!(lines[0].contains(needle), "expected {needle:?} in: {}", lines[0]);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    assert_nothing_attached();
+}
