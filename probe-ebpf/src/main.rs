@@ -72,7 +72,7 @@ fn record_value(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
     // Per-CPU value: no other program touches it while this one runs on this CPU.
     let stats = unsafe { &mut *stats };
     match read_source(regs, site.source) {
-        Some(v) => stats.record(v),
+        Some(v) => stats.record(site.width.extend(v as u64)),
         None => stats.unreadable += 1,
     }
 }

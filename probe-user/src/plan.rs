@@ -8,7 +8,7 @@ use crate::render::Measured;
 use crate::target::elf::{Binary, Function};
 use anyhow::{Context, Result};
 use probe_ebpf::{
-    LatencyCookie, Reg, SpanShape, ValueCookie, ValueSource, PROG_LATENCY_UPROBE, PROG_LATENCY_URETPROBE,
+    LatencyCookie, Reg, SpanShape, ValueCookie, ValueSource, Width, PROG_LATENCY_UPROBE, PROG_LATENCY_URETPROBE,
     PROG_VALUE_UPROBE, PROG_VALUE_URETPROBE,
 };
 
@@ -71,10 +71,14 @@ fn iced_register(r: Reg) -> iced_x86::Register {
 const RET_HANDLING: Handling = Handling::SingleStepped;
 
 /// What `argdist` measures.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Value {
+    /// The N-th integer argument register (or stack word) of the ABI: no declared types known.
     Arg(u32),
+    /// The first integer result register.
     Ret,
+    /// A declared parameter or result (`result`), located by target::params; `label` names it.
+    Declared { source: ValueSource, width: Width, label: String, result: bool },
 }
 
 /// The probes for one measured value of one function.
@@ -88,37 +92,50 @@ pub struct ValuePlan {
 /// Plans `argdist` on `function`, aggregating into value slot `slot`.
 pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32) -> Result<ValuePlan> {
     let abi = Abi::of(binary, &function.name);
+    let (width, ret_source) = match &value {
+        Value::Declared { width, source, .. } => (*width, *source),
+        _ => (Width::W64, ValueSource::Reg(Reg::Rax)),
+    };
+    let at_return = matches!(value, Value::Ret | Value::Declared { result: true, .. });
+    let ret_label = match &value {
+        Value::Declared { label, .. } => label.clone(),
+        _ => "ret".to_string(),
+    };
     let site =
         |addr: u64, kind: SiteKind, source: ValueSource, handling: Handling, stack_check: bool| -> Result<Site> {
             Ok(Site {
-                exit: matches!(value, Value::Ret),
+                exit: at_return,
                 path: binary.path.clone(),
                 program: match kind {
                     SiteKind::Uprobe => PROG_VALUE_UPROBE,
                     SiteKind::Uretprobe => PROG_VALUE_URETPROBE,
                 },
                 file_offset: binary.code_offset(addr)?,
-                cookie: ValueCookie { slot, source, stack_check }.encode(),
+                cookie: ValueCookie { slot, source, stack_check, width }.encode(),
                 handling,
             })
         };
     let (what, sites) = match value {
-        Value::Arg(n) => {
-            let source = abi.arg_source(n)?;
+        Value::Arg(_) | Value::Declared { result: false, .. } => {
+            let (source, what) = match value {
+                Value::Arg(n) => (abi.arg_source(n)?, format!("arg{n}")),
+                Value::Declared { source, label, .. } => (source, label),
+                Value::Ret => unreachable!("matched above"),
+            };
             let keep = match source {
                 ValueSource::Reg(r) => Some(r),
                 ValueSource::Stack { .. } => None,
             };
             let entry = entry_site(binary, function, abi.is_go(), keep)?;
-            (format!("arg{n}"), vec![site(entry.addr, SiteKind::Uprobe, source, entry.handling, entry.stack_check)?])
+            (what, vec![site(entry.addr, SiteKind::Uprobe, source, entry.handling, entry.stack_check)?])
         }
-        Value::Ret => match abi {
+        Value::Ret | Value::Declared { result: true, .. } => match abi {
             Abi::SystemV if !may_nest_past_uretprobe_limit(binary, function) => {
                 // The uretprobe's own trap is at the entry site too: put it where the kernel
                 // emulates (SP is the same there, so the return address is found).
                 let entry = entry_site(binary, function, false, None)?;
-                let ret = ValueSource::Reg(Reg::Rax);
-                ("ret".to_string(), vec![site(entry.addr, SiteKind::Uretprobe, ret, entry.handling, false)?])
+                let ret = ret_source;
+                (ret_label.clone(), vec![site(entry.addr, SiteKind::Uretprobe, ret, entry.handling, false)?])
             }
             Abi::SystemV | Abi::GoRegister => {
                 // No uretprobe on Go code: it crashes the program. Nor on recursive code: the
@@ -134,9 +151,9 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
                 }
                 let sites = rets
                     .into_iter()
-                    .map(|a| site(a, SiteKind::Uprobe, ValueSource::Reg(Reg::Rax), RET_HANDLING, false))
+                    .map(|a| site(a, SiteKind::Uprobe, ret_source, RET_HANDLING, false))
                     .collect::<Result<_>>()?;
-                ("ret".to_string(), sites)
+                (ret_label.clone(), sites)
             }
             Abi::GoStack => {
                 return Err(user(format!(

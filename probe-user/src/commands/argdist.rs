@@ -1,7 +1,8 @@
 //! `probe argdist`: the distribution of an integer argument or return value of one function.
-use crate::cli::ArgdistArgs;
+use crate::cli::{ArgSpec, ArgdistArgs};
 use crate::error::user;
 use crate::plan::{self, Value};
+use crate::target::params::{self, Selection};
 use crate::target::Target;
 use crate::trace::{self, Job};
 use anyhow::Result;
@@ -27,11 +28,20 @@ pub fn run(args: &ArgdistArgs) -> Result<()> {
             names.join(", ")
         )));
     };
-    let value = match args.arg {
-        Some(n) => Value::Arg(n),
-        None => Value::Ret,
+    let binary = target.file(chosen.file);
+    let value = match params::select(binary, &chosen.function, args.arg.as_ref(), args.ret)? {
+        Selection::Declared { measure, label, result } => {
+            Value::Declared { source: measure.source, width: measure.width, label, result }
+        }
+        Selection::Words { note } => {
+            eprintln!("probe: {note}");
+            match &args.arg {
+                Some(ArgSpec::Position(n)) => Value::Arg(*n),
+                _ => Value::Ret,
+            }
+        }
     };
-    let plan = plan::value_plan(target.file(chosen.file), &chosen.function, value, SLOT)?;
+    let plan = plan::value_plan(binary, &chosen.function, value, SLOT)?;
     let description = format!("{} {} ({})", plan.measured.function, plan.measured.what, plan.abi);
     let job =
         Job { target, sites: plan.sites, slots: vec![plan.measured], description, unit_ns: 1, shapes: Vec::new() };
