@@ -214,14 +214,15 @@ pub enum ArgSpec {
     Name(String),
 }
 
-/// `--arg N` or `--arg NAME`: negative numbers reach this parser (instead of looking like an
-/// unknown option) so the message can say what an argument number is.
+/// `--arg N` or `--arg NAME` (SystemTap's `$NAME` too): negative numbers reach this parser
+/// (instead of looking like an unknown option) so the message can say what an argument number is.
 fn arg_spec(s: &str) -> Result<ArgSpec, String> {
-    let is_name = s.starts_with(|c: char| c.is_alphabetic() || c == '_')
-        && s.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$');
+    let name = s.strip_prefix('$').unwrap_or(s);
+    let is_name = name.starts_with(|c: char| c.is_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$');
     match s.parse::<u32>() {
         Ok(n) => Ok(ArgSpec::Position(n)),
-        Err(_) if is_name => Ok(ArgSpec::Name(s.to_string())),
+        Err(_) if is_name => Ok(ArgSpec::Name(name.to_string())),
         Err(_) => Err(format!(
             "`{s}` is not an argument number (0 for the first, 1, 2, ...) nor a parameter name (`probe list BINARY \
              --params` shows them)"

@@ -29,19 +29,20 @@ pub fn run(args: &ArgdistArgs) -> Result<()> {
         )));
     };
     let binary = target.file(chosen.file);
-    let value = match params::select(binary, &chosen.function, args.arg.as_ref(), args.ret)? {
+    let (value, note) = match params::select(binary, &chosen.function, args.arg.as_ref(), args.ret)? {
         Selection::Declared { measure, label, result } => {
-            Value::Declared { source: measure.source, width: measure.width, label, result }
+            (Value::Declared { source: measure.source, width: measure.width, label, result }, None)
         }
-        Selection::Words { note } => {
-            eprintln!("probe: {note}");
-            match &args.arg {
-                Some(ArgSpec::Position(n)) => Value::Arg(*n),
-                _ => Value::Ret,
-            }
-        }
+        Selection::Words { note } => match &args.arg {
+            Some(ArgSpec::Position(n)) => (Value::Arg(*n), Some(note)),
+            _ => (Value::Ret, Some(note)),
+        },
     };
     let plan = plan::value_plan(binary, &chosen.function, value, SLOT)?;
+    // Said once the plan holds: an error is one line, with nothing before it.
+    if let Some(note) = note {
+        eprintln!("probe: {note}");
+    }
     let description = format!("{} {} ({})", plan.measured.function, plan.measured.what, plan.abi);
     let job =
         Job { target, sites: plan.sites, slots: vec![plan.measured], description, unit_ns: 1, shapes: Vec::new() };
