@@ -46,7 +46,7 @@ fn handle_return(v: i64) -> i64 {
 type Case = (&'static str, &'static [&'static str], &'static str, &'static str, fn(i64) -> i64);
 
 /// (function, options, reported function, measured label, value for v).
-const GO_CASES: [Case; 13] = [
+const GO_CASES: [Case; 14] = [
     ("Handle", &["--arg", "path"], "main.(*Server).Handle", "len(path)", |v| (v + 500) % 37),
     // Position 1 is path (the receiver is 0), whatever registers path's words are in.
     ("Handle", &["--arg", "1"], "main.(*Server).Handle", "len(arg1)", |v| (v + 500) % 37),
@@ -65,6 +65,8 @@ const GO_CASES: [Case; 13] = [
     ("Mixed", &["--ret=1"], "main.Mixed", "ret1", |v| 60 * v),
     // After an interface (2 registers).
     ("Describe", &["--arg", "n"], "main.Describe", "n", |v| v),
+    // After a blank parameter, which Go before 1.23 leaves out of the DWARF: x is in RBX.
+    ("Blank", &["--arg", "x"], "main.Blank", "x", |v| 5 * v),
 ];
 
 #[test]
@@ -85,6 +87,15 @@ fn go_parameters_are_exact_with_go_1_21_and_1_23() {
             assert_exact(&run, function, measured, &values(f));
         }
     }
+}
+
+#[test]
+fn blank_parameters_count_in_positions_where_the_dwarf_has_them() {
+    // Go 1.23's DWARF declares `_` (as `~p0`); 1.19's does not, and positions are then refused
+    // (tests/bad_input.rs), while names still work (above).
+    let target = go_target_with("goparams", "1.23");
+    assert_exact(&argdist(&target, "Blank", &["--arg", "1"]), "main.Blank", "arg1", &values(|v| 5 * v));
+    assert_exact(&argdist(&target, "Blank", &["--arg", "0"]), "main.Blank", "arg0", &values(|v| v));
 }
 
 #[test]

@@ -27,6 +27,9 @@ struct Row<'a> {
     params: Option<Vec<ParamRow>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     results: Option<Vec<ParamRow>>,
+    /// Why the positions are not as declared (parameters left out of the DWARF).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params_incomplete: Option<String>,
 }
 
 /// One declared parameter or result, for `--params`.
@@ -116,7 +119,9 @@ pub fn run(args: &ListArgs) -> Result<()> {
         let signature = signatures.as_ref().and_then(|s| s.get(&f.addr));
         let params = signature.map(|s| param_rows(&s.params));
         let results = signature.map(|s| param_rows(&s.results));
-        let row = Row { name: &f.name, address: f.addr, size: f.size, rets, abi, entry, params, results };
+        let params_incomplete = signature.and_then(|s| s.incomplete.clone());
+        let row =
+            Row { name: &f.name, address: f.addr, size: f.size, rets, abi, entry, params, results, params_incomplete };
         let written = if args.json {
             writeln!(out, "{}", serde_json::to_string(&row)?)
         } else {
@@ -126,6 +131,10 @@ pub fn run(args: &ListArgs) -> Result<()> {
                 "{:<#18x} {:>8} {:>5}  {:<16} {:<14} {}",
                 row.address, row.size, rets, row.abi, entry, row.name
             )
+            .and_then(|_| match &row.params_incomplete {
+                Some(why) => writeln!(out, "    ({why})"),
+                None => Ok(()),
+            })
             .and_then(|_| write_params(&mut out, row.params.as_deref().unwrap_or_default(), "arg"))
             .and_then(|_| write_params(&mut out, row.results.as_deref().unwrap_or_default(), "ret"))
         };

@@ -59,6 +59,9 @@ pub struct RawParam {
     pub ty: Type,
     /// Go marks results as "variable parameters"; they follow the inputs.
     pub result: bool,
+    /// The DWARF register numbers its location names at the function's entry, in order
+    /// (`None` when the location is not a list of registers there, e.g. the stack).
+    pub entry_registers: Option<Vec<u16>>,
 }
 
 /// One function's DWARF: its parameters and (C) return type.
@@ -151,6 +154,8 @@ fn load_sections(path: &Path) -> Result<Option<HashMap<&'static str, Vec<u8>>>> 
         ".debug_addr",
         ".debug_ranges",
         ".debug_rnglists",
+        ".debug_loc",
+        ".debug_loclists",
     ] {
         let section =
             parsed.section_by_name(name).or_else(|| parsed.section_by_name(&name.replacen(".debug_", ".zdebug_", 1)));
@@ -178,6 +183,37 @@ fn section_bytes<'d, R: object::ReadRef<'d>>(section: &object::Section<'d, '_, R
     }
 }
 
+/// The registers of a location expression made only of register operations, each optionally
+/// followed by a piece (`DW_OP_reg3 DW_OP_piece 8 DW_OP_reg2 DW_OP_piece 8`); `None` otherwise.
+fn registers_of(mut bytes: &[u8]) -> Option<Vec<u16>> {
+    let mut out = Vec::new();
+    let mut pending = None;
+    while let Some((&op, rest)) = bytes.split_first() {
+        bytes = rest;
+        match op {
+            0x50..=0x6f => pending = Some(u16::from(op - 0x50)), // DW_OP_reg0..31
+            0x90 | 0x93 => {
+                // DW_OP_regx (a register number) or DW_OP_piece (a size), as ULEB128.
+                let mut reader = EndianSlice::new(bytes, LittleEndian);
+                let n = gimli::leb128::read::unsigned(&mut reader).ok()?;
+                bytes = reader.slice();
+                if op == 0x90 {
+                    pending = Some(u16::try_from(n).ok()?);
+                } else {
+                    // A piece with no location before it: that part is not known here.
+                    out.push(pending.take().unwrap_or(UNKNOWN_REGISTER));
+                }
+            }
+            _ => return None,
+        }
+    }
+    out.extend(pending);
+    (!out.is_empty()).then_some(out)
+}
+
+/// In `RawParam::entry_registers`: a piece whose location the expression does not give.
+pub const UNKNOWN_REGISTER: u16 = u16::MAX;
+
 /// What probe uses of one DIE, read once so no borrow of the unit outlives it.
 #[derive(Clone, Debug, Default)]
 struct Die {
@@ -196,6 +232,8 @@ struct Die {
     by_reference: bool,
     result: bool,
     low_pc: Option<u64>,
+    location_list: Option<gimli::LocationListsOffset>,
+    location_expression: Option<Vec<u8>>,
 }
 
 struct Reader<'a, 'd> {
@@ -258,6 +296,11 @@ impl<'a, 'd> Reader<'a, 'd> {
                 }
                 gimli::DW_AT_variable_parameter => die.result = matches!(value, AttributeValue::Flag(true)),
                 gimli::DW_AT_low_pc => die.low_pc = self.dwarf.attr_address(u, value)?,
+                gimli::DW_AT_location => match value {
+                    AttributeValue::LocationListsRef(offset) => die.location_list = Some(offset),
+                    AttributeValue::Exprloc(e) => die.location_expression = Some(e.0.to_vec()),
+                    _ => {}
+                },
                 _ => {}
             }
         }
@@ -292,7 +335,13 @@ impl<'a, 'd> Reader<'a, 'd> {
             let name = child.name.clone().or_else(|| origin.as_ref().and_then(|o| o.name.clone()));
             let ty_ref = child.ty.or_else(|| origin.as_ref().and_then(|o| o.ty));
             let ty = self.type_of(ty_ref, types, 0)?;
-            params.push(RawParam { name, ty, result: child.result || origin.is_some_and(|o| o.result) });
+            let entry_registers = self.registers_at(&child, die.low_pc)?;
+            params.push(RawParam {
+                name,
+                ty,
+                result: child.result || origin.is_some_and(|o| o.result),
+                entry_registers,
+            });
         }
         let returns = if go {
             None
@@ -304,6 +353,22 @@ impl<'a, 'd> Reader<'a, 'd> {
             Some(self.type_of(declared, types, 0)?)
         };
         Ok(RawFunction { params, returns })
+    }
+
+    /// The registers a parameter's location names at `pc` (its function's entry).
+    fn registers_at(&self, param: &Die, pc: Option<u64>) -> Result<Option<Vec<u16>>> {
+        let Some(pc) = pc else { return Ok(None) };
+        if let Some(bytes) = &param.location_expression {
+            return Ok(registers_of(bytes));
+        }
+        let Some(offset) = param.location_list else { return Ok(None) };
+        let mut entries = self.dwarf.locations(&self.units[param.unit], offset)?;
+        while let Some(entry) = entries.next()? {
+            if entry.range.begin <= pc && pc < entry.range.end {
+                return Ok(registers_of(entry.data.0.slice()));
+            }
+        }
+        Ok(None)
     }
 
     /// Whether a unit is Go's (its results are parameters, it has no return type).

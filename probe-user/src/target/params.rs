@@ -13,7 +13,7 @@
 //! System V (x86-64): each parameter is classified by eightbytes (INTEGER, SSE, MEMORY); a
 //! struct above 16 bytes, or one that does not fit in the registers left, goes to the stack.
 //! A struct returned in memory takes the first integer register for its hidden pointer.
-use super::dwarf::{self, Kind, RawFunction, Type};
+use super::dwarf::{self, Kind, RawFunction, RawParam, Type};
 use super::elf::{Binary, Function, Runtime};
 use crate::abi::{Abi, GO_REGISTER_ARGS, SYSV_ARGS};
 use crate::cli::ArgSpec;
@@ -69,6 +69,10 @@ pub struct Param {
 pub struct Signature {
     pub params: Vec<Param>,
     pub results: Vec<Param>,
+    /// Why positions are not as declared, when the DWARF leaves parameters out (Go before
+    /// 1.23 omits blank `_` and unnamed ones): the named ones are then located by where the
+    /// DWARF says they are at the entry, and positions are refused.
+    pub incomplete: Option<String>,
 }
 
 /// Where the declared signatures come from: the file's DWARF, or its separate debug file's.
@@ -80,15 +84,51 @@ fn debug_source(binary: &Binary) -> &std::path::Path {
 /// it does not describe the function.
 pub fn signature(binary: &Binary, function: &Function) -> Result<Option<Signature>> {
     let Some(mut all) = dwarf::functions(debug_source(binary), Some(function.addr))? else { return Ok(None) };
-    Ok(all.remove(&function.addr).map(|raw| locate(&raw, Abi::of(binary, &function.name))))
+    let args = go_args_sizes(binary);
+    Ok(all.remove(&function.addr).map(|raw| locate(&raw, Abi::of(binary, &function.name), args.get(&function.addr))))
+}
+
+/// Go's `_func.args` of every function by entry (from `.gopclntab`): the size of its arguments
+/// and results, which tells whether the DWARF declares them all. Empty when not Go or unreadable.
+fn go_args_sizes(binary: &Binary) -> HashMap<u64, u32> {
+    use object::{Object, ObjectSection};
+    if !matches!(binary.runtime, Runtime::Go(_)) {
+        return HashMap::new();
+    }
+    let Ok((file, _)) = super::elf::open_binary_file(&binary.path) else { return HashMap::new() };
+    let cache = object::ReadCache::new(&file);
+    let Ok(parsed) = object::File::parse(&cache) else { return HashMap::new() };
+    let text = parsed.section_by_name(".text").map_or(0, |s| s.address());
+    let Some(table) = parsed.section_by_name(".gopclntab").and_then(|s| s.data().ok()) else { return HashMap::new() };
+    super::pclntab::functions(table, text)
+        .map(|f| f.into_iter().map(|f| (f.entry, f.args)).collect())
+        .unwrap_or_default()
+}
+
+/// The bytes Go's arguments (and `outputs`) take laid out on the stack (ABI0), as `_func.args`
+/// counts them: with the results for ABI0 functions, without for ABIInternal ones.
+fn abi0_width(inputs: &[(String, &Type)], outputs: &[(String, &Type)]) -> Option<u64> {
+    let mut width = 0;
+    for (i, values) in [inputs, outputs].into_iter().enumerate() {
+        if i == 1 {
+            width = align_up(width, 8);
+        }
+        for (_, ty) in values {
+            width = align_up(width, ty.align) + ty.size?;
+        }
+    }
+    Some(align_up(width, 8))
 }
 
 /// Every function's signature, by entry address; `None` when the file has no DWARF.
 pub fn signatures(binary: &Binary) -> Result<Option<HashMap<u64, Signature>>> {
     let Some(all) = dwarf::functions(debug_source(binary), None)? else { return Ok(None) };
     let abi_at: HashMap<u64, Abi> = binary.functions().iter().map(|f| (f.addr, Abi::of(binary, &f.name))).collect();
+    let args = go_args_sizes(binary);
     Ok(Some(
-        all.into_iter().filter_map(|(addr, raw)| abi_at.get(&addr).map(|&abi| (addr, locate(&raw, abi)))).collect(),
+        all.into_iter()
+            .filter_map(|(addr, raw)| abi_at.get(&addr).map(|&abi| (addr, locate(&raw, abi, args.get(&addr)))))
+            .collect(),
     ))
 }
 
@@ -97,7 +137,7 @@ pub fn has_types(binary: &Binary) -> bool {
     dwarf::has_debug_info(debug_source(binary))
 }
 
-fn locate(raw: &RawFunction, abi: Abi) -> Signature {
+fn locate(raw: &RawFunction, abi: Abi, go_args: Option<&u32>) -> Signature {
     let inputs: Vec<(String, &Type)> = raw
         .params
         .iter()
@@ -120,12 +160,74 @@ fn locate(raw: &RawFunction, abi: Abi) -> Signature {
             })
             .collect(),
     };
-    let (params, results) = match abi {
+    let (mut params, mut results) = match abi {
         Abi::GoRegister => go_assign(&inputs, &outputs, GO_REGISTER_ARGS.len(), GO_FLOAT_REGS),
         Abi::GoStack => go_assign(&inputs, &outputs, 0, 0),
         Abi::SystemV => sysv_assign(&inputs, raw.returns.as_ref()),
     };
-    Signature { params, results }
+    let declared: Vec<&RawParam> = raw.params.iter().filter(|p| !p.result).collect();
+    // Whether the DWARF declares every parameter: the declared sizes must add up to the
+    // function table's argument frame. (Where they are, the DWARF's own entry locations are
+    // not compared: Go's sometimes name a register another parameter is in.)
+    let counted: Vec<(String, &Type)> = outputs
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| abi == Abi::GoStack || matches!(r.location, Location::Stack(_)))
+        .map(|(o, _)| o.clone())
+        .collect();
+    let disagree = abi.is_go() && go_args.is_some_and(|&size| abi0_width(&inputs, &counted) != Some(u64::from(size)));
+    let incomplete = disagree.then(|| {
+        // Trust the DWARF's own locations for the named parameters; nothing else is known.
+        for (p, d) in params.iter_mut().zip(&declared) {
+            p.location =
+                d.entry_registers.as_ref().and_then(|r| from_dwarf(r, &p.ty)).unwrap_or(Location::Unknown(OMITTED));
+        }
+        for r in results.iter_mut().filter(|r| matches!(r.location, Location::Stack(_))) {
+            r.location = Location::Unknown(OMITTED);
+        }
+        "its debug information leaves out some parameters (Go before 1.23 leaves out blank (_) and unnamed \
+         ones, and a generic function's dictionary), so positions as declared are not known"
+            .to_string()
+    });
+    Signature { params, results, incomplete }
+}
+
+const OMITTED: &str = "the debug information leaves out some parameters and does not say where this one is";
+
+/// DWARF's x86-64 register numbers.
+fn dwarf_number(r: Reg) -> u16 {
+    match r {
+        Reg::Rax => 0,
+        Reg::Rdx => 1,
+        Reg::Rcx => 2,
+        Reg::Rbx => 3,
+        Reg::Rsi => 4,
+        Reg::Rdi => 5,
+        Reg::R8 => 8,
+        Reg::R9 => 9,
+        Reg::R10 => 10,
+        Reg::R11 => 11,
+    }
+}
+
+const DWARF_XMM: std::ops::RangeInclusive<u16> = 17..=32;
+
+/// A location from the registers the DWARF names, one 8-byte word each.
+fn from_dwarf(dwarf: &[u16], ty: &Type) -> Option<Location> {
+    let size = ty.size?;
+    let pieces = dwarf
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            let place = if DWARF_XMM.contains(&n) {
+                Place::Xmm
+            } else {
+                Place::Reg(*Reg::ALL.iter().find(|&&r| dwarf_number(r) == n)?)
+            };
+            Some(Piece { offset: 8 * i as u64, size: size.saturating_sub(8 * i as u64).min(8), place })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Location::Registers(pieces))
 }
 
 fn ret_name(i: usize) -> String {
@@ -513,7 +615,10 @@ pub fn select(binary: &Binary, function: &Function, arg: Option<&ArgSpec>, ret: 
         user(format!("{option}: cannot read the debug information of {} ({e:#})", binary.path.display()))
     })?;
     // Assembly functions carry no parameters in Go's DWARF: their words are all there is.
-    let signature = signature.filter(|s| !(function.name.ends_with(".abi0") && s.params.is_empty()));
+    let signature = signature.filter(|s| {
+        let undeclared = s.params.is_empty() && (s.results.is_empty() || s.incomplete.is_some());
+        !(undeclared && (function.name.ends_with(".abi0") || s.incomplete.is_some()))
+    });
     let Some(signature) = signature else { return words(binary, function, &option, arg, ret) };
     let (list, wanted, kind) = match (arg, ret) {
         (Some(spec), _) => (&signature.params, spec.clone(), "parameter"),
@@ -527,6 +632,9 @@ pub fn select(binary: &Binary, function: &Function, arg: Option<&ArgSpec>, ret: 
             format!("{}'s {kind}s: {}", function.name, all.join(", "))
         }
     };
+    if let (Some(why), ArgSpec::Position(_), Some(_)) = (&signature.incomplete, &wanted, arg) {
+        return Err(user(format!("{option}: {}: {why}; name the parameter instead ({})", function.name, names())));
+    }
     let param = match &wanted {
         ArgSpec::Position(n) => list.get(*n as usize).ok_or_else(|| {
             user(format!("{option}: no {kind} {n} as declared ({}); positions count from 0", names()))

@@ -47,6 +47,13 @@ func Describe(v interface{}, n int) int {
 	return n + 1
 }
 
+// The blank parameter takes RAX, though Go before 1.23 leaves it out of the DWARF.
+//
+//go:noinline
+func Blank(_ int, x int) int {
+	return x
+}
+
 func main() {
 	rounds := 1
 	if len(os.Args) > 1 {
@@ -63,9 +70,11 @@ func main() {
 			str, n := Mixed(Point{v, -v}, [3]int{v, v, v}, int16(v)*60)
 			sink += len(str) + n
 			sink += Describe(v, v)
+			sink += Blank(v, 5*v)
 			calls++
 		}
 	}
 	fmt.Printf("sink: %d\n", sink)
-	fmt.Printf("Handle calls: %d\nMany calls: %d\nMixed calls: %d\nDescribe calls: %d\n", calls, calls, calls, calls)
+	fmt.Printf("Handle calls: %d\nMany calls: %d\nMixed calls: %d\nDescribe calls: %d\nBlank calls: %d\n",
+		calls, calls, calls, calls, calls)
 }
