@@ -341,7 +341,7 @@ fn parameters_that_cannot_be_measured_are_named() {
     let c = c.to_string_lossy();
     let stripped = go_target_stripped("goparams", "goparams-stripped");
     let stripped = stripped.to_string_lossy();
-    let cases: [(&str, &str, &str, &str); 9] = [
+    let cases: [(&str, &str, &str, &str); 10] = [
         (&go, "Handle", "pth", "has no parameter named pth; did you mean path?"),
         (&go, "Handle", "ratio", "floating-point values are in XMM registers, which uprobes do not save"),
         (&c, "handle", "ratio", "floating-point values are in XMM registers, which uprobes do not save"),
@@ -350,6 +350,7 @@ fn parameters_that_cannot_be_measured_are_named() {
         (&go, "Mixed", "p", "p is a struct passed by value (main.Point)"),
         (&c, "handle", "b", "b is a struct passed by value (struct big)"),
         (&stripped, "Handle", "path", "has no debug information (DWARF; built with -ldflags=-s -w?)"),
+        (&c, "scaled.constprop.0", "x", "is a copy the compiler specialised (.constprop, .isra, .part or .cold)"),
         (&c, "seven", "a-b", "`a-b` is not an argument number (0 for the first, 1, 2, ...) nor a parameter name"),
     ];
     for (binary, func, arg, needle) in cases {

@@ -28,6 +28,13 @@ __attribute__((noinline, noipa)) long seven(long a, long b, long c, long d, long
     return a + b + c + d + e + f + g;
 }
 
+/* Always called with factor 3: GCC makes scaled.constprop.0 without it, while its DWARF still
+ * lists factor. */
+static __attribute__((noinline)) long scaled(long x, long factor) {
+    __asm__ volatile("");
+    return x * factor;
+}
+
 int main(int argc, char **argv) {
     long rounds = argc > 1 ? atol(argv[1]) : 1;
     volatile long sink = 0;
@@ -39,6 +46,7 @@ int main(int argc, char **argv) {
             sink += handle((int)v * 3, "/x", (double)v / 2, p, (unsigned char)v, b, 7 * v);
             sink += make(v, (short)(v * 60)).z;
             sink += seven(v, 1, 2, 3, 4, 5, (int)v * -11);
+            sink += scaled(v, 3);
             calls++;
         }
     }

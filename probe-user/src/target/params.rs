@@ -80,9 +80,19 @@ fn debug_source(binary: &Binary) -> &std::path::Path {
     binary.debug_file.as_deref().unwrap_or(&binary.path)
 }
 
+/// A copy of a C function that GCC specialised (`f.constprop.0` with a constant argument
+/// dropped, `f.isra.0` with arguments removed or split, `f.part.0`, `f.cold`): its DWARF lists
+/// the source's parameters, which its registers need not hold.
+fn is_compiler_copy(name: &str) -> bool {
+    [".constprop.", ".isra.", ".part.", ".cold"].iter().any(|s| name.contains(s))
+}
+
 /// The signature of `function` as its DWARF declares it; `None` when the file has no DWARF or
 /// it does not describe the function.
 pub fn signature(binary: &Binary, function: &Function) -> Result<Option<Signature>> {
+    if is_compiler_copy(&function.name) && !Abi::of(binary, &function.name).is_go() {
+        return Ok(None);
+    }
     let Some(mut all) = dwarf::functions(debug_source(binary), Some(function.addr))? else { return Ok(None) };
     let args = go_args_sizes(binary);
     Ok(all.remove(&function.addr).map(|raw| locate(&raw, Abi::of(binary, &function.name), args.get(&function.addr))))
@@ -123,7 +133,12 @@ fn abi0_width(inputs: &[(String, &Type)], outputs: &[(String, &Type)]) -> Option
 /// Every function's signature, by entry address; `None` when the file has no DWARF.
 pub fn signatures(binary: &Binary) -> Result<Option<HashMap<u64, Signature>>> {
     let Some(all) = dwarf::functions(debug_source(binary), None)? else { return Ok(None) };
-    let abi_at: HashMap<u64, Abi> = binary.functions().iter().map(|f| (f.addr, Abi::of(binary, &f.name))).collect();
+    let abi_at: HashMap<u64, Abi> = binary
+        .functions()
+        .iter()
+        .filter(|f| !(is_compiler_copy(&f.name) && !Abi::of(binary, &f.name).is_go()))
+        .map(|f| (f.addr, Abi::of(binary, &f.name)))
+        .collect();
     let args = go_args_sizes(binary);
     Ok(Some(
         all.into_iter()
@@ -671,7 +686,13 @@ fn words(
     ret: Option<u32>,
 ) -> Result<Selection> {
     let has_types = has_types(binary);
-    let missing = if has_types {
+    let missing = if is_compiler_copy(&function.name) && !Abi::of(binary, &function.name).is_go() {
+        format!(
+            "{} is a copy the compiler specialised (.constprop, .isra, .part or .cold), whose registers need not \
+             hold the source's parameters",
+            function.name
+        )
+    } else if has_types {
         format!("the debug information of {} does not describe {}'s parameters", binary.path.display(), function.name)
     } else if matches!(binary.runtime, Runtime::Go(_)) {
         format!(
