@@ -3,6 +3,7 @@
 //! stripped) and C (with and without DWARF) targets, and `probe list --params`.
 use probe_tests::*;
 use serde_json::Value;
+use std::process::Command;
 
 /// Every round of the targets calls each function once for every v in -500..=499.
 fn values(f: impl Fn(i64) -> i64) -> Vec<i64> {
@@ -223,4 +224,23 @@ fn list_shows_declared_parameters() {
     assert!(run.stdout.contains("main.Mixed\n"), "{}", run.stdout);
     assert!(!run.stdout.contains("    arg"), "{}", run.stdout);
     assert!(run.stderr.contains("has no debug information (DWARF): parameters are not known"), "{}", run.stderr);
+}
+
+#[test]
+fn cpp_this_comes_first_and_rust_parameters_by_name() {
+    let geo = targets_dir().join("geo-g");
+    build(Command::new("c++").args(["-O2", "-g", "-o"]).arg(&geo).arg(root().join("tests/targets/cpp/geo.cpp")), &geo);
+    for (what, measured) in [(["--arg", "v"], "v"), (["--arg", "1"], "arg1")] {
+        assert_exact(&argdist(&geo, "Scaler::scale", &what), "geo::Scaler::scale(long)", measured, &values(|v| v));
+    }
+    let listed = listed(&geo, "geo::Scaler::scale(long)");
+    assert_eq!(rows(&listed[0], "params")[0], row(0, "this", "const struct Scaler *", "pointer", "rdi"));
+
+    let rust = targets_dir().join("rvalues-g");
+    build(
+        Command::new("rustc").args(["-O", "-g", "-o"]).arg(&rust).arg(root().join("tests/targets/rust/values.rs")),
+        &rust,
+    );
+    assert_exact(&argdist(&rust, "values::scale", &["--arg", "v"]), "values::scale", "v", &values(|v| v));
+    assert_exact(&argdist(&rust, "values::scale", &["--ret"]), "values::scale", "ret", &values(|v| 2 * v));
 }

@@ -70,6 +70,8 @@ pub struct RawFunction {
     pub params: Vec<RawParam>,
     /// C, C++, Rust: the return type (`Void` when none). Go: `None` (results are params).
     pub returns: Option<Type>,
+    /// Compiled from Rust, whose own calling convention passes aggregates differently.
+    pub rust: bool,
 }
 
 /// Decompressed debug sections are refused past this: no real program's comes near it.
@@ -122,9 +124,10 @@ pub fn functions(path: &Path, wanted: Option<u64>) -> Result<Option<HashMap<u64,
             let Some(addr) = die.low_pc.filter(|&a| a != 0 && wanted.is_none_or(|w| w == a)) else { continue };
             found.push((addr, die));
         }
-        let go = reader.is_go(unit);
+        let language = reader.language(unit);
         for (addr, die) in found {
-            let function = reader.function(&die, go, &mut types)?;
+            let mut function = reader.function(&die, language == Some(gimli::DW_LANG_Go), &mut types)?;
+            function.rust = language == Some(gimli::DW_LANG_Rust);
             out.entry(addr).or_insert(function);
         }
         if wanted.is_some_and(|w| out.contains_key(&w)) {
@@ -352,7 +355,7 @@ impl<'a, 'd> Reader<'a, 'd> {
             };
             Some(self.type_of(declared, types, 0)?)
         };
-        Ok(RawFunction { params, returns })
+        Ok(RawFunction { params, returns, rust: false })
     }
 
     /// The registers a parameter's location names at `pc` (its function's entry).
@@ -371,11 +374,14 @@ impl<'a, 'd> Reader<'a, 'd> {
         Ok(None)
     }
 
-    /// Whether a unit is Go's (its results are parameters, it has no return type).
-    fn is_go(&self, unit: usize) -> bool {
+    /// A unit's source language (Go's results are parameters; Rust passes aggregates its own way).
+    fn language(&self, unit: usize) -> Option<gimli::DwLang> {
         let mut cursor = self.units[unit].entries();
-        let Ok(Some((_, root))) = cursor.next_dfs() else { return false };
-        matches!(root.attr_value(gimli::DW_AT_language), Ok(Some(AttributeValue::Language(gimli::DW_LANG_Go))))
+        let Ok(Some((_, root))) = cursor.next_dfs() else { return None };
+        match root.attr_value(gimli::DW_AT_language) {
+            Ok(Some(AttributeValue::Language(language))) => Some(language),
+            _ => None,
+        }
     }
 
     fn type_of(&self, at: Option<(usize, UnitOffset)>, types: &mut Types, depth: u32) -> Result<Type> {

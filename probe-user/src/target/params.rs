@@ -83,14 +83,15 @@ fn debug_source(binary: &Binary) -> &std::path::Path {
 /// A copy of a C function that GCC specialised (`f.constprop.0` with a constant argument
 /// dropped, `f.isra.0` with arguments removed or split, `f.part.0`, `f.cold`): its DWARF lists
 /// the source's parameters, which its registers need not hold.
-fn is_compiler_copy(name: &str) -> bool {
-    [".constprop.", ".isra.", ".part.", ".cold"].iter().any(|s| name.contains(s))
+fn is_compiler_copy(binary: &Binary, function: &Function) -> bool {
+    let copy = [".constprop.", ".isra.", ".part.", ".cold"].iter().any(|s| function.name.contains(s));
+    copy && !Abi::of(binary, &function.name).is_go()
 }
 
 /// The signature of `function` as its DWARF declares it; `None` when the file has no DWARF or
 /// it does not describe the function.
 pub fn signature(binary: &Binary, function: &Function) -> Result<Option<Signature>> {
-    if is_compiler_copy(&function.name) && !Abi::of(binary, &function.name).is_go() {
+    if is_compiler_copy(binary, function) {
         return Ok(None);
     }
     let Some(mut all) = dwarf::functions(debug_source(binary), Some(function.addr))? else { return Ok(None) };
@@ -136,7 +137,7 @@ pub fn signatures(binary: &Binary) -> Result<Option<HashMap<u64, Signature>>> {
     let abi_at: HashMap<u64, Abi> = binary
         .functions()
         .iter()
-        .filter(|f| !(is_compiler_copy(&f.name) && !Abi::of(binary, &f.name).is_go()))
+        .filter(|f| !is_compiler_copy(binary, f))
         .map(|f| (f.addr, Abi::of(binary, &f.name)))
         .collect();
     let args = go_args_sizes(binary);
@@ -178,7 +179,7 @@ fn locate(raw: &RawFunction, abi: Abi, go_args: Option<&u32>) -> Signature {
     let (mut params, mut results) = match abi {
         Abi::GoRegister => go_assign(&inputs, &outputs, GO_REGISTER_ARGS.len(), GO_FLOAT_REGS),
         Abi::GoStack => go_assign(&inputs, &outputs, 0, 0),
-        Abi::SystemV => sysv_assign(&inputs, raw.returns.as_ref()),
+        Abi::SystemV => sysv_assign(&inputs, raw.returns.as_ref(), raw.rust),
     };
     let declared: Vec<&RawParam> = raw.params.iter().filter(|p| !p.result).collect();
     // Whether the DWARF declares every parameter: the declared sizes must add up to the
@@ -430,14 +431,32 @@ fn flatten<'t>(ty: &'t Type, base: u64, out: &mut Vec<(u64, &'t Type)>) -> Resul
 
 const SYSV_SSE_REGS: usize = 8;
 
-fn sysv_assign(inputs: &[(String, &Type)], returns: Option<&Type>) -> (Vec<Param>, Vec<Param>) {
+/// Rust's own calling convention (functions not `extern "C"`) differs from System V for
+/// aggregates: above 16 bytes they are passed by reference, and small ones holding floats are
+/// packed in ways probe does not model. Scalars and integer-only pairs are as in System V.
+fn rust_classes(ty: &Type) -> Result<Option<Vec<Class>>, ()> {
+    if !matches!(ty.kind, Kind::Aggregate { .. } | Kind::Array { .. }) {
+        return sysv_classes(ty);
+    }
+    if ty.size.ok_or(())? > 16 {
+        return Ok(Some(vec![Class::Integer])); // a pointer to it
+    }
+    match sysv_classes(ty)? {
+        Some(classes) if classes.iter().all(|&c| c == Class::Integer) => Ok(Some(classes)),
+        _ => Err(()),
+    }
+}
+
+fn sysv_assign(inputs: &[(String, &Type)], returns: Option<&Type>, rust: bool) -> (Vec<Param>, Vec<Param>) {
     let returns_in_memory = returns.is_some_and(|t| t.kind != Kind::Void && matches!(sysv_classes(t), Ok(None)));
     let (mut ints, mut sses) = (returns_in_memory as usize, 0usize);
     let mut stack = 0u64;
     let mut lost = false;
     let mut params = Vec::new();
     for (i, (name, ty)) in inputs.iter().enumerate() {
-        let location = match (lost, sysv_classes(ty)) {
+        let classified = if rust { rust_classes(ty) } else { sysv_classes(ty) };
+        let by_reference = rust && matches!(ty.kind, Kind::Aggregate { .. } | Kind::Array { .. }) && ty.size > Some(16);
+        let location = match (lost, classified) {
             (true, _) => Location::Unknown(AFTER_UNKNOWN),
             (false, Err(())) => {
                 lost = true;
@@ -465,6 +484,7 @@ fn sysv_assign(inputs: &[(String, &Type)], returns: Option<&Type>) -> (Vec<Param
                         }
                         match &ty.kind {
                             Kind::Aggregate { by_reference: true, .. } => Location::ByReference(pieces[0].place),
+                            _ if by_reference => Location::ByReference(pieces[0].place),
                             _ => Location::Registers(pieces),
                         }
                     }
@@ -686,7 +706,7 @@ fn words(
     ret: Option<u32>,
 ) -> Result<Selection> {
     let has_types = has_types(binary);
-    let missing = if is_compiler_copy(&function.name) && !Abi::of(binary, &function.name).is_go() {
+    let missing = if is_compiler_copy(binary, function) {
         format!(
             "{} is a copy the compiler specialised (.constprop, .isra, .part or .cold), whose registers need not \
              hold the source's parameters",
@@ -814,7 +834,7 @@ mod tests {
         let ints: Vec<(String, Type)> = (0..3).map(|i| (format!("x{i}"), int())).collect();
         let mut all: Vec<(String, &Type)> = inputs.clone();
         all.extend(ints.iter().map(|(n, t)| (n.clone(), t)));
-        let (params, _) = sysv_assign(&all, Some(&big));
+        let (params, _) = sysv_assign(&all, Some(&big), false);
         // The struct returned in memory takes RDI for its pointer.
         assert_eq!(measure(&params[0]).unwrap().source, ValueSource::Reg(Reg::Rsi));
         assert_eq!(measure(&params[0]).unwrap().width, Width::I32);
@@ -826,5 +846,14 @@ mod tests {
         assert_eq!(measure(&params[5]).unwrap().source, ValueSource::Reg(Reg::R8));
         assert_eq!(measure(&params[6]).unwrap().source, ValueSource::Reg(Reg::R9));
         assert_eq!(measure(&params[7]).unwrap().source, ValueSource::Stack { offset: 8 + 24 });
+        // Rust passes the big struct by reference: one register, and the rest moves up.
+        let rust = vec![("a".to_string(), &i32t), ("b".to_string(), &big), ("c".to_string(), &long)];
+        let (params, _) = sysv_assign(&rust, Some(&big), true);
+        assert_eq!(params[1].location, Location::ByReference(Place::Reg(Reg::Rdx)));
+        assert_eq!(measure(&params[2]).unwrap().source, ValueSource::Reg(Reg::Rcx));
+        // A small struct holding a float is not modelled: it and what follows are unknown.
+        let (params, _) = sysv_assign(&all[1..4], None, true);
+        assert!(matches!(params[1].location, Location::Unknown(_)));
+        assert!(matches!(params[2].location, Location::Unknown(_)));
     }
 }
