@@ -47,7 +47,7 @@ fn handle_return(v: i64) -> i64 {
 type Case = (&'static str, &'static [&'static str], &'static str, &'static str, fn(i64) -> i64);
 
 /// (function, options, reported function, measured label, value for v).
-const GO_CASES: [Case; 14] = [
+const GO_CASES: [Case; 16] = [
     ("Handle", &["--arg", "path"], "main.(*Server).Handle", "len(path)", |v| (v + 500) % 37),
     // Position 1 is path (the receiver is 0), whatever registers path's words are in.
     ("Handle", &["--arg", "1"], "main.(*Server).Handle", "len(arg1)", |v| (v + 500) % 37),
@@ -68,6 +68,10 @@ const GO_CASES: [Case; 14] = [
     ("Describe", &["--arg", "n"], "main.Describe", "n", |v| v),
     // After a blank parameter, which Go before 1.23 leaves out of the DWARF: x is in RBX.
     ("Blank", &["--arg", "x"], "main.Blank", "x", |v| 5 * v),
+    // A string that does not fit in the one register left goes to the stack (its length at
+    // SP+16); the integer after it still takes that register.
+    ("Spill", &["--arg", "s"], "main.Spill", "len(s)", |v| (v + 500) % 37),
+    ("Spill", &["--arg", "t"], "main.Spill", "t", |v| 9 * v),
 ];
 
 #[test]

@@ -47,6 +47,13 @@ func Describe(v interface{}, n int) int {
 	return n + 1
 }
 
+// Eight integers leave one register: s (two words) goes to the stack, and t still takes R11.
+//
+//go:noinline
+func Spill(a, b, c, d, e, f, g, h int, s string, t int) int {
+	return a + b + c + d + e + f + g + h + len(s) + t
+}
+
 // The blank parameter takes RAX, though Go before 1.23 leaves it out of the DWARF.
 //
 //go:noinline
@@ -71,10 +78,12 @@ func main() {
 			sink += len(str) + n
 			sink += Describe(v, v)
 			sink += Blank(v, 5*v)
+			sink += Spill(v, 1, 2, 3, 4, 5, 6, 7, path, 9*v)
 			calls++
 		}
 	}
 	fmt.Printf("sink: %d\n", sink)
 	fmt.Printf("Handle calls: %d\nMany calls: %d\nMixed calls: %d\nDescribe calls: %d\nBlank calls: %d\n",
 		calls, calls, calls, calls, calls)
+	fmt.Printf("Spill calls: %d\n", calls)
 }
