@@ -95,17 +95,16 @@ fn go_assembly_stack_abi_argument_is_exact() {
 
 #[test]
 fn go_return_value_through_ret_probes_is_exact() {
-    // ToString returns a string: RAX holds its data pointer, so check the count and that the
-    // probes sit on RET instructions (the program keeps running and exits normally).
+    // ToString returns a string: its DWARF says so, and --ret measures its length (the second
+    // result word, RBX at the RETs); RAX, what --ret read before parameters were typed, holds
+    // its data pointer. The program keeps running and exits normally.
     let target = go_target("tostring");
     let cmd = format!("{} -rounds 2", target.display());
     let run = probe(&["argdist", "--func", "ToString", "--ret", "--json", "-c", &cmd]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(reported_calls(&run.stderr, "ToString"), 2000);
-    let table = &json_tables(&run.stdout)[0];
-    assert_eq!(table["measured"], "ret");
-    assert_eq!(table["count"].as_u64().unwrap(), 2000);
-    assert!(table["min"].as_i64().unwrap() > 0, "string data pointers are positive addresses");
+    let tables = json_tables(&run.stdout);
+    assert_table(&tables[0], "main.ToString", "len(ret)", &values_for(2, |v| v.to_string().len() as i64));
     assert_nothing_attached();
 }
 

@@ -81,9 +81,12 @@ fn ambiguous_function_lists_the_matches() {
 
 #[test]
 fn argument_out_of_range_for_the_abi() {
+    // With DWARF, N counts declared parameters (issue 16); without it, register words.
     let go = go_target("tostring");
+    assert_rejected(argdist_on(&go.to_string_lossy(), "ToString", "9"), "no parameter 9 as declared");
+    let go = go_target_stripped("tostring", "tostring-stripped");
     assert_rejected(argdist_on(&go.to_string_lossy(), "ToString", "9"), "out of range for the Go register ABI");
-    let c = c_target("cvalues", &[]);
+    let c = c_target_as("cvalues", "cvalues-nodebug", &["-g0"]);
     assert_rejected(argdist_on(&c.to_string_lossy(), "work", "6"), "out of range for the System V ABI");
 }
 
@@ -316,4 +319,40 @@ fn zeroed_gopclntab_count_names_the_corruption() {
     std::fs::write(&stripped, bytes).unwrap();
     assert_rejected(argdist_on(&stripped.to_string_lossy(), "ToString", "0"), "pclntab's function count is 0");
     assert_rejected(probe(&["list", &stripped.to_string_lossy()]), "pclntab's function count is 0");
+}
+
+/// Parameters by name or declared position (issue 16): each mistake is one line, exit 2.
+#[test]
+fn parameters_that_cannot_be_measured_are_named() {
+    let go = go_target("goparams");
+    let go = go.to_string_lossy();
+    let c = c_target("cparams", &[]);
+    let c = c.to_string_lossy();
+    let stripped = go_target_stripped("goparams", "goparams-stripped");
+    let stripped = stripped.to_string_lossy();
+    let cases: [(&str, &str, &str, &str); 10] = [
+        (&go, "Handle", "pth", "has no parameter named pth; did you mean path?"),
+        (&go, "Handle", "ratio", "floating-point values are in XMM registers, which uprobes do not save"),
+        (&c, "handle", "ratio", "floating-point values are in XMM registers, which uprobes do not save"),
+        (&go, "Handle", "7", "no parameter 7 as declared (main.(*Server).Handle's parameters: s *main.Server, path"),
+        (&go, "Describe", "v", "is an interface (interface {})"),
+        (&go, "Mixed", "p", "p is a struct passed by value (main.Point)"),
+        (&c, "handle", "b", "b is a struct passed by value (struct big)"),
+        (&stripped, "Handle", "path", "has no debug information (DWARF; built with -ldflags=-s -w?)"),
+        (&c, "scaled.constprop.0", "x", "is a copy the compiler specialised (.constprop, .isra, .part or .cold)"),
+        (&c, "seven", "a-b", "`a-b` is not an argument number (0 for the first, 1, 2, ...) nor a parameter name"),
+    ];
+    for (binary, func, arg, needle) in cases {
+        assert_rejected(argdist_on(binary, func, arg), needle);
+    }
+    assert_rejected(probe(&["argdist", "--func", "Mixed", "--ret=2", &go]), "--ret=2: no result 2 as declared");
+    // Go 1.19 leaves the blank parameter out of the DWARF: a position could be off by one.
+    assert_rejected(
+        probe(&["argdist", "--func", "Blank", "--arg", "0", &go]),
+        "main.Blank: its debug information leaves out some parameters (Go before 1.23 leaves out blank (_)",
+    );
+    assert_rejected(
+        probe(&["argdist", "--func", "Mixed", "--ret=1", &stripped]),
+        "without it only the first result (--ret) can be located",
+    );
 }

@@ -148,6 +148,11 @@ fn go_strings_are_counted_by_their_bytes_on_two_go_versions() {
         let args = ["argdist", "--func", "Handle", "--arg", "0", "--string", "--count", "--filter", "value == 0"];
         let run = probe(&[&args[..], &["--json", "-c", &cmd]].concat());
         assert_eq!(string_table(&json_tables(&run.stdout)[0]), vec![(String::new(), false, 10)]);
+        // By name, with the string's declared type (DWARF): len(path) filters on its length.
+        let args = ["argdist", "--func", "Handle", "--arg", "path", "--count", "--filter", "len(path) > 9"];
+        let run = probe(&[&args[..], &["--json", "-c", &cmd]].concat());
+        let want: Vec<_> = expected_strings(2).into_iter().filter(|s| s.0 == "/api/users" || s.1).collect();
+        assert_eq!(string_table(&json_tables(&run.stdout)[0]), want, "{}", run.stderr);
         assert_nothing_attached();
     }
 }

@@ -16,6 +16,10 @@ fn argdist_keeps_only_the_values_in_range() {
         (Some(200), Some(100), Some(199))
     );
     assert_eq!(table["sum"], 2 * (100..200).sum::<i64>());
+    // The same by the parameter's name (the target has DWARF).
+    let filter = "number >= 100 && number < 200";
+    let run = probe(&["argdist", "--func", "ToString", "--arg", "number", "--filter", filter, "--json", "-c", &cmd]);
+    assert_eq!(json_tables(&run.stdout)[0]["count"], 200, "{}", run.stderr);
     assert_nothing_attached();
 }
 
@@ -86,7 +90,7 @@ fn bad_filters_are_one_line_and_exit_2() {
         ("argdist", "arg0 >> 3", "`>>` is not a comparison"),
         ("argdist", "latency > 1ms", "latency is what `probe latency` measures"),
         ("latency", "latency > 5", "needs a unit"),
-        ("latency", "size == 0", "unknown operand `size`"),
+        ("latency", "size == 0", "main.ToString has no parameter named size; did you mean number?"),
     ] {
         let mut args = vec![command, "--func", "ToString", "--filter", filter, &t];
         if command == "argdist" {

@@ -77,7 +77,7 @@ fn man_pages_render_with_groff_and_show_the_options() {
         assert!(latency.contains(option), "probe-latency(1) lacks {option}:\n{latency}");
     }
     let argdist = rendered_man(&["man", "argdist"]);
-    assert!(argdist.contains("--arg <N>") && argdist.contains("--serve <ADDR>"), "{argdist}");
+    assert!(argdist.contains("--arg <N|NAME>") && argdist.contains("--serve <ADDR>"), "{argdist}");
 }
 
 #[test]

@@ -46,22 +46,69 @@ pub enum ValueSource {
     },
 }
 
+/// How a value narrower than a register is read: the upper bits of a register (or the bytes
+/// after it on the stack) are not part of it, and both ABIs leave them unspecified.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Width {
+    W64 = 0,
+    I32 = 1,
+    U32 = 2,
+    I16 = 3,
+    U16 = 4,
+    I8 = 5,
+    U8 = 6,
+}
+
+impl Width {
+    pub const ALL: [Width; 7] = [Width::W64, Width::I32, Width::U32, Width::I16, Width::U16, Width::I8, Width::U8];
+
+    /// The width of an integer of `size` bytes (1, 2, 4; anything else reads all 64 bits).
+    pub fn of(size: u64, signed: bool) -> Width {
+        match (size, signed) {
+            (4, true) => Width::I32,
+            (4, false) => Width::U32,
+            (2, true) => Width::I16,
+            (2, false) => Width::U16,
+            (1, true) => Width::I8,
+            (1, false) => Width::U8,
+            _ => Width::W64,
+        }
+    }
+
+    /// The value of the low bytes of `raw`, sign- or zero-extended.
+    #[inline(always)]
+    pub fn extend(self, raw: u64) -> i64 {
+        match self {
+            Width::W64 => raw as i64,
+            Width::I32 => raw as i32 as i64,
+            Width::U32 => raw as u32 as i64,
+            Width::I16 => raw as i16 as i64,
+            Width::U16 => raw as u16 as i64,
+            Width::I8 => raw as i8 as i64,
+            Width::U8 => raw as u8 as i64,
+        }
+    }
+}
+
 /// What one attach site measures, carried in its BPF attach cookie so a single program serves
 /// every site. Layout: bits 0..16 slot, 16..20 source kind (0 register, 1 stack, 2 Go string,
-/// 3 C string), bit 20 the site is a Go stack-check branch, 24..32 register (a string's
-/// pointer), 32..40 a Go string's length register, 32..64 stack offset.
+/// 3 C string), bit 20 the site is a Go stack-check branch, 21..24 width, 24..32 register (a
+/// string's pointer), 32..40 a Go string's length register, 32..64 stack offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ValueCookie {
     pub slot: u32,
     pub source: ValueSource,
     /// The site is the conditional jump of a Go stack check: see `stack_check_taken`.
     pub stack_check: bool,
+    /// How much of the register or stack word is the value (integers narrower than 64 bits).
+    pub width: Width,
 }
 
 impl ValueCookie {
     pub fn encode(self) -> u64 {
         let slot = (self.slot as u64) & 0xffff;
-        let check = (self.stack_check as u64) << 20;
+        let check = (self.stack_check as u64) << 20 | (self.width as u64) << 21;
         match self.source {
             ValueSource::Reg(r) => slot | check | ((r as u64) << 24),
             ValueSource::Stack { offset } => slot | (1 << 16) | check | ((offset as u64) << 32),
@@ -85,7 +132,8 @@ impl ValueCookie {
             3 => ValueSource::CString { ptr: Reg::from_u8((cookie >> 24) as u8)? },
             _ => return None,
         };
-        Some(ValueCookie { slot, source, stack_check: cookie & (1 << 20) != 0 })
+        let width = *Width::ALL.get(((cookie >> 21) & 0x7) as usize)?;
+        Some(ValueCookie { slot, source, stack_check: cookie & (1 << 20) != 0, width })
     }
 }
 
@@ -147,17 +195,38 @@ mod tests {
     #[test]
     fn cookie_round_trips() {
         for c in [
-            ValueCookie { slot: 3, source: ValueSource::Reg(Reg::R11), stack_check: false },
-            ValueCookie { slot: 0, source: ValueSource::Reg(Reg::Rax), stack_check: true },
-            ValueCookie { slot: 63, source: ValueSource::Stack { offset: 8 }, stack_check: false },
-            ValueCookie { slot: 1, source: ValueSource::Stack { offset: 0xffff_fff8 }, stack_check: true },
-            ValueCookie { slot: 2, source: ValueSource::GoString { ptr: Reg::Rax, len: Reg::Rbx }, stack_check: true },
-            ValueCookie { slot: 9, source: ValueSource::CString { ptr: Reg::Rsi }, stack_check: false },
+            ValueCookie { slot: 3, source: ValueSource::Reg(Reg::R11), stack_check: false, width: Width::W64 },
+            ValueCookie { slot: 0, source: ValueSource::Reg(Reg::Rax), stack_check: true, width: Width::W64 },
+            ValueCookie { slot: 63, source: ValueSource::Stack { offset: 8 }, stack_check: false, width: Width::W64 },
+            ValueCookie {
+                slot: 1,
+                source: ValueSource::Stack { offset: 0xffff_fff8 },
+                stack_check: true,
+                width: Width::W64,
+            },
+            ValueCookie {
+                slot: 2,
+                source: ValueSource::GoString { ptr: Reg::Rax, len: Reg::Rbx },
+                stack_check: true,
+                width: Width::W64,
+            },
+            ValueCookie {
+                slot: 9,
+                source: ValueSource::CString { ptr: Reg::Rsi },
+                stack_check: false,
+                width: Width::W64,
+            },
         ] {
             assert_eq!(ValueCookie::decode(c.encode()), Some(c));
         }
         assert_eq!(ValueCookie::decode(4 << 16), None);
         assert_eq!(ValueCookie::decode((2 << 16) | (10 << 32)), None, "no such length register");
+        assert_eq!(ValueCookie::decode(7 << 21), None, "no such width");
+        let narrow = ValueCookie { slot: 1, source: ValueSource::Reg(Reg::Rdi), stack_check: false, width: Width::U8 };
+        assert_eq!(ValueCookie::decode(narrow.encode()), Some(narrow));
+        assert_eq!(Width::I32.extend(0xdead_beef_ffff_fffe), -2);
+        assert_eq!(Width::U8.extend(0x1ff), 255);
+        assert_eq!(Width::I8.extend(0x1ff), -1);
     }
 
     #[test]

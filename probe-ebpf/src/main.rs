@@ -72,7 +72,7 @@ fn record_value(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
     };
     // Per-CPU value: no other program touches it while this one runs on this CPU.
     let stats = unsafe { &mut *stats };
-    match read_source(unsafe { &*regs }, site.source) {
+    match read_value(unsafe { &*regs }, &site) {
         Some(v) if filter_passes(unsafe { &*regs }, Phase::All, v) => stats.record(v),
         Some(_) => {}
         None => stats.unreadable += 1,
@@ -105,7 +105,7 @@ fn record_value_by(regs: *mut pt_regs, ctx: *mut core::ffi::c_void, returned: bo
     let Some((site, bank)) = value_site(regs, ctx) else {
         return;
     };
-    let value = read_source(unsafe { &*regs }, site.source);
+    let value = read_value(unsafe { &*regs }, &site);
     if value.is_some_and(|v| !filter_passes(unsafe { &*regs }, Phase::All, v)) {
         return; // filtered out before a key is made for it
     }
@@ -215,7 +215,7 @@ fn count_value(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
     let key = match site.source {
         ValueSource::GoString { ptr, len } => text_key(bank, site.slot, reg(regs, ptr), Some(reg(regs, len))),
         ValueSource::CString { ptr } => text_key(bank, site.slot, reg(regs, ptr), None),
-        _ => match read_source(regs, site.source) {
+        _ => match read_value(regs, &site) {
             Some(v) => SlotKey::integer(bank, site.slot, v),
             None => SlotKey::unreadable(bank, site.slot),
         },
@@ -297,6 +297,12 @@ fn count_key(map: &PerCpuHashMap<SlotKey, u64>, key: &SlotKey) {
             }
         }
     }
+}
+
+/// The site's value: its source read, and extended from the integer's width.
+#[inline(always)]
+fn read_value(regs: &pt_regs, site: &ValueCookie) -> Option<i64> {
+    read_source(regs, site.source).map(|v| site.width.extend(v as u64))
 }
 
 #[inline(always)]
@@ -590,7 +596,7 @@ fn filter_passes(regs: &pt_regs, phase: Phase, value: i64) -> bool {
             OPERAND_PID => (pid_tgid >> 32) as i64,
             OPERAND_TID => (pid_tgid & 0xffff_ffff) as i64,
             OPERAND_RET => regs.rax as i64,
-            OPERAND_ARG => match ValueCookie::decode(c.source).and_then(|s| read_source(regs, s.source)) {
+            OPERAND_ARG => match ValueCookie::decode(c.source).and_then(|s| read_value(regs, &s)) {
                 Some(v) => v,
                 None => return false, // an argument that cannot be read selects nothing
             },

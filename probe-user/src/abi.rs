@@ -15,9 +15,9 @@ pub enum Abi {
     SystemV,
 }
 
-const GO_REGISTER_ARGS: [Reg; 9] =
+pub(crate) const GO_REGISTER_ARGS: [Reg; 9] =
     [Reg::Rax, Reg::Rbx, Reg::Rcx, Reg::Rdi, Reg::Rsi, Reg::R8, Reg::R9, Reg::R10, Reg::R11];
-const SYSV_ARGS: [Reg; 6] = [Reg::Rdi, Reg::Rsi, Reg::Rdx, Reg::Rcx, Reg::R8, Reg::R9];
+pub(crate) const SYSV_ARGS: [Reg; 6] = [Reg::Rdi, Reg::Rsi, Reg::Rdx, Reg::Rcx, Reg::R8, Reg::R9];
 /// Stack-ABI words probe will read; beyond this a typo is likelier than a real argument.
 const GO_STACK_MAX_ARGS: u32 = 16;
 

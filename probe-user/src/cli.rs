@@ -80,6 +80,10 @@ pub struct ListArgs {
     /// One JSON object per line instead of a table
     #[arg(long)]
     pub json: bool,
+    /// Also show each function's parameters and results as declared (name, type, kind, where
+    /// they are), from the debug information (DWARF) where the file has it
+    #[arg(long)]
+    pub params: bool,
 }
 
 #[derive(Args, Debug)]
@@ -128,19 +132,21 @@ pub struct ArgdistArgs {
     /// Function: a name, a suffix (`ToString` finds `main.ToString`), a glob or LIB:FUNC
     #[arg(long, value_name = "FUNC", long_help = FUNC_LONG_HELP_ARGDIST)]
     pub func: String,
-    /// Measure the N-th integer argument (0-based) in the function's calling convention
+    /// Measure a parameter: by its name (`number`), or by its position as declared (0-based, a
+    /// method's receiver first). A string or slice is measured by its length. Without debug
+    /// information (stripped C), N is the N-th integer argument register
     #[arg(
         long,
-        value_name = "N",
+        value_name = "N|NAME",
         required_unless_present = "ret",
         conflicts_with = "ret",
         allow_negative_numbers = true,
-        value_parser = arg_index
+        value_parser = arg_spec
     )]
-    pub arg: Option<u32>,
-    /// Measure the return value
-    #[arg(long)]
-    pub ret: bool,
+    pub arg: Option<ArgSpec>,
+    /// Measure the return value; `--ret=N`: the N-th result (Go functions can have several)
+    #[arg(long, value_name = "N", num_args = 0..=1, require_equals = true, default_missing_value = "0")]
+    pub ret: Option<u32>,
     /// Read --arg N as a string: a C `char *` (with --count), or a Go string (words N and N+1:
     /// its bytes with --count, else its length)
     #[arg(long, requires = "arg")]
@@ -232,8 +238,27 @@ fn positive_secs(s: &str) -> Result<f64, String> {
     }
 }
 
-/// `--arg N`: negative numbers reach this parser (instead of looking like an unknown option)
-/// so the message can say what an argument number is.
-fn arg_index(s: &str) -> Result<u32, String> {
-    s.parse::<u32>().map_err(|_| format!("`{s}` is not an argument number (0 for the first, 1, 2, ...)"))
+/// A parameter as `--arg` names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArgSpec {
+    /// 0-based position as declared.
+    Position(u32),
+    /// The name in the source.
+    Name(String),
+}
+
+/// `--arg N` or `--arg NAME` (SystemTap's `$NAME` too): negative numbers reach this parser
+/// (instead of looking like an unknown option) so the message can say what an argument number is.
+fn arg_spec(s: &str) -> Result<ArgSpec, String> {
+    let name = s.strip_prefix('$').unwrap_or(s);
+    let is_name = name.starts_with(|c: char| c.is_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$');
+    match s.parse::<u32>() {
+        Ok(n) => Ok(ArgSpec::Position(n)),
+        Err(_) if is_name => Ok(ArgSpec::Name(name.to_string())),
+        Err(_) => Err(format!(
+            "`{s}` is not an argument number (0 for the first, 1, 2, ...) nor a parameter name (`probe list BINARY \
+             --params` shows them)"
+        )),
+    }
 }

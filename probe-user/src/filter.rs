@@ -4,34 +4,82 @@
 //! ```text
 //! EXPR    := COND [&& COND]...            (at most 4, all must hold)
 //! COND    := OPERAND OP NUMBER
-//! OPERAND := argN | ret | value | pid | tid | latency
+//! OPERAND := argN | NAME | len(NAME) | ret | value | pid | tid | latency
 //! OP      := == | != | < | <= | > | >=
 //! NUMBER  := a signed decimal or 0x hex integer; for latency with a unit: ns, us, ms or s
 //! ```
-//! `argN` is read at the function's entry (as `--arg N` would), `ret` at its return, `value` is
-//! what argdist measures, `latency` the call's duration (latency only).
+//! `argN` and `NAME` are parameters as declared, read at the function's entry as `--arg` reads
+//! them (`len(NAME)` for a Go string or slice), `ret` at its return, `value` is what argdist
+//! measures, `latency` the call's duration (latency only).
 use crate::abi::Abi;
+use crate::cli::ArgSpec;
 use crate::error::user;
-use crate::plan::Value;
+use crate::target::elf::{Binary, Function};
+use crate::target::params::{self, Selection};
 use anyhow::Result;
 use probe_ebpf::{
-    Condition, Filter, ValueCookie, MAX_CONDITIONS, OPERAND_ARG, OPERAND_LATENCY, OPERAND_PID, OPERAND_RET,
-    OPERAND_TID, OPERAND_VALUE, OP_EQ, OP_GE, OP_GT, OP_LE, OP_LT, OP_NE,
+    Condition, Filter, ValueCookie, ValueSource, Width, MAX_CONDITIONS, OPERAND_ARG, OPERAND_LATENCY, OPERAND_PID,
+    OPERAND_RET, OPERAND_TID, OPERAND_VALUE, OP_EQ, OP_GE, OP_GT, OP_LE, OP_LT, OP_NE,
 };
 
 /// Which command the filter is for: it decides which operands mean something.
 #[derive(Clone, Copy, Debug)]
 pub enum FilterFor {
-    /// argdist measuring this value, in this calling convention.
-    Argdist(Value, Abi),
-    /// latency, on functions of this calling convention (None: several, so no `argN`).
-    Latency(Option<Abi>),
+    /// argdist, reading its value at the function's entry or at its return.
+    Argdist {
+        at_return: bool,
+    },
+    Latency,
+}
+
+/// Where the traced functions' parameters are, for `argN`, `NAME` and `len(NAME)`.
+pub struct FilterParams<'a> {
+    functions: Vec<(&'a Binary, &'a Function)>,
+}
+
+impl<'a> FilterParams<'a> {
+    pub fn new(functions: Vec<(&'a Binary, &'a Function)>) -> FilterParams<'a> {
+        FilterParams { functions }
+    }
+
+    /// The parameter `spec` (its length: `len`) in every function, which must agree on where it
+    /// is: as declared where the binary says, else the N-th integer register word.
+    fn locate(&self, spec: &ArgSpec, len: bool) -> Result<(ValueSource, Width), String> {
+        let mut found: Option<(ValueSource, Width)> = None;
+        for (binary, function) in &self.functions {
+            // params speaks of `--arg NAME: ...`; here the operand is named by the condition.
+            let selected = params::select(binary, function, Some(spec), None).map_err(|e| {
+                let e = e.to_string();
+                e.strip_prefix("--arg ").and_then(|rest| rest.split_once(": ")).map_or(e.clone(), |(_, why)| why.into())
+            })?;
+            let here = match selected {
+                Selection::Declared { measure, label, .. } if measure.length != len => {
+                    return Err(match len {
+                        true => format!("{label} is not a string or slice: compare it without len()"),
+                        false => format!("{label} is a string or slice: compare {label}"),
+                    });
+                }
+                Selection::Declared { measure, .. } => (measure.source, measure.width),
+                Selection::Words { .. } => match spec {
+                    ArgSpec::Position(n) if !len => {
+                        (Abi::of(binary, &function.name).arg_source(*n).map_err(|e| e.to_string())?, Width::W64)
+                    }
+                    _ => return Err(format!("{} has no declared parameters to name", function.name)),
+                },
+            };
+            if found.is_some_and(|f| f != here) {
+                return Err("the functions hold it in different places; filter one function at a time".into());
+            }
+            found = Some(here);
+        }
+        found.ok_or_else(|| "no function to filter".to_string())
+    }
 }
 
 const EXAMPLE: &str = "e.g. --filter 'arg1 > 100 && pid == 123'";
 
 /// Parses `expr` into the programs' conditions; bad input is one line naming the condition.
-pub fn parse(expr: &str, what: FilterFor) -> Result<Filter> {
+pub fn parse(expr: &str, what: FilterFor, params: &FilterParams) -> Result<Filter> {
     let bad = |cond: &str, why: String| user(format!("--filter '{expr}': {cond}: {why}; {EXAMPLE}"));
     let conds: Vec<&str> = expr.split("&&").map(str::trim).collect();
     if conds.len() > MAX_CONDITIONS {
@@ -45,12 +93,12 @@ pub fn parse(expr: &str, what: FilterFor) -> Result<Filter> {
         if cond.is_empty() {
             return Err(bad("(empty)", "a condition is missing around &&".into()));
         }
-        *slot = condition(cond, what).map_err(|why| bad(cond, why))?;
+        *slot = condition(cond, what, params).map_err(|why| bad(cond, why))?;
     }
     Ok(filter)
 }
 
-fn condition(cond: &str, what: FilterFor) -> Result<Condition, String> {
+fn condition(cond: &str, what: FilterFor, params: &FilterParams) -> Result<Condition, String> {
     const OPS: [(&str, u32); 6] =
         [(">=", OP_GE), ("<=", OP_LE), ("==", OP_EQ), ("!=", OP_NE), (">", OP_GT), ("<", OP_LT)];
     let (at, text, op) = OPS
@@ -62,41 +110,48 @@ fn condition(cond: &str, what: FilterFor) -> Result<Condition, String> {
     if right.starts_with(['=', '<', '>', '!']) {
         return Err(format!("`{text}{}` is not a comparison", &right[..1]));
     }
-    let (operand, source) = operand(left, what)?;
+    let (operand, source) = operand(left, what, params)?;
     let value = if operand == OPERAND_LATENCY { duration_ns(right)? } else { integer(right)? };
     Ok(Condition { operand, op, source, value })
 }
 
-fn operand(name: &str, what: FilterFor) -> Result<(u32, u64), String> {
-    let abi = match what {
-        FilterFor::Argdist(_, abi) => Some(abi),
-        FilterFor::Latency(abi) => abi,
-    };
+fn operand(name: &str, what: FilterFor, params: &FilterParams) -> Result<(u32, u64), String> {
     match (name, what) {
         ("pid", _) => Ok((OPERAND_PID, 0)),
         ("tid", _) => Ok((OPERAND_TID, 0)),
-        ("latency", FilterFor::Latency(_)) => Ok((OPERAND_LATENCY, 0)),
-        ("latency", FilterFor::Argdist(..)) => Err("latency is what `probe latency` measures".into()),
-        ("value", FilterFor::Argdist(..)) => Ok((OPERAND_VALUE, 0)),
-        ("value", FilterFor::Latency(_)) => Err("`value` is argdist's; name argN, ret or latency".into()),
-        ("ret", FilterFor::Argdist(Value::Arg(_) | Value::Text { .. }, _)) => {
+        ("latency", FilterFor::Latency) => Ok((OPERAND_LATENCY, 0)),
+        ("latency", FilterFor::Argdist { .. }) => Err("latency is what `probe latency` measures".into()),
+        ("value", FilterFor::Argdist { .. }) => Ok((OPERAND_VALUE, 0)),
+        ("value", FilterFor::Latency) => Err("`value` is argdist's; name argN, ret or latency".into()),
+        ("ret", FilterFor::Argdist { at_return: false }) => {
             Err("argdist --arg reads at the entry, before there is a return value; use --ret".into())
         }
-        ("ret", FilterFor::Argdist(Value::Ret, Abi::GoStack)) | ("ret", FilterFor::Latency(Some(Abi::GoStack))) => {
-            Err("the Go stack ABI returns results on the stack, which probe does not read".into())
-        }
         ("ret", _) => Ok((OPERAND_RET, 0)),
-        (arg, _) if arg.starts_with("arg") => {
-            let n: u32 = arg[3..].parse().map_err(|_| format!("`{arg}` is not argN (arg0, arg1, ...)"))?;
-            if let FilterFor::Argdist(Value::Ret, _) = what {
-                return Err(format!("argdist --ret reads at the return, where {arg} is gone; filter on ret"));
-            }
-            let abi = abi.ok_or("the functions have different calling conventions, so argN differs between them")?;
-            let source = abi.arg_source(n).map_err(|e| e.to_string())?;
-            Ok((OPERAND_ARG, ValueCookie { slot: 0, source, stack_check: false }.encode()))
+        (_, FilterFor::Argdist { at_return: true }) if name != "value" => {
+            Err(format!("argdist --ret reads at the return, where {name} is gone; filter on ret"))
         }
-        _ => Err(format!("unknown operand `{name}` (argN, ret, value, pid, tid, latency)")),
+        _ => {
+            let (inner, len) = match name.strip_prefix("len(").and_then(|n| n.strip_suffix(')')) {
+                Some(inner) => (inner.trim(), true),
+                None => (name, false),
+            };
+            let spec = match inner.strip_prefix("arg").map(str::parse::<u32>) {
+                Some(Ok(n)) => ArgSpec::Position(n),
+                _ if is_name(inner) => ArgSpec::Name(inner.to_string()),
+                _ => {
+                    return Err(format!(
+                        "unknown operand `{name}` (argN, NAME, len(NAME), ret, value, pid, tid, latency)"
+                    ))
+                }
+            };
+            let (source, width) = params.locate(&spec, len)?;
+            Ok((OPERAND_ARG, ValueCookie { slot: 0, source, stack_check: false, width }.encode()))
+        }
     }
+}
+
+fn is_name(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_alphabetic() || c == '_') && s.chars().all(|c| c.is_alphanumeric() || c == '_')
 }
 
 fn integer(text: &str) -> Result<i64, String> {
@@ -133,17 +188,27 @@ fn duration_ns(text: &str) -> Result<i64, String> {
 
 #[cfg(test)]
 mod tests {
+    //! On this test binary's own assembly function (calibrate.rs), which has no declared
+    //! parameters: `argN` is the N-th System V register.
     use super::*;
+    use crate::target::find_function;
     use probe_ebpf::{Reg, ValueSource};
 
-    const GO: FilterFor = FilterFor::Argdist(Value::Arg(0), Abi::GoRegister);
+    const ENTRY: FilterFor = FilterFor::Argdist { at_return: false };
+
+    fn with_params<R>(f: impl FnOnce(&FilterParams) -> R) -> R {
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let binary = Binary::open(&exe).unwrap();
+        let function = find_function(&binary, "probe_cal_emulated_ret").unwrap();
+        f(&FilterParams::new(vec![(&binary, function)]))
+    }
 
     #[test]
     fn conditions_become_the_programs_comparisons() {
-        let f = parse("arg1 > 100 && pid == 0x10", GO).unwrap();
+        let f = with_params(|p| parse("arg1 > 100 && pid == 0x10", ENTRY, p)).unwrap();
         let arg1 = ValueCookie::decode(f.conditions[0].source).unwrap().source;
         assert_eq!((f.conditions[0].operand, f.conditions[0].op, f.conditions[0].value), (OPERAND_ARG, OP_GT, 100));
-        assert_eq!(arg1, ValueSource::Reg(Reg::Rbx));
+        assert_eq!(arg1, ValueSource::Reg(Reg::Rsi));
         assert_eq!((f.conditions[1].operand, f.conditions[1].op, f.conditions[1].value), (OPERAND_PID, OP_EQ, 16));
         assert_eq!(f.conditions[2].operand, probe_ebpf::OPERAND_NONE);
         assert!(f.conditions[0].holds(101) && !f.conditions[0].holds(100));
@@ -151,28 +216,29 @@ mod tests {
 
     #[test]
     fn latency_takes_a_unit_and_two_character_operators_win() {
-        let f = parse("latency >= 1.5ms", FilterFor::Latency(Some(Abi::SystemV))).unwrap();
+        let f = with_params(|p| parse("latency >= 1.5ms", FilterFor::Latency, p)).unwrap();
         assert_eq!((f.conditions[0].op, f.conditions[0].value), (OP_GE, 1_500_000));
-        let f = parse("value<=-3", GO).unwrap();
+        let f = with_params(|p| parse("value<=-3", ENTRY, p)).unwrap();
         assert_eq!((f.conditions[0].operand, f.conditions[0].op, f.conditions[0].value), (OPERAND_VALUE, OP_LE, -3));
     }
 
     #[test]
     fn bad_expressions_name_the_condition() {
-        let latency = FilterFor::Latency(None);
+        let latency = FilterFor::Latency;
         for (expr, what, needle) in [
-            ("arg1 >> 3", GO, "`>>` is not a comparison"),
-            ("arg1 = 3", GO, "no comparison"),
-            ("size > 3", GO, "unknown operand `size`"),
+            ("arg1 >> 3", ENTRY, "`>>` is not a comparison"),
+            ("arg1 = 3", ENTRY, "no comparison"),
+            ("size-1 > 3", ENTRY, "unknown operand `size-1`"),
+            ("size > 3", ENTRY, "has no declared parameters to name"),
             ("latency > 5", latency, "needs a unit"),
-            ("arg0 > 1", latency, "different calling conventions"),
-            ("ret > 0", GO, "use --ret"),
-            ("arg9 > 0", GO, "out of range"),
-            ("a > 1 && b > 1 && c > 1 && d > 1 && e > 1", GO, "at most 4"),
-            ("pid == 1 &&", GO, "a condition is missing"),
-            ("value > 99999999999999999999", GO, "does not fit 64 bits"),
+            ("ret > 0", ENTRY, "use --ret"),
+            ("arg1 > 0", FilterFor::Argdist { at_return: true }, "where arg1 is gone"),
+            ("arg9 > 0", ENTRY, "out of range"),
+            ("a > 1 && b > 1 && c > 1 && d > 1 && e > 1", ENTRY, "at most 4"),
+            ("pid == 1 &&", ENTRY, "a condition is missing"),
+            ("value > 99999999999999999999", ENTRY, "does not fit 64 bits"),
         ] {
-            let e = parse(expr, what).unwrap_err().to_string();
+            let e = with_params(|p| parse(expr, what, p)).unwrap_err().to_string();
             assert!(e.contains(needle), "{expr}: {e}");
             assert!(e.starts_with(&format!("--filter '{expr}'")), "{e}");
         }

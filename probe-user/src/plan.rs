@@ -7,7 +7,7 @@ use crate::error::user;
 use crate::measure::Measured;
 use crate::target::elf::{Binary, Function};
 use anyhow::{Context, Result};
-use probe_ebpf::{LatencyCookie, Reg, SpanShape, ValueCookie, ValueSource};
+use probe_ebpf::{LatencyCookie, Reg, SpanShape, ValueCookie, ValueSource, Width};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SiteKind {
@@ -69,16 +69,17 @@ fn iced_register(r: Reg) -> iced_x86::Register {
 const RET_HANDLING: Handling = Handling::SingleStepped;
 
 /// What `argdist` measures.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Value {
+    /// The N-th integer argument register (or stack word) of the ABI: no declared types known.
     Arg(u32),
+    /// The first integer result register.
     Ret,
+    /// A declared parameter or result (`result`), located by target::params; `label` names it.
+    Declared { source: ValueSource, width: Width, label: String, result: bool },
     /// A string argument read at the entry (`--count`): the register words of its pointer and,
     /// for a Go string, its length (a C string ends at its NUL).
-    Text {
-        ptr: u32,
-        len: Option<u32>,
-    },
+    Text { ptr: u32, len: Option<u32> },
 }
 
 /// The probes for one measured value of one function.
@@ -90,17 +91,18 @@ pub struct ValuePlan {
 }
 
 /// What an entry site of `value` reads, and its label.
-fn entry_source(abi: Abi, value: Value) -> Result<(String, ValueSource)> {
+fn entry_source(abi: Abi, value: &Value) -> Result<(String, ValueSource)> {
     let register = |n: u32| match abi.arg_source(n)? {
         ValueSource::Reg(r) => Ok(r),
         _ => Err(user(format!("a string argument on the stack ({abi}) cannot be read as text; count its length"))),
     };
-    Ok(match value {
+    Ok(match *value {
         Value::Arg(n) => (format!("arg{n}"), abi.arg_source(n)?),
         Value::Text { ptr, len: Some(len) } => {
             (format!("arg{ptr}"), ValueSource::GoString { ptr: register(ptr)?, len: register(len)? })
         }
         Value::Text { ptr, len: None } => (format!("arg{ptr}"), ValueSource::CString { ptr: register(ptr)? }),
+        Value::Declared { source, ref label, .. } => (label.clone(), source),
         Value::Ret => unreachable!("read at the exits"),
     })
 }
@@ -108,20 +110,29 @@ fn entry_source(abi: Abi, value: Value) -> Result<(String, ValueSource)> {
 /// Plans `argdist` on `function`, aggregating into value slot `slot`.
 pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32) -> Result<ValuePlan> {
     let abi = Abi::of(binary, &function.name);
+    let (width, ret_source) = match &value {
+        Value::Declared { width, source, .. } => (*width, *source),
+        _ => (Width::W64, ValueSource::Reg(Reg::Rax)),
+    };
+    let at_return = matches!(value, Value::Ret | Value::Declared { result: true, .. });
+    let ret_label = match &value {
+        Value::Declared { label, .. } => label.clone(),
+        _ => "ret".to_string(),
+    };
     let site =
         |addr: u64, kind: SiteKind, source: ValueSource, handling: Handling, stack_check: bool| -> Result<Site> {
             Ok(Site {
-                exit: matches!(value, Value::Ret),
+                exit: at_return,
                 path: binary.path.clone(),
                 kind,
                 file_offset: binary.code_offset(addr)?,
-                cookie: ValueCookie { slot, source, stack_check }.encode(),
+                cookie: ValueCookie { slot, source, stack_check, width }.encode(),
                 handling,
             })
         };
     let (what, sites) = match value {
-        Value::Arg(_) | Value::Text { .. } => {
-            let (what, source) = entry_source(abi, value)?;
+        Value::Arg(_) | Value::Text { .. } | Value::Declared { result: false, .. } => {
+            let (what, source) = entry_source(abi, &value)?;
             let keep = match source {
                 ValueSource::Reg(r) | ValueSource::GoString { ptr: r, .. } | ValueSource::CString { ptr: r } => Some(r),
                 ValueSource::Stack { .. } => None,
@@ -129,13 +140,12 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
             let entry = entry_site(binary, function, abi.is_go(), keep)?;
             (what, vec![site(entry.addr, SiteKind::Uprobe, source, entry.handling, entry.stack_check)?])
         }
-        Value::Ret => match abi {
+        Value::Ret | Value::Declared { result: true, .. } => match abi {
             Abi::SystemV if !may_nest_past_uretprobe_limit(binary, function) => {
                 // The uretprobe's own trap is at the entry site too: put it where the kernel
                 // emulates (SP is the same there, so the return address is found).
                 let entry = entry_site(binary, function, false, None)?;
-                let ret = ValueSource::Reg(Reg::Rax);
-                ("ret".to_string(), vec![site(entry.addr, SiteKind::Uretprobe, ret, entry.handling, false)?])
+                (ret_label.clone(), vec![site(entry.addr, SiteKind::Uretprobe, ret_source, entry.handling, false)?])
             }
             Abi::SystemV | Abi::GoRegister => {
                 // No uretprobe on Go code: it crashes the program. Nor on recursive code: the
@@ -151,9 +161,9 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
                 }
                 let sites = rets
                     .into_iter()
-                    .map(|a| site(a, SiteKind::Uprobe, ValueSource::Reg(Reg::Rax), RET_HANDLING, false))
+                    .map(|a| site(a, SiteKind::Uprobe, ret_source, RET_HANDLING, false))
                     .collect::<Result<_>>()?;
-                ("ret".to_string(), sites)
+                (ret_label.clone(), sites)
             }
             Abi::GoStack => {
                 return Err(user(format!(

@@ -163,13 +163,14 @@ pub fn probe_within(secs: u64, args: &[&str]) -> Run {
     child.wait_with_output().unwrap().into()
 }
 
-/// Starts probe in the background and waits until it reports its probes attached.
+/// Starts probe in the background and waits until it reports its probes attached (notes such
+/// as "has no debug information" may come before that line).
 pub fn probe_background(args: &[&str]) -> (Child, BufReader<ChildStderr>) {
     let mut child = spawn_probe(args);
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    assert!(line.contains("probe: tracing"), "probe did not start tracing: {line}");
+    let mut lines = String::new();
+    while !lines.contains("probe: tracing") && stderr.read_line(&mut lines).unwrap() > 0 {}
+    assert!(lines.contains("probe: tracing"), "probe did not start tracing: {lines}");
     (child, stderr)
 }
 

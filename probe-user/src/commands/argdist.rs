@@ -1,21 +1,39 @@
 //! `probe argdist`: the distribution of an integer argument or return value of one function, as
 //! a log2 histogram or (`--count`) calls per exact value.
 use crate::abi::Abi;
-use crate::cli::ArgdistArgs;
+use crate::cli::{ArgSpec, ArgdistArgs};
 use crate::error::user;
-use crate::filter::{self, FilterFor};
+use crate::filter::{self, FilterFor, FilterParams};
 use crate::measure::breakdown::{Breakdown, By, BY_MAX_KEYS};
 use crate::measure::counts::ValueCounts;
 use crate::options::RunOptions;
 use crate::plan::{self, Value};
 use crate::session::Keying;
+use crate::target::params::Measure;
+use crate::target::params::{self, Selection};
 use crate::target::{Chosen, Target};
 use crate::trace::{self, Job};
 use anyhow::Result;
-use probe_ebpf::{Filter, ValueStats};
+use probe_ebpf::{Filter, ValueSource, ValueStats, Width};
 
 /// The value slot argdist aggregates into (one function, one value).
 const SLOT: u32 = 0;
+
+/// A declared parameter or result: its value, or with --count a string's bytes. A Go string is
+/// otherwise its length; `--string` on anything else is refused.
+fn declared_value(measure: Measure, label: String, result: bool, args: &ArgdistArgs) -> Result<Value> {
+    let name = label.strip_prefix("len(").and_then(|l| l.strip_suffix(')')).unwrap_or(&label).to_string();
+    match measure.text {
+        Some(text) if args.count => Ok(Value::Declared { source: text, width: Width::W64, label: name, result }),
+        Some(ValueSource::CString { .. }) if args.string => Err(user(format!(
+            "--arg {name} --string: a C string's length is not in a register; add --count to count its contents"
+        ))),
+        None if args.string => {
+            Err(user(format!("--string: {name} is not a string (probe list --params shows its type)")))
+        }
+        _ => Ok(Value::Declared { source: measure.source, width: measure.width, label, result }),
+    }
+}
 
 /// `--arg N --string`: a Go string is two register words (pointer, length); a C string is a
 /// pointer, and only its bytes can be counted (its length is nowhere without reading it).
@@ -56,16 +74,28 @@ pub fn run(args: &ArgdistArgs) -> Result<()> {
             names.join(", ")
         )));
     };
-    let value = match (args.arg, args.string) {
-        (Some(n), false) => Value::Arg(n),
-        (Some(n), true) => string_value(&target, chosen, n, args.count)?,
-        (None, _) => Value::Ret,
+    let binary = target.file(chosen.file);
+    let (value, note) = match params::select(binary, &chosen.function, args.arg.as_ref(), args.ret)? {
+        Selection::Declared { measure, label, result } => (declared_value(measure, label, result, args)?, None),
+        Selection::Words { note } => match &args.arg {
+            Some(ArgSpec::Position(n)) if args.string => (string_value(&target, chosen, *n, args.count)?, Some(note)),
+            Some(ArgSpec::Position(n)) => (Value::Arg(*n), Some(note)),
+            _ => (Value::Ret, Some(note)),
+        },
     };
-    let mut plan = plan::value_plan(target.file(chosen.file), &chosen.function, value, SLOT)?;
+    let at_return = matches!(value, Value::Ret | Value::Declared { result: true, .. });
+    let mut plan = plan::value_plan(binary, &chosen.function, value, SLOT)?;
     let filter = match &args.filter {
-        Some(expr) => filter::parse(expr, FilterFor::Argdist(value, plan.abi))?,
+        Some(expr) => {
+            let params = FilterParams::new(vec![(binary, &chosen.function)]);
+            filter::parse(expr, FilterFor::Argdist { at_return }, &params)?
+        }
         None => Filter::NONE,
     };
+    // Said once the plan holds: an error is one line, with nothing before it.
+    if let Some(note) = note {
+        eprintln!("probe: {note}");
+    }
     let description = format!("{} {} ({})", plan.measured.function, plan.measured.what, plan.abi);
     plan.measured.top_values = options.top.unwrap_or(DEFAULT_TOP_VALUES);
     let job = Job {

@@ -1,8 +1,7 @@
 //! `probe latency`: how long functions take, with percentiles, never crashing a Go program.
-use crate::abi::Abi;
 use crate::cli::LatencyArgs;
 use crate::error::user;
-use crate::filter::{self, FilterFor};
+use crate::filter::{self, FilterFor, FilterParams};
 use crate::measure::breakdown::{Breakdown, By, BY_MAX_KEYS, DEFAULT_TOP_KEYS};
 use crate::options::RunOptions;
 use crate::outputs::terminal::name_a_few;
@@ -36,7 +35,10 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
         )));
     }
     let filter = match &args.filter {
-        Some(expr) => filter::parse(expr, FilterFor::Latency(common_abi(&target, &chosen)))?,
+        Some(expr) => {
+            let functions = chosen.iter().map(|c| (target.file(c.file), &c.function)).collect();
+            filter::parse(expr, FilterFor::Latency, &FilterParams::new(functions))?
+        }
         None => Filter::NONE,
     };
     let (mut sites, mut slots, mut skipped, mut shapes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -76,13 +78,6 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
         Some(_) => trace::run::<Breakdown<LatencyStats>>(job, &options),
         None => trace::run::<LatencyStats>(job, &options),
     }
-}
-
-/// The calling convention every chosen function shares, if they share one (`--filter argN`).
-fn common_abi(target: &Target, chosen: &[Chosen]) -> Option<Abi> {
-    let mut abis = chosen.iter().map(|c| Abi::of(target.file(c.file), &c.function.name));
-    let first = abis.next()?;
-    abis.all(|a| a == first).then_some(first)
 }
 
 /// One line per reason, naming a few of the functions skipped for it.

@@ -4,9 +4,10 @@ use crate::cli::ListArgs;
 use crate::disasm;
 use crate::error::user;
 use crate::target::elf::{Binary, Runtime, SymbolSource};
-use crate::target::{glob_match, libraries};
+use crate::target::{glob_match, libraries, params};
 use anyhow::Result;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,69 @@ struct Row<'a> {
     /// How the kernel handles the entry probe probe would place: `emulated` (cheap),
     /// `single-stepped` (a second trap), or `refused` (cannot be traced).
     entry: &'static str,
+    /// With `--params`: parameters and results as declared (absent without debug information).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<Vec<ParamRow>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    results: Option<Vec<ParamRow>>,
+    /// Why the positions are not as declared (parameters left out of the DWARF).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params_incomplete: Option<String>,
+}
+
+/// One declared parameter or result, for `--params`.
+#[derive(Serialize)]
+struct ParamRow {
+    position: u32,
+    name: String,
+    #[serde(rename = "type")]
+    type_name: String,
+    kind: String,
+    /// Registers (`rbx+rcx`), `sp+N` (stack), `xmm`, or `?`.
+    location: String,
+}
+
+fn param_rows(params: &[params::Param]) -> Vec<ParamRow> {
+    params
+        .iter()
+        .map(|p| ParamRow {
+            position: p.position,
+            name: p.name.clone(),
+            type_name: p.ty.name.clone(),
+            kind: params::kind_name(&p.ty),
+            location: p.location.to_string(),
+        })
+        .collect()
+}
+
+/// The declared signatures, when `--params` asks for them (`None`: the file has no DWARF).
+fn signatures(args: &ListArgs, binary: &Binary) -> Result<Option<HashMap<u64, params::Signature>>> {
+    if !args.params {
+        return Ok(None);
+    }
+    let found = params::signatures(binary).map_err(|e| {
+        user(format!("--params: cannot read the debug information of {} ({e:#})", binary.path.display()))
+    })?;
+    if found.is_none() && !args.json {
+        eprintln!(
+            "probe: {} has no debug information (DWARF): parameters are not known; build with -g (Go: without \
+             -ldflags=-s -w) to see them",
+            binary.path.display()
+        );
+    }
+    Ok(found)
+}
+
+/// The `--params` lines under a function's row: `    arg 0  s  *main.Server  pointer  rax`.
+fn write_params(out: &mut impl Write, params: &[ParamRow], label: &str) -> std::io::Result<()> {
+    for p in params {
+        writeln!(
+            out,
+            "    {label} {:<2} {:<16} {:<24} {:<10} {}",
+            p.position, p.name, p.type_name, p.kind, p.location
+        )?;
+    }
+    Ok(())
 }
 
 /// How the kernel would handle this function's entry probe.
@@ -45,13 +109,19 @@ pub fn run(args: &ListArgs) -> Result<()> {
     if !args.json && write_header(&mut out, &binary).is_err() {
         return Ok(()); // stdout closed (e.g. piped into head -1)
     }
+    let signatures = signatures(args, &binary)?;
     let mut entries = [0usize; 2];
     for f in functions {
         let rets = binary.code(f).ok().and_then(|code| disasm::ret_addresses(&code, f.addr).ok()).map(|r| r.len());
         let entry = entry_handling(&binary, f);
         entries[(entry != "emulated") as usize] += 1;
         let abi = Abi::of(&binary, &f.name).to_string();
-        let row = Row { name: &f.name, address: f.addr, size: f.size, rets, abi, entry };
+        let signature = signatures.as_ref().and_then(|s| s.get(&f.addr));
+        let params = signature.map(|s| param_rows(&s.params));
+        let results = signature.map(|s| param_rows(&s.results));
+        let params_incomplete = signature.and_then(|s| s.incomplete.clone());
+        let row =
+            Row { name: &f.name, address: f.addr, size: f.size, rets, abi, entry, params, results, params_incomplete };
         let written = if args.json {
             writeln!(out, "{}", serde_json::to_string(&row)?)
         } else {
@@ -61,6 +131,12 @@ pub fn run(args: &ListArgs) -> Result<()> {
                 "{:<#18x} {:>8} {:>5}  {:<16} {:<14} {}",
                 row.address, row.size, rets, row.abi, entry, row.name
             )
+            .and_then(|_| match &row.params_incomplete {
+                Some(why) => writeln!(out, "    ({why})"),
+                None => Ok(()),
+            })
+            .and_then(|_| write_params(&mut out, row.params.as_deref().unwrap_or_default(), "arg"))
+            .and_then(|_| write_params(&mut out, row.results.as_deref().unwrap_or_default(), "ret"))
         };
         if written.is_err() {
             return Ok(()); // stdout closed (e.g. piped into head)

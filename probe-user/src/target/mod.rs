@@ -1,9 +1,11 @@
 //! Resolving what to trace: which processes, which files (the program and any shared
 //! library named as `LIB:FUNC`), and which functions in them.
 pub mod callers;
+pub mod dwarf;
 pub mod elf;
 pub mod go;
 pub mod libraries;
+pub mod params;
 pub mod pclntab;
 
 use crate::cli::TargetArgs;

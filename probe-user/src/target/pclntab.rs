@@ -11,6 +11,10 @@ pub struct GoFunc {
     pub entry: u64,
     /// Start of the next function: includes the INT3 padding after this one.
     pub end: u64,
+    /// `_func.args`: the bytes of its argument frame: arguments laid out as on the stack, then
+    /// results (ABI0: all of them; ABIInternal: those assigned to the stack), as measured with
+    /// Go 1.19 and 1.23.
+    pub args: u32,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -133,6 +137,7 @@ pub fn functions(data: &[u8], text_address: u64) -> Result<Vec<GoFunc>> {
         };
         ensure!(record_entry == entry, "pclntab record of #{i} disagrees with its table entry");
         let nameoff = r.u32(nameoff_at)? as usize;
+        let args = r.u32(nameoff_at + 4)? as u32;
         let mut name = r.cstr(names_base.checked_add(nameoff).context("name offset overflow")?)?;
         if let Some(flag_at) = layout.flag_offset(ptr_size) {
             // Package-less assembly helpers (`aeshashbody`) carry no suffix in `.symtab` either.
@@ -140,7 +145,7 @@ pub fn functions(data: &[u8], text_address: u64) -> Result<Vec<GoFunc>> {
                 name.push_str(".abi0");
             }
         }
-        out.push(GoFunc { name, entry, end });
+        out.push(GoFunc { name, entry, end, args });
     }
     Ok(out)
 }

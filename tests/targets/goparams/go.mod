@@ -1,0 +1,3 @@
+module goparams
+
+go 1.19
