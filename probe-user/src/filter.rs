@@ -229,7 +229,7 @@ mod tests {
             ("arg1 >> 3", ENTRY, "`>>` is not a comparison"),
             ("arg1 = 3", ENTRY, "no comparison"),
             ("size-1 > 3", ENTRY, "unknown operand `size-1`"),
-            ("size > 3", ENTRY, "has no declared parameters to name"),
+            ("size > 3", ENTRY, "has no debug information"),
             ("latency > 5", latency, "needs a unit"),
             ("ret > 0", ENTRY, "use --ret"),
             ("arg1 > 0", FilterFor::Argdist { at_return: true }, "where arg1 is gone"),
