@@ -18,7 +18,7 @@
 use crate::disasm::Handling;
 use crate::features::AttachStrategy;
 use crate::histogram::ns_histogram;
-use crate::measure::Measure;
+use crate::measure::{Measure, Programs};
 use crate::plan::{Site, SiteKind};
 use crate::session::{Keying, LoadConfig, Session};
 use anyhow::{bail, Context, Result};
@@ -112,8 +112,9 @@ pub fn measure(shapes: &[SpanShape], strategy: AttachStrategy) -> Result<(Vec<Sh
     }
     let calibration = Calibration::plan(shapes, 0)?;
     let config = LoadConfig {
-        programs: LatencyStats::PROGRAMS,
-        slots: Calibration::SLOTS,
+        programs: Calibration::PROGRAMS,
+        slots: 0,
+        calibration_slots: Calibration::SLOTS,
         keying: Keying::default(),
         filter: Filter::NONE,
         unit_ns: 1,
@@ -133,6 +134,9 @@ pub struct Calibration {
 }
 
 impl Calibration {
+    /// The programs and map the calibration sites use: latency's.
+    pub const PROGRAMS: Programs = LatencyStats::PROGRAMS;
+
     /// Slots the calibration needs after the trace's own.
     pub const SLOTS: u32 = SpanShape::ALL.len() as u32;
 

@@ -1,6 +1,6 @@
 //! The tracing run shared by every command: hold or find the process, attach, wait for the
 //! end (target exit, -d, Ctrl-C, SIGTERM) while printing -i tables, then detach and print.
-use crate::calibrate::{self, ShapeCost};
+use crate::calibrate::{self, Calibration, ShapeCost};
 use crate::error::user;
 use crate::features::{AttachStrategy, Kernel};
 use crate::interrupt;
@@ -59,14 +59,30 @@ pub fn run<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
     let scope_pid = if matches!(target.scope, Scope::AllProcesses) { None } else { pid };
     let mut outputs = outputs::build::<T>(options, &measured, &binary, scope_pid)?;
     let unit_ns = measured.first().and_then(|m| m.unit).map_or(1, |u| u.ns());
-    let config = LoadConfig { programs: T::PROGRAMS, slots: measured.len() as u32, keying, filter, unit_ns };
+    // Calibration sites are latency sites: with latency's own programs they are loaded with
+    // the trace's (one load, one verification); any other kind calibrates in a session of its
+    // own.
+    let inline = (!shapes.is_empty() && T::PROGRAMS == Calibration::PROGRAMS)
+        .then(|| Calibration::plan(&shapes, measured.len() as u32))
+        .transpose()?;
+    let own_sites = inline.as_ref().map_or(&[][..], |c| &c.sites[..]);
+    let all_sites: Vec<Site> = sites.iter().chain(own_sites).cloned().collect();
+    let calibration_slots = if inline.is_some() { Calibration::SLOTS } else { 0 };
+    let slots = measured.len() as u32;
+    let config = LoadConfig { programs: T::PROGRAMS, slots, keying, filter, calibration_slots, unit_ns };
     let strategy = kernel.strategy();
     warn_of_slow_detach(&kernel, strategy, sites.len());
     interrupt::install()?;
     // The probes' own cost, measured on probe's own functions with their own session, is
     // known and set before any site of the target is live.
-    let (costs, calibration) = calibrate::measure(&shapes, strategy)?;
-    let mut session = Session::load(&sites, config, strategy)?;
+    let mut session = Session::load(&all_sites, config, strategy)?;
+    let (costs, calibration) = match &inline {
+        Some(c) => {
+            let own = Some(std::process::id() as i32);
+            (c.run(&mut session, |s| s.attach_sites(sites.len()..all_sites.len(), own))?, None)
+        }
+        None => calibrate::measure(&shapes, strategy)?,
+    };
     session.set_probe_costs(&calibrate::cost_table(&costs))?;
     if !interrupt::requested() {
         session.attach_sites(0..sites.len(), pid)?;

@@ -75,6 +75,7 @@ fn self_test(strategy: AttachStrategy) -> Result<(u64, i128)> {
         slots: 1,
         keying: Keying::default(),
         filter: Filter::NONE,
+        calibration_slots: 0,
         unit_ns: 1,
     };
     let pid = std::process::id() as i32;

@@ -53,6 +53,9 @@ pub struct LoadConfig {
     pub keying: Keying,
     /// `--filter`: what a call must satisfy to be aggregated.
     pub filter: Filter,
+    /// Slots after `slots` for probe's own calibration sites, loaded with the trace's when they
+    /// use the same programs: written, never drained.
+    pub calibration_slots: u32,
     /// Display unit of latency tables, in nanoseconds.
     pub unit_ns: u64,
 }
@@ -61,7 +64,7 @@ impl LoadConfig {
     /// Entries of the kind's map: two banks of slots, or of keys.
     fn map_entries(&self) -> u32 {
         match self.programs.lost {
-            None => 2 * self.slots.max(1),
+            None => 2 * (self.slots + self.calibration_slots).max(1),
             Some(_) => 2 * self.keying.max_keys.max(1),
         }
     }
