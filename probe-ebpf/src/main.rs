@@ -2,6 +2,10 @@
 //! Nothing is sent per event to user space; the loader reads the maps.
 #![no_std]
 #![no_main]
+// BPF inline asm (regs.rs: one fixed-offset context load per register).
+#![feature(asm_experimental_arch)]
+
+mod regs;
 
 use aya_ebpf::{
     bindings::{pt_regs, BPF_F_NO_PREALLOC, BPF_NOEXIST},
@@ -12,8 +16,8 @@ use aya_ebpf::{
     EbpfContext,
 };
 use probe_ebpf::{
-    bank_index, stack_check_taken, EntryKey, EntryStack, Frame, LatencyCookie, LatencyStats, Reg, SpanShape,
-    ValueCookie, ValueSource, ValueStats, MAX_NESTING, PROBE_COSTS_LEN,
+    bank_index, EntryKey, EntryStack, Frame, LatencyCookie, LatencyStats, SpanShape, ValueCookie, ValueSource,
+    ValueStats, MAX_NESTING, PROBE_COSTS_LEN,
 };
 
 /// Per-CPU value aggregates at `bank_index(bank, slot)`; the loader sizes it to the slots.
@@ -62,7 +66,7 @@ fn record_value(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
     let Some(site) = ValueCookie::decode(site_cookie(ctx)) else {
         return;
     };
-    if site.stack_check && stack_check_taken(unsafe { (*regs).eflags }) {
+    if site.stack_check && regs::stack_check_taken(unsafe { &*regs }) {
         return; // the call grows its stack and comes back here: count it then
     }
     let bank = EPOCH.get(0).copied().unwrap_or(0);
@@ -81,20 +85,10 @@ fn record_value(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
 fn read_source(regs: *mut pt_regs, source: ValueSource) -> Option<i64> {
     let regs = unsafe { &*regs };
     let v = match source {
-        ValueSource::Reg(r) => match r {
-            Reg::Rax => regs.rax,
-            Reg::Rbx => regs.rbx,
-            Reg::Rcx => regs.rcx,
-            Reg::Rdx => regs.rdx,
-            Reg::Rsi => regs.rsi,
-            Reg::Rdi => regs.rdi,
-            Reg::R8 => regs.r8,
-            Reg::R9 => regs.r9,
-            Reg::R10 => regs.r10,
-            Reg::R11 => regs.r11,
-        },
+        ValueSource::Reg(r) => regs::register(regs, r)?,
+        ValueSource::Arm64Reg(n) => regs::arm64_register(regs, n)?,
         ValueSource::Stack { offset } => {
-            let addr = regs.rsp.wrapping_add(offset as u64) as *const u64;
+            let addr = regs::stack_pointer(regs).wrapping_add(offset as u64) as *const u64;
             unsafe { bpf_probe_read_user(addr) }.ok()?
         }
     };
@@ -156,21 +150,24 @@ fn on_latency_site(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
     let site = LatencyCookie::decode(site_cookie(ctx));
     let exit_ns = if site.exit { unsafe { bpf_ktime_get_ns() } } else { 0 };
     let regs = unsafe { &*regs };
-    if !site.exit && site.stack_check && stack_check_taken(regs.eflags) {
+    if !site.exit && site.stack_check && regs::stack_check_taken(regs) {
         return; // the call grows its stack and comes back here: count it then
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     let (context, depth) = if site.go {
-        // Key by goroutine (R14 holds g): goroutines move between threads. Depth from the
-        // stack's top (g.stack.hi at offset 8) survives the runtime copying a growing stack.
-        let g = regs.r14;
+        // Key by goroutine (R14 on amd64, R28 on arm64 holds g): goroutines move between
+        // threads. Depth from the stack's top (g.stack.hi at offset 8) survives the runtime
+        // copying a growing stack.
+        let g = regs::go_g(regs);
         let Ok(stack_hi) = (unsafe { bpf_probe_read_user((g + 8) as *const u64) }) else {
             return;
         };
-        (g, stack_hi.wrapping_sub(regs.rsp))
+        (g, stack_hi.wrapping_sub(regs::stack_pointer(regs)))
     } else {
-        // A uretprobe fires after RET popped the return address: SP is 8 above the entry's.
-        let sp = if site.uretprobe { regs.rsp.wrapping_sub(8) } else { regs.rsp };
+        // A uretprobe fires after RET: on x86-64 it popped the return address (SP is 8 above
+        // the entry's).
+        let sp = regs::stack_pointer(regs);
+        let sp = if site.uretprobe { sp.wrapping_sub(regs::SP_MOVED_BY_RET) } else { sp };
         (pid_tgid & 0xffff_ffff, u64::MAX - sp)
     };
     let key = EntryKey { tgid: (pid_tgid >> 32) as u32, slot: site.slot, context };

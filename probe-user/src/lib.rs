@@ -1,10 +1,12 @@
 //! probe: how long does a function take, and what values does it see, in any running Go, C,
 //! C++ or Rust program. Data flows one way: cli -> target -> plan -> session -> render.
 pub mod abi;
+pub mod arch;
 pub mod calibrate;
 pub mod cli;
 pub mod commands;
 pub mod disasm;
+pub mod disasm_arm64;
 pub mod error;
 pub mod features;
 pub mod histogram;

@@ -2,7 +2,7 @@
 //! offsets, probe kind, cookie). Everything that decides correctness is decided here, before
 //! anything touches the kernel.
 use crate::abi::Abi;
-use crate::disasm::{self, EntrySite, Handling};
+use crate::disasm::{EntrySite, Handling};
 use crate::error::user;
 use crate::render::Measured;
 use crate::target::elf::{Binary, Function};
@@ -47,10 +47,18 @@ pub fn describe_costs(sites: &[Site]) -> String {
 /// The entry probe's site for `function`, or one clear error naming the function.
 fn entry_site(binary: &Binary, function: &Function, go: bool, keep: Option<Reg>) -> Result<EntrySite> {
     let code = binary.entry_code(function)?;
-    disasm::entry_site(&code, function.addr, go, keep.map(iced_register))
-        .map_err(|why| user(format!("{}: {why}; trace its caller or another function", function.name)))
+    #[cfg(target_arch = "x86_64")]
+    let site = crate::disasm::entry_site(&code, function.addr, go, keep.map(iced_register));
+    // arm64's entry site is a branch or the first instruction: nothing is skipped over.
+    #[cfg(target_arch = "aarch64")]
+    let site = {
+        let _ = keep; // no instruction is skipped over, so none can clobber it
+        crate::disasm_arm64::entry_site(&code, function.addr, go)
+    };
+    site.map_err(|why| user(format!("{}: {why}; trace its caller or another function", function.name)))
 }
 
+#[cfg(target_arch = "x86_64")]
 fn iced_register(r: Reg) -> iced_x86::Register {
     use iced_x86::Register as R;
     match r {
@@ -67,8 +75,8 @@ fn iced_register(r: Reg) -> iced_x86::Register {
     }
 }
 
-/// What the kernel does with a RET probe: RET is always single-stepped.
-const RET_HANDLING: Handling = Handling::SingleStepped;
+/// What the kernel does with a RET probe (single-stepped on x86-64, simulated on arm64).
+const RET_HANDLING: Handling = crate::arch::RET_HANDLING;
 
 /// What `argdist` measures.
 #[derive(Clone, Copy, Debug)]
@@ -107,7 +115,8 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
             let source = abi.arg_source(n)?;
             let keep = match source {
                 ValueSource::Reg(r) => Some(r),
-                ValueSource::Stack { .. } => None,
+                // arm64 skips no instruction before its entry site: nothing to keep.
+                ValueSource::Stack { .. } | ValueSource::Arm64Reg(_) => None,
             };
             let entry = entry_site(binary, function, abi.is_go(), keep)?;
             (format!("arg{n}"), vec![site(entry.addr, SiteKind::Uprobe, source, entry.handling, entry.stack_check)?])
@@ -117,14 +126,14 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
                 // The uretprobe's own trap is at the entry site too: put it where the kernel
                 // emulates (SP is the same there, so the return address is found).
                 let entry = entry_site(binary, function, false, None)?;
-                let ret = ValueSource::Reg(Reg::Rax);
+                let ret = crate::arch::RETURN_VALUE;
                 ("ret".to_string(), vec![site(entry.addr, SiteKind::Uretprobe, ret, entry.handling, false)?])
             }
             Abi::SystemV | Abi::GoRegister => {
                 // No uretprobe on Go code: it crashes the program. Nor on recursive code: the
                 // kernel drops uretprobe returns nested deeper than 64 in a thread. Probe every
-                // RET instead; the first result is in RAX there.
-                let rets = disasm::ret_addresses(&binary.code(function)?, function.addr)
+                // RET instead; the first result is in RAX (X0 on arm64) there.
+                let rets = crate::arch::code::ret_addresses(&binary.code(function)?, function.addr)
                     .with_context(|| format!("decoding {}", function.name))?;
                 if rets.is_empty() {
                     return Err(user(format!(
@@ -134,7 +143,7 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
                 }
                 let sites = rets
                     .into_iter()
-                    .map(|a| site(a, SiteKind::Uprobe, ValueSource::Reg(Reg::Rax), RET_HANDLING, false))
+                    .map(|a| site(a, SiteKind::Uprobe, crate::arch::RETURN_VALUE, RET_HANDLING, false))
                     .collect::<Result<_>>()?;
                 ("ret".to_string(), sites)
             }
@@ -218,8 +227,8 @@ pub fn latency_plan(
     }];
     if use_rets {
         let code = binary.code(function)?;
-        let rets =
-            disasm::ret_addresses(&code, function.addr).with_context(|| format!("decoding {}", function.name))?;
+        let rets = crate::arch::code::ret_addresses(&code, function.addr)
+            .with_context(|| format!("decoding {}", function.name))?;
         if rets.is_empty() {
             return Ok(LatencyPlan::Skip {
                 function: function.name.clone(),
@@ -257,5 +266,5 @@ pub fn latency_plan(
 /// nestedness limit"). Such functions get RET probes. Indirect recursion is not seen here; the
 /// summary warns when uretprobe exits lost calls (see render).
 fn may_nest_past_uretprobe_limit(binary: &Binary, function: &Function) -> bool {
-    binary.code(function).is_ok_and(|code| disasm::calls_itself(&code, function.addr))
+    binary.code(function).is_ok_and(|code| crate::arch::code::calls_itself(&code, function.addr))
 }

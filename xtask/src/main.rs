@@ -1,16 +1,20 @@
 //! `cargo xtask <command>`: the project's one entry point for building, testing and demos.
 //!
-//!   build   setup if needed, then target/release/probe with the eBPF object embedded
+//!   build   setup if needed, then target/release/probe with the eBPF object embedded, and
+//!           static (musl) binaries for x86-64 and aarch64 in target/<triple>/release/probe
 //!   test    setup, unit tests, then integration tests that load real probes
 //!   run     build, then run probe with the given arguments (`cargo xtask run -- argdist ...`)
 //!   demo    build the seed's example programs and show probe on them
 //!   bench   overhead, start-up, memory, scale, drain and accuracy next to bpftrace
 //!           -> bench/RESULTS.md (`--no-scale` skips the scale runs)
 //!   fuzz    run the ELF and .gopclntab fuzz targets for a while (`cargo xtask fuzz [SECS]`)
-//!   vm-test the integration suite on another kernel in QEMU (`--kernel 6.1|5.10|host`)
+//!   vm-test the integration suite on another kernel in QEMU (`--kernel 6.1|5.10|host`);
+//!           `--arch arm64 [--kernel 6.1|6.12]`: the static arm64 probe in an arm64 guest
 mod bench;
+mod cross;
 mod fuzz;
 mod vm;
+mod vm_arm64;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -20,7 +24,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup(),
-        Some("build") => build().map(|_| ()),
+        Some("build") => cross::build_all(),
         Some("test") => test(&args[1..]),
         Some("run") => run(&args[1..]),
         Some("demo") => demo(),
@@ -96,6 +100,8 @@ fn test(extra: &[String]) -> Result<()> {
 }
 
 fn integration_tests(probe: &Path, extra: &[String]) -> Result<()> {
+    // tests/old_userland.rs runs the static build on Debian 11.
+    let static_probe = cross::build_static(&cross::X86_64)?;
     println!("xtask: integration tests (real probes on real targets, one at a time)");
     // One at a time: the tests assert that no probe program stays loaded after each run.
     check(
@@ -103,7 +109,8 @@ fn integration_tests(probe: &Path, extra: &[String]) -> Result<()> {
             .args(["test", "--release", "-p", "probe-tests", "--"])
             .arg("--test-threads=1")
             .args(extra)
-            .env("PROBE_BIN", probe),
+            .env("PROBE_BIN", probe)
+            .env("PROBE_STATIC_BIN", static_probe),
     )
 }
 
