@@ -65,16 +65,21 @@ fn cross_build_targets() -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(&dir)?;
     let mut built = Vec::new();
     let go_builds = [
-        ("tostring", "go", "tostring-go1.19"),
-        ("tostring", "/usr/lib/go-1.23/bin/go", "tostring-go1.23"),
-        ("latency", "go", "latency-go1.19"),
-        ("latency", "/usr/lib/go-1.23/bin/go", "latency-go1.23"),
+        ("tostring", "go", "tostring-go1.19", None),
+        ("tostring", "/usr/lib/go-1.21/bin/go", "tostring-go1.21", None),
+        ("tostring", "/usr/lib/go-1.23/bin/go", "tostring-go1.23", None),
+        // No .symtab: functions come from .gopclntab.
+        ("tostring", "go", "tostring-stripped", Some("-ldflags=-s -w")),
+        ("latency", "go", "latency-go1.19", None),
+        ("latency", "/usr/lib/go-1.23/bin/go", "latency-go1.23", None),
     ];
-    for (name, go, out) in go_builds {
+    for (name, go, out, flags) in go_builds {
         let output = dir.join(out);
         check(
             Command::new(go)
-                .args(["build", "-o"])
+                .arg("build")
+                .args(flags)
+                .arg("-o")
                 .arg(&output)
                 .arg(".")
                 .env("GOARCH", "arm64")
@@ -159,6 +164,31 @@ fn checks() -> Vec<Check> {
             expect: vec!["Block calls: 200", "\"count\":200", "\"abandoned\":0"],
         });
     }
+    checks.push(Check {
+        name: "go1.21 argdist arg0",
+        args: with_c("argdist --func ToString --arg 0 --json", cmd("tostring-go1.21", "-rounds 1")),
+        code: 0,
+        expect: vec!["ToString calls: 1000", "\"count\":1000", "\"sum\":-500", "\"unreadable\":0"],
+    });
+    checks.push(Check {
+        name: "stripped Go (.gopclntab) argdist arg0",
+        args: with_c("argdist --func ToString --arg 0 --json", cmd("tostring-stripped", "-rounds 1")),
+        code: 0,
+        expect: vec!["ToString calls: 1000", "\"count\":1000", "\"sum\":-500", "\"min\":-500", "\"max\":499"],
+    });
+    // The result (a string's data pointer) is in R0 at each RET: every call is counted.
+    checks.push(Check {
+        name: "Go argdist --ret (RET probes, R0)",
+        args: with_c("argdist --func ToString --ret --json", cmd("tostring-go1.19", "-rounds 2")),
+        code: 0,
+        expect: vec!["ToString calls: 2000", "\"measured\":\"ret\"", "\"count\":2000", "\"unreadable\":0"],
+    });
+    checks.push(Check {
+        name: "list: a Go entry on its BLS, simulated",
+        args: words("list --json /targets/tostring-go1.19 main.ToString"),
+        code: 0,
+        expect: vec!["\"name\":\"main.ToString\"", "\"rets\":1", "\"abi\":\"Go register ABI\",\"entry\":\"emulated\""],
+    });
     // AAPCS64: work(v, 2v) returns 3v.
     checks.push(Check {
         name: "C argdist arg1 (X1)",
