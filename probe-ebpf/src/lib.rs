@@ -588,7 +588,7 @@ mod tests {
         ] {
             assert_eq!(ValueCookie::decode(c.encode()), Some(c));
         }
-        assert_eq!(ValueCookie::decode(2 << 16), None);
+        assert_eq!(ValueCookie::decode(3 << 16), None); // no such source kind (2 is an arm64 register)
     }
 
     #[test]
