@@ -271,7 +271,8 @@ fn parse_elf<'d, R: ReadRef<'d>>(path: &Path, data: R, file_len: u64) -> Result<
     let file = object::File::parse(data).map_err(|e| corrupt(&e))?;
     if file.architecture() != crate::arch::ELF_ARCHITECTURE {
         return Err(user(format!(
-            "{}: {:?} binary; this probe traces {} programs only",
+            "{}: {:?} binary; this probe traces {} programs only; use a probe built for its architecture \
+             (`cargo xtask build` makes static x86-64 and arm64 ones)",
             path.display(),
             file.architecture(),
             crate::arch::NAME
