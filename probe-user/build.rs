@@ -1,5 +1,8 @@
 //! Builds the eBPF object (probe-ebpf, bpfel target, pinned nightly) and hands its path to
 //! the `probe` binary, which embeds it: one self-contained executable.
+//!
+//! The object is built for the architecture `probe` is compiled for: the programs read that
+//! architecture's `pt_regs` (x86-64 or aarch64), selected by aya-ebpf's `bpf_target_arch` cfg.
 use std::{
     env,
     path::{Path, PathBuf},
@@ -15,14 +18,20 @@ fn main() {
     for watched in ["src", "Cargo.toml", "Cargo.lock", "rust-toolchain.toml"] {
         println!("cargo:rerun-if-changed={}", ebpf_dir.join(watched).display());
     }
-    // One eBPF target dir for every host profile, so debug, release and test builds share it.
-    let target_dir = manifest_dir.join("../target/ebpf");
-    let object = build_ebpf(&ebpf_dir, &target_dir);
+    let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap();
+    // One eBPF target dir per architecture for every host profile, so debug, release and test
+    // builds share it and the two architectures do not invalidate each other's build.
+    let target_dir = match arch.as_str() {
+        "x86_64" => manifest_dir.join("../target/ebpf"),
+        "aarch64" => manifest_dir.join("../target/ebpf-aarch64"),
+        other => panic!("probe supports x86_64 and aarch64, not {other}"),
+    };
+    let object = build_ebpf(&ebpf_dir, &target_dir, &arch);
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap()).join("probe.bpf.o");
     std::fs::copy(&object, &out).expect("copy eBPF object");
 }
 
-fn build_ebpf(ebpf_dir: &Path, target_dir: &Path) -> PathBuf {
+fn build_ebpf(ebpf_dir: &Path, target_dir: &Path, arch: &str) -> PathBuf {
     let mut cmd = Command::new("cargo");
     cmd.current_dir(ebpf_dir)
         .arg(format!("+{NIGHTLY}"))
@@ -41,6 +50,11 @@ fn build_ebpf(ebpf_dir: &Path, target_dir: &Path) -> PathBuf {
         "CARGO_TARGET_DIR",
     ] {
         cmd.env_remove(key);
+    }
+    // x86-64 is aya-ebpf's default here (the host's arch); aarch64 needs the cfg in every crate,
+    // probe-ebpf's own register reading included.
+    if arch == "aarch64" {
+        cmd.env("CARGO_ENCODED_RUSTFLAGS", "--cfg\x1fbpf_target_arch=\"aarch64\"");
     }
     let status = cmd
         .status()

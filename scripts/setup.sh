@@ -35,10 +35,18 @@ command -v groff >/dev/null 2>&1 || need_root_apt+=(groff-base)
 #   - tests/serve.rs: a real Prometheus scrapes probe (and promtool checks its text).
 need_plain_apt=()
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need_plain_apt+=(qemu-system-x86)
+# cargo xtask vm-test --arch arm64 (not run by CI).
+command -v qemu-system-aarch64 >/dev/null 2>&1 || need_plain_apt+=(qemu-system-arm)
 dpkg -s busybox-static >/dev/null 2>&1 || need_plain_apt+=(busybox-static)
 command -v cpio >/dev/null 2>&1 || need_plain_apt+=(cpio)
 command -v curl >/dev/null 2>&1 || need_plain_apt+=(curl)
 command -v xz >/dev/null 2>&1 || need_plain_apt+=(xz-utils)
+# cargo xtask build: the aarch64 static binary is linked by Debian's cross gcc (Rust brings
+# musl's libc and crt); `file` checks both binaries are static. tests/old_userland.rs runs the
+# x86-64 one in a Debian 11 chroot made with debootstrap.
+command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || need_plain_apt+=(gcc-aarch64-linux-gnu)
+command -v file >/dev/null 2>&1 || need_plain_apt+=(file)
+command -v debootstrap >/dev/null 2>&1 || need_plain_apt+=(debootstrap)
 new_prometheus=false
 # Debian's sqlite3 (stripped, its code in libsqlite3.so.0): a real program for LIB:FUNC names.
 command -v sqlite3 >/dev/null 2>&1 || need_plain_apt+=(sqlite3)
@@ -77,7 +85,7 @@ if [ ${#need_plain_apt[@]} -gt 0 ]; then
   [ ${#need_root_apt[@]} -gt 0 ] || apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_plain_apt[@]}" >/dev/null
 else
-  say "qemu, busybox-static, cpio, curl, xz, prometheus: present"
+  say "qemu, busybox-static, cpio, curl, xz, aarch64 gcc, file, debootstrap, prometheus: present"
 fi
 # The tests start their own Prometheus; the package's service, started where systemd runs,
 # would only hold port 9090 on this machine.
@@ -93,6 +101,30 @@ done
 if [ ${#missing_components[@]} -gt 0 ]; then
   say "adding ${missing_components[*]} to the host toolchain"
   rustup component add "${missing_components[@]}"
+fi
+
+# cargo xtask build: static (musl) binaries for x86-64 and aarch64.
+missing_targets=()
+for target in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+  rustup target list --installed 2>/dev/null | grep -qx "$target" || missing_targets+=("$target")
+done
+if [ ${#missing_targets[@]} -gt 0 ]; then
+  say "adding Rust targets ${missing_targets[*]}"
+  rustup target add "${missing_targets[@]}"
+else
+  say "Rust targets x86_64-unknown-linux-musl, aarch64-unknown-linux-musl: present"
+fi
+
+# tests/old_userland.rs: a Debian 11 (glibc 2.31) userland, from Debian's packages. Made once
+# (about a minute) under a temporary name, so an interrupted run leaves no half-made root.
+BULLSEYE_ROOT="${PROBE_BULLSEYE_ROOT:-/var/tmp/probe-bullseye}"
+if [ ! -e "$BULLSEYE_ROOT/etc/debian_version" ]; then
+  say "making a Debian 11 chroot at $BULLSEYE_ROOT (debootstrap --variant=minbase bullseye)"
+  rm -rf "$BULLSEYE_ROOT.partial"
+  debootstrap --variant=minbase bullseye "$BULLSEYE_ROOT.partial" http://deb.debian.org/debian >/dev/null
+  mv "$BULLSEYE_ROOT.partial" "$BULLSEYE_ROOT"
+else
+  say "Debian 11 chroot $BULLSEYE_ROOT: present"
 fi
 
 if ! rustup run "$NIGHTLY" rustc --version >/dev/null 2>&1; then

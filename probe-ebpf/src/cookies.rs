@@ -27,10 +27,17 @@ impl Reg {
     }
 }
 
+/// arm64 general registers a value can be read from: X0-X15 (AAPCS64 passes integers in X0-X7,
+/// Go's register ABI in R0-R15).
+pub const ARM64_VALUE_REGS: u8 = 16;
+
 /// Where the measured value lives when the probe fires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ValueSource {
     Reg(Reg),
+    /// Xn of arm64, n < `ARM64_VALUE_REGS`. A separate kind, so the x86-64 object's register
+    /// read stays one fixed-offset load per `Reg` (the verifier rejects computed offsets).
+    Arm64Reg(u8),
     /// The 8 bytes at user stack pointer + offset.
     Stack {
         offset: u32,
@@ -92,8 +99,8 @@ impl Width {
 }
 
 /// What one attach site measures, carried in its BPF attach cookie so a single program serves
-/// every site. Layout: bits 0..16 slot, 16..20 source kind (0 register, 1 stack, 2 Go string,
-/// 3 C string), bit 20 the site is a Go stack-check branch, 21..24 width, 24..32 register (a
+/// every site. Layout: bits 0..16 slot, 16..20 source kind (0 x86-64 register, 1 stack, 2 Go
+/// string, 3 C string, 4 arm64 register), bit 20 the site is a Go stack-check branch, 21..24 width, 24..32 register (a
 /// string's pointer), 32..40 a Go string's length register, 32..64 stack offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ValueCookie {
@@ -116,6 +123,7 @@ impl ValueCookie {
                 slot | (2 << 16) | check | ((ptr as u64) << 24) | ((len as u64) << 32)
             }
             ValueSource::CString { ptr } => slot | (3 << 16) | check | ((ptr as u64) << 24),
+            ValueSource::Arm64Reg(n) => slot | (4 << 16) | check | ((n as u64) << 24),
         }
     }
 
@@ -130,6 +138,7 @@ impl ValueCookie {
                 len: Reg::from_u8((cookie >> 32) as u8)?,
             },
             3 => ValueSource::CString { ptr: Reg::from_u8((cookie >> 24) as u8)? },
+            4 if ((cookie >> 24) as u8) < ARM64_VALUE_REGS => ValueSource::Arm64Reg((cookie >> 24) as u8),
             _ => return None,
         };
         let width = *Width::ALL.get(((cookie >> 21) & 0x7) as usize)?;
@@ -148,6 +157,17 @@ const EFLAGS_ZF: u64 = 1 << 6;
 #[inline(always)]
 pub fn stack_check_taken(eflags: u64) -> bool {
     eflags & (EFLAGS_CF | EFLAGS_ZF) != 0
+}
+
+/// arm64 PSTATE condition flags the `BLS` of a Go stack check tests: zero and carry.
+const PSTATE_Z: u64 = 1 << 30;
+const PSTATE_C: u64 = 1 << 29;
+
+/// `stack_check_taken` for arm64's `CMP R16, RSP; BLS morestack`: BLS ("lower or same") is
+/// taken when C is clear or Z is set.
+#[inline(always)]
+pub fn stack_check_taken_arm64(pstate: u64) -> bool {
+    pstate & PSTATE_C == 0 || pstate & PSTATE_Z != 0
 }
 
 /// What a latency attach site is, carried in its cookie. Layout: bits 0..24 slot, bit 24 exit,
@@ -219,7 +239,7 @@ mod tests {
         ] {
             assert_eq!(ValueCookie::decode(c.encode()), Some(c));
         }
-        assert_eq!(ValueCookie::decode(4 << 16), None);
+        assert_eq!(ValueCookie::decode(5 << 16), None, "no such source kind");
         assert_eq!(ValueCookie::decode((2 << 16) | (10 << 32)), None, "no such length register");
         assert_eq!(ValueCookie::decode(7 << 21), None, "no such width");
         let narrow = ValueCookie { slot: 1, source: ValueSource::Reg(Reg::Rdi), stack_check: false, width: Width::U8 };
@@ -253,5 +273,30 @@ mod tests {
         assert!(stack_check_taken(EFLAGS_ZF | 0x202));
         assert!(!stack_check_taken(0x202)); // IF and the always-one bit only
         assert!(!stack_check_taken(0x286)); // SF, PF: still above for an unsigned compare
+    }
+
+    #[test]
+    fn arm64_bls_is_taken_when_lower_or_same() {
+        // CMP R16, RSP with SP above the guard: C set, Z clear (higher): the body runs.
+        assert!(!stack_check_taken_arm64(PSTATE_C));
+        assert!(!stack_check_taken_arm64(PSTATE_C | (1 << 31) | 0x3c5)); // N and mode bits do not matter
+        assert!(stack_check_taken_arm64(PSTATE_C | PSTATE_Z)); // equal
+        assert!(stack_check_taken_arm64(0)); // lower: borrow, C clear
+    }
+
+    #[test]
+    fn arm64_registers_travel_in_the_cookie() {
+        for n in 0..ARM64_VALUE_REGS {
+            let cookie =
+                ValueCookie { slot: 1, source: ValueSource::Arm64Reg(n), stack_check: true, width: Width::W64 };
+            assert_eq!(ValueCookie::decode(cookie.encode()), Some(cookie));
+        }
+        let beyond = ValueCookie {
+            slot: 1,
+            source: ValueSource::Arm64Reg(ARM64_VALUE_REGS),
+            stack_check: false,
+            width: Width::W64,
+        };
+        assert_eq!(ValueCookie::decode(beyond.encode()), None);
     }
 }

@@ -2,6 +2,10 @@
 //! Nothing is sent per event to user space; the loader reads the maps.
 #![no_std]
 #![no_main]
+// BPF inline asm (regs.rs: one fixed-offset context load per register).
+#![feature(asm_experimental_arch)]
+
+mod regs;
 
 use aya_ebpf::{
     bindings::{pt_regs, BPF_F_NO_PREALLOC, BPF_NOEXIST},
@@ -15,10 +19,10 @@ use aya_ebpf::{
     EbpfContext,
 };
 use probe_ebpf::{
-    bank_index, stack_check_taken, EntryKey, EntryStack, Filter, Frame, LatencyCookie, LatencyStats, Reg, SlotKey,
-    SpanShape, ValueCookie, ValueSource, ValueStats, KEY_BYTES, KEY_CALLER, KEY_COMM, KEY_INTEGER, KEY_PID, KEY_TEXT,
-    KEY_TEXT_TRUNCATED, KEY_TID, KEY_UNREADABLE, MAX_NESTING, OPERAND_ARG, OPERAND_NONE, OPERAND_PID, OPERAND_RET,
-    OPERAND_TID, PROBE_COSTS_LEN,
+    bank_index, EntryKey, EntryStack, Filter, Frame, LatencyCookie, LatencyStats, Reg, SlotKey, SpanShape, ValueCookie,
+    ValueSource, ValueStats, KEY_BYTES, KEY_CALLER, KEY_COMM, KEY_INTEGER, KEY_PID, KEY_TEXT, KEY_TEXT_TRUNCATED,
+    KEY_TID, KEY_UNREADABLE, MAX_NESTING, OPERAND_ARG, OPERAND_NONE, OPERAND_PID, OPERAND_RET, OPERAND_TID,
+    PROBE_COSTS_LEN,
 };
 
 /// Per-CPU value aggregates at `bank_index(bank, slot)`; the loader sizes it to the slots.
@@ -138,8 +142,7 @@ fn by_key(bank: u32, slot: u32, regs: &pt_regs, returned: bool) -> SlotKey {
     } else if kind == KEY_TID {
         key.words[0] = pid_tgid & 0xffff_ffff;
     } else if kind == KEY_CALLER {
-        key.words[0] =
-            if returned { regs.rip } else { unsafe { bpf_probe_read_user(regs.rsp as *const u64) }.unwrap_or(0) };
+        key.words[0] = regs::return_address(regs, returned);
         key.words[1] = pid_tgid >> 32;
     } else if kind == KEY_COMM {
         if let Ok(comm) = bpf_get_current_comm() {
@@ -178,7 +181,7 @@ fn keyed_stats<V>(map: &PerCpuHashMap<SlotKey, V>, empty: &PerCpuArray<V>, key: 
 #[inline(always)]
 fn value_site(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) -> Option<(ValueCookie, u32)> {
     let site = ValueCookie::decode(site_cookie(ctx))?;
-    if site.stack_check && stack_check_taken(unsafe { (*regs).eflags }) {
+    if site.stack_check && regs::stack_check_taken(unsafe { &*regs }) {
         return None; // the call grows its stack and comes back here: count it then
     }
     Some((site, EPOCH.get(0).copied().unwrap_or(0)))
@@ -213,8 +216,14 @@ fn count_value(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
     };
     let regs = unsafe { &*regs };
     let key = match site.source {
-        ValueSource::GoString { ptr, len } => text_key(bank, site.slot, reg(regs, ptr), Some(reg(regs, len))),
-        ValueSource::CString { ptr } => text_key(bank, site.slot, reg(regs, ptr), None),
+        ValueSource::GoString { ptr, len } => match (regs::register(regs, ptr), regs::register(regs, len)) {
+            (Some(ptr), Some(len)) => text_key(bank, site.slot, ptr, Some(len)),
+            _ => SlotKey::unreadable(bank, site.slot),
+        },
+        ValueSource::CString { ptr } => match regs::register(regs, ptr) {
+            Some(ptr) => text_key(bank, site.slot, ptr, None),
+            None => SlotKey::unreadable(bank, site.slot),
+        },
         _ => match read_value(regs, &site) {
             Some(v) => SlotKey::integer(bank, site.slot, v),
             None => SlotKey::unreadable(bank, site.slot),
@@ -308,31 +317,17 @@ fn read_value(regs: &pt_regs, site: &ValueCookie) -> Option<i64> {
 #[inline(always)]
 fn read_source(regs: &pt_regs, source: ValueSource) -> Option<i64> {
     let v = match source {
-        ValueSource::Reg(r) => reg(regs, r),
+        ValueSource::Reg(r) => regs::register(regs, r)?,
+        ValueSource::Arm64Reg(n) => regs::arm64_register(regs, n)?,
         ValueSource::Stack { offset } => {
-            let addr = regs.rsp.wrapping_add(offset as u64) as *const u64;
+            let addr = regs::stack_pointer(regs).wrapping_add(offset as u64) as *const u64;
             unsafe { bpf_probe_read_user(addr) }.ok()?
         }
         // As a number, a Go string is its length; a C string has none without reading it.
-        ValueSource::GoString { len, .. } => reg(regs, len),
+        ValueSource::GoString { len, .. } => regs::register(regs, len)?,
         ValueSource::CString { .. } => return None,
     };
     Some(v as i64)
-}
-
-#[inline(always)]
-fn reg(regs: &pt_regs, r: Reg) -> u64 {
-    // Every register read at its own constant offset and picked by comparisons: the verifier
-    // refuses a context pointer (or a stack slot) addressed by a variable offset, which a
-    // `match` or an indexed array may compile into.
-    let saved = [regs.rax, regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi, regs.r8, regs.r9, regs.r10, regs.r11];
-    let mut value = 0;
-    for (i, v) in saved.iter().enumerate() {
-        if i == r as usize {
-            value = *v;
-        }
-    }
-    value
 }
 
 /// Display unit of latency tables in nanoseconds; set by the loader.
@@ -427,7 +422,7 @@ fn on_latency_site(
     let site = LatencyCookie::decode(site_cookie(ctx));
     let exit_ns = if site.exit { unsafe { bpf_ktime_get_ns() } } else { 0 };
     let regs = unsafe { &*regs };
-    if !site.exit && site.stack_check && stack_check_taken(regs.eflags) {
+    if !site.exit && site.stack_check && regs::stack_check_taken(regs) {
         return; // the call grows its stack and comes back here: count it then
     }
     if !site.exit && !filter_passes(regs, Phase::Entry, 0) {
@@ -437,14 +432,15 @@ fn on_latency_site(
     let (context, depth) = if site.go {
         // Key by goroutine (R14 holds g): goroutines move between threads. Depth from the
         // stack's top (g.stack.hi at offset 8) survives the runtime copying a growing stack.
-        let g = regs.r14;
+        let g = regs::go_g(regs);
         let Ok(stack_hi) = (unsafe { bpf_probe_read_user((g + 8) as *const u64) }) else {
             return;
         };
-        (g, stack_hi.wrapping_sub(regs.rsp))
+        (g, stack_hi.wrapping_sub(regs::stack_pointer(regs)))
     } else {
         // A uretprobe fires after RET popped the return address: SP is 8 above the entry's.
-        let sp = if site.uretprobe { regs.rsp.wrapping_sub(8) } else { regs.rsp };
+        let sp = regs::stack_pointer(regs);
+        let sp = if site.uretprobe { sp.wrapping_sub(regs::SP_MOVED_BY_RET) } else { sp };
         (pid_tgid & 0xffff_ffff, u64::MAX - sp)
     };
     let key = EntryKey { tgid: (pid_tgid >> 32) as u32, slot: site.slot, context };
@@ -595,7 +591,7 @@ fn filter_passes(regs: &pt_regs, phase: Phase, value: i64) -> bool {
         let v = match c.operand {
             OPERAND_PID => (pid_tgid >> 32) as i64,
             OPERAND_TID => (pid_tgid & 0xffff_ffff) as i64,
-            OPERAND_RET => regs.rax as i64,
+            OPERAND_RET => regs::return_value(regs) as i64,
             OPERAND_ARG => match ValueCookie::decode(c.source).and_then(|s| read_value(regs, &s)) {
                 Some(v) => v,
                 None => return false, // an argument that cannot be read selects nothing

@@ -15,9 +15,29 @@ pub enum Abi {
     SystemV,
 }
 
-pub(crate) const GO_REGISTER_ARGS: [Reg; 9] =
+/// x86-64: Go's register ABI passes integers in these, System V in these (also what
+/// target::params lays declared parameters out in, which it does for x86-64 only).
+pub(crate) const X86_GO_REGISTER_ARGS: [Reg; 9] =
     [Reg::Rax, Reg::Rbx, Reg::Rcx, Reg::Rdi, Reg::Rsi, Reg::R8, Reg::R9, Reg::R10, Reg::R11];
-pub(crate) const SYSV_ARGS: [Reg; 6] = [Reg::Rdi, Reg::Rsi, Reg::Rdx, Reg::Rcx, Reg::R8, Reg::R9];
+pub(crate) const X86_SYSV_ARGS: [Reg; 6] = [Reg::Rdi, Reg::Rsi, Reg::Rdx, Reg::Rcx, Reg::R8, Reg::R9];
+#[cfg(target_arch = "x86_64")]
+const GO_REGISTER_ARGS: [Reg; 9] = X86_GO_REGISTER_ARGS;
+#[cfg(target_arch = "x86_64")]
+const SYSV_ARGS: [Reg; 6] = X86_SYSV_ARGS;
+/// arm64: Go's register ABI passes integers in R0-R15, AAPCS64 (C) in X0-X7.
+#[cfg(target_arch = "aarch64")]
+const GO_REGISTER_ARGS: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+#[cfg(target_arch = "aarch64")]
+const SYSV_ARGS: [u8; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
+
+#[cfg(target_arch = "x86_64")]
+fn register_source(r: Reg) -> ValueSource {
+    ValueSource::Reg(r)
+}
+#[cfg(target_arch = "aarch64")]
+fn register_source(n: u8) -> ValueSource {
+    ValueSource::Arm64Reg(n)
+}
 /// Stack-ABI words probe will read; beyond this a typo is likelier than a real argument.
 const GO_STACK_MAX_ARGS: u32 = 16;
 
@@ -53,10 +73,10 @@ impl Abi {
         match self {
             Abi::GoRegister => GO_REGISTER_ARGS
                 .get(n as usize)
-                .map(|&r| ValueSource::Reg(r))
+                .map(|&r| register_source(r))
                 .ok_or_else(|| out_of_range(GO_REGISTER_ARGS.len())),
             Abi::SystemV => {
-                SYSV_ARGS.get(n as usize).map(|&r| ValueSource::Reg(r)).ok_or_else(|| out_of_range(SYSV_ARGS.len()))
+                SYSV_ARGS.get(n as usize).map(|&r| register_source(r)).ok_or_else(|| out_of_range(SYSV_ARGS.len()))
             }
             Abi::GoStack if n < GO_STACK_MAX_ARGS => Ok(ValueSource::Stack { offset: 8 + 8 * n }),
             Abi::GoStack => Err(out_of_range(GO_STACK_MAX_ARGS as usize)),
@@ -69,7 +89,10 @@ impl fmt::Display for Abi {
         f.write_str(match self {
             Abi::GoRegister => "Go register ABI",
             Abi::GoStack => "Go stack ABI",
+            #[cfg(target_arch = "x86_64")]
             Abi::SystemV => "System V ABI",
+            #[cfg(target_arch = "aarch64")]
+            Abi::SystemV => "AAPCS64 ABI",
         })
     }
 }

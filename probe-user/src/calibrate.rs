@@ -29,6 +29,7 @@ use std::time::Instant;
 // One function per shape. An emulated entry is `push %rbp` (the C and Go >= 1.21 prologue), a
 // single-stepped one `mov` (any other instruction costs the same second trap); the exit is the
 // `ret` (a RET probe) or the return address (a uretprobe, attached at the entry).
+#[cfg(target_arch = "x86_64")]
 std::arch::global_asm!(
     ".pushsection .text.probe_calibration,\"ax\",@progbits",
     ".p2align 4",
@@ -65,6 +66,48 @@ std::arch::global_asm!(
     options(att_syntax)
 );
 
+// arm64: an emulated (simulated) entry is a branch (`b` to the next instruction: Go's entry
+// site is its stack check's `b.ls`), a single-stepped one `mov`; `ret` is simulated there.
+#[cfg(target_arch = "aarch64")]
+std::arch::global_asm!(
+    ".pushsection .text.probe_calibration,\"ax\",@progbits",
+    ".p2align 4",
+    ".globl probe_cal_emulated_ret",
+    ".type probe_cal_emulated_ret, @function",
+    "probe_cal_emulated_ret:",
+    "b .+4",
+    "ret",
+    ".size probe_cal_emulated_ret, . - probe_cal_emulated_ret",
+    ".p2align 4",
+    ".globl probe_cal_stepped_ret",
+    ".type probe_cal_stepped_ret, @function",
+    "probe_cal_stepped_ret:",
+    "mov x0, x0",
+    "ret",
+    ".size probe_cal_stepped_ret, . - probe_cal_stepped_ret",
+    ".p2align 4",
+    ".globl probe_cal_emulated_uret",
+    ".type probe_cal_emulated_uret, @function",
+    "probe_cal_emulated_uret:",
+    "b .+4",
+    "ret",
+    ".size probe_cal_emulated_uret, . - probe_cal_emulated_uret",
+    ".p2align 4",
+    ".globl probe_cal_stepped_uret",
+    ".type probe_cal_stepped_uret, @function",
+    "probe_cal_stepped_uret:",
+    "mov x0, x0",
+    "ret",
+    ".size probe_cal_stepped_uret, . - probe_cal_stepped_uret",
+    ".popsection",
+);
+
+/// Offsets of the `ret` in the emulated-entry and the stepped-entry functions.
+#[cfg(target_arch = "x86_64")]
+const RET_OFFSETS: (u64, u64) = (2, 3);
+#[cfg(target_arch = "aarch64")]
+const RET_OFFSETS: (u64, u64) = (4, 4);
+
 extern "C" {
     fn probe_cal_emulated_ret(v: u64) -> u64;
     fn probe_cal_stepped_ret(v: u64) -> u64;
@@ -86,10 +129,10 @@ const QUANTILE: f64 = 0.25;
 /// The calibration function of a shape and the offset of its `ret` from its start.
 fn function_of(shape: SpanShape) -> (unsafe extern "C" fn(u64) -> u64, u64) {
     match (shape.entry_stepped, shape.uretprobe) {
-        (false, false) => (probe_cal_emulated_ret, 2),
-        (true, false) => (probe_cal_stepped_ret, 3),
-        (false, true) => (probe_cal_emulated_uret, 2),
-        (true, true) => (probe_cal_stepped_uret, 3),
+        (false, false) => (probe_cal_emulated_ret, RET_OFFSETS.0),
+        (true, false) => (probe_cal_stepped_ret, RET_OFFSETS.1),
+        (false, true) => (probe_cal_emulated_uret, RET_OFFSETS.0),
+        (true, true) => (probe_cal_stepped_uret, RET_OFFSETS.1),
     }
 }
 
@@ -288,7 +331,7 @@ fn file_offset_of(addr: u64) -> Result<u64> {
     bail!("probe's own code at {addr:#x} is in no mapping of /proc/self/maps")
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
 
@@ -297,7 +340,7 @@ mod tests {
         for shape in SpanShape::ALL {
             let (function, ret_offset) = function_of(shape);
             let code = unsafe { std::slice::from_raw_parts(function as *const u8, ret_offset as usize + 1) };
-            let handling = crate::disasm::probe_handling(code);
+            let handling = crate::arch::code::probe_handling(code);
             assert_eq!(handling.is_emulated(), !shape.entry_stepped, "{shape:?}: {code:02x?}");
             assert_eq!(code[ret_offset as usize], 0xc3, "{shape:?}: ret at +{ret_offset}");
         }

@@ -2,10 +2,12 @@
 //! C++ or Rust program. Data flows one way: cli -> options, target -> plan -> session (attach,
 //! drain) -> outputs, each kind of measurement (measure/) owning its map, programs and views.
 pub mod abi;
+pub mod arch;
 pub mod calibrate;
 pub mod cli;
 pub mod commands;
 pub mod disasm;
+pub mod disasm_arm64;
 pub mod error;
 pub mod features;
 pub mod filter;

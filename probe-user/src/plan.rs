@@ -2,7 +2,7 @@
 //! offsets, probe kind, cookie). Everything that decides correctness is decided here, before
 //! anything touches the kernel.
 use crate::abi::Abi;
-use crate::disasm::{self, EntrySite, Handling};
+use crate::disasm::{EntrySite, Handling};
 use crate::error::user;
 use crate::measure::Measured;
 use crate::target::elf::{Binary, Function};
@@ -45,10 +45,18 @@ pub fn describe_costs(sites: &[Site]) -> String {
 /// The entry probe's site for `function`, or one clear error naming the function.
 fn entry_site(binary: &Binary, function: &Function, go: bool, keep: Option<Reg>) -> Result<EntrySite> {
     let code = binary.entry_code(function)?;
-    disasm::entry_site(&code, function.addr, go, keep.map(iced_register))
-        .map_err(|why| user(format!("{}: {why}; trace its caller or another function", function.name)))
+    #[cfg(target_arch = "x86_64")]
+    let site = crate::disasm::entry_site(&code, function.addr, go, keep.map(iced_register));
+    // arm64's entry site is a branch or the first instruction: nothing is skipped over.
+    #[cfg(target_arch = "aarch64")]
+    let site = {
+        let _ = keep; // no instruction is skipped over, so none can clobber it
+        crate::disasm_arm64::entry_site(&code, function.addr, go)
+    };
+    site.map_err(|why| user(format!("{}: {why}; trace its caller or another function", function.name)))
 }
 
+#[cfg(target_arch = "x86_64")]
 fn iced_register(r: Reg) -> iced_x86::Register {
     use iced_x86::Register as R;
     match r {
@@ -65,8 +73,8 @@ fn iced_register(r: Reg) -> iced_x86::Register {
     }
 }
 
-/// What the kernel does with a RET probe: RET is always single-stepped.
-const RET_HANDLING: Handling = Handling::SingleStepped;
+/// What the kernel does with a RET probe (single-stepped on x86-64, simulated on arm64).
+const RET_HANDLING: Handling = crate::arch::RET_HANDLING;
 
 /// What `argdist` measures.
 #[derive(Clone, Debug)]
@@ -112,7 +120,7 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
     let abi = Abi::of(binary, &function.name);
     let (width, ret_source) = match &value {
         Value::Declared { width, source, .. } => (*width, *source),
-        _ => (Width::W64, ValueSource::Reg(Reg::Rax)),
+        _ => (Width::W64, crate::arch::RETURN_VALUE),
     };
     let at_return = matches!(value, Value::Ret | Value::Declared { result: true, .. });
     let ret_label = match &value {
@@ -135,7 +143,8 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
             let (what, source) = entry_source(abi, &value)?;
             let keep = match source {
                 ValueSource::Reg(r) | ValueSource::GoString { ptr: r, .. } | ValueSource::CString { ptr: r } => Some(r),
-                ValueSource::Stack { .. } => None,
+                // arm64 skips no instruction before its entry site: nothing to keep.
+                ValueSource::Stack { .. } | ValueSource::Arm64Reg(_) => None,
             };
             let entry = entry_site(binary, function, abi.is_go(), keep)?;
             (what, vec![site(entry.addr, SiteKind::Uprobe, source, entry.handling, entry.stack_check)?])
@@ -150,8 +159,8 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
             Abi::SystemV | Abi::GoRegister => {
                 // No uretprobe on Go code: it crashes the program. Nor on recursive code: the
                 // kernel drops uretprobe returns nested deeper than 64 in a thread. Probe every
-                // RET instead; the first result is in RAX there.
-                let rets = disasm::ret_addresses(&binary.code(function)?, function.addr)
+                // RET instead; the first result is in RAX (X0 on arm64) there.
+                let rets = crate::arch::code::ret_addresses(&binary.code(function)?, function.addr)
                     .with_context(|| format!("decoding {}", function.name))?;
                 if rets.is_empty() {
                     return Err(user(format!(
@@ -249,8 +258,8 @@ pub fn latency_plan(
     }];
     if use_rets {
         let code = binary.code(function)?;
-        let rets =
-            disasm::ret_addresses(&code, function.addr).with_context(|| format!("decoding {}", function.name))?;
+        let rets = crate::arch::code::ret_addresses(&code, function.addr)
+            .with_context(|| format!("decoding {}", function.name))?;
         if rets.is_empty() {
             return Ok(LatencyPlan::Skip {
                 function: function.name.clone(),
@@ -289,7 +298,7 @@ pub fn latency_plan(
 /// nestedness limit"). Such functions get RET probes. Indirect recursion is not seen here; the
 /// summary warns when uretprobe exits lost calls (see render).
 fn may_nest_past_uretprobe_limit(binary: &Binary, function: &Function) -> bool {
-    binary.code(function).is_ok_and(|code| disasm::calls_itself(&code, function.addr))
+    binary.code(function).is_ok_and(|code| crate::arch::code::calls_itself(&code, function.addr))
 }
 
 #[cfg(test)]

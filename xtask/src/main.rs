@@ -1,8 +1,10 @@
 //! `cargo xtask <command>`: the project's one entry point for building, testing and demos.
 //! `cargo xtask --help` lists the commands; each has its own `--help`.
 mod bench;
+mod cross;
 mod fuzz;
 mod vm;
+mod vm_arm64;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -22,7 +24,8 @@ struct Cli {
 enum Task {
     /// Install what is missing (scripts/setup.sh); a second run takes a fraction of a second
     Setup,
-    /// Setup if needed, then target/release/probe with the eBPF object embedded
+    /// Setup if needed, then target/release/probe with the eBPF object embedded, and static
+    /// (musl) binaries for x86-64 and aarch64 in target/<triple>/release/probe
     Build,
     /// Setup, formatting and clippy, unit tests, then integration tests that load real probes
     Test {
@@ -46,24 +49,32 @@ enum Task {
         #[arg(default_value_t = 120)]
         secs: u64,
     },
-    /// The integration suite on another kernel in QEMU
+    /// The integration suite on another kernel in QEMU; `--arch arm64`: the static arm64 probe
+    /// in an arm64 guest (TCG)
     VmTest {
-        /// Which kernel: a Debian guest's (6.1, 5.10), or the host's alone
-        #[arg(long, default_value = "6.1", value_parser = ["6.1", "5.10", "host"])]
+        /// Which kernel: a Debian guest's (x86-64: 6.1, 5.10, or the host's alone; arm64: 6.1, 6.12)
+        #[arg(long, default_value = "6.1", value_parser = ["6.1", "5.10", "6.12", "host"])]
         kernel: String,
+        /// The guest's architecture
+        #[arg(long, default_value = "x86-64", value_parser = ["x86-64", "arm64"])]
+        arch: String,
     },
 }
 
 fn main() {
     let result = match Cli::parse().command {
         Task::Setup => setup(),
-        Task::Build => build().map(|_| ()),
+        Task::Build => cross::build_all(),
         Task::Test { extra } => test(&extra),
         Task::Run { args } => run(&args),
         Task::Demo => demo(),
         Task::Bench(options) => bench::run(&options),
         Task::Fuzz { secs } => fuzz::run(secs),
-        Task::VmTest { kernel } => vm::run(&kernel),
+        Task::VmTest { kernel, arch } => match arch.as_str() {
+            "arm64" => vm_arm64::run(&kernel),
+            _ if kernel == "6.12" => Err(anyhow::anyhow!("--kernel 6.12 is an arm64 guest's; add --arch arm64")),
+            _ => vm::run(&kernel),
+        },
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");
@@ -127,6 +138,8 @@ fn test(extra: &[String]) -> Result<()> {
 }
 
 fn integration_tests(probe: &Path, extra: &[String]) -> Result<()> {
+    // tests/old_userland.rs runs the static build on Debian 11.
+    let static_probe = cross::build_static(&cross::X86_64)?;
     println!("xtask: integration tests (real probes on real targets, one at a time)");
     // One at a time: the tests assert that no probe program stays loaded after each run.
     check(
@@ -134,7 +147,8 @@ fn integration_tests(probe: &Path, extra: &[String]) -> Result<()> {
             .args(["test", "--release", "-p", "probe-tests", "--"])
             .arg("--test-threads=1")
             .args(extra)
-            .env("PROBE_BIN", probe),
+            .env("PROBE_BIN", probe)
+            .env("PROBE_STATIC_BIN", static_probe),
     )
 }
 
@@ -203,10 +217,15 @@ mod tests {
     fn reads_each_command_s_options() {
         assert!(matches!(parse(&["fuzz"]), Ok(Task::Fuzz { secs: 120 })));
         assert!(matches!(parse(&["fuzz", "30"]), Ok(Task::Fuzz { secs: 30 })));
-        let Ok(Task::VmTest { kernel }) = parse(&["vm-test", "--kernel", "5.10"]) else { panic!("vm-test") };
-        assert_eq!(kernel, "5.10");
-        let Ok(Task::VmTest { kernel }) = parse(&["vm-test"]) else { panic!("vm-test") };
+        let Ok(Task::VmTest { kernel, arch }) = parse(&["vm-test", "--kernel", "5.10"]) else { panic!("vm-test") };
+        assert_eq!((kernel.as_str(), arch.as_str()), ("5.10", "x86-64"));
+        let Ok(Task::VmTest { kernel, .. }) = parse(&["vm-test"]) else { panic!("vm-test") };
         assert_eq!(kernel, "6.1");
+        let Ok(Task::VmTest { kernel, arch }) = parse(&["vm-test", "--arch", "arm64", "--kernel", "6.12"]) else {
+            panic!("vm-test arm64")
+        };
+        assert_eq!((kernel.as_str(), arch.as_str()), ("6.12", "arm64"));
+        assert!(parse(&["vm-test", "--arch", "riscv"]).is_err());
         assert!(parse(&["vm-test", "--kernel", "4.19"]).is_err());
         assert!(parse(&["bench", "--no-scale"]).is_ok());
         assert!(parse(&["bench", "--fast"]).is_err());

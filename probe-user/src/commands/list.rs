@@ -1,7 +1,6 @@
 //! `probe list`: the functions of a file that probe can trace, like `stap -l 'process("x").function("main.*")'`.
 use crate::abi::Abi;
 use crate::cli::ListArgs;
-use crate::disasm;
 use crate::error::user;
 use crate::target::elf::{Binary, Runtime, SymbolSource};
 use crate::target::{glob_match, libraries, params};
@@ -90,7 +89,11 @@ fn write_params(out: &mut impl Write, params: &[ParamRow], label: &str) -> std::
 /// How the kernel would handle this function's entry probe.
 fn entry_handling(binary: &Binary, f: &crate::target::elf::Function) -> &'static str {
     let go = Abi::of(binary, &f.name).is_go();
-    match binary.entry_code(f).ok().map(|code| disasm::entry_site(&code, f.addr, go, None)) {
+    #[cfg(target_arch = "x86_64")]
+    let site = |code: &[u8]| crate::disasm::entry_site(code, f.addr, go, None);
+    #[cfg(target_arch = "aarch64")]
+    let site = |code: &[u8]| crate::disasm_arm64::entry_site(code, f.addr, go);
+    match binary.entry_code(f).ok().map(|code| site(&code)) {
         Some(Ok(site)) if site.handling.is_emulated() => "emulated",
         Some(Ok(_)) => "single-stepped",
         Some(Err(_)) => "refused",
@@ -112,7 +115,8 @@ pub fn run(args: &ListArgs) -> Result<()> {
     let signatures = signatures(args, &binary)?;
     let mut entries = [0usize; 2];
     for f in functions {
-        let rets = binary.code(f).ok().and_then(|code| disasm::ret_addresses(&code, f.addr).ok()).map(|r| r.len());
+        let rets =
+            binary.code(f).ok().and_then(|code| crate::arch::code::ret_addresses(&code, f.addr).ok()).map(|r| r.len());
         let entry = entry_handling(&binary, f);
         entries[(entry != "emulated") as usize] += 1;
         let abi = Abi::of(&binary, &f.name).to_string();

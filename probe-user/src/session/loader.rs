@@ -89,7 +89,9 @@ pub(super) fn load_per_site(sites: &[Site], config: &LoadConfig) -> Result<Vec<E
 /// without, `f` runs here with no bpffs.
 pub(super) fn in_private_mounts<R>(f: impl FnOnce(Option<&Path>) -> R) -> R {
     const VMLINUX_BTF: &std::ffi::CStr = c"/sys/kernel/btf/vmlinux";
-    let (Ok(original), Ok(cwd)) = (std::fs::File::open("/proc/self/ns/mnt"), std::fs::File::open(".")) else {
+    let (Ok(original), Ok(cwd), Ok(root)) =
+        (std::fs::File::open("/proc/self/ns/mnt"), std::fs::File::open("."), std::fs::File::open("/"))
+    else {
         return f(None);
     };
     use std::os::fd::AsRawFd;
@@ -121,6 +123,10 @@ pub(super) fn in_private_mounts<R>(f: impl FnOnce(Option<&Path>) -> R) -> R {
         // relative target paths are resolved when attaching. If setns failed we stay in the
         // private namespace, which differs from the host's only by the hidden BTF file and bpffs.
         libc::setns(original.as_raw_fd(), libc::CLONE_NEWNS);
+        // setns moves the root directory too, to the namespace's: a probe started in a chroot
+        // (tests/old_userland.rs) would leave it, and find no target path afterwards.
+        libc::fchdir(root.as_raw_fd());
+        libc::chroot(c".".as_ptr());
         libc::fchdir(cwd.as_raw_fd());
         result
     }

@@ -285,11 +285,13 @@ fn parse_elf<'d, R: ReadRef<'d>>(path: &Path, data: R, file_len: u64) -> Result<
         user(format!("{}: ELF file is corrupt or truncated ({e}); rebuild it or pick another file", path.display()))
     };
     let file = object::File::parse(data).map_err(|e| corrupt(&e))?;
-    if file.architecture() != object::Architecture::X86_64 {
+    if file.architecture() != crate::arch::ELF_ARCHITECTURE {
         return Err(user(format!(
-            "{}: {:?} binary; probe traces x86-64 programs only",
+            "{}: {:?} binary; this probe traces {} programs only; use a probe built for its architecture \
+             (`cargo xtask build` makes static x86-64 and arm64 ones)",
             path.display(),
-            file.architecture()
+            file.architecture(),
+            crate::arch::NAME
         )));
     }
     ensure_complete(&file, file_len).map_err(|e| corrupt(&e))?;

@@ -8,8 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// Where the loader looks after its cache (Debian's multiarch directories first).
+#[cfg(target_arch = "x86_64")]
 const DEFAULT_DIRS: &[&str] =
     &["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"];
+#[cfg(target_arch = "aarch64")]
+const DEFAULT_DIRS: &[&str] =
+    &["/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"];
 
 /// A library file is read whole to find its own DT_NEEDED; larger files are not libraries.
 const MAX_LIBRARY_BYTES: u64 = 1 << 30;
@@ -91,7 +95,8 @@ fn locate(
         .or_else(|| DEFAULT_DIRS.iter().map(|d| Path::new(d).join(name)).find(|p| is_x86_64_elf(p)))
 }
 
-/// A regular file starting like a 64-bit x86-64 ELF file (the loader skips other ones).
+/// A regular file starting like a 64-bit ELF file of probe's architecture (x86-64, or arm64 for
+/// an arm64 probe; the loader skips other ones).
 fn is_x86_64_elf(path: &Path) -> bool {
     use std::io::Read;
     if !path.metadata().is_ok_and(|m| m.is_file()) {
@@ -99,7 +104,9 @@ fn is_x86_64_elf(path: &Path) -> bool {
     }
     let mut head = [0u8; 20];
     let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head));
-    read.is_ok() && head.starts_with(b"\x7fELF\x02") && u16::from_le_bytes([head[18], head[19]]) == 62
+    read.is_ok()
+        && head.starts_with(b"\x7fELF\x02")
+        && u16::from_le_bytes([head[18], head[19]]) == crate::arch::ELF_MACHINE
 }
 
 fn read_dynamic(path: &Path) -> Dynamic {
@@ -178,7 +185,11 @@ fn cache() -> &'static [CacheEntry] {
             .filter_map(|l| {
                 let (head, path) = l.split_once(" => ")?;
                 let name = head.split_whitespace().next()?.to_string();
-                Some(CacheEntry { name, x86_64: head.contains("x86-64"), path: PathBuf::from(path.trim()) })
+                Some(CacheEntry {
+                    name,
+                    x86_64: head.contains(crate::arch::LDCONFIG_TAG),
+                    path: PathBuf::from(path.trim()),
+                })
             })
             .collect()
     })

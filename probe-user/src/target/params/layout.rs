@@ -1,7 +1,7 @@
 //! Where each declared parameter is, under Go's ABIInternal (or ABI0) and System V (and Rust's
 //! own convention for aggregates): see the module above for the rules followed.
 use super::{Location, Param, Piece, Place};
-use crate::abi::{GO_REGISTER_ARGS, SYSV_ARGS};
+use crate::abi::{X86_GO_REGISTER_ARGS as GO_REGISTER_ARGS, X86_SYSV_ARGS as SYSV_ARGS};
 use crate::target::dwarf::{Kind, Type};
 use probe_ebpf::Reg;
 

@@ -25,7 +25,7 @@ pub use select::{measure, select, Measure, Selection};
 
 use super::dwarf::{self, Kind, RawFunction, RawParam, Type};
 use super::elf::{Binary, Function, Runtime};
-use crate::abi::{Abi, GO_REGISTER_ARGS};
+use crate::abi::{Abi, X86_GO_REGISTER_ARGS as GO_REGISTER_ARGS};
 use anyhow::Result;
 use probe_ebpf::Reg;
 use std::collections::HashMap;
@@ -96,10 +96,14 @@ fn is_compiler_copy(binary: &Binary, function: &Function) -> bool {
     copy && !Abi::of(binary, &function.name).is_go()
 }
 
+/// The layouts here are x86-64's: an arm64 probe knows no declared parameters, and `--arg N`
+/// counts its register words (X0-X7, Go's R0-R15).
+const LAID_OUT_HERE: bool = cfg!(target_arch = "x86_64");
+
 /// The signature of `function` as its DWARF declares it; `None` when the file has no DWARF or
 /// it does not describe the function.
 pub fn signature(binary: &Binary, function: &Function) -> Result<Option<Signature>> {
-    if is_compiler_copy(binary, function) {
+    if is_compiler_copy(binary, function) || !LAID_OUT_HERE {
         return Ok(None);
     }
     let Some(mut all) = dwarf::functions(debug_source(binary), Some(function.addr))? else { return Ok(None) };
@@ -141,6 +145,9 @@ fn abi0_width(inputs: &[(String, &Type)], outputs: &[(String, &Type)]) -> Option
 
 /// Every function's signature, by entry address; `None` when the file has no DWARF.
 pub fn signatures(binary: &Binary) -> Result<Option<HashMap<u64, Signature>>> {
+    if !LAID_OUT_HERE {
+        return Ok(None);
+    }
     let Some(all) = dwarf::functions(debug_source(binary), None)? else { return Ok(None) };
     let abi_at: HashMap<u64, Abi> = binary
         .functions()
