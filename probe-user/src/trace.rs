@@ -59,10 +59,10 @@ pub fn run<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
     let scope_pid = if matches!(target.scope, Scope::AllProcesses) { None } else { pid };
     let mut outputs = outputs::build::<T>(options, &measured, &binary, scope_pid)?;
     let unit_ns = measured.first().and_then(|m| m.unit).map_or(1, |u| u.ns());
-    // Calibration sites are latency sites: with latency's own programs they are loaded with
-    // the trace's (one load, one verification); any other kind calibrates in a session of its
-    // own.
-    let inline = (!shapes.is_empty() && T::PROGRAMS == Calibration::PROGRAMS)
+    // Calibration sites are latency sites: with latency's own programs and no filter (which
+    // would apply to them too) they are loaded with the trace's (one load, one verification);
+    // otherwise they are calibrated in a session of their own.
+    let inline = (!shapes.is_empty() && T::PROGRAMS == Calibration::PROGRAMS && filter.is_empty())
         .then(|| Calibration::plan(&shapes, measured.len() as u32))
         .transpose()?;
     let own_sites = inline.as_ref().map_or(&[][..], |c| &c.sites[..]);
