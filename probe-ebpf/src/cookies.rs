@@ -70,6 +70,18 @@ pub enum Width {
 impl Width {
     pub const ALL: [Width; 7] = [Width::W64, Width::I32, Width::U32, Width::I16, Width::U16, Width::I8, Width::U8];
 
+    /// The width with discriminant `w`. Not `Width::ALL.get(w)`: for a 3-bit `w` the optimiser
+    /// turns that into a read of a table in read-only data guarded only by `w != 7`, which
+    /// verifiers before 6.8 cannot use to bound the read (Linux 6.1 refused the program).
+    #[inline(always)]
+    pub fn from_bits(w: u64) -> Option<Width> {
+        if w > Width::U8 as u64 {
+            return None;
+        }
+        // A discriminant of this `repr(u8)` enum, checked just above.
+        Some(unsafe { core::mem::transmute::<u8, Width>(w as u8) })
+    }
+
     /// The width of an integer of `size` bytes (1, 2, 4; anything else reads all 64 bits).
     pub fn of(size: u64, signed: bool) -> Width {
         match (size, signed) {
@@ -84,16 +96,23 @@ impl Width {
     }
 
     /// The value of the low bytes of `raw`, sign- or zero-extended.
+    ///
+    /// Arithmetic on the discriminant, not a `match`: the optimiser turns a `match` into a
+    /// lookup table in read-only data indexed by the discriminant, whose range the verifiers
+    /// before 6.8 cannot bound ("R2 max value is outside of the allowed memory range").
+    /// Odd discriminants are signed; 1-2 are 4 bytes wide, 3-4 two, 5-6 one.
     #[inline(always)]
     pub fn extend(self, raw: u64) -> i64 {
-        match self {
-            Width::W64 => raw as i64,
-            Width::I32 => raw as i32 as i64,
-            Width::U32 => raw as u32 as i64,
-            Width::I16 => raw as i16 as i64,
-            Width::U16 => raw as u16 as i64,
-            Width::I8 => raw as i8 as i64,
-            Width::U8 => raw as u8 as i64,
+        let w = self as u64;
+        if w == 0 {
+            return raw as i64;
+        }
+        let shift = 64 - (32 >> ((w - 1) / 2));
+        let up = raw << shift;
+        if w & 1 == 1 {
+            (up as i64) >> shift
+        } else {
+            (up >> shift) as i64
         }
     }
 }
@@ -141,7 +160,7 @@ impl ValueCookie {
             4 if ((cookie >> 24) as u8) < ARM64_VALUE_REGS => ValueSource::Arm64Reg((cookie >> 24) as u8),
             _ => return None,
         };
-        let width = *Width::ALL.get(((cookie >> 21) & 0x7) as usize)?;
+        let width = Width::from_bits((cookie >> 21) & 0x7)?;
         Some(ValueCookie { slot, source, stack_check: cookie & (1 << 20) != 0, width })
     }
 }
@@ -247,6 +266,12 @@ mod tests {
         assert_eq!(Width::I32.extend(0xdead_beef_ffff_fffe), -2);
         assert_eq!(Width::U8.extend(0x1ff), 255);
         assert_eq!(Width::I8.extend(0x1ff), -1);
+        assert_eq!(Width::W64.extend(u64::MAX), -1);
+        assert!(Width::ALL.iter().all(|&w| Width::from_bits(w as u64) == Some(w)));
+        assert_eq!(Width::from_bits(7), None);
+        assert_eq!(Width::U32.extend(0xdead_beef_ffff_fffe), 0xffff_fffe);
+        assert_eq!(Width::I16.extend(0x1_8000), -32768);
+        assert_eq!(Width::U16.extend(0x1_8000), 32768);
     }
 
     #[test]

@@ -145,6 +145,10 @@ fn load_error(program: &str, e: aya::programs::ProgramError) -> anyhow::Error {
     match e {
         aya::programs::ProgramError::LoadError { io_error, verifier_log } => {
             let log = verifier_log.to_string();
+            // For whoever debugs it: the whole log, where PROBE_VERIFIER_LOG names a file.
+            if let Some(path) = std::env::var_os("PROBE_VERIFIER_LOG") {
+                let _ = std::fs::write(path, &log);
+            }
             anyhow::anyhow!(
                 "Linux {release} refused probe's eBPF program {program} ({io_error}; verifier: {}); \
                  please report it with the output of `probe doctor`",
