@@ -82,27 +82,15 @@ fn fetch_kernel(kernel: &DebianKernel) -> Result<PathBuf> {
     let meta = stanza(&index, METAPACKAGE).context("metapackage not in the index")?;
     let image =
         field(meta, "Depends").and_then(|d| d.split([',', ' ']).next()).context("metapackage without Depends")?;
-    let package = stanza(&index, image).with_context(|| format!("{image} not in the index"))?;
-    let (file, sha256) = (field(package, "Filename").context("Filename")?, field(package, "SHA256").context("SHA256")?);
-    let deb = dir.join(Path::new(file).file_name().context("file name")?);
-    println!("xtask: downloading {file}");
-    check(Command::new("curl").args(["-fsSL", "-o"]).arg(&deb).arg(format!("{MIRROR}/{file}")))?;
-    let sum = output(Command::new("sha256sum").arg(&deb))?;
-    if sum.split_whitespace().next() != Some(sha256) {
-        std::fs::remove_file(&deb)?;
-        bail!("{file}: SHA256 differs from the archive's index");
-    }
-    let unpacked = dir.join("deb");
-    check(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
+    let unpacked = crate::vm_arm64::fetch_deb(&index, image, &dir)?;
     let boot = std::fs::read_dir(unpacked.join("boot"))?
         .flatten()
         .map(|e| e.path())
         .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
         .context("no vmlinuz in the package")?;
     std::fs::copy(&boot, &vmlinuz)?;
-    std::fs::write(dir.join("version"), format!("{image} {file}\n"))?;
+    std::fs::write(dir.join("version"), format!("{image}\n"))?;
     std::fs::remove_dir_all(&unpacked)?;
-    std::fs::remove_file(&deb)?;
     Ok(vmlinuz)
 }
 

@@ -261,7 +261,7 @@ fn fetch_busybox() -> Result<PathBuf> {
 }
 
 /// Downloads `package` from the index into `dir`, checks its SHA256, unpacks it into dir/deb.
-fn fetch_deb(index: &str, package: &str, dir: &Path) -> Result<PathBuf> {
+pub(crate) fn fetch_deb(index: &str, package: &str, dir: &Path) -> Result<PathBuf> {
     let stanza = stanza(index, package).with_context(|| format!("{package} not in the index"))?;
     let (file, sha256) = (field(stanza, "Filename").context("Filename")?, field(stanza, "SHA256").context("SHA256")?);
     let deb = dir.join(Path::new(file).file_name().context("file name")?);
