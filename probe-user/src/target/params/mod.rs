@@ -98,7 +98,7 @@ fn is_compiler_copy(binary: &Binary, function: &Function) -> bool {
 
 /// The layouts here are x86-64's: an arm64 probe knows no declared parameters, and `--arg N`
 /// counts its register words (X0-X7, Go's R0-R15).
-const LAID_OUT_HERE: bool = cfg!(target_arch = "x86_64");
+pub(super) const LAID_OUT_HERE: bool = cfg!(target_arch = "x86_64");
 
 /// The signature of `function` as its DWARF declares it; `None` when the file has no DWARF or
 /// it does not describe the function.

@@ -1,6 +1,6 @@
 //! What a command measures of a declared parameter: picking it by name or position, and how
 //! argdist reads it (a number's value, a string's or slice's length, a string's bytes).
-use super::{has_types, is_compiler_copy, signature, Location, Param, Place};
+use super::{has_types, is_compiler_copy, signature, Location, Param, Place, LAID_OUT_HERE};
 use crate::abi::Abi;
 use crate::cli::ArgSpec;
 use crate::error::user;
@@ -179,7 +179,9 @@ fn words(
     ret: Option<u32>,
 ) -> Result<Selection> {
     let has_types = has_types(binary);
-    let missing = if is_compiler_copy(binary, function) {
+    let missing = if !LAID_OUT_HERE {
+        format!("probe lays declared parameters out for x86-64 only, not for {}", crate::arch::NAME)
+    } else if is_compiler_copy(binary, function) {
         format!(
             "{} is a copy the compiler specialised (.constprop, .isra, .part or .cold), whose registers need not \
              hold the source's parameters",
