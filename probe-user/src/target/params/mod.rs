@@ -100,15 +100,30 @@ fn is_compiler_copy(binary: &Binary, function: &Function) -> bool {
 /// counts its register words (X0-X7, Go's R0-R15).
 pub(super) const LAID_OUT_HERE: bool = cfg!(target_arch = "x86_64");
 
+/// Signatures already read, by file and function entry.
+type SignaturesRead = HashMap<(std::path::PathBuf, u64), Option<Signature>>;
+
 /// The signature of `function` as its DWARF declares it; `None` when the file has no DWARF or
 /// it does not describe the function.
 pub fn signature(binary: &Binary, function: &Function) -> Result<Option<Signature>> {
     if is_compiler_copy(binary, function) || !LAID_OUT_HERE {
         return Ok(None);
     }
+    // argdist asks for its --arg, then --filter for each parameter it names: read the DWARF
+    // and `.gopclntab` once per function, not once per question.
+    static READ: std::sync::Mutex<Option<SignaturesRead>> = std::sync::Mutex::new(None);
+    let key = (binary.path.clone(), function.addr);
+    if let Some(known) = READ.lock().ok().and_then(|m| m.as_ref()?.get(&key).cloned()) {
+        return Ok(known);
+    }
     let Some(mut all) = dwarf::functions(debug_source(binary), Some(function.addr))? else { return Ok(None) };
     let args = go_args_sizes(binary);
-    Ok(all.remove(&function.addr).map(|raw| locate(&raw, Abi::of(binary, &function.name), args.get(&function.addr))))
+    let signature =
+        all.remove(&function.addr).map(|raw| locate(&raw, Abi::of(binary, &function.name), args.get(&function.addr)));
+    if let Ok(mut read) = READ.lock() {
+        read.get_or_insert_with(HashMap::new).insert(key, signature.clone());
+    }
+    Ok(signature)
 }
 
 /// Go's `_func.args` of every function by entry (from `.gopclntab`): the size of its arguments
