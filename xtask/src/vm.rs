@@ -77,17 +77,24 @@ fn fetch_kernel(kernel: &DebianKernel) -> Result<PathBuf> {
         return Ok(vmlinuz);
     }
     std::fs::create_dir_all(&dir)?;
-    println!("xtask: fetching Debian {}'s {METAPACKAGE}", kernel.suite);
-    let index = download_text(&format!("{MIRROR}/dists/{}/main/binary-amd64/Packages.xz", kernel.suite))?;
-    let meta = stanza(&index, METAPACKAGE).context("metapackage not in the index")?;
+    debian_kernel(kernel.suite, "amd64", METAPACKAGE, &dir)
+}
+
+/// The kernel image `metapackage` of Debian `suite` depends on, for `arch`: downloaded, checked
+/// against the archive's SHA256 (`vm_arm64::fetch_deb`), and kept as dir/vmlinuz.
+pub(crate) fn debian_kernel(suite: &str, arch: &str, metapackage: &str, dir: &Path) -> Result<PathBuf> {
+    println!("xtask: fetching Debian {suite}'s {metapackage} ({arch})");
+    let index = download_text(&format!("{MIRROR}/dists/{suite}/main/binary-{arch}/Packages.xz"))?;
+    let meta = stanza(&index, metapackage).context("metapackage not in the index")?;
     let image =
         field(meta, "Depends").and_then(|d| d.split([',', ' ']).next()).context("metapackage without Depends")?;
-    let unpacked = crate::vm_arm64::fetch_deb(&index, image, &dir)?;
+    let unpacked = crate::vm_arm64::fetch_deb(&index, image, dir)?;
     let boot = std::fs::read_dir(unpacked.join("boot"))?
         .flatten()
         .map(|e| e.path())
         .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
         .context("no vmlinuz in the package")?;
+    let vmlinuz = dir.join("vmlinuz");
     std::fs::copy(&boot, &vmlinuz)?;
     std::fs::write(dir.join("version"), format!("{image}\n"))?;
     std::fs::remove_dir_all(&unpacked)?;

@@ -228,21 +228,7 @@ fn fetch_kernel(label: &str, suite: &str) -> Result<PathBuf> {
         return Ok(vmlinuz);
     }
     std::fs::create_dir_all(&dir)?;
-    println!("xtask: fetching Debian {suite}'s {METAPACKAGE} (arm64)");
-    let index = download_text(&format!("{MIRROR}/dists/{suite}/main/binary-arm64/Packages.xz"))?;
-    let meta = stanza(&index, METAPACKAGE).context("metapackage not in the index")?;
-    let image =
-        field(meta, "Depends").and_then(|d| d.split([',', ' ']).next()).context("metapackage without Depends")?;
-    let unpacked = fetch_deb(&index, image, &dir)?;
-    let boot = std::fs::read_dir(unpacked.join("boot"))?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
-        .context("no vmlinuz in the package")?;
-    std::fs::copy(&boot, &vmlinuz)?;
-    std::fs::write(dir.join("version"), format!("{image}\n"))?;
-    std::fs::remove_dir_all(&unpacked)?;
-    Ok(vmlinuz)
+    crate::vm::debian_kernel(suite, "arm64", METAPACKAGE, &dir)
 }
 
 /// Debian 12's static busybox for arm64 (the guest's shell and tools), cached like the kernels.
