@@ -66,7 +66,8 @@ const GO_CASES: [Case; 16] = [
     ("Mixed", &["--ret=1"], "main.Mixed", "ret1", |v| 60 * v),
     // After an interface (2 registers).
     ("Describe", &["--arg", "n"], "main.Describe", "n", |v| v),
-    // After a blank parameter, which Go before 1.23 leaves out of the DWARF: x is in RBX.
+    // After a blank parameter, which Go before 1.23 leaves out of the DWARF: x is in RBX, as
+    // only the DWARF's location list says (read only for such functions: params::signature).
     ("Blank", &["--arg", "x"], "main.Blank", "x", |v| 5 * v),
     // A string that does not fit in the one register left goes to the stack (its length at
     // SP+16); the integer after it still takes that register.

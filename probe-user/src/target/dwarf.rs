@@ -72,6 +72,19 @@ pub struct RawFunction {
     pub returns: Option<Type>,
     /// Compiled from Rust, whose own calling convention passes aggregates differently.
     pub rust: bool,
+    /// A parameter's entry location is in a location list that was not read
+    /// (`LocationLists::Skip`): its `entry_registers` is `None` for that reason.
+    pub lists_unread: bool,
+}
+
+/// Whether to read parameters' location lists (`.debug_loc`, `.debug_loclists`). They are the
+/// largest debug section of a Go program (3.0 of the bench's 6.3 MiB decompressed) and are
+/// needed only where the DWARF leaves parameters out and its own entry locations are all
+/// there is to go by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocationLists {
+    Read,
+    Skip,
 }
 
 /// Decompressed debug sections are refused past this: no real program's comes near it.
@@ -100,12 +113,12 @@ pub fn has_debug_info(path: &Path) -> bool {
 
 /// The declared parameters of the functions whose entry address is `wanted` (or of every
 /// function), by entry address. `Ok(None)`: the file has no DWARF.
-pub fn functions(path: &Path, wanted: Option<u64>) -> Result<Option<HashMap<u64, RawFunction>>> {
-    let Some(sections) = load_sections(path)? else { return Ok(None) };
+pub fn functions(path: &Path, wanted: Option<u64>, lists: LocationLists) -> Result<Option<HashMap<u64, RawFunction>>> {
+    let Some(sections) = load_sections(path, lists)? else { return Ok(None) };
     let dwarf = gimli::Dwarf::load(|id| -> Result<Slice<'_>, gimli::Error> {
         Ok(EndianSlice::new(sections.get(id.name()).map_or(&[][..], |v| &v[..]), LittleEndian))
     })?;
-    let reader = Reader::new(&dwarf)?;
+    let reader = Reader::new(&dwarf, lists)?;
     let mut out = HashMap::new();
     let mut types = HashMap::new();
     for unit in 0..reader.units.len() {
@@ -137,8 +150,11 @@ pub fn functions(path: &Path, wanted: Option<u64>) -> Result<Option<HashMap<u64,
     Ok(Some(out))
 }
 
-/// The debug sections gimli reads, decompressed, by their standard names.
-fn load_sections(path: &Path) -> Result<Option<HashMap<&'static str, Vec<u8>>>> {
+/// The debug sections probe reads, decompressed, by their standard names. Not the address
+/// ranges (`.debug_ranges`, `.debug_rnglists`: functions are found by their entry), nor the
+/// location lists unless asked. (`.debug_line` stays: gimli reads each unit's line program
+/// header.)
+fn load_sections(path: &Path, lists: LocationLists) -> Result<Option<HashMap<&'static str, Vec<u8>>>> {
     let (file, _) = open_binary_file(path).map_err(|e| match e {
         ReadError::Io(e) => anyhow::anyhow!("{}: {e}", path.display()),
         ReadError::NotRegular(what) => anyhow::anyhow!("{}: {what}", path.display()),
@@ -155,11 +171,12 @@ fn load_sections(path: &Path) -> Result<Option<HashMap<&'static str, Vec<u8>>>> 
         ".debug_line_str",
         ".debug_str_offsets",
         ".debug_addr",
-        ".debug_ranges",
-        ".debug_rnglists",
         ".debug_loc",
         ".debug_loclists",
     ] {
+        if lists == LocationLists::Skip && name.starts_with(".debug_loc") {
+            continue;
+        }
         let section =
             parsed.section_by_name(name).or_else(|| parsed.section_by_name(&name.replacen(".debug_", ".zdebug_", 1)));
         let Some(section) = section else { continue };
@@ -244,12 +261,13 @@ struct Reader<'a, 'd> {
     units: Vec<gimli::Unit<Slice<'d>>>,
     /// Each unit's offset in `.debug_info`, ascending (to resolve cross-unit references).
     starts: Vec<usize>,
+    lists: LocationLists,
 }
 
 type Types = HashMap<(usize, UnitOffset), Type>;
 
 impl<'a, 'd> Reader<'a, 'd> {
-    fn new(dwarf: &'a gimli::Dwarf<Slice<'d>>) -> Result<Self> {
+    fn new(dwarf: &'a gimli::Dwarf<Slice<'d>>, lists: LocationLists) -> Result<Self> {
         let mut units = Vec::new();
         let mut starts = Vec::new();
         let mut headers = dwarf.units();
@@ -258,7 +276,7 @@ impl<'a, 'd> Reader<'a, 'd> {
             starts.push(start.0);
             units.push(dwarf.unit(header)?);
         }
-        Ok(Reader { dwarf, units, starts })
+        Ok(Reader { dwarf, units, starts, lists })
     }
 
     /// The unit and offset a reference attribute points to.
@@ -329,7 +347,7 @@ impl<'a, 'd> Reader<'a, 'd> {
     /// A subprogram's parameters (names and types from its abstract origin or declaration
     /// when the DIE itself omits them).
     fn function(&self, die: &Die, go: bool, types: &mut Types) -> Result<RawFunction> {
-        let mut params = Vec::new();
+        let (mut params, mut lists_unread) = (Vec::new(), false);
         for child in self.children(die)? {
             if child.tag != Some(gimli::DW_TAG_formal_parameter) {
                 continue;
@@ -338,7 +356,9 @@ impl<'a, 'd> Reader<'a, 'd> {
             let name = child.name.clone().or_else(|| origin.as_ref().and_then(|o| o.name.clone()));
             let ty_ref = child.ty.or_else(|| origin.as_ref().and_then(|o| o.ty));
             let ty = self.type_of(ty_ref, types, 0)?;
-            let entry_registers = self.registers_at(&child, die.low_pc)?;
+            let unread = child.location_list.is_some() && self.lists == LocationLists::Skip;
+            lists_unread |= unread;
+            let entry_registers = if unread { None } else { self.registers_at(&child, die.low_pc)? };
             params.push(RawParam {
                 name,
                 ty,
@@ -355,7 +375,7 @@ impl<'a, 'd> Reader<'a, 'd> {
             };
             Some(self.type_of(declared, types, 0)?)
         };
-        Ok(RawFunction { params, returns, rust: false })
+        Ok(RawFunction { params, returns, rust: false, lists_unread })
     }
 
     /// The registers a parameter's location names at `pc` (its function's entry).

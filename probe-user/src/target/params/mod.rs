@@ -23,7 +23,7 @@ use layout::{align_up, go_assign, sysv_assign, GO_FLOAT_REGS};
 
 pub use select::{measure, select, Measure, Selection};
 
-use super::dwarf::{self, Kind, RawFunction, RawParam, Type};
+use super::dwarf::{self, Kind, LocationLists, RawFunction, RawParam, Type};
 use super::elf::{Binary, Function, Runtime};
 use crate::abi::{Abi, X86_GO_REGISTER_ARGS as GO_REGISTER_ARGS};
 use anyhow::Result;
@@ -116,10 +116,20 @@ pub fn signature(binary: &Binary, function: &Function) -> Result<Option<Signatur
     if let Some(known) = READ.lock().ok().and_then(|m| m.as_ref()?.get(&key).cloned()) {
         return Ok(known);
     }
-    let Some(mut all) = dwarf::functions(debug_source(binary), Some(function.addr))? else { return Ok(None) };
     let args = go_args_sizes(binary);
-    let signature =
-        all.remove(&function.addr).map(|raw| locate(&raw, Abi::of(binary, &function.name), args.get(&function.addr)));
+    let read = |lists| -> Result<Option<(Signature, bool)>> {
+        let Some(mut all) = dwarf::functions(debug_source(binary), Some(function.addr), lists)? else {
+            return Ok(None);
+        };
+        let abi = Abi::of(binary, &function.name);
+        Ok(all.remove(&function.addr).map(|raw| (locate(&raw, abi, args.get(&function.addr)), raw.lists_unread)))
+    };
+    // The location lists are half of a Go program's DWARF and matter only where the DWARF
+    // leaves parameters out (then its own entry locations are all there is): read them then.
+    let signature = match read(LocationLists::Skip)? {
+        Some((signature, true)) if signature.incomplete.is_some() => read(LocationLists::Read)?.map(|(s, _)| s),
+        read => read.map(|(s, _)| s),
+    };
     if let Ok(mut read) = READ.lock() {
         read.get_or_insert_with(HashMap::new).insert(key, signature.clone());
     }
@@ -163,7 +173,7 @@ pub fn signatures(binary: &Binary) -> Result<Option<HashMap<u64, Signature>>> {
     if !LAID_OUT_HERE {
         return Ok(None);
     }
-    let Some(all) = dwarf::functions(debug_source(binary), None)? else { return Ok(None) };
+    let Some(all) = dwarf::functions(debug_source(binary), None, LocationLists::Read)? else { return Ok(None) };
     let abi_at: HashMap<u64, Abi> = binary
         .functions()
         .iter()
