@@ -5,7 +5,7 @@ use super::{prometheus_buckets, Histogram, Measure, Measured, Programs};
 use crate::session::KindMaps;
 use anyhow::Result;
 use probe_ebpf::{
-    log2_bucket, SlotKey, FINE_BUCKETS, KEY_BYTES, KEY_TEXT, KEY_TEXT_TRUNCATED, KEY_UNREADABLE, LOG2_BUCKETS,
+    log2_bucket, SlotKey, ValueStats, KEY_BYTES, KEY_TEXT, KEY_TEXT_TRUNCATED, KEY_UNREADABLE, LOG2_BUCKETS,
     MAP_KEYS_LOST, MAP_VALUE_COUNTS, PROG_COUNT_UPROBE, PROG_COUNT_URETPROBE,
 };
 use serde::Serialize;
@@ -204,14 +204,11 @@ impl Measure for ValueCounts {
     fn log2_buckets(&self) -> &[u64; LOG2_BUCKETS] {
         &self.buckets
     }
-    fn fine_ns(&self) -> Option<&[u64; FINE_BUCKETS]> {
-        None
-    }
 
-    const HISTOGRAM: (&'static str, &'static str) =
-        ("probe_value", "Values of a traced function's argument or return value.");
+    // The same families as the value histogram's (a scrape sees one `probe_value`), and one more.
+    const HISTOGRAM: (&'static str, &'static str) = <ValueStats as Measure>::HISTOGRAM;
     const COUNTERS: &'static [(&'static str, &'static str)] = &[
-        ("probe_value_unreadable", "Hits whose value could not be read (stack slot not readable)."),
+        <ValueStats as Measure>::COUNTERS[0],
         ("probe_value_lost", "Calls not counted by value: more distinct values than --max-values holds."),
     ];
 

@@ -87,8 +87,10 @@ pub trait Measure: Clone + fmt::Debug + Send + Sync + 'static {
 
     /// The `@hist_log` buckets (latency: of durations in the display unit).
     fn log2_buckets(&self) -> &[u64; LOG2_BUCKETS];
-    /// Latency's nanosecond buckets (16 per power of two); `None` for values.
-    fn fine_ns(&self) -> Option<&[u64; FINE_BUCKETS]>;
+    /// Latency's nanosecond buckets (16 per power of two); values have none.
+    fn fine_ns(&self) -> Option<&[u64; FINE_BUCKETS]> {
+        None
+    }
 
     /// Name and help of the Prometheus histogram family. Names follow Prometheus conventions:
     /// base units (seconds), `_total` on counters (added by the encoder).

@@ -5,7 +5,7 @@ use crate::render::hist_log;
 use crate::session::KindMaps;
 use anyhow::Result;
 use probe_ebpf::{
-    log2_bucket_range, ValueStats, FINE_BUCKETS, LOG2_BUCKETS, MAP_VALUE_STATS, PROG_VALUE_UPROBE, PROG_VALUE_URETPROBE,
+    log2_bucket_range, ValueStats, LOG2_BUCKETS, MAP_VALUE_STATS, PROG_VALUE_UPROBE, PROG_VALUE_URETPROBE,
 };
 use serde::Serialize;
 
@@ -40,9 +40,6 @@ impl Measure for ValueStats {
 
     fn log2_buckets(&self) -> &[u64; LOG2_BUCKETS] {
         &self.buckets
-    }
-    fn fine_ns(&self) -> Option<&[u64; FINE_BUCKETS]> {
-        None
     }
 
     const HISTOGRAM: (&'static str, &'static str) =
