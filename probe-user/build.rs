@@ -9,7 +9,6 @@ use std::{
     process::Command,
 };
 
-const NIGHTLY: &str = "nightly-2026-05-19";
 const EBPF_TARGET: &str = "bpfel-unknown-none";
 
 fn main() {
@@ -31,10 +30,21 @@ fn main() {
     std::fs::copy(&object, &out).expect("copy eBPF object");
 }
 
+/// The eBPF crate's nightly, pinned once: the `channel` of probe-ebpf/rust-toolchain.toml.
+fn pinned_nightly(ebpf_dir: &Path) -> String {
+    let toml = std::fs::read_to_string(ebpf_dir.join("rust-toolchain.toml")).expect("probe-ebpf/rust-toolchain.toml");
+    toml.lines()
+        .find_map(|l| {
+            l.trim().strip_prefix("channel")?.trim().strip_prefix('=').map(|v| v.trim().trim_matches('"').to_string())
+        })
+        .expect("a channel in probe-ebpf/rust-toolchain.toml")
+}
+
 fn build_ebpf(ebpf_dir: &Path, target_dir: &Path, arch: &str) -> PathBuf {
+    let nightly = pinned_nightly(ebpf_dir);
     let mut cmd = Command::new("cargo");
     cmd.current_dir(ebpf_dir)
-        .arg(format!("+{NIGHTLY}"))
+        .arg(format!("+{nightly}"))
         .args(["build", "--release", "--bins", "--target", EBPF_TARGET, "-Z", "build-std=core"])
         .arg("--target-dir")
         .arg(target_dir);
@@ -61,7 +71,7 @@ fn build_ebpf(ebpf_dir: &Path, target_dir: &Path, arch: &str) -> PathBuf {
         .unwrap_or_else(|e| panic!("cannot run cargo for the eBPF crate ({e}); run scripts/setup.sh first"));
     if !status.success() {
         panic!(
-            "building the eBPF crate failed; `scripts/setup.sh` installs {NIGHTLY} with rust-src \
+            "building the eBPF crate failed; `scripts/setup.sh demo` installs {nightly} with rust-src \
              and bpf-linker, then retry"
         );
     }

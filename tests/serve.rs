@@ -90,7 +90,7 @@ impl Prometheus {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("prometheus is installed (scripts/setup.sh)");
+            .expect("prometheus is installed (scripts/setup.sh test)");
         let prometheus = Prometheus { _process: KillOnDrop(process), port, dir };
         wait_for("Prometheus to be ready", || http_get(port, "/-/ready").filter(|(s, _)| *s == 200));
         prometheus

@@ -21,7 +21,7 @@ pub const AARCH64: StaticTarget = StaticTarget { triple: "aarch64-unknown-linux-
 
 /// The host build (the one the tests use), then both static binaries, each checked.
 pub fn build_all() -> Result<()> {
-    let host = crate::build()?;
+    let host = crate::build(&["build"])?;
     println!("xtask: {}", host.display());
     for target in [X86_64, AARCH64] {
         let binary = build_static(&target)?;

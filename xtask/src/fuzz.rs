@@ -6,21 +6,29 @@ use anyhow::Result;
 use std::path::Path;
 use std::process::Command;
 
-const NIGHTLY: &str = "+nightly-2026-05-19";
+/// cargo-fuzz needs a nightly: the eBPF crate's, pinned in probe-ebpf/rust-toolchain.toml.
+fn nightly() -> Result<String> {
+    let toml = std::fs::read_to_string(root().join("probe-ebpf/rust-toolchain.toml"))?;
+    toml.lines()
+        .find_map(|l| l.trim().strip_prefix("channel")?.trim().strip_prefix('=').map(|v| v.trim().trim_matches('"')))
+        .map(|channel| format!("+{channel}"))
+        .ok_or_else(|| anyhow::anyhow!("no channel in probe-ebpf/rust-toolchain.toml"))
+}
 
 pub fn run(secs: u64) -> Result<()> {
-    build()?; // setup, and the eBPF object the fuzzed crate embeds
+    build(&["fuzz"])?; // setup, and the eBPF object the fuzzed crate embeds
     if Command::new("cargo").args(["fuzz", "--version"]).output().map_or(true, |o| !o.status.success()) {
         check(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
     }
     let fuzz = root().join("probe-user/fuzz");
     seed_corpus(&fuzz)?;
+    let nightly = nightly()?;
     for (target, max_len) in [("elf_functions", "1400000"), ("gopclntab", "400000")] {
         println!("xtask: fuzzing {target} for {secs} s");
         check(
             Command::new("cargo")
                 .current_dir(&fuzz)
-                .args([NIGHTLY, "fuzz", "run", "-O", target])
+                .args([nightly.as_str(), "fuzz", "run", "-O", target])
                 .arg(fuzz.join("corpus").join(target))
                 .arg("--")
                 .arg(format!("-max_total_time={secs}"))

@@ -2,6 +2,7 @@
 //! `cargo xtask --help` lists the commands; each has its own `--help`.
 mod bench;
 mod cross;
+mod fresh;
 mod fuzz;
 mod vm;
 mod vm_arm64;
@@ -22,8 +23,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install what is missing (scripts/setup.sh); a second run takes a fraction of a second
-    Setup,
+    /// Install what is missing (scripts/setup.sh) for the named groups (default: all of them);
+    /// every other command installs its own group first
+    Setup {
+        /// demo, test, build, vm, arm64, bench, fuzz or all
+        #[arg(value_parser = ["demo", "test", "build", "vm", "arm64", "bench", "fuzz", "all"])]
+        groups: Vec<String>,
+    },
     /// Setup if needed, then target/release/probe with the eBPF object embedded, and static
     /// (musl) binaries for x86-64 and aarch64 in target/<triple>/release/probe
     Build,
@@ -49,6 +55,9 @@ enum Task {
         #[arg(default_value_t = 120)]
         secs: u64,
     },
+    /// Each command's setup on a fresh Debian 12 root with qemu-utils from bookworm-backports,
+    /// as this project's machine image has it (debootstrap; about 15 minutes)
+    FreshMachine,
     /// The integration suite on another kernel in QEMU; `--arch arm64`: the static arm64 probe
     /// in an arm64 guest (TCG)
     VmTest {
@@ -63,13 +72,17 @@ enum Task {
 
 fn main() {
     let result = match Cli::parse().command {
-        Task::Setup => setup(),
+        Task::Setup { groups } => {
+            let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+            setup(if groups.is_empty() { &["all"] } else { &groups })
+        }
         Task::Build => cross::build_all(),
         Task::Test { extra } => test(&extra),
         Task::Run { args } => run(&args),
         Task::Demo => demo(),
         Task::Bench(options) => bench::run(&options),
         Task::Fuzz { secs } => fuzz::run(secs),
+        Task::FreshMachine => fresh::run(),
         Task::VmTest { kernel, arch } => match arch.as_str() {
             "arm64" => vm_arm64::run(&kernel),
             _ if kernel == "6.12" => Err(anyhow::anyhow!("--kernel 6.12 is an arm64 guest's; add --arch arm64")),
@@ -96,13 +109,22 @@ fn check(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// scripts/setup.sh installs only what is missing; a second run takes a fraction of a second.
-fn setup() -> Result<()> {
-    check(Command::new("bash").arg(root().join("scripts/setup.sh")))
+/// scripts/setup.sh installs what `groups` need and is missing; a second run takes about a
+/// second. Each command asks only for its own groups, so a tool it does not run can never stop
+/// it; a failed install names the command (this process's arguments).
+fn setup(groups: &[&str]) -> Result<()> {
+    let command: Vec<String> = std::env::args().skip(1).collect();
+    check(
+        Command::new("bash")
+            .arg(root().join("scripts/setup.sh"))
+            .args(groups)
+            .env("PROBE_SETUP_FOR", format!("cargo xtask {}", command.join(" "))),
+    )
 }
 
-fn build() -> Result<PathBuf> {
-    setup()?;
+/// Setup for `groups`, then target/release/probe.
+fn build(groups: &[&str]) -> Result<PathBuf> {
+    setup(groups)?;
     check(cargo().args(["build", "--release", "-p", "probe-user"]))?;
     Ok(root().join("target/release/probe"))
 }
@@ -121,7 +143,7 @@ fn lint() -> Result<()> {
 }
 
 fn test(extra: &[String]) -> Result<()> {
-    let probe = build()?;
+    let probe = build(&["test"])?;
     lint()?;
     println!("xtask: unit tests (shared kernel/user crate)");
     check(
@@ -153,7 +175,7 @@ fn integration_tests(probe: &Path, extra: &[String]) -> Result<()> {
 }
 
 fn run(args: &[String]) -> Result<()> {
-    let probe = build()?;
+    let probe = build(&["demo"])?;
     let status = Command::new(probe).args(args).status()?;
     std::process::exit(status.code().unwrap_or(1));
 }
@@ -167,7 +189,7 @@ fn go_target(name: &str, version: Option<&str>) -> Result<PathBuf> {
 }
 
 fn demo() -> Result<()> {
-    let probe = build()?;
+    let probe = build(&["demo"])?;
     let tostring = go_target("tostring", None)?;
     let show = |title: &str, args: &[&str]| -> Result<()> {
         let quoted: Vec<String> =

@@ -33,7 +33,7 @@ const GUEST_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// `label`: a label of KERNELS, or "host" (clap accepts only those).
 pub fn run(label: &str) -> Result<()> {
-    let probe = crate::build()?;
+    let probe = crate::build(&["vm"])?;
     // PROBE_VM_TESTS=NAME,...: only those test executables, in the guest only (the targets
     // must exist from an earlier run): a quick loop while debugging one kernel.
     let only: Option<Vec<String>> =

@@ -35,7 +35,7 @@ pub fn run(label: &str) -> Result<()> {
         .iter()
         .find(|(l, _)| *l == label)
         .with_context(|| format!("--kernel {label}: unknown for arm64; use 6.1 or 6.12"))?;
-    crate::setup()?;
+    crate::setup(&["arm64"])?;
     let probe = cross::build_static(&cross::AARCH64)?;
     let targets = cross_build_targets()?;
     let vmlinuz = fetch_kernel(label, suite)?;

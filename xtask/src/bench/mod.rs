@@ -56,7 +56,7 @@ pub struct Options {
 pub fn run(options: &Options) -> Result<()> {
     let with_scale = !options.no_scale;
     let started = Instant::now();
-    let probe = build()?;
+    let probe = build(&["bench"])?;
     require_bpftrace()?;
     let bench = Bench { probe, trixie: trixie_root(), workloads: Workloads::build()?, scratch: fresh_scratch_dir()? };
     let rows = rows();
