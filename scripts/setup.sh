@@ -9,12 +9,12 @@
 #             Go (Debian's 1.19) and a C compiler for the example programs
 #   test      demo's, plus what the test suite runs: Go 1.21 and 1.23 (bookworm-backports),
 #             c++, objcopy, bpftrace, Prometheus, sqlite3, groff, a font, `file`, rustfmt and
-#             clippy, the x86-64 musl target and a Debian 11 root (tests/old_userland.rs)
+#             clippy, the x86-64 musl target and a Debian 11 root (tests/integration/old_userland.rs)
 #   build     demo's, plus both musl targets and the aarch64 cross linker (static binaries)
 #   vm        QEMU for x86-64, a static busybox, cpio, curl, xz (vm-test; it runs test first)
 #   arm64     build's, plus QEMU for arm64, the arm64 C library headers and Go 1.21 and 1.23
 #             (vm-test --arch arm64)
-#   bench     test's, plus GNU time
+#   bench     test's, plus GNU time, caddy, redis-server and redis-benchmark
 #   fuzz      demo's, plus objcopy
 #
 # --packages-only: the Debian package steps alone (no rustup, bpf-linker or Debian 11 root);
@@ -163,12 +163,17 @@ if wants test || wants arm64; then
 fi
 if wants test; then
   # The C++ and stripped-binary tests, bpftrace for comparisons, the font of the PNGs that
-  # tests/outputs.rs renders from probe's SVGs, groff for the man page, Debian's sqlite3 (its code
+  # tests/integration/outputs.rs renders from probe's SVGs, groff for the man page, Debian's sqlite3 (its code
   # in libsqlite3.so.0) for LIB:FUNC names, `file` to check the static binary.
   step "test tools" "" yes c++=g++ objcopy=binutils bpftrace=bpftrace \
     /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf=fonts-dejavu-core groff=groff-base
   step "test tools without recommends" "" no file=file sqlite3=sqlite3 debootstrap=debootstrap
-  # tests/serve.rs: a real Prometheus scrapes probe (and promtool checks its text). Without
+  # tests/integration/containers.rs: podman runs the Go target and probe's own image in containers; runc
+  # because crun (podman's default) refuses a hybrid cgroup layout with a controller in v2.
+  step "containers" "" yes podman=podman runc=runc
+  # cargo xtask test checks deploy/kubernetes with a validator installed from PyPI into a venv.
+  step "python venv" "" no /usr/bin/python3=python3 dpkg:python3-venv=python3-venv
+  # tests/integration/serve.rs: a real Prometheus scrapes probe (and promtool checks its text). Without
   # recommends (they add the node exporter); the package's service would only hold port 9090.
   if ! present prometheus; then
     step "prometheus" "" no prometheus=prometheus
@@ -197,7 +202,13 @@ if wants arm64; then
   # headers gcc-aarch64-linux-gnu only recommends.
   step "arm64 C library" "" no /usr/aarch64-linux-gnu/include/stdio.h=libc6-dev-arm64-cross
 fi
-wants bench && step "bench tools" "" no /usr/bin/time=time
+if wants bench; then
+  # GNU time; section 7's programs nobody here wrote: caddy (Go) and Redis (C) beside the test's
+  # Prometheus, and redis-benchmark. Their services, where systemd runs, would only hold ports.
+  step "bench tools" "" no /usr/bin/time=time /usr/bin/caddy=caddy /usr/bin/redis-server=redis-server \
+    /usr/bin/redis-benchmark=redis-tools
+  [ ! -d /run/systemd/system ] || systemctl disable --now caddy redis-server >/dev/null 2>&1 || true
+fi
 wants fuzz && step "fuzz tools" "" no objcopy=binutils
 
 $packages_only && { say "done (packages only)"; exit 0; }
@@ -215,7 +226,7 @@ if wants test; then
   fi
 fi
 
-# Static (musl) binaries: x86-64 for tests/old_userland.rs and `build`, aarch64 for `build` and
+# Static (musl) binaries: x86-64 for tests/integration/old_userland.rs and `build`, aarch64 for `build` and
 # the arm64 guest.
 targets=()
 { wants test || wants build; } && targets+=(x86_64-unknown-linux-musl)
@@ -231,7 +242,7 @@ elif [ ${#targets[@]} -gt 0 ]; then
   say "Rust targets ${targets[*]}: present"
 fi
 
-# tests/old_userland.rs: a Debian 11 (glibc 2.31) userland, from Debian's packages. Made once
+# tests/integration/old_userland.rs: a Debian 11 (glibc 2.31) userland, from Debian's packages. Made once
 # (about a minute) under a temporary name, so an interrupted run leaves no half-made root.
 if wants test; then
   BULLSEYE_ROOT="${PROBE_BULLSEYE_ROOT:-/var/tmp/probe-bullseye}"

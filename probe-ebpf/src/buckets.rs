@@ -33,6 +33,36 @@ pub fn log2_bucket(v: i64) -> usize {
     }
 }
 
+/// Where an unsigned 64-bit value's `@hist_log` bucket is: as `log2_bucket` below 2^63; the
+/// values from 2^63 up, which no signed bucket holds, in bucket 0 (no unsigned value is
+/// negative, so bucket 0 is free in an unsigned histogram).
+#[inline(always)]
+pub fn log2_bucket_unsigned(v: u64) -> usize {
+    if v > i64::MAX as u64 {
+        UNSIGNED_HIGH_BUCKET
+    } else {
+        log2_bucket(v as i64)
+    }
+}
+
+/// The bucket an unsigned histogram keeps its values from 2^63 up in (`log2_bucket_unsigned`).
+pub const UNSIGNED_HIGH_BUCKET: usize = 0;
+
+/// Inclusive value range of bucket `index` of a signed or an unsigned histogram.
+pub fn log2_bucket_range_of(index: usize, unsigned: bool) -> (i128, i128) {
+    if unsigned && index == UNSIGNED_HIGH_BUCKET {
+        return (1 << 63, u64::MAX as i128);
+    }
+    let (low, high) = log2_bucket_range(index);
+    (low as i128, high as i128)
+}
+
+/// The buckets of a signed or an unsigned histogram in the order of their values.
+pub fn log2_buckets_in_order(unsigned: bool) -> impl Iterator<Item = usize> {
+    let (first, high) = if unsigned { (ZERO_BUCKET, Some(UNSIGNED_HIGH_BUCKET)) } else { (0, None) };
+    (first..LOG2_BUCKETS).chain(high)
+}
+
 /// Inclusive value range `(low, high)` that bucket `index` counts.
 pub fn log2_bucket_range(index: usize) -> (i64, i64) {
     if index == ZERO_BUCKET {
@@ -158,6 +188,26 @@ mod tests {
         assert_eq!(log2_bucket_range(55), (-511, -256));
         assert_eq!(log2_bucket_label(55), -256);
         assert_eq!(log2_bucket_label(0), i64::MIN);
+    }
+
+    #[test]
+    fn unsigned_values_from_2_pow_63_have_their_own_bucket_last() {
+        assert_eq!(log2_bucket_unsigned(u64::MAX), UNSIGNED_HIGH_BUCKET);
+        assert_eq!(log2_bucket_unsigned(1 << 63), UNSIGNED_HIGH_BUCKET);
+        assert_eq!(log2_bucket_unsigned((1 << 63) - 1), 127);
+        assert_eq!(log2_bucket_unsigned(5), log2_bucket(5));
+        assert_eq!(log2_bucket_range_of(0, true), (1 << 63, u64::MAX as i128));
+        assert_eq!(log2_bucket_range_of(0, false), (i64::MIN as i128, i64::MIN as i128));
+        let order: std::vec::Vec<usize> = log2_buckets_in_order(true).collect();
+        assert_eq!((order[0], order[order.len() - 2], order[order.len() - 1]), (ZERO_BUCKET, 127, 0));
+        let mut previous = -1;
+        for i in order {
+            let (low, high) = log2_bucket_range_of(i, true);
+            assert_eq!(low, previous + 1, "bucket {i} follows the one before");
+            previous = high;
+        }
+        assert_eq!(previous, u64::MAX as i128);
+        assert_eq!(log2_buckets_in_order(false).count(), LOG2_BUCKETS);
     }
 
     #[test]

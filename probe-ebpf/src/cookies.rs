@@ -51,6 +51,10 @@ pub enum ValueSource {
     CString {
         ptr: Reg,
     },
+    /// A C string whose pointer is the 8 bytes at user stack pointer + offset (a 7th argument).
+    CStringOnStack {
+        offset: u32,
+    },
 }
 
 /// How a value narrower than a register is read: the upper bits of a register (or the bytes
@@ -58,6 +62,7 @@ pub enum ValueSource {
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Width {
+    /// 64 bits, signed (or of unknown signedness: a register word).
     W64 = 0,
     I32 = 1,
     U32 = 2,
@@ -65,17 +70,20 @@ pub enum Width {
     U16 = 4,
     I8 = 5,
     U8 = 6,
+    /// 64 bits, unsigned: compared, aggregated and shown as unsigned (`ValueStats::unsigned`).
+    U64 = 7,
 }
 
 impl Width {
-    pub const ALL: [Width; 7] = [Width::W64, Width::I32, Width::U32, Width::I16, Width::U16, Width::I8, Width::U8];
+    pub const ALL: [Width; 8] =
+        [Width::W64, Width::I32, Width::U32, Width::I16, Width::U16, Width::I8, Width::U8, Width::U64];
 
     /// The width with discriminant `w`. Not `Width::ALL.get(w)`: for a 3-bit `w` the optimiser
     /// turns that into a read of a table in read-only data guarded only by `w != 7`, which
     /// verifiers before 6.8 cannot use to bound the read (Linux 6.1 refused the program).
     #[inline(always)]
     pub fn from_bits(w: u64) -> Option<Width> {
-        if w > Width::U8 as u64 {
+        if w > Width::U64 as u64 {
             return None;
         }
         // A discriminant of this `repr(u8)` enum, checked just above.
@@ -85,6 +93,7 @@ impl Width {
     /// The width of an integer of `size` bytes (1, 2, 4; anything else reads all 64 bits).
     pub fn of(size: u64, signed: bool) -> Width {
         match (size, signed) {
+            (8, false) => Width::U64,
             (4, true) => Width::I32,
             (4, false) => Width::U32,
             (2, true) => Width::I16,
@@ -100,11 +109,12 @@ impl Width {
     /// Arithmetic on the discriminant, not a `match`: the optimiser turns a `match` into a
     /// lookup table in read-only data indexed by the discriminant, whose range the verifiers
     /// before 6.8 cannot bound ("R2 max value is outside of the allowed memory range").
-    /// Odd discriminants are signed; 1-2 are 4 bytes wide, 3-4 two, 5-6 one.
+    /// Odd discriminants 1-5 are signed; 1-2 are 4 bytes wide, 3-4 two, 5-6 one; 0 and 7 all 8.
+    /// A `U64` value keeps its bits in the i64: its readers know it is unsigned.
     #[inline(always)]
     pub fn extend(self, raw: u64) -> i64 {
         let w = self as u64;
-        if w == 0 {
+        if w == 0 || w == 7 {
             return raw as i64;
         }
         let shift = 64 - (32 >> ((w - 1) / 2));
@@ -119,8 +129,9 @@ impl Width {
 
 /// What one attach site measures, carried in its BPF attach cookie so a single program serves
 /// every site. Layout: bits 0..16 slot, 16..20 source kind (0 x86-64 register, 1 stack, 2 Go
-/// string, 3 C string, 4 arm64 register), bit 20 the site is a Go stack-check branch, 21..24 width, 24..32 register (a
-/// string's pointer), 32..40 a Go string's length register, 32..64 stack offset.
+/// string, 3 C string, 4 arm64 register, 5 C string pointer on the stack), bit 20 the site is a
+/// Go stack-check branch, 21..24 width, 24..32 register (a string's pointer), 32..40 a Go
+/// string's length register, 32..64 stack offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ValueCookie {
     pub slot: u32,
@@ -143,6 +154,7 @@ impl ValueCookie {
             }
             ValueSource::CString { ptr } => slot | (3 << 16) | check | ((ptr as u64) << 24),
             ValueSource::Arm64Reg(n) => slot | (4 << 16) | check | ((n as u64) << 24),
+            ValueSource::CStringOnStack { offset } => slot | (5 << 16) | check | ((offset as u64) << 32),
         }
     }
 
@@ -158,6 +170,7 @@ impl ValueCookie {
             },
             3 => ValueSource::CString { ptr: Reg::from_u8((cookie >> 24) as u8)? },
             4 if ((cookie >> 24) as u8) < ARM64_VALUE_REGS => ValueSource::Arm64Reg((cookie >> 24) as u8),
+            5 => ValueSource::CStringOnStack { offset: (cookie >> 32) as u32 },
             _ => return None,
         };
         let width = Width::from_bits((cookie >> 21) & 0x7)?;
@@ -258,9 +271,16 @@ mod tests {
         ] {
             assert_eq!(ValueCookie::decode(c.encode()), Some(c));
         }
-        assert_eq!(ValueCookie::decode(5 << 16), None, "no such source kind");
+        let on_stack = ValueCookie {
+            slot: 4,
+            source: ValueSource::CStringOnStack { offset: 8 },
+            stack_check: false,
+            width: Width::W64,
+        };
+        assert_eq!(ValueCookie::decode(on_stack.encode()), Some(on_stack));
+        assert_eq!(ValueCookie::decode(6 << 16), None, "no such source kind");
         assert_eq!(ValueCookie::decode((2 << 16) | (10 << 32)), None, "no such length register");
-        assert_eq!(ValueCookie::decode(7 << 21), None, "no such width");
+        assert_eq!(ValueCookie::decode(7 << 21).map(|c| c.width), Some(Width::U64));
         let narrow = ValueCookie { slot: 1, source: ValueSource::Reg(Reg::Rdi), stack_check: false, width: Width::U8 };
         assert_eq!(ValueCookie::decode(narrow.encode()), Some(narrow));
         assert_eq!(Width::I32.extend(0xdead_beef_ffff_fffe), -2);
@@ -268,7 +288,9 @@ mod tests {
         assert_eq!(Width::I8.extend(0x1ff), -1);
         assert_eq!(Width::W64.extend(u64::MAX), -1);
         assert!(Width::ALL.iter().all(|&w| Width::from_bits(w as u64) == Some(w)));
-        assert_eq!(Width::from_bits(7), None);
+        assert_eq!(Width::from_bits(8), None);
+        assert_eq!(Width::U64.extend(u64::MAX) as u64, u64::MAX);
+        assert_eq!(Width::of(8, false), Width::U64);
         assert_eq!(Width::U32.extend(0xdead_beef_ffff_fffe), 0xffff_fffe);
         assert_eq!(Width::I16.extend(0x1_8000), -32768);
         assert_eq!(Width::U16.extend(0x1_8000), 32768);

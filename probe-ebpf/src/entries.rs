@@ -3,24 +3,29 @@
 
 /// How one measured call is bracketed by probes, which decides what the probes themselves add
 /// to its measured duration: the entry probe's instruction is emulated by the kernel or
-/// single-stepped out of line (a second trap), and the exit is a RET probe or a uretprobe.
+/// single-stepped out of line (a second trap), the exit is a RET probe or a uretprobe, and a
+/// Go function's probes also read the goroutine's stack bounds (`g.stack.hi`) from its memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SpanShape {
     pub entry_stepped: bool,
     pub uretprobe: bool,
+    pub go: bool,
 }
 
 impl SpanShape {
-    pub const ALL: [SpanShape; 4] = [
-        SpanShape { entry_stepped: false, uretprobe: false },
-        SpanShape { entry_stepped: true, uretprobe: false },
-        SpanShape { entry_stepped: false, uretprobe: true },
-        SpanShape { entry_stepped: true, uretprobe: true },
+    /// Every shape a trace can have (Go code never gets a uretprobe).
+    pub const ALL: [SpanShape; 6] = [
+        SpanShape { entry_stepped: false, uretprobe: false, go: false },
+        SpanShape { entry_stepped: true, uretprobe: false, go: false },
+        SpanShape { entry_stepped: false, uretprobe: true, go: false },
+        SpanShape { entry_stepped: true, uretprobe: true, go: false },
+        SpanShape { entry_stepped: false, uretprobe: false, go: true },
+        SpanShape { entry_stepped: true, uretprobe: false, go: true },
     ];
 
     #[inline(always)]
     pub fn index(self) -> u32 {
-        self.entry_stepped as u32 | (self.uretprobe as u32) << 1
+        self.entry_stepped as u32 | (self.uretprobe as u32) << 1 | (self.go as u32) << 2
     }
 
     /// `PROBE_COSTS` index of the nanoseconds this shape's probes add inside the span they
@@ -35,13 +40,14 @@ impl SpanShape {
     /// or thread.
     #[inline(always)]
     pub fn hit_cost_index(self) -> u32 {
-        4 + self.index()
+        8 + self.index()
     }
 }
 
-/// Entries of `PROBE_COSTS`: an inside and a hit cost per `SpanShape`. All zero (`--raw`, or
-/// not calibrated) means durations are recorded as measured.
-pub const PROBE_COSTS_LEN: u32 = 8;
+/// Entries of `PROBE_COSTS`: an inside and a hit cost per `SpanShape` index (8 each, the
+/// two of Go with a uretprobe unused). All zero (`--raw`, or not calibrated) means durations
+/// are recorded as measured.
+pub const PROBE_COSTS_LEN: u32 = 16;
 
 /// Frames remembered per (process, goroutine or thread, function): recursion deeper than
 /// this is counted in `too_deep`, not measured.
@@ -68,14 +74,50 @@ pub struct Frame {
     /// The goroutine's or thread's `HIT_COSTS` counter at entry: what it has grown by at the
     /// exit is the cost of the probes that fired inside this call.
     pub hits_ns: u64,
-    /// 1 when the entry probe's instruction is single-stepped (`SpanShape::entry_stepped`).
+    /// 1 when the entry probe's instruction is single-stepped (`SpanShape::entry_stepped`);
+    /// `STACKED` in the marker `Frame::stacked`.
     pub entry_stepped: u64,
+}
+
+/// `Frame::entry_stepped` of the marker that says a context's calls are in a nested stack.
+const STACKED: u64 = u64::MAX;
+
+impl Frame {
+    /// The frame of a call `--filter` left out: it keeps its place in the stack, so its return
+    /// (or, after a panic, the next call at its depth) finds it rather than another call's
+    /// frame, and it is neither timed nor counted as abandoned. A clock reading is never 0.
+    #[inline(always)]
+    pub fn filtered_out(depth: u64) -> Frame {
+        Frame { depth, entry_ns: 0, hits_ns: 0, entry_stepped: 0 }
+    }
+
+    #[inline(always)]
+    pub fn is_filtered_out(&self) -> bool {
+        self.entry_ns == 0
+    }
+
+    /// What the outermost in-flight call's place holds while calls of the same function nest
+    /// inside it (recursion): the frames, that one's included, are then in an `EntryStack`.
+    #[inline(always)]
+    pub fn stacked() -> Frame {
+        Frame { depth: 0, entry_ns: 0, hits_ns: 0, entry_stepped: STACKED }
+    }
+
+    #[inline(always)]
+    pub fn is_stacked(&self) -> bool {
+        self.entry_stepped == STACKED
+    }
 }
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EntryStack {
     pub len: u64,
+    /// Scratch of the programs: the measured frames the current probe popped as abandoned. It
+    /// is counted here, in the map, not in a register: the verifier then does not follow each
+    /// count the popping loop can end with as a path of its own (it refused the program as too
+    /// large when it did).
+    pub abandoned: u64,
     pub frames: [Frame; MAX_NESTING],
 }
 
@@ -92,6 +134,9 @@ mod tests {
             seen.push(s.hit_cost_index());
         }
         seen.sort();
-        assert_eq!(seen, (0..PROBE_COSTS_LEN).collect::<std::vec::Vec<_>>());
+        seen.dedup();
+        assert_eq!(seen.len(), 2 * SpanShape::ALL.len());
+        assert!(seen.iter().all(|&i| i < PROBE_COSTS_LEN));
+        assert!(SpanShape::ALL.iter().all(|s| s.inside_cost_index() < 8 && s.hit_cost_index() >= 8));
     }
 }

@@ -1,8 +1,11 @@
 //! latency's programs: an entry pushes a frame per (process, goroutine or thread, function),
 //! an exit pops it and records the duration less the probes' own calibrated cost, into the
-//! function's aggregate (`pb_lat`) or one per `--by` key (`pb_lat_by`).
-use crate::filtering::{filter_passes, Phase};
-use crate::values::{by_key, keyed_stats};
+//! function's aggregate (`pb_lat`) or one per `--by` key (`pb_lat_by`). A call dropped on the
+//! way is counted under its reason (`Losses`); a call of a process outside `--cgroup` or
+//! `--container` is not traced at all, so it is not one of them.
+use crate::cgroup::in_selected_cgroup;
+use crate::values::{by_key, keyed_value, lose, lose_many, BUCKETS_BY};
+use crate::verdict::{filter_verdict, Phase, Verdict};
 use crate::{regs, site_cookie, EPOCH};
 use aya_ebpf::{
     bindings::{pt_regs, BPF_F_NO_PREALLOC, BPF_NOEXIST},
@@ -13,8 +16,9 @@ use aya_ebpf::{
     EbpfContext,
 };
 use probe_ebpf::{
-    bank_index, EntryKey, EntryStack, Frame, LatencyCookie, LatencyStats, SlotKey, SpanShape, MAX_NESTING,
-    PROBE_COSTS_LEN,
+    bank_index, in_flight_loss, latency_bucket, EntryKey, EntryStack, Frame, LatencyCookie, LatencyStats,
+    LatencySummary, SlotKey, SpanShape, LOSS_FILTER_UNREADABLE, LOSS_GOROUTINE_UNREADABLE, LOSS_IN_FLIGHT_NO_MEMORY,
+    LOSS_UNMATCHED_RETURN, MAX_NESTING, PROBE_COSTS_LEN,
 };
 
 /// Display unit of latency tables in nanoseconds; set by the loader.
@@ -26,10 +30,20 @@ static UNIT_NS: u64 = 1000;
 #[map]
 static LATENCY_STATS: PerCpuArray<LatencyStats> = PerCpuArray::with_max_entries(2, 0);
 
-/// In-flight calls per (process, goroutine or thread, function). Entries are created on first
-/// use and removed when their stack empties, so the map holds only live nesting.
+/// The outermost in-flight call per (process, goroutine or thread, function), inserted at its
+/// entry and removed at its exit, so the map holds only live calls. Nearly every call is not
+/// nested in another of the same function: it costs a 32-byte frame here, from memory the map
+/// holds ready (preallocated: no allocation on the hot path). When a call of the same function
+/// nests inside (recursion), the frame moves to the bottom of a stack in `NESTED` and this
+/// place holds `Frame::stacked` until that stack empties.
 #[map]
-static ENTRIES: HashMap<EntryKey, EntryStack> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+static ENTRIES: HashMap<EntryKey, Frame> = HashMap::with_max_entries(65536, 0);
+
+/// The in-flight calls of a function that nests in itself, per (process, goroutine or
+/// thread, function): created at the first nested entry, removed with the `ENTRIES` marker
+/// when the stack empties. Not preallocated: each stack is 8 KiB.
+#[map]
+static NESTED: HashMap<EntryKey, EntryStack> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
 
 /// A zeroed EntryStack to insert from (it is too large for the 512-byte BPF stack).
 #[map]
@@ -47,99 +61,211 @@ static PROBE_COSTS: Array<u64> = Array::with_max_entries(PROBE_COSTS_LEN, 0);
 #[map]
 static HIT_COSTS: LruHashMap<EntryKey, u64> = LruHashMap::with_max_entries(65536, 0);
 
+/// The errno of a map insert refused because the key is there (`BPF_NOEXIST`).
+const EEXIST: i64 = 17;
+
 /// `EntryKey::slot` of a `HIT_COSTS` key: the goroutine or thread itself, not one function.
 const CONTEXT_SLOT: u32 = u32::MAX;
 
 /// Entry probes and RET-site exit probes of `latency`; the cookie says which.
 #[uprobe]
 pub fn pb_lat(ctx: ProbeContext) -> u32 {
-    on_latency_site(ctx.regs, ctx.as_ptr(), latency_stats);
+    on_latency_site(ctx.regs, ctx.as_ptr(), &Slots);
     0
 }
 
 /// Exit probes of non-Go functions, as a uretprobe.
 #[uretprobe]
 pub fn pb_lat_ret(ctx: RetProbeContext) -> u32 {
-    on_latency_site(ctx.regs, ctx.as_ptr(), latency_stats);
+    on_latency_site(ctx.regs, ctx.as_ptr(), &Slots);
     0
 }
 
 /// `latency --by`: as `pb_lat`, into one aggregate per (slot, `BY_KEY`).
 #[uprobe]
 pub fn pb_lat_by(ctx: ProbeContext) -> u32 {
-    on_latency_site(ctx.regs, ctx.as_ptr(), latency_stats_by);
+    on_latency_site(ctx.regs, ctx.as_ptr(), &Keys);
     0
 }
 
 #[uretprobe]
 pub fn pb_lat_by_ret(ctx: RetProbeContext) -> u32 {
-    on_latency_site(ctx.regs, ctx.as_ptr(), latency_stats_by);
+    on_latency_site(ctx.regs, ctx.as_ptr(), &Keys);
     0
 }
 
-/// The slot's aggregate in the banked array.
-#[inline(always)]
-fn latency_stats(bank: u32, slot: u32, _regs: &pt_regs, _returned: bool) -> Option<*mut LatencyStats> {
-    LATENCY_STATS.get_ptr_mut(bank_index(bank, slot))
+/// `latency --by`: one `LatencySummary` per (bank, slot, `BY_KEY`), its buckets in
+/// `BUCKETS_BY`; sized by the loader.
+#[map]
+static LATENCY_STATS_BY: PerCpuHashMap<SlotKey, LatencySummary> = PerCpuHashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
+
+/// Where a site's calls, and the calls it drops, are counted: the slot's aggregate, or one per
+/// `--by` key.
+trait Aggregates {
+    /// Records one call of `ns` nanoseconds (`subtracted` taken out for the probes), or counts
+    /// it under the reason it cannot be.
+    fn record(&self, site: &Site, regs: &pt_regs, ns: u64, subtracted: u64);
+    /// Counts `calls` frames left without returning, seen at this site.
+    fn abandoned(&self, site: &Site, regs: &pt_regs, calls: u64);
+    /// Counts a call not timed because its nesting is deeper than `MAX_NESTING`.
+    fn too_deep(&self, site: &Site, regs: &pt_regs);
+    /// Counts a call dropped for `reason` (a `LOSS_` constant).
+    fn lose(&self, site: &Site, reason: usize);
 }
 
-/// The aggregate of the slot and the current `BY_KEY` (created on first use).
-#[inline(always)]
-fn latency_stats_by(bank: u32, slot: u32, regs: &pt_regs, returned: bool) -> Option<*mut LatencyStats> {
-    keyed_stats(&LATENCY_STATS_BY, &EMPTY_LATENCY, &by_key(bank, slot, regs, returned))
+/// The site being run, and the bank it writes.
+struct Site {
+    cookie: LatencyCookie,
+    bank: u32,
 }
 
-/// One `LatencyStats` per (bank, slot, `BY_KEY`); sized by the loader.
-#[map]
-static LATENCY_STATS_BY: PerCpuHashMap<SlotKey, LatencyStats> = PerCpuHashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
+/// The slot's `LATENCY_STATS`, which always exists: losses are counted in it.
+struct Slots;
 
-/// A zeroed LatencyStats to insert from (far larger than the BPF stack).
-#[map]
-static EMPTY_LATENCY: PerCpuArray<LatencyStats> = PerCpuArray::with_max_entries(1, 0);
+impl Slots {
+    #[inline(always)]
+    fn stats(site: &Site) -> Option<&'static mut LatencyStats> {
+        let stats = LATENCY_STATS.get_ptr_mut(bank_index(site.bank, site.cookie.slot))?;
+        // Per-CPU value: no other program touches it while this one runs on this CPU.
+        Some(unsafe { &mut *stats })
+    }
+}
+
+impl Aggregates for Slots {
+    #[inline(always)]
+    fn record(&self, site: &Site, _regs: &pt_regs, ns: u64, subtracted: u64) {
+        if let Some(stats) = Self::stats(site) {
+            stats.record(ns, unit_ns());
+            stats.subtracted_ns = stats.subtracted_ns.wrapping_add(subtracted);
+        }
+    }
+
+    #[inline(always)]
+    fn abandoned(&self, site: &Site, _regs: &pt_regs, calls: u64) {
+        if let Some(stats) = Self::stats(site) {
+            stats.abandoned += calls;
+        }
+    }
+
+    #[inline(always)]
+    fn too_deep(&self, site: &Site, _regs: &pt_regs) {
+        if let Some(stats) = Self::stats(site) {
+            stats.too_deep += 1;
+        }
+    }
+
+    #[inline(always)]
+    fn lose(&self, site: &Site, reason: usize) {
+        if let Some(stats) = Self::stats(site) {
+            stats.losses.count(reason);
+        }
+    }
+}
+
+/// `--by`: the key's `LatencySummary` and `BUCKETS_BY` counts, created on first use; a key
+/// that cannot be had counts the call in `LOSSES` under the reason why.
+struct Keys;
+
+impl Keys {
+    #[inline(always)]
+    fn summary(site: &Site, regs: &pt_regs) -> Result<(SlotKey, &'static mut LatencySummary), usize> {
+        let key = by_key(site.bank, site.cookie.slot, regs, site.cookie.uretprobe);
+        let summary = keyed_value(&LATENCY_STATS_BY, &key, &LatencySummary::EMPTY)?;
+        Ok((key, unsafe { &mut *summary }))
+    }
+}
+
+impl Aggregates for Keys {
+    #[inline(always)]
+    fn record(&self, site: &Site, regs: &pt_regs, ns: u64, subtracted: u64) {
+        let unit = unit_ns();
+        let recorded = Self::summary(site, regs).and_then(|(key, summary)| {
+            // Both the summary and the bucket, or neither: a table always adds up.
+            let bucket = keyed_value(&BUCKETS_BY, &key.bucket(latency_bucket(ns, unit)), &0)?;
+            summary.record(ns, unit);
+            summary.subtracted_ns = summary.subtracted_ns.wrapping_add(subtracted);
+            unsafe { *bucket += 1 };
+            Ok(())
+        });
+        if let Err(reason) = recorded {
+            self.lose(site, reason);
+        }
+    }
+
+    #[inline(always)]
+    fn abandoned(&self, site: &Site, regs: &pt_regs, calls: u64) {
+        match Self::summary(site, regs) {
+            Ok((_, summary)) => summary.abandoned += calls,
+            Err(reason) => lose_many(site.bank, site.cookie.slot, reason, calls),
+        }
+    }
+
+    #[inline(always)]
+    fn too_deep(&self, site: &Site, regs: &pt_regs) {
+        match Self::summary(site, regs) {
+            Ok((_, summary)) => summary.too_deep += 1,
+            Err(reason) => self.lose(site, reason),
+        }
+    }
+
+    #[inline(always)]
+    fn lose(&self, site: &Site, reason: usize) {
+        lose(site.bank, site.cookie.slot, reason);
+    }
+}
 
 #[inline(always)]
-fn on_latency_site(
-    regs: *mut pt_regs,
-    ctx: *mut core::ffi::c_void,
-    stats_of: impl Fn(u32, u32, &pt_regs, bool) -> Option<*mut LatencyStats>,
-) {
+fn on_latency_site(regs: *mut pt_regs, ctx: *mut core::ffi::c_void, aggregates: &impl Aggregates) {
     // An exit's time is taken as soon as the site is known to be an exit (only the cookie read
     // before it), an entry's last (in on_entry): what lies between the two timestamps of a call
     // is as little of the probes' own work as possible, and an entry reads the clock once.
-    let site = LatencyCookie::decode(site_cookie(ctx));
-    let exit_ns = if site.exit { unsafe { bpf_ktime_get_ns() } } else { 0 };
+    let cookie = LatencyCookie::decode(site_cookie(ctx));
+    let exit_ns = if cookie.exit { unsafe { bpf_ktime_get_ns() } } else { 0 };
+    // Before anything is counted: a process outside --cgroup/--container is not traced, entry
+    // and exit alike (checked after the exit's clock read, so not inside the measured time).
+    if !in_selected_cgroup() {
+        return;
+    }
     let regs = unsafe { &*regs };
-    if !site.exit && site.stack_check && regs::stack_check_taken(regs) {
+    if !cookie.exit && cookie.stack_check && regs::stack_check_taken(regs) {
         return; // the call grows its stack and comes back here: count it then
     }
-    if !site.exit && !filter_passes(regs, Phase::Entry, 0) {
-        return; // not a call to measure: no frame, so its exit matches nothing
-    }
+    let site = Site { cookie, bank: EPOCH.get(0).copied().unwrap_or(0) };
+    // A call the filter leaves out still gets a frame (`Frame::filtered_out`).
+    let measured = cookie.exit
+        || match filter_verdict(regs, Phase::Entry, 0) {
+            Verdict::Pass => true,
+            Verdict::Fail => false,
+            Verdict::Unreadable => {
+                aggregates.lose(&site, LOSS_FILTER_UNREADABLE);
+                false
+            }
+        };
     let pid_tgid = bpf_get_current_pid_tgid();
-    let (context, depth) = if site.go {
+    let (context, depth) = if cookie.go {
         // Key by goroutine (R14 holds g): goroutines move between threads. Depth from the
         // stack's top (g.stack.hi at offset 8) survives the runtime copying a growing stack.
         let g = regs::go_g(regs);
         let Ok(stack_hi) = (unsafe { bpf_probe_read_user((g + 8) as *const u64) }) else {
+            // Counted once, at the entry. An exit that cannot read it has no frame to find: its
+            // entry was counted here too, or its frame is counted as abandoned later.
+            if !cookie.exit && measured {
+                aggregates.lose(&site, LOSS_GOROUTINE_UNREADABLE);
+            }
             return;
         };
         (g, stack_hi.wrapping_sub(regs::stack_pointer(regs)))
     } else {
         // A uretprobe fires after RET popped the return address: SP is 8 above the entry's.
         let sp = regs::stack_pointer(regs);
-        let sp = if site.uretprobe { sp.wrapping_sub(regs::SP_MOVED_BY_RET) } else { sp };
+        let sp = if cookie.uretprobe { sp.wrapping_sub(regs::SP_MOVED_BY_RET) } else { sp };
         (pid_tgid & 0xffff_ffff, u64::MAX - sp)
     };
-    let key = EntryKey { tgid: (pid_tgid >> 32) as u32, slot: site.slot, context };
-    let bank = EPOCH.get(0).copied().unwrap_or(0);
-    let Some(stats) = stats_of(bank, site.slot, regs, site.uretprobe) else {
-        return;
-    };
-    let stats = unsafe { &mut *stats };
-    if site.exit {
-        on_exit(regs, &key, depth, exit_ns, site.uretprobe, stats);
+    let key = EntryKey { tgid: (pid_tgid >> 32) as u32, slot: cookie.slot, context };
+    if cookie.exit {
+        on_exit(regs, &site, &key, depth, exit_ns, aggregates);
     } else {
-        on_entry(&key, depth, site.entry_stepped, stats);
+        on_entry(regs, &site, &key, depth, measured, aggregates);
     }
 }
 
@@ -160,82 +286,220 @@ fn probe_cost(index: u32) -> u64 {
     PROBE_COSTS.get(index).copied().unwrap_or(0)
 }
 
+/// The context's stack of nested calls, created empty on first use; or the reason it cannot be.
 #[inline(always)]
-fn on_entry(key: &EntryKey, depth: u64, entry_stepped: bool, stats: &mut LatencyStats) {
-    let stack = match ENTRIES.get_ptr_mut(key) {
-        Some(s) => s,
-        None => {
-            let Some(empty) = EMPTY_STACK.get(0) else { return };
-            if ENTRIES.insert(key, empty, BPF_NOEXIST as u64).is_err() {
-                return;
+fn nested_stack(key: &EntryKey) -> Result<&'static mut EntryStack, usize> {
+    if let Some(stack) = NESTED.get_ptr_mut(key) {
+        return Ok(unsafe { &mut *stack });
+    }
+    let empty = EMPTY_STACK.get(0).ok_or(LOSS_IN_FLIGHT_NO_MEMORY)?;
+    // Only this goroutine or thread inserts its own key, so nobody can have inserted it meanwhile.
+    NESTED.insert(key, empty, BPF_NOEXIST as u64).map_err(|e| in_flight_loss(e as i64))?;
+    let stack = NESTED.get_ptr_mut(key).ok_or(LOSS_IN_FLIGHT_NO_MEMORY)?;
+    Ok(unsafe { &mut *stack })
+}
+
+/// The frame of a call entering now (its clock read last), or of one the filter left out.
+#[inline(always)]
+fn new_frame(site: &Site, depth: u64, hits_ns: u64, measured: bool) -> Frame {
+    if !measured {
+        return Frame::filtered_out(depth);
+    }
+    let entry_ns = unsafe { bpf_ktime_get_ns() };
+    Frame { depth, entry_ns, hits_ns, entry_stepped: site.cookie.entry_stepped as u64 }
+}
+
+#[inline(always)]
+fn on_entry(regs: &pt_regs, site: &Site, key: &EntryKey, depth: u64, measured: bool, aggregates: &impl Aggregates) {
+    let hits_ns = context_hits(&context_key(key));
+    // No call of this function in flight here is the common case: one insert, no lookup first.
+    match ENTRIES.insert(key, &new_frame(site, depth, hits_ns, measured), BPF_NOEXIST as u64) {
+        Ok(()) => return,
+        Err(e) if e as i64 != -EEXIST => {
+            if measured {
+                aggregates.lose(site, in_flight_loss(e as i64));
             }
-            let Some(s) = ENTRIES.get_ptr_mut(key) else { return };
-            s
+            return;
         }
+        Err(_) => {} // a call of this function is in flight here
+    }
+    let Some(outer) = ENTRIES.get_ptr_mut(key) else {
+        // Removed since the insert said it was there (never: only this context removes it).
+        return if measured {
+            aggregates.lose(site, LOSS_IN_FLIGHT_NO_MEMORY)
+        } else {
+        };
     };
-    let stack = unsafe { &mut *stack };
+    let outer = unsafe { &mut *outer };
+    if !outer.is_stacked() && outer.depth >= depth {
+        // The call remembered here is gone (left by a panic or Goexit without reaching RET):
+        // this one takes its place.
+        if !outer.is_filtered_out() {
+            aggregates.abandoned(site, regs, 1);
+        }
+        *outer = new_frame(site, depth, hits_ns, measured);
+        return;
+    }
+    let stack = match nested_stack(key) {
+        Ok(stack) => stack,
+        // A call left out by the filter is not lost: it was never to be measured.
+        Err(reason) if measured => return aggregates.lose(site, reason),
+        Err(_) => return,
+    };
+    if !outer.is_stacked() {
+        // The first call nested inside the remembered one: both go to the stack, the outer
+        // one at its bottom.
+        stack.frames[0] = *outer;
+        stack.len = 1;
+        *outer = Frame::stacked();
+    }
+    enter_nested(regs, site, key, stack, depth, hits_ns, measured, aggregates);
+}
+
+/// An entry while calls of the same function are in flight on this context, in `stack`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn enter_nested(
+    regs: &pt_regs,
+    site: &Site,
+    key: &EntryKey,
+    stack: &mut EntryStack,
+    depth: u64,
+    hits_ns: u64,
+    measured: bool,
+    aggregates: &impl Aggregates,
+) {
     // A new frame at `depth` means every remembered frame at the same depth or deeper is gone
     // (left by a panic or Goexit without reaching RET).
-    stats.abandoned += pop_frames(stack, |d| d >= depth);
-    let hits_ns = context_hits(&context_key(key));
+    let abandoned = pop_frames(stack, |d| d >= depth);
+    if abandoned > 0 {
+        aggregates.abandoned(site, regs, abandoned);
+    }
     let len = unsafe { core::ptr::read_volatile(&stack.len) } as usize;
     match stack.frames.get_mut(len) {
         Some(frame) => {
-            let entry_ns = unsafe { bpf_ktime_get_ns() };
-            *frame = Frame { depth, entry_ns, hits_ns, entry_stepped: entry_stepped as u64 };
+            *frame = new_frame(site, depth, hits_ns, measured);
             stack.len = len as u64 + 1;
         }
-        None => stats.too_deep += 1,
+        None => {
+            if measured {
+                aggregates.too_deep(site, regs);
+            }
+            // Not timed, but its entry and exit probes still fire inside every frame around
+            // it: charge them as those of a timed call (an exit this deep is a RET probe: the
+            // kernel keeps at most 64 uretprobe returns per thread).
+            let shape = SpanShape { entry_stepped: site.cookie.entry_stepped, uretprobe: false, go: site.cookie.go };
+            charge_hit(&context_key(key), None, probe_cost(shape.hit_cost_index()));
+        }
+    }
+}
+
+/// Adds one call's `hit` cost to its goroutine's or thread's running total (`total`, if the
+/// caller has it at hand): the frames around the call subtract what it grew by.
+#[inline(always)]
+fn charge_hit(context: &EntryKey, total: Option<*mut u64>, hit: u64) {
+    // In place when the context has a total (no map update on the hot path).
+    match total.or_else(|| HIT_COSTS.get_ptr_mut(context)) {
+        Some(t) => unsafe { *t += hit },
+        None if hit != 0 => {
+            let _ = HIT_COSTS.insert(context, &hit, 0);
+        }
+        None => {}
     }
 }
 
 #[inline(always)]
-fn on_exit(regs: &pt_regs, key: &EntryKey, depth: u64, now: u64, uretprobe: bool, stats: &mut LatencyStats) {
-    let Some(stack) = ENTRIES.get_ptr_mut(key) else { return };
+fn on_exit(regs: &pt_regs, site: &Site, key: &EntryKey, depth: u64, now: u64, aggregates: &impl Aggregates) {
+    let Some(outer) = ENTRIES.get_ptr_mut(key) else {
+        // Nothing in flight here: the call began before the entry probes were live, or its
+        // entry was dropped (and counted) there.
+        return aggregates.lose(site, LOSS_UNMATCHED_RETURN);
+    };
+    let outer = unsafe { *outer };
+    if outer.is_stacked() {
+        return exit_nested(regs, site, key, depth, now, aggregates);
+    }
+    if outer.depth < depth {
+        // A deeper call whose entry is not remembered (it began before the probes were
+        // attached, or its entry was counted as lost): the remembered one is still running.
+        return aggregates.lose(site, LOSS_UNMATCHED_RETURN);
+    }
+    let _ = ENTRIES.remove(key);
+    if outer.depth == depth {
+        return on_matched_exit(regs, site, key, &outer, now, aggregates);
+    }
+    // A return from further out than the remembered call: that call was abandoned, and this
+    // one began before the probes were attached.
+    if !outer.is_filtered_out() {
+        aggregates.abandoned(site, regs, 1);
+    }
+    aggregates.lose(site, LOSS_UNMATCHED_RETURN);
+}
+
+/// An exit while the context's calls of this function are in a `NESTED` stack.
+#[inline(always)]
+fn exit_nested(regs: &pt_regs, site: &Site, key: &EntryKey, depth: u64, now: u64, aggregates: &impl Aggregates) {
+    let Some(stack) = NESTED.get_ptr_mut(key) else {
+        // The marker without its stack (never left so): start afresh.
+        let _ = ENTRIES.remove(key);
+        return aggregates.lose(site, LOSS_UNMATCHED_RETURN);
+    };
     let stack = unsafe { &mut *stack };
     // Frames deeper than the returning one were abandoned.
-    stats.abandoned += pop_frames(stack, |d| d > depth);
+    let abandoned = pop_frames(stack, |d| d > depth);
+    if abandoned > 0 {
+        aggregates.abandoned(site, regs, abandoned);
+    }
     let len = unsafe { core::ptr::read_volatile(&stack.len) } as usize;
     // `get(len - 1)` with a wrapping subtraction: one unsigned bound check that older
     // verifiers (before 6.8) can follow; `len > 0` then `len - 1` loses the lower bound there.
-    if let Some(top) = stack.frames.get(len.wrapping_sub(1)) {
-        // No match: the call began before the probes were attached.
-        if top.depth == depth {
-            let shape = SpanShape { entry_stepped: top.entry_stepped != 0, uretprobe };
-            let context = context_key(key);
-            let total = HIT_COSTS.get_ptr_mut(&context);
-            let hits_now = total.map_or(0, |t| unsafe { *t });
-            // Probes that fired inside this call (callees, recursion) cost it what the context's
-            // total grew by; a total that went backwards was evicted: count nothing.
-            let nested = if hits_now >= top.hits_ns { hits_now - top.hits_ns } else { 0 };
-            let raw = now.wrapping_sub(top.entry_ns);
-            let ns = raw.saturating_sub(probe_cost(shape.inside_cost_index()).saturating_add(nested));
-            if filter_passes(regs, Phase::Exit, ns as i64) {
-                stats.record(ns, unit_ns());
-                stats.subtracted_ns = stats.subtracted_ns.wrapping_add(raw - ns);
-            }
+    match stack.frames.get(len.wrapping_sub(1)) {
+        Some(top) if top.depth == depth => {
+            let top = *top;
             stack.len = len as u64 - 1;
-            // Charge this call's own probes to whatever encloses it on this goroutine or
-            // thread: in place when the context has a total (no map update on the hot path).
-            let hit = probe_cost(shape.hit_cost_index());
-            match total {
-                Some(t) => unsafe { *t = hits_now + hit },
-                None if hit != 0 => {
-                    let _ = HIT_COSTS.insert(&context, &hit, 0);
-                }
-                None => {}
-            }
+            on_matched_exit(regs, site, key, &top, now, aggregates);
         }
+        // A full stack: this call's entry was counted as too deep.
+        _ if len >= MAX_NESTING => {}
+        // No frame of this call: it began before the probes were attached.
+        _ => aggregates.lose(site, LOSS_UNMATCHED_RETURN),
     }
     if stack.len == 0 {
+        let _ = NESTED.remove(key);
         let _ = ENTRIES.remove(key);
     }
 }
 
-/// Pops frames from the top while `gone(depth)` holds; returns how many.
+/// The exit of the call whose frame `top` was just popped: its duration, unless the filter left
+/// it out, and its probes' cost charged to what encloses it.
+#[inline(always)]
+fn on_matched_exit(regs: &pt_regs, site: &Site, key: &EntryKey, top: &Frame, now: u64, aggregates: &impl Aggregates) {
+    let shape =
+        SpanShape { entry_stepped: top.entry_stepped != 0, uretprobe: site.cookie.uretprobe, go: site.cookie.go };
+    let context = context_key(key);
+    let total = HIT_COSTS.get_ptr_mut(&context);
+    let hits_now = total.map_or(0, |t| unsafe { *t });
+    if !top.is_filtered_out() {
+        // Probes that fired inside this call (callees, recursion) cost it what the context's
+        // total grew by; a total that went backwards was evicted: count nothing.
+        let nested = if hits_now >= top.hits_ns { hits_now - top.hits_ns } else { 0 };
+        let raw = now.wrapping_sub(top.entry_ns);
+        let ns = raw.saturating_sub(probe_cost(shape.inside_cost_index()).saturating_add(nested));
+        match filter_verdict(regs, Phase::Exit, ns as i64) {
+            Verdict::Pass => aggregates.record(site, regs, ns, raw - ns),
+            Verdict::Fail => {}
+            Verdict::Unreadable => aggregates.lose(site, LOSS_FILTER_UNREADABLE),
+        }
+    }
+    // Charge this call's own probes to whatever encloses it on this goroutine or thread.
+    charge_hit(&context, total, probe_cost(shape.hit_cost_index()));
+}
+
+/// Pops frames from the top while `gone(depth)` holds; returns how many of them were measured
+/// calls (a frame the filter left out is not counted as abandoned).
 #[inline(always)]
 fn pop_frames(stack: &mut EntryStack, gone: impl Fn(u64) -> bool) -> u64 {
-    let mut popped = 0;
+    stack.abandoned = 0;
     for _ in 0..MAX_NESTING {
         let len = unsafe { core::ptr::read_volatile(&stack.len) } as usize;
         // An empty stack wraps to an index past the end (see on_exit).
@@ -243,10 +507,12 @@ fn pop_frames(stack: &mut EntryStack, gone: impl Fn(u64) -> bool) -> u64 {
         if !gone(top.depth) {
             break;
         }
+        if !top.is_filtered_out() {
+            stack.abandoned += 1; // in the map: see `EntryStack::abandoned`
+        }
         stack.len = len as u64 - 1;
-        popped += 1;
     }
-    popped
+    unsafe { core::ptr::read_volatile(&stack.abandoned) }
 }
 
 #[inline(always)]

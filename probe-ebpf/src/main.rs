@@ -7,9 +7,13 @@
 
 mod regs;
 
-mod filtering;
+mod cgroup;
+mod inlined_calls;
 mod latency;
+mod reads;
+mod user_memory;
 mod values;
+mod verdict;
 
 use aya_ebpf::{helpers::bpf_get_attach_cookie, macros::map, maps::Array};
 

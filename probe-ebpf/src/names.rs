@@ -8,6 +8,21 @@ pub const PROG_VALUE_URETPROBE: &str = "pb_value_ret";
 pub const MAP_LATENCY_STATS: &str = "LATENCY_STATS";
 pub const PROG_LATENCY_UPROBE: &str = "pb_lat";
 pub const PROG_LATENCY_URETPROBE: &str = "pb_lat_ret";
+/// Sleepable twins of the entry programs that read memory (Linux 6.0+): they may fault in a
+/// page the traced process has not touched yet (a string literal at its first use).
+pub const PROG_VALUE_UPROBE_SLEEPABLE: &str = "pb_value_s";
+pub const PROG_VALUE_BY_UPROBE_SLEEPABLE: &str = "pb_value_by_s";
+pub const PROG_COUNT_UPROBE_SLEEPABLE: &str = "pb_count_s";
+
+/// The sleepable twin of an entry program, if it has one.
+pub fn sleepable_twin(program: &str) -> Option<&'static str> {
+    match program {
+        PROG_VALUE_UPROBE => Some(PROG_VALUE_UPROBE_SLEEPABLE),
+        PROG_VALUE_BY_UPROBE => Some(PROG_VALUE_BY_UPROBE_SLEEPABLE),
+        PROG_COUNT_UPROBE => Some(PROG_COUNT_UPROBE_SLEEPABLE),
+        _ => None,
+    }
+}
 
 /// Keyed kinds (see `keyed`): `argdist --count` ...
 pub const MAP_VALUE_COUNTS: &str = "VALUE_COUNTS";
@@ -20,13 +35,24 @@ pub const PROG_VALUE_BY_UPROBE: &str = "pb_value_by";
 pub const PROG_VALUE_BY_URETPROBE: &str = "pb_value_by_ret";
 pub const PROG_LATENCY_BY_UPROBE: &str = "pb_lat_by";
 pub const PROG_LATENCY_BY_URETPROBE: &str = "pb_lat_by_ret";
-/// Calls a full keyed map could not take, per slot and bank (`bank_index`).
-pub const MAP_KEYS_LOST: &str = "KEYS_LOST";
+/// `--by`'s histogram buckets, one count per (key, bucket) (`BUCKET_WORD`).
+pub const MAP_BUCKETS_BY: &str = "BUCKETS_BY";
+/// The keyed kinds' dropped calls per reason, per slot and bank (`Losses`, `bank_index`).
+pub const MAP_LOSSES: &str = "LOSSES";
+/// `--count`: where the length of a C string longer than a key is found (4 KiB per CPU).
+pub const MAP_SCAN: &str = "SCAN";
+
+/// Calls of a function's inlined copies, counted at one instruction per copy (the site's
+/// cookie is the function's slot), per slot and bank (`bank_index`).
+pub const MAP_INLINED_CALLS: &str = "INLINED_CALLS";
+pub const PROG_INLINED: &str = "pb_inlined";
 
 /// The bank the programs write (`bank_index`, `SlotKey::bank`).
 pub const MAP_EPOCH: &str = "EPOCH";
-/// latency's in-flight calls and the probes' own costs.
+/// latency's in-flight calls (the outermost per function and context; stacks of nested ones)
+/// and the probes' own costs.
 pub const MAP_ENTRIES: &str = "ENTRIES";
+pub const MAP_NESTED: &str = "NESTED";
 pub const MAP_EMPTY_STACK: &str = "EMPTY_STACK";
 pub const MAP_PROBE_COSTS: &str = "PROBE_COSTS";
 pub const MAP_HIT_COSTS: &str = "HIT_COSTS";
@@ -36,22 +62,33 @@ pub const MAP_HIT_COSTS: &str = "HIT_COSTS";
 pub const GLOBAL_UNIT_NS: &str = "UNIT_NS";
 pub const GLOBAL_BY_KEY: &str = "BY_KEY";
 pub const GLOBAL_FILTER: &str = "FILTER";
+/// `--cgroup`/`--container`: the cgroup v2 id whose processes (and its descendants') are
+/// measured; 0 for every process.
+pub const GLOBAL_CGROUP: &str = "CGROUP";
+/// How deep below the root of the cgroup v2 hierarchy the programs look for that cgroup among
+/// a task's ancestors (systemd's and Kubernetes' deepest are about 6).
+pub const MAX_CGROUP_LEVELS: u32 = 32;
 /// Globals of the one-program-per-site mode for kernels without BPF cookies: a non-zero
 /// `COOKIE_IS_FIXED` makes the programs use `FIXED_COOKIE` instead of the attach cookie.
 pub const GLOBAL_COOKIE_IS_FIXED: &str = "COOKIE_IS_FIXED";
 pub const GLOBAL_FIXED_COOKIE: &str = "FIXED_COOKIE";
 
-/// Maps shared by every copy of the programs in that mode.
-pub const SHARED_MAPS: [&str; 11] = [
+/// Maps shared by every copy of the programs in that mode (every map: a copy's own would cost
+/// its size again per site).
+pub const SHARED_MAPS: [&str; 15] = [
     MAP_VALUE_STATS,
     MAP_LATENCY_STATS,
     MAP_VALUE_COUNTS,
     MAP_VALUE_STATS_BY,
     MAP_LATENCY_STATS_BY,
-    MAP_KEYS_LOST,
+    MAP_BUCKETS_BY,
+    MAP_LOSSES,
+    MAP_SCAN,
     MAP_EPOCH,
     MAP_ENTRIES,
+    MAP_NESTED,
     MAP_EMPTY_STACK,
     MAP_PROBE_COSTS,
     MAP_HIT_COSTS,
+    MAP_INLINED_CALLS,
 ];

@@ -1,22 +1,25 @@
 //! argdist's programs: a value into its histogram (`pb_value`), into one per `--by` key
 //! (`pb_value_by`), or counted per exact value or string (`pb_count`); and the keyed maps'
-//! helpers the latency programs share.
-use crate::filtering::{filter_passes, Phase};
+//! helpers the latency programs share. Each entry program has a sleepable twin (`_s`) that
+//! may fault in the page a value is read from (`user_memory`); the loader uses it where the
+//! kernel has sleepable uprobes and the value is read from memory.
+use crate::cgroup::in_selected_cgroup;
+use crate::reads::read_value_faulting;
+use crate::user_memory;
+use crate::verdict::{filter_verdict, Phase, Verdict};
 use crate::{regs, site_cookie, EPOCH};
 use aya_ebpf::{
     bindings::{pt_regs, BPF_F_NO_PREALLOC, BPF_NOEXIST},
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_user, bpf_probe_read_user_buf,
-        bpf_probe_read_user_str_bytes,
-    },
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_user_str_bytes},
     macros::{map, uprobe, uretprobe},
     maps::{PerCpuArray, PerCpuHashMap},
     programs::{ProbeContext, RetProbeContext},
     EbpfContext,
 };
 use probe_ebpf::{
-    bank_index, SlotKey, ValueCookie, ValueSource, ValueStats, KEY_BYTES, KEY_CALLER, KEY_COMM, KEY_INTEGER, KEY_PID,
-    KEY_TEXT, KEY_TEXT_TRUNCATED, KEY_TID, KEY_UNREADABLE,
+    bank_index, key_loss, value_bucket, Losses, SlotKey, ValueCookie, ValueSource, ValueStats, ValueSummary, Width,
+    KEY_BYTES, KEY_CALLER, KEY_COMM, KEY_PID, KEY_TEXT, KEY_TEXT_TRUNCATED, KEY_TID, KEY_UNREADABLE, KEY_UNSIGNED,
+    LOSS_FILTER_UNREADABLE, LOSS_KEY_VANISHED,
 };
 
 /// Per-CPU value aggregates at `bank_index(bank, slot)`; the loader sizes it to the slots.
@@ -26,30 +29,44 @@ static VALUE_STATS: PerCpuArray<ValueStats> = PerCpuArray::with_max_entries(2, 0
 /// Entry, RET-site and after-prologue probes: records the value named by the site's cookie.
 #[uprobe]
 pub fn pb_value(ctx: ProbeContext) -> u32 {
-    record_value(ctx.regs, ctx.as_ptr());
+    record_value::<false>(ctx.regs, ctx.as_ptr());
+    0
+}
+
+/// `pb_value` as a sleepable program: a stack argument on a page not yet mapped is faulted in.
+#[uprobe(sleepable)]
+pub fn pb_value_s(ctx: ProbeContext) -> u32 {
+    record_value::<true>(ctx.regs, ctx.as_ptr());
     0
 }
 
 /// Return probes (uretprobe, never used on Go code): records the value named by the cookie.
 #[uretprobe]
 pub fn pb_value_ret(ctx: RetProbeContext) -> u32 {
-    record_value(ctx.regs, ctx.as_ptr());
+    record_value::<false>(ctx.regs, ctx.as_ptr());
     0
 }
 
 #[inline(always)]
-fn record_value(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
-    let Some((site, bank)) = value_site(regs, ctx) else {
+fn record_value<const FAULT: bool>(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
+    let Some(site) = value_site(regs, ctx) else {
         return;
     };
-    let Some(stats) = VALUE_STATS.get_ptr_mut(bank_index(bank, site.slot)) else {
+    // Read before the bank: a sleepable read may wait for a page, and the bank must be the
+    // one being written when the call is added, not one drained meanwhile.
+    let value = read_value_faulting::<FAULT>(unsafe { &*regs }, &site);
+    let Some(stats) = VALUE_STATS.get_ptr_mut(bank_index(current_bank(), site.slot)) else {
         return;
     };
-    // Per-CPU value: no other program touches it while this one runs on this CPU.
+    // Per-CPU value: no other program touches it while this one runs on this CPU (nothing
+    // below sleeps, so no other task runs this program on this CPU in between).
     let stats = unsafe { &mut *stats };
-    match read_value(unsafe { &*regs }, &site) {
-        Some(v) if filter_passes(unsafe { &*regs }, Phase::All, v) => stats.record(v),
-        Some(_) => {}
+    match value {
+        Some(v) => match filter_verdict(unsafe { &*regs }, Phase::All, v) {
+            Verdict::Pass => stats.record_as(v, site.width == Width::U64),
+            Verdict::Fail => {}
+            Verdict::Unreadable => stats.losses.count(LOSS_FILTER_UNREADABLE),
+        },
         None => stats.unreadable += 1,
     }
 }
@@ -57,41 +74,68 @@ fn record_value(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
 /// `argdist --by`: as `pb_value`, into one aggregate per (slot, `BY_KEY`).
 #[uprobe]
 pub fn pb_value_by(ctx: ProbeContext) -> u32 {
-    record_value_by(ctx.regs, ctx.as_ptr(), false);
+    record_value_by::<false>(ctx.regs, ctx.as_ptr(), false);
+    0
+}
+
+/// `pb_value_by` as a sleepable program (see `pb_value_s`).
+#[uprobe(sleepable)]
+pub fn pb_value_by_s(ctx: ProbeContext) -> u32 {
+    record_value_by::<true>(ctx.regs, ctx.as_ptr(), false);
     0
 }
 
 #[uretprobe]
 pub fn pb_value_by_ret(ctx: RetProbeContext) -> u32 {
-    record_value_by(ctx.regs, ctx.as_ptr(), true);
+    record_value_by::<false>(ctx.regs, ctx.as_ptr(), true);
     0
 }
 
-/// One `ValueStats` per (bank, slot, `BY_KEY`); sized by the loader.
+/// `argdist --by`: one `ValueSummary` per (bank, slot, `BY_KEY`), its buckets in `BUCKETS_BY`;
+/// sized by the loader.
 #[map]
-static VALUE_STATS_BY: PerCpuHashMap<SlotKey, ValueStats> = PerCpuHashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
+static VALUE_STATS_BY: PerCpuHashMap<SlotKey, ValueSummary> = PerCpuHashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
 
-/// A zeroed ValueStats to insert from (larger than the BPF stack).
+/// `--by`'s histogram buckets, value or latency: a count per bucket a key uses (`BUCKET_WORD`);
+/// sized by the loader.
 #[map]
-static EMPTY_VALUE: PerCpuArray<ValueStats> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static BUCKETS_BY: PerCpuHashMap<SlotKey, u64> = PerCpuHashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
 
 #[inline(always)]
-fn record_value_by(regs: *mut pt_regs, ctx: *mut core::ffi::c_void, returned: bool) {
-    let Some((site, bank)) = value_site(regs, ctx) else {
+fn record_value_by<const FAULT: bool>(regs: *mut pt_regs, ctx: *mut core::ffi::c_void, returned: bool) {
+    let Some(site) = value_site(regs, ctx) else {
         return;
     };
-    let value = read_value(unsafe { &*regs }, &site);
-    if value.is_some_and(|v| !filter_passes(unsafe { &*regs }, Phase::All, v)) {
-        return; // filtered out before a key is made for it
+    let value = read_value_faulting::<FAULT>(unsafe { &*regs }, &site);
+    let bank = current_bank();
+    if let Some(v) = value {
+        match filter_verdict(unsafe { &*regs }, Phase::All, v) {
+            Verdict::Pass => {}
+            Verdict::Fail => return, // filtered out before a key is made for it
+            Verdict::Unreadable => return lose(bank, site.slot, LOSS_FILTER_UNREADABLE),
+        }
     }
-    let Some(stats) = keyed_stats(&VALUE_STATS_BY, &EMPTY_VALUE, &by_key(bank, site.slot, unsafe { &*regs }, returned))
-    else {
+    let key = by_key(bank, site.slot, unsafe { &*regs }, returned);
+    let summary = match keyed_value(&VALUE_STATS_BY, &key, &ValueSummary::EMPTY) {
+        Ok(s) => unsafe { &mut *s },
+        Err(reason) => return lose(bank, site.slot, reason),
+    };
+    let Some(v) = value else {
+        summary.unreadable += 1;
         return;
     };
-    let stats = unsafe { &mut *stats };
-    match value {
-        Some(v) => stats.record(v),
-        None => stats.unreadable += 1,
+    // Both the summary and the bucket, or neither: a table always adds up.
+    let unsigned = site.width == Width::U64;
+    match keyed_value(&BUCKETS_BY, &key.bucket(value_bucket(v, unsigned)), &0) {
+        Ok(bucket) => {
+            if unsigned {
+                summary.record_unsigned(v as u64);
+            } else {
+                summary.record(v);
+            }
+            unsafe { *bucket += 1 };
+        }
+        Err(reason) => lose(bank, site.slot, reason),
     }
 }
 
@@ -129,90 +173,187 @@ pub(crate) fn by_key(bank: u32, slot: u32, regs: &pt_regs, returned: bool) -> Sl
     key
 }
 
-/// The per-CPU aggregate under `key`, created from `empty` on first use. None when the map is
-/// full: the call is then counted in `KEYS_LOST`.
+/// This CPU's value under `key`, created from `empty` on first use; or the reason the call
+/// cannot be counted under it (`key_loss`).
 #[inline(always)]
-pub(crate) fn keyed_stats<V>(map: &PerCpuHashMap<SlotKey, V>, empty: &PerCpuArray<V>, key: &SlotKey) -> Option<*mut V> {
-    if let Some(stats) = map.get_ptr_mut(key) {
-        return Some(stats);
+pub(crate) fn keyed_value<V: Copy>(map: &PerCpuHashMap<SlotKey, V>, key: &SlotKey, empty: &V) -> Result<*mut V, usize> {
+    if let Some(value) = map.get_ptr_mut(key) {
+        return Ok(value);
     }
-    let zero = empty.get(0)?;
-    // Fails if another CPU inserted it meanwhile (then it is there) or the map is full.
-    let _ = map.insert(key, zero, BPF_NOEXIST as u64);
-    let stats = map.get_ptr_mut(key);
-    if stats.is_none() {
-        if let Some(lost) = KEYS_LOST.get_ptr_mut(bank_index(key.bank, key.slot)) {
-            unsafe { *lost += 1 };
-        }
+    // Inserted from the stack, not from `empty` itself: LLVM may give a constant the address of
+    // a global with the same bytes, such as FIXED_COOKIE (0 by default), which the loader sets
+    // per site on kernels without cookies (every new key then started at the site's cookie).
+    let mut zero = core::mem::MaybeUninit::<V>::uninit();
+    unsafe { core::ptr::write_volatile(zero.as_mut_ptr(), core::ptr::read(empty)) };
+    // Fails if another CPU inserted it meanwhile (then it is there), or the map is full, or the
+    // kernel had no memory for it.
+    let inserted = map.insert(key, unsafe { zero.assume_init_ref() }, BPF_NOEXIST as u64);
+    match (map.get_ptr_mut(key), inserted) {
+        (Some(value), _) => Ok(value),
+        (None, Err(e)) => Err(key_loss(e as i64)),
+        (None, Ok(())) => Err(LOSS_KEY_VANISHED),
     }
-    stats
 }
 
-/// A value site's cookie and the bank to write, or None when this hit must not count.
+/// Counts a call the keyed kinds drop in the slot's `LOSSES` under `reason`.
 #[inline(always)]
-fn value_site(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) -> Option<(ValueCookie, u32)> {
+pub(crate) fn lose(bank: u32, slot: u32, reason: usize) {
+    lose_many(bank, slot, reason, 1);
+}
+
+#[inline(always)]
+pub(crate) fn lose_many(bank: u32, slot: u32, reason: usize, calls: u64) {
+    if let Some(losses) = LOSSES.get_ptr_mut(bank_index(bank, slot)) {
+        unsafe { (*losses).add(reason, calls) };
+    }
+}
+
+/// A value site's cookie, or None when this hit must not count.
+#[inline(always)]
+fn value_site(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) -> Option<ValueCookie> {
     let site = ValueCookie::decode(site_cookie(ctx))?;
+    if !in_selected_cgroup() {
+        return None; // a process outside --cgroup/--container: not one of those measured
+    }
     if site.stack_check && regs::stack_check_taken(unsafe { &*regs }) {
         return None; // the call grows its stack and comes back here: count it then
     }
-    Some((site, EPOCH.get(0).copied().unwrap_or(0)))
+    Some(site)
+}
+
+/// The bank the programs write now. Read after any read that may sleep (see `record_value`).
+#[inline(always)]
+fn current_bank() -> u32 {
+    EPOCH.get(0).copied().unwrap_or(0)
 }
 
 /// Calls per exact value (`argdist --count`), keyed by (bank, slot, value); sized by the loader.
 #[map]
 static VALUE_COUNTS: PerCpuHashMap<SlotKey, u64> = PerCpuHashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
 
-/// Calls a full keyed map could not count under their key, at `bank_index(bank, slot)`.
+/// The keyed kinds' dropped calls per reason, at `bank_index(bank, slot)`; sized by the loader.
 #[map]
-pub(crate) static KEYS_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+static LOSSES: PerCpuArray<Losses> = PerCpuArray::with_max_entries(2, 0);
 
 /// Counts the value named by the site's cookie under its exact value.
 #[uprobe]
 pub fn pb_count(ctx: ProbeContext) -> u32 {
-    count_value(ctx.regs, ctx.as_ptr());
+    count_value::<false>(ctx.regs, ctx.as_ptr());
+    0
+}
+
+/// `pb_count` as a sleepable program: a string (or stack word) on a page the process has not
+/// touched yet is faulted in and counted under its value, not as unreadable.
+#[uprobe(sleepable)]
+pub fn pb_count_s(ctx: ProbeContext) -> u32 {
+    count_value::<true>(ctx.regs, ctx.as_ptr());
     0
 }
 
 /// Return probes (uretprobe, never used on Go code) of `pb_count`.
 #[uretprobe]
 pub fn pb_count_ret(ctx: RetProbeContext) -> u32 {
-    count_value(ctx.regs, ctx.as_ptr());
+    count_value::<false>(ctx.regs, ctx.as_ptr());
     0
 }
 
 #[inline(always)]
-fn count_value(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
-    let Some((site, bank)) = value_site(regs, ctx) else {
+fn count_value<const FAULT: bool>(regs: *mut pt_regs, ctx: *mut core::ffi::c_void) {
+    let Some(site) = value_site(regs, ctx) else {
         return;
     };
     let regs = unsafe { &*regs };
-    let key = match site.source {
+    // A string's `value` is its whole length; an integer's, itself. The key gets its bank after
+    // the read (see `record_value`).
+    let (mut key, value) = match site.source {
         ValueSource::GoString { ptr, len } => match (regs::register(regs, ptr), regs::register(regs, len)) {
-            (Some(ptr), Some(len)) => text_key(bank, site.slot, ptr, Some(len)),
-            _ => SlotKey::unreadable(bank, site.slot),
+            (Some(ptr), Some(len)) => (text_key::<FAULT>(site.slot, ptr, Some(len)), len as i64),
+            _ => (SlotKey::unreadable(0, site.slot), 0),
         },
         ValueSource::CString { ptr } => match regs::register(regs, ptr) {
-            Some(ptr) => text_key(bank, site.slot, ptr, None),
-            None => SlotKey::unreadable(bank, site.slot),
+            Some(ptr) => c_string_key::<FAULT>(site.slot, ptr),
+            None => (SlotKey::unreadable(0, site.slot), 0),
         },
-        _ => match read_value(regs, &site) {
-            Some(v) => SlotKey::integer(bank, site.slot, v),
-            None => SlotKey::unreadable(bank, site.slot),
+        ValueSource::CStringOnStack { offset } => {
+            match user_memory::read::<u64, FAULT>(regs::stack_pointer(regs).wrapping_add(offset as u64)) {
+                Some(ptr) => c_string_key::<FAULT>(site.slot, ptr),
+                None => (SlotKey::unreadable(0, site.slot), 0),
+            }
+        }
+        _ => match read_value_faulting::<FAULT>(regs, &site) {
+            Some(v) => {
+                let mut key = SlotKey::integer(0, site.slot, v);
+                if site.width == Width::U64 {
+                    key.kind = KEY_UNSIGNED;
+                }
+                (key, v)
+            }
+            None => (SlotKey::unreadable(0, site.slot), 0),
         },
     };
-    // A string's `value` is its length (as far as it was read, for a C string).
-    let value = if key.kind == KEY_INTEGER { key.words[0] as i64 } else { key.len as i64 };
-    if key.kind != KEY_UNREADABLE && !filter_passes(regs, Phase::All, value) {
-        return;
+    let bank = current_bank();
+    key.bank = bank & 1;
+    if key.kind != KEY_UNREADABLE {
+        match filter_verdict(regs, Phase::All, value) {
+            Verdict::Pass => {}
+            Verdict::Fail => return,
+            Verdict::Unreadable => return lose(bank, site.slot, LOSS_FILTER_UNREADABLE),
+        }
     }
-    count_key(&VALUE_COUNTS, &key);
+    match keyed_value(&VALUE_COUNTS, &key, &0) {
+        // Per-CPU values: this CPU's count is only ever written here, on this CPU.
+        Ok(count) => unsafe { *count += 1 },
+        Err(reason) => lose(bank, site.slot, reason),
+    }
+}
+
+/// The key of the C string at `ptr`, and its whole length (`c_string_length`).
+#[inline(always)]
+fn c_string_key<const FAULT: bool>(slot: u32, ptr: u64) -> (SlotKey, i64) {
+    let key = text_key::<FAULT>(slot, ptr, None);
+    let len = match key.kind {
+        KEY_TEXT => key.len as i64,
+        KEY_TEXT_TRUNCATED => c_string_length(ptr),
+        _ => 0,
+    };
+    (key, len)
+}
+
+/// Bytes read at once to find the end of a C string longer than a key.
+const SCAN_BYTES: usize = 4096;
+/// Chunks read at most: a C string longer than `SCAN_CHUNKS * (SCAN_BYTES - 1)` bytes (65,520)
+/// has that length as its `value`.
+const SCAN_CHUNKS: usize = 16;
+
+/// Where the length of a long C string is found (too large for the BPF stack).
+#[map]
+static SCAN: PerCpuArray<[u8; SCAN_BYTES]> = PerCpuArray::with_max_entries(1, 0);
+
+/// The length of the C string at `ptr`, up to `SCAN_CHUNKS * (SCAN_BYTES - 1)`. Never faults a
+/// page in: `SCAN` is per CPU, and a task sleeping in it would share it with the next one.
+#[inline(always)]
+fn c_string_length(ptr: u64) -> i64 {
+    let Some(buf) = SCAN.get_ptr_mut(0) else { return KEY_BYTES as i64 + 1 };
+    let buf = unsafe { &mut *buf };
+    let mut len = 0u64;
+    for _ in 0..SCAN_CHUNKS {
+        // A chunk without a NUL is read as SCAN_BYTES - 1 bytes and a NUL put last.
+        let Ok(read) = (unsafe { bpf_probe_read_user_str_bytes(ptr.wrapping_add(len) as *const u8, buf) }) else {
+            break;
+        };
+        len += read.len() as u64;
+        if read.len() < SCAN_BYTES - 1 {
+            break;
+        }
+    }
+    len as i64
 }
 
 /// The key of a string at `ptr`: `go_len` bytes of a Go string, or a C string up to its NUL;
 /// the first `KEY_BYTES` of a longer one, marked truncated.
 #[inline(always)]
-fn text_key(bank: u32, slot: u32, ptr: u64, go_len: Option<u64>) -> SlotKey {
-    let mut key = SlotKey::integer(bank, slot, 0);
+fn text_key<const FAULT: bool>(slot: u32, ptr: u64, go_len: Option<u64>) -> SlotKey {
+    let mut key = SlotKey::integer(0, slot, 0);
     key.kind = KEY_TEXT;
     key.len = 0;
     let read = match go_len {
@@ -225,7 +366,7 @@ fn text_key(bank: u32, slot: u32, ptr: u64, go_len: Option<u64>) -> SlotKey {
             key.len = take as u32;
             let bytes = key.bytes_mut();
             match bytes.get_mut(..take) {
-                Some(dst) if !dst.is_empty() => unsafe { bpf_probe_read_user_buf(ptr as *const u8, dst) }.is_ok(),
+                Some(dst) if !dst.is_empty() => user_memory::read_buf::<FAULT>(ptr, dst),
                 _ => true,
             }
         }
@@ -233,9 +374,8 @@ fn text_key(bank: u32, slot: u32, ptr: u64, go_len: Option<u64>) -> SlotKey {
             // Room for one byte more than a key holds (and the NUL), to tell a 64-byte string
             // from a longer one.
             let mut buf = [0u8; KEY_BYTES + 2];
-            match unsafe { bpf_probe_read_user_str_bytes(ptr as *const u8, &mut buf) } {
-                Ok(s) => {
-                    let n = s.len();
+            match user_memory::read_str::<FAULT>(ptr, &mut buf) {
+                Some(n) => {
                     if n > KEY_BYTES {
                         key.kind = KEY_TEXT_TRUNCATED;
                     }
@@ -245,58 +385,13 @@ fn text_key(bank: u32, slot: u32, ptr: u64, go_len: Option<u64>) -> SlotKey {
                     *key.bytes_mut() = head;
                     true
                 }
-                Err(_) => false,
+                None => false,
             }
         }
     };
     if read {
         key
     } else {
-        SlotKey::unreadable(bank, slot)
+        SlotKey::unreadable(0, slot)
     }
-}
-
-/// Adds one call under `key`. Per-CPU values: this CPU's count is only ever written here, on
-/// this CPU, so a plain increment is exact. A key new to the map is inserted; if another CPU
-/// inserted it first, its value on this CPU starts at zero and is incremented in place.
-#[inline(always)]
-fn count_key(map: &PerCpuHashMap<SlotKey, u64>, key: &SlotKey) {
-    if let Some(count) = map.get_ptr_mut(key) {
-        unsafe { *count += 1 };
-        return;
-    }
-    if map.insert(key, &1, BPF_NOEXIST as u64).is_ok() {
-        return;
-    }
-    match map.get_ptr_mut(key) {
-        Some(count) => unsafe { *count += 1 },
-        // The map is full: the call is still counted, as lost.
-        None => {
-            if let Some(lost) = KEYS_LOST.get_ptr_mut(bank_index(key.bank, key.slot)) {
-                unsafe { *lost += 1 };
-            }
-        }
-    }
-}
-
-/// The site's value: its source read, and extended from the integer's width.
-#[inline(always)]
-pub(crate) fn read_value(regs: &pt_regs, site: &ValueCookie) -> Option<i64> {
-    read_source(regs, site.source).map(|v| site.width.extend(v as u64))
-}
-
-#[inline(always)]
-fn read_source(regs: &pt_regs, source: ValueSource) -> Option<i64> {
-    let v = match source {
-        ValueSource::Reg(r) => regs::register(regs, r)?,
-        ValueSource::Arm64Reg(n) => regs::arm64_register(regs, n)?,
-        ValueSource::Stack { offset } => {
-            let addr = regs::stack_pointer(regs).wrapping_add(offset as u64) as *const u64;
-            unsafe { bpf_probe_read_user(addr) }.ok()?
-        }
-        // As a number, a Go string is its length; a C string has none without reading it.
-        ValueSource::GoString { len, .. } => regs::register(regs, len)?,
-        ValueSource::CString { .. } => return None,
-    };
-    Some(v as i64)
 }

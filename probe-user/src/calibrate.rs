@@ -15,20 +15,26 @@
 //!
 //! The programs subtract the inside cost from every call of that shape, and from each call the
 //! hit costs of the probed calls that returned inside it on the same goroutine or thread.
-use crate::disasm::Handling;
+use crate::arch::Handling;
 use crate::features::AttachStrategy;
 use crate::histogram::ns_histogram;
-use crate::measure::{Measure, Programs};
-use crate::plan::{Site, SiteKind};
-use crate::session::{Keying, LoadConfig, Session};
+use crate::plan::Keying;
+use crate::plan::{ShapeCost, Site, SiteKind};
+use crate::session::{Aggregate, Programs};
+use crate::session::{LoadConfig, Session};
 use anyhow::{bail, Context, Result};
-use probe_ebpf::{Filter, LatencyCookie, LatencyStats, SpanShape, PROBE_COSTS_LEN};
+use probe_ebpf::{
+    fine_bucket, fine_bucket_range, Filter, LatencyCookie, LatencyStats, SpanShape, FINE_BUCKETS, PROBE_COSTS_LEN,
+};
 use std::path::PathBuf;
 use std::time::Instant;
 
 // One function per shape. An emulated entry is `push %rbp` (the C and Go >= 1.21 prologue), a
 // single-stepped one `mov` (any other instruction costs the same second trap); the exit is the
-// `ret` (a RET probe) or the return address (a uretprobe, attached at the entry).
+// `ret` (a RET probe) or the return address (a uretprobe, attached at the entry). Go's shapes
+// have functions of their own, called through `probe_cal_go_call` with R14 (Go's g) pointing at
+// `PROBE_CAL_FAKE_G`: their probes run the Go path of the programs, which reads the
+// goroutine's stack bounds from memory (about 0.3 us more per call here than the C path).
 #[cfg(target_arch = "x86_64")]
 std::arch::global_asm!(
     ".pushsection .text.probe_calibration,\"ax\",@progbits",
@@ -62,12 +68,39 @@ std::arch::global_asm!(
     "mov %rdi, %rax",
     "ret",
     ".size probe_cal_stepped_uret, . - probe_cal_stepped_uret",
+    ".p2align 4",
+    ".globl probe_cal_go_emulated_ret",
+    ".type probe_cal_go_emulated_ret, @function",
+    "probe_cal_go_emulated_ret:",
+    "push %rbp",
+    "pop %rbp",
+    "ret",
+    ".size probe_cal_go_emulated_ret, . - probe_cal_go_emulated_ret",
+    ".p2align 4",
+    ".globl probe_cal_go_stepped_ret",
+    ".type probe_cal_go_stepped_ret, @function",
+    "probe_cal_go_stepped_ret:",
+    "mov %rdi, %rax",
+    "ret",
+    ".size probe_cal_go_stepped_ret, . - probe_cal_go_stepped_ret",
+    // probe_cal_go_call(v, f): f(v) with R14 = &PROBE_CAL_FAKE_G, R14 kept for the caller.
+    ".p2align 4",
+    ".globl probe_cal_go_call",
+    ".type probe_cal_go_call, @function",
+    "probe_cal_go_call:",
+    "push %r14",
+    "lea PROBE_CAL_FAKE_G(%rip), %r14",
+    "call *%rsi",
+    "pop %r14",
+    "ret",
+    ".size probe_cal_go_call, . - probe_cal_go_call",
     ".popsection",
     options(att_syntax)
 );
 
 // arm64: an emulated (simulated) entry is a branch (`b` to the next instruction: Go's entry
-// site is its stack check's `b.ls`), a single-stepped one `mov`; `ret` is simulated there.
+// site is its stack check's `b.ls`), a single-stepped one `mov`; `ret` is simulated there. Go's
+// g is X28.
 #[cfg(target_arch = "aarch64")]
 std::arch::global_asm!(
     ".pushsection .text.probe_calibration,\"ax\",@progbits",
@@ -99,8 +132,38 @@ std::arch::global_asm!(
     "mov x0, x0",
     "ret",
     ".size probe_cal_stepped_uret, . - probe_cal_stepped_uret",
+    ".p2align 4",
+    ".globl probe_cal_go_emulated_ret",
+    ".type probe_cal_go_emulated_ret, @function",
+    "probe_cal_go_emulated_ret:",
+    "b .+4",
+    "ret",
+    ".size probe_cal_go_emulated_ret, . - probe_cal_go_emulated_ret",
+    ".p2align 4",
+    ".globl probe_cal_go_stepped_ret",
+    ".type probe_cal_go_stepped_ret, @function",
+    "probe_cal_go_stepped_ret:",
+    "mov x0, x0",
+    "ret",
+    ".size probe_cal_go_stepped_ret, . - probe_cal_go_stepped_ret",
+    ".p2align 4",
+    ".globl probe_cal_go_call",
+    ".type probe_cal_go_call, @function",
+    "probe_cal_go_call:",
+    "stp x28, x30, [sp, #-16]!",
+    "adrp x28, PROBE_CAL_FAKE_G",
+    "add x28, x28, :lo12:PROBE_CAL_FAKE_G",
+    "blr x1",
+    "ldp x28, x30, [sp], #16",
+    "ret",
+    ".size probe_cal_go_call, . - probe_cal_go_call",
     ".popsection",
 );
+
+/// What Go's g points at while a Go shape is calibrated: the programs read `g.stack.hi` at
+/// offset 8 (any value serves: a frame's depth is measured from it at entry and exit alike).
+#[no_mangle]
+static PROBE_CAL_FAKE_G: [u64; 2] = [0, 1 << 47];
 
 /// Offsets of the `ret` in the emulated-entry and the stepped-entry functions.
 #[cfg(target_arch = "x86_64")]
@@ -108,16 +171,35 @@ const RET_OFFSETS: (u64, u64) = (2, 3);
 #[cfg(target_arch = "aarch64")]
 const RET_OFFSETS: (u64, u64) = (4, 4);
 
+type CalFn = unsafe extern "C" fn(u64) -> u64;
+
 extern "C" {
     fn probe_cal_emulated_ret(v: u64) -> u64;
     fn probe_cal_stepped_ret(v: u64) -> u64;
     fn probe_cal_emulated_uret(v: u64) -> u64;
     fn probe_cal_stepped_uret(v: u64) -> u64;
+    fn probe_cal_go_emulated_ret(v: u64) -> u64;
+    fn probe_cal_go_stepped_ret(v: u64) -> u64;
+    fn probe_cal_go_call(v: u64, f: CalFn) -> u64;
+}
+
+/// One call of the shape's calibration function, as the traced code would call it.
+fn call(shape: SpanShape, v: u64) -> u64 {
+    let (function, _) = function_of(shape);
+    let v = std::hint::black_box(v);
+    // SAFETY: the calibration functions only move a register (or push and pop one) and return.
+    unsafe {
+        if shape.go {
+            probe_cal_go_call(v, function)
+        } else {
+            function(v)
+        }
+    }
 }
 
 /// Calls timed per round, after `WARM_UP` untimed ones (the first hit maps the kernel's
 /// out-of-line page into the process). The inside cost is the lowest over `ROUNDS` of the
-/// rounds' `QUANTILE`: a busy machine (another process on the core or its sibling, an
+/// rounds' typical duration (`typical_ns`): a busy machine (another process on the core or its sibling, an
 /// interrupt) makes some calls and some rounds slower, never faster, and what the probes add to
 /// a span on a quiet core is what is subtracted from every span. The slowest shape (two
 /// single-steps) takes about 6 ms in all.
@@ -127,23 +209,15 @@ const WARM_UP: usize = 20;
 const QUANTILE: f64 = 0.25;
 
 /// The calibration function of a shape and the offset of its `ret` from its start.
-fn function_of(shape: SpanShape) -> (unsafe extern "C" fn(u64) -> u64, u64) {
-    match (shape.entry_stepped, shape.uretprobe) {
-        (false, false) => (probe_cal_emulated_ret, RET_OFFSETS.0),
-        (true, false) => (probe_cal_stepped_ret, RET_OFFSETS.1),
-        (false, true) => (probe_cal_emulated_uret, RET_OFFSETS.0),
-        (true, true) => (probe_cal_stepped_uret, RET_OFFSETS.1),
+fn function_of(shape: SpanShape) -> (CalFn, u64) {
+    match (shape.entry_stepped, shape.uretprobe, shape.go) {
+        (false, false, false) => (probe_cal_emulated_ret, RET_OFFSETS.0),
+        (true, false, false) => (probe_cal_stepped_ret, RET_OFFSETS.1),
+        (false, true, _) => (probe_cal_emulated_uret, RET_OFFSETS.0),
+        (true, true, _) => (probe_cal_stepped_uret, RET_OFFSETS.1),
+        (false, false, true) => (probe_cal_go_emulated_ret, RET_OFFSETS.0),
+        (true, false, true) => (probe_cal_go_stepped_ret, RET_OFFSETS.1),
     }
-}
-
-/// What one shape's probes cost, in nanoseconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ShapeCost {
-    pub shape: SpanShape,
-    /// Inside each measured span of this shape.
-    pub inside_ns: u64,
-    /// Added by one probed call of this shape to whatever encloses it.
-    pub hit_ns: u64,
 }
 
 /// Measures the costs of `shapes` in a session of their own, on probe's own functions in this
@@ -161,6 +235,7 @@ pub fn measure(shapes: &[SpanShape], strategy: AttachStrategy) -> Result<(Vec<Sh
         keying: Keying::default(),
         filter: Filter::NONE,
         unit_ns: 1,
+        cgroup: 0,
     };
     let mut session = Session::load(&calibration.sites, config, strategy)?;
     let own = std::process::id() as i32;
@@ -200,7 +275,7 @@ impl Calibration {
                 LatencyCookie {
                     slot,
                     exit,
-                    go: false,
+                    go: shape.go,
                     uretprobe,
                     stack_check: false,
                     entry_stepped: shape.entry_stepped,
@@ -242,25 +317,39 @@ impl Calibration {
         let mut costs = Vec::with_capacity(self.shapes.len());
         for (i, (&shape, &untraced)) in self.shapes.iter().zip(&untraced).enumerate() {
             let slot = self.first_slot + i as u32;
-            let (function, _) = function_of(shape);
             for v in 0..WARM_UP {
-                unsafe { function(std::hint::black_box(v as u64)) };
+                call(shape, v as u64);
             }
-            let mut inside_ns = u64::MAX;
-            let mut traced = Vec::with_capacity(ROUNDS);
+            let mut typical = Vec::with_capacity(ROUNDS);
+            let mut medians = Vec::with_capacity(ROUNDS);
+            let mut all_calls = Vec::with_capacity(ROUNDS * CALLS);
+            let mut recorded = [0u64; FINE_BUCKETS];
             for _ in 0..ROUNDS {
                 let before: LatencyStats = session.peek_slot(slot)?;
-                traced.push(median_call_ns(shape));
+                let mut times = call_times(shape);
                 let after: LatencyStats = session.peek_slot(slot)?;
-                inside_ns = inside_ns.min(typical_recorded_ns(&before, &after, shape)?);
+                let round = recorded_round(&before, &after, shape)?;
+                typical.push(typical_ns(&round, after.sum_ns - before.sum_ns));
+                recorded.iter_mut().zip(round).for_each(|(all, r)| *all += r);
+                times.sort_unstable();
+                medians.push(times[CALLS / 2]);
+                all_calls.extend(times);
             }
+            let inside_ns = lowest(&typical);
             // A call's whole probe cost is subtracted once per enclosed call, so a bias would
             // multiply: the median of the rounds' medians, not a low quantile.
-            traced.sort_unstable();
-            let traced_ns = traced[ROUNDS / 2];
+            medians.sort_unstable();
+            let traced_ns = medians[ROUNDS / 2];
             // The caller sees at least what the span shows; timing noise must not say less.
             let hit_ns = traced_ns.saturating_sub(untraced).max(inside_ns);
-            costs.push(ShapeCost { shape, inside_ns, hit_ns });
+            all_calls.sort_unstable();
+            let spread = |sorted: &[u64]| sorted[sorted.len() * 9 / 10] - sorted[sorted.len() / 10];
+            let inside = ns_histogram(&recorded);
+            // No finer than the fine bucket the inside cost falls in: the programs' histogram
+            // cannot tell durations within one apart.
+            let (low, high) = fine_bucket_range(fine_bucket(inside_ns));
+            let inside_spread_ns = (inside.value_at_quantile(0.9) - inside.value_at_quantile(0.1)).max(high - low + 1);
+            costs.push(ShapeCost { shape, inside_ns, hit_ns, inside_spread_ns, hit_spread_ns: spread(&all_calls) });
         }
         Ok(costs)
     }
@@ -276,9 +365,51 @@ pub fn cost_table(costs: &[ShapeCost]) -> [u64; PROBE_COSTS_LEN as usize] {
     table
 }
 
-/// The `QUANTILE` of the durations the programs recorded between two readings of a
-/// calibration slot, which must have recorded exactly one round of calls.
-fn typical_recorded_ns(before: &LatencyStats, after: &LatencyStats, shape: SpanShape) -> Result<u64> {
+/// What one round's probes added inside its spans: the exact mean of the calls between the
+/// round's 10th and 90th percentile buckets (the round's exact sum less the calls outside
+/// them, each at its bucket's midpoint). A fine bucket is 512 ns wide at a single-stepped
+/// entry's 9 us: its midpoint alone was 200-250 ns off. A round with a call more than 4 times
+/// the typical one (an interrupt, another process) gets its `QUANTILE` instead.
+fn typical_ns(round: &[u64; FINE_BUCKETS], sum_ns: u64) -> Typical {
+    let h = ns_histogram(round);
+    let (first, last) = (fine_bucket(h.value_at_quantile(0.1)), fine_bucket(h.value_at_quantile(0.9)));
+    let limit = 4 * fine_bucket_range(last).1;
+    let (mut others_ns, mut central) = (0u64, 0u64);
+    for (i, &n) in round.iter().enumerate().filter(|(_, &n)| n > 0) {
+        let (low, high) = fine_bucket_range(i);
+        if (first..=last).contains(&i) {
+            central += n;
+        } else if high > limit {
+            return Typical::Quantile(h.value_at_quantile(QUANTILE));
+        } else {
+            others_ns += n * (low + (high - low) / 2);
+        }
+    }
+    match sum_ns.checked_sub(others_ns).and_then(|ns| ns.checked_div(central)) {
+        Some(mean) if (fine_bucket_range(first).0..=fine_bucket_range(last).1).contains(&mean) => Typical::Mean(mean),
+        _ => Typical::Quantile(h.value_at_quantile(QUANTILE)),
+    }
+}
+
+/// A round's typical duration: its central calls' mean, or where that cannot be had, a
+/// quantile (a bucket's midpoint). The rounds' means are preferred: the two do not mix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Typical {
+    Mean(u64),
+    Quantile(u64),
+}
+
+/// The lowest of the rounds' means, or without any, of their quantiles.
+fn lowest(rounds: &[Typical]) -> u64 {
+    let ns = |t: &Typical| match *t {
+        Typical::Mean(ns) | Typical::Quantile(ns) => ns,
+    };
+    rounds.iter().min().map_or(0, ns)
+}
+
+/// The durations (fine buckets) the programs recorded between two readings of a calibration
+/// slot, which must have recorded exactly one round of calls.
+fn recorded_round(before: &LatencyStats, after: &LatencyStats, shape: SpanShape) -> Result<[u64; FINE_BUCKETS]> {
     let recorded = after.in_unit.count - before.in_unit.count;
     if recorded != CALLS as u64 {
         bail!("calibration: {CALLS} calls of probe's own {shape:?} function were recorded {recorded} times");
@@ -287,19 +418,23 @@ fn typical_recorded_ns(before: &LatencyStats, after: &LatencyStats, shape: SpanS
     for (f, b) in fine.iter_mut().zip(before.fine.iter()) {
         *f -= b;
     }
-    Ok(ns_histogram(&fine).value_at_quantile(QUANTILE))
+    Ok(fine)
+}
+
+/// The time of each of `CALLS` calls of the shape's function, as its caller sees it.
+fn call_times(shape: SpanShape) -> Vec<u64> {
+    (0..CALLS)
+        .map(|v| {
+            let start = Instant::now();
+            call(shape, v as u64);
+            start.elapsed().as_nanos() as u64
+        })
+        .collect()
 }
 
 /// The median time of one call of the shape's function, as its caller sees it.
 fn median_call_ns(shape: SpanShape) -> u64 {
-    let (function, _) = function_of(shape);
-    let mut times: Vec<u64> = (0..CALLS)
-        .map(|v| {
-            let start = Instant::now();
-            unsafe { function(std::hint::black_box(v as u64)) };
-            start.elapsed().as_nanos() as u64
-        })
-        .collect();
+    let mut times = call_times(shape);
     times.sort_unstable();
     times[CALLS / 2]
 }

@@ -15,6 +15,9 @@ pub struct Feature {
     pub present: bool,
     /// What probe does with it, or without it.
     pub role: &'static str,
+    /// Found by loading a BPF program, which only root (or CAP_BPF) may: without, `present`
+    /// is false whatever the kernel has.
+    pub seen_with_bpf: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -25,6 +28,7 @@ pub struct Kernel {
     pub probe_read_user: Feature,
     pub cookies: Feature,
     pub uprobe_multi: Feature,
+    pub sleepable_uprobes: Feature,
 }
 
 /// How sites get told apart in the kernel.
@@ -51,18 +55,21 @@ impl Kernel {
                 since: "3.5 (CONFIG_UPROBE_EVENTS)",
                 present: Path::new("/sys/bus/event_source/devices/uprobe").exists(),
                 role: "required: every probe is a uprobe",
+                seen_with_bpf: false,
             },
             probe_read_user: Feature {
                 name: "bpf_probe_read_user",
                 since: "5.5",
                 present: helper(BpfHelper::BPF_FUNC_probe_read_user),
                 role: "required: reads stack arguments and Go's goroutine stack bounds",
+                seen_with_bpf: true,
             },
             cookies: Feature {
                 name: "BPF cookies on uprobes",
                 since: "5.15",
                 present: helper(BpfHelper::BPF_FUNC_get_attach_cookie) && aya::features().bpf_perf_link(),
                 role: "one program for all sites; without: one program copy per site",
+                seen_with_bpf: true,
             },
             uprobe_multi: Feature {
                 name: "uprobe_multi link",
@@ -70,6 +77,15 @@ impl Kernel {
                 present: uprobe_multi_link_supported(),
                 role: "one link per file for all sites: attach and detach in milliseconds; \
                        without: ~0.1 s per probe to detach",
+                seen_with_bpf: true,
+            },
+            sleepable_uprobes: Feature {
+                name: "sleepable uprobe programs",
+                since: "6.0",
+                present: sleepable_uprobes_supported(),
+                role: "reads a string or stack value on a page the program has not touched yet; \
+                       without: such a read is counted as unreadable",
+                seen_with_bpf: true,
             },
         }
     }
@@ -85,13 +101,16 @@ impl Kernel {
                 since: "6.11",
                 present: kallsyms_has("__x64_sys_uretprobe"),
                 role: "faster uretprobes on C/C++/Rust (the kernel uses it by itself)",
+                seen_with_bpf: false,
             },
             self.uprobe_multi,
+            self.sleepable_uprobes,
             Feature {
                 name: "BPF ring buffer",
                 since: "5.8",
                 present: matches!(is_map_supported(MapType::RingBuf), Ok(true)),
                 role: "not needed: probe aggregates in the kernel and sends no events",
+                seen_with_bpf: true,
             },
         ]
     }
@@ -126,6 +145,15 @@ impl Kernel {
     }
 }
 
+impl Kernel {
+    /// Whether to load the sleepable programs that fault pages in: where the kernel has them,
+    /// unless `PROBE_SLEEPABLE=no` asks for the plain ones (as older kernels get), so that
+    /// path is tested on new kernels too.
+    pub fn use_sleepable(&self) -> bool {
+        self.sleepable_uprobes.present && std::env::var("PROBE_SLEEPABLE").as_deref() != Ok("no")
+    }
+}
+
 /// Kernels before 5.11 charge BPF maps and programs to RLIMIT_MEMLOCK (often 64 KiB), not
 /// to the memory cgroup; lift it, as libbpf-based tools do. Harmless where it is not used.
 fn raise_memlock_limit() {
@@ -157,23 +185,15 @@ fn kallsyms_has(symbol: &str) -> bool {
 /// libbpf's probe: a kprobe program loaded for BPF_TRACE_UPROBE_MULTI, then a link on "/" that
 /// a kernel with the link type rejects with EBADF (not a regular file), and others with EINVAL.
 fn uprobe_multi_link_supported() -> bool {
-    const BPF_PROG_LOAD: libc::c_long = 5;
     const BPF_LINK_CREATE: libc::c_long = 28;
-    const BPF_PROG_TYPE_KPROBE: u32 = 2;
     const BPF_TRACE_UPROBE_MULTI: u32 = 48;
     // mov r0, 0; exit
-    let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
-    let license = c"GPL";
-    let mut load = [0u8; 128];
-    put_u32(&mut load, 0, BPF_PROG_TYPE_KPROBE);
-    put_u32(&mut load, 4, insns.len() as u32);
-    put_u64(&mut load, 8, insns.as_ptr() as u64);
-    put_u64(&mut load, 16, license.as_ptr() as u64);
-    put_u32(&mut load, 68, BPF_TRACE_UPROBE_MULTI); // expected_attach_type
-    let prog = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, load.as_ptr(), load.len()) };
-    if prog < 0 {
+    let insns = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
+    let Some(prog) = load_kprobe_program(&insns, |load| put_u32(load, 68, BPF_TRACE_UPROBE_MULTI))
+    // expected_attach_type
+    else {
         return false;
-    }
+    };
     let path = c"/";
     let offset: u64 = 0;
     let mut link = [0u8; 128];
@@ -191,6 +211,46 @@ fn uprobe_multi_link_supported() -> bool {
         libc::close(prog as i32);
     }
     fd < 0 && errno == Some(libc::EBADF)
+}
+
+/// Whether a uprobe program may be sleepable and fault pages in: a kprobe-type program loaded
+/// with BPF_F_SLEEPABLE that calls `bpf_copy_from_user` (kernels without sleepable uprobes
+/// refuse the flag for this program type, and older ones the helper).
+fn sleepable_uprobes_supported() -> bool {
+    const BPF_F_SLEEPABLE: u32 = 1 << 4;
+    // r1 = r10; r1 += -8; r2 = 8; r3 = 0; call bpf_copy_from_user (148); r0 = 0; exit
+    let insns = [
+        0x0000_0000_0000_a1bf,
+        0xffff_fff8_0000_0107,
+        0x0000_0008_0000_02b7,
+        0x0000_0000_0000_03b7,
+        0x0000_0094_0000_0085,
+        0x0000_0000_0000_00b7,
+        0x0000_0000_0000_0095,
+    ];
+    let Some(prog) = load_kprobe_program(&insns, |load| put_u32(load, 44, BPF_F_SLEEPABLE))
+    // prog_flags
+    else {
+        return false;
+    };
+    unsafe { libc::close(prog as i32) };
+    true
+}
+
+/// Loads a GPL kprobe-type program of `insns`, `attrs` setting the load attributes it tests;
+/// its descriptor, or None when the kernel refuses it.
+fn load_kprobe_program(insns: &[u64], attrs: impl FnOnce(&mut [u8])) -> Option<libc::c_long> {
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_PROG_TYPE_KPROBE: u32 = 2;
+    let license = c"GPL";
+    let mut load = [0u8; 128];
+    put_u32(&mut load, 0, BPF_PROG_TYPE_KPROBE);
+    put_u32(&mut load, 4, insns.len() as u32);
+    put_u64(&mut load, 8, insns.as_ptr() as u64);
+    put_u64(&mut load, 16, license.as_ptr() as u64);
+    attrs(&mut load);
+    let prog = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, load.as_ptr(), load.len()) };
+    (prog >= 0).then_some(prog)
 }
 
 fn put_u32(buf: &mut [u8], at: usize, v: u32) {
@@ -211,13 +271,14 @@ mod tests {
     }
 
     fn kernel_with_multi(read_user: bool, cookies: bool, multi: bool) -> Kernel {
-        let f = |name, present| Feature { name, since: "x", present, role: "" };
+        let f = |name, present| Feature { name, since: "x", present, role: "", seen_with_bpf: false };
         Kernel {
             release: "5.4.0-test".into(),
             uprobe_events: f("uprobe events", true),
             probe_read_user: Feature { since: "5.5", ..f("bpf_probe_read_user", read_user) },
             cookies: f("BPF cookies on uprobes", cookies),
             uprobe_multi: f("uprobe_multi link", multi),
+            sleepable_uprobes: f("sleepable uprobe programs", multi),
         }
     }
 

@@ -11,23 +11,25 @@
 //! `argN` and `NAME` are parameters as declared, read at the function's entry as `--arg` reads
 //! them (`len(NAME)` for a Go string or slice), `ret` at its return, `value` is what argdist
 //! measures, `latency` the call's duration (latency only).
-use crate::abi::Abi;
-use crate::cli::ArgSpec;
 use crate::error::user;
-use crate::target::elf::{Binary, Function};
-use crate::target::params::{self, Selection};
+use crate::resolve::abi::Abi;
+use crate::resolve::elf::{Binary, Function};
+use crate::resolve::params::{self, Selection};
+use crate::shared::ArgSpec;
 use anyhow::Result;
 use probe_ebpf::{
     Condition, Filter, ValueCookie, ValueSource, Width, MAX_CONDITIONS, OPERAND_ARG, OPERAND_LATENCY, OPERAND_PID,
-    OPERAND_RET, OPERAND_TID, OPERAND_VALUE, OP_EQ, OP_GE, OP_GT, OP_LE, OP_LT, OP_NE,
+    OPERAND_RET, OPERAND_TID, OPERAND_VALUE, OP_EQ, OP_GE, OP_GT, OP_LE, OP_LT, OP_NE, OP_UNSIGNED,
 };
 
 /// Which command the filter is for: it decides which operands mean something.
 #[derive(Clone, Copy, Debug)]
 pub enum FilterFor {
-    /// argdist, reading its value at the function's entry or at its return.
+    /// argdist, reading its value at the function's entry or at its return, with this width
+    /// (`value`, and `ret` when it is the measured result).
     Argdist {
         at_return: bool,
+        value: Width,
     },
     Latency,
 }
@@ -40,6 +42,27 @@ pub struct FilterParams<'a> {
 impl<'a> FilterParams<'a> {
     pub fn new(functions: Vec<(&'a Binary, &'a Function)>) -> FilterParams<'a> {
         FilterParams { functions }
+    }
+
+    /// The first result of every function, which must agree on where it is: as declared where
+    /// the binary says, else the whole first result register (`None`).
+    fn locate_result(&self) -> Result<Option<(ValueSource, Width)>, String> {
+        let mut found = None;
+        for (i, (binary, function)) in self.functions.iter().enumerate() {
+            let here = match params::select(binary, function, None, Some(0)) {
+                Ok(Selection::Declared { measure, .. }) if !measure.length => Some((measure.source, measure.width)),
+                Ok(Selection::Declared { label, .. }) => {
+                    return Err(format!("{} returns a string or slice ({label}): compare latency", function.name))
+                }
+                // No declared result: the first result register as it is.
+                Ok(Selection::Words { .. }) | Err(_) => None,
+            };
+            if i > 0 && found != here {
+                return Err("the functions return it in different places; filter one function at a time".into());
+            }
+            found = here;
+        }
+        Ok(found)
     }
 
     /// The parameter `spec` (its length: `len`) in every function, which must agree on where it
@@ -79,7 +102,17 @@ impl<'a> FilterParams<'a> {
 const EXAMPLE: &str = "e.g. --filter 'arg1 > 100 && pid == 123'";
 
 /// Parses `expr` into the programs' conditions; bad input is one line naming the condition.
+/// Line breaks and tabs are spaces (an expression may be written over several lines), so every
+/// message shows it on one line; any other control character is refused.
 pub fn parse(expr: &str, what: FilterFor, params: &FilterParams) -> Result<Filter> {
+    if expr.contains(|c: char| c.is_control() && !c.is_ascii_whitespace()) {
+        return Err(user(format!(
+            "--filter '{}': a control character in the expression; write it with printable characters, {EXAMPLE}",
+            expr.escape_debug()
+        )));
+    }
+    let expr: String = expr.chars().map(|c| if c.is_ascii_whitespace() { ' ' } else { c }).collect();
+    let expr = expr.as_str();
     let bad = |cond: &str, why: String| user(format!("--filter '{expr}': {cond}: {why}; {EXAMPLE}"));
     let conds: Vec<&str> = expr.split("&&").map(str::trim).collect();
     if conds.len() > MAX_CONDITIONS {
@@ -110,24 +143,38 @@ fn condition(cond: &str, what: FilterFor, params: &FilterParams) -> Result<Condi
     if right.starts_with(['=', '<', '>', '!']) {
         return Err(format!("`{text}{}` is not a comparison", &right[..1]));
     }
-    let (operand, source) = operand(left, what, params)?;
-    let value = if operand == OPERAND_LATENCY { duration_ns(right)? } else { integer(right)? };
-    Ok(Condition { operand, op, source, value })
+    let (operand, source, width) = operand(left, what, params)?;
+    if operand == OPERAND_LATENCY {
+        return Ok(Condition { operand, op, source, value: duration_ns(right)? });
+    }
+    // An unsigned 64-bit operand is compared as one, with a number from 0 to 2^64-1.
+    if width == Width::U64 {
+        return Ok(Condition { operand, op: op | OP_UNSIGNED, source, value: unsigned_integer(left, right)? as i64 });
+    }
+    Ok(Condition { operand, op, source, value: integer(right)? })
 }
 
-fn operand(name: &str, what: FilterFor, params: &FilterParams) -> Result<(u32, u64), String> {
+/// A condition's operand, where it is read (`Condition::source`) and its width.
+fn operand(name: &str, what: FilterFor, params: &FilterParams) -> Result<(u32, u64, Width), String> {
+    let encode =
+        |source: ValueSource, width: Width| ValueCookie { slot: 0, source, stack_check: false, width }.encode();
     match (name, what) {
-        ("pid", _) => Ok((OPERAND_PID, 0)),
-        ("tid", _) => Ok((OPERAND_TID, 0)),
-        ("latency", FilterFor::Latency) => Ok((OPERAND_LATENCY, 0)),
+        ("pid", _) => Ok((OPERAND_PID, 0, Width::W64)),
+        ("tid", _) => Ok((OPERAND_TID, 0, Width::W64)),
+        ("latency", FilterFor::Latency) => Ok((OPERAND_LATENCY, 0, Width::W64)),
         ("latency", FilterFor::Argdist { .. }) => Err("latency is what `probe latency` measures".into()),
-        ("value", FilterFor::Argdist { .. }) => Ok((OPERAND_VALUE, 0)),
+        ("value", FilterFor::Argdist { value, .. }) => Ok((OPERAND_VALUE, 0, value)),
         ("value", FilterFor::Latency) => Err("`value` is argdist's; name argN, ret or latency".into()),
-        ("ret", FilterFor::Argdist { at_return: false }) => {
+        ("ret", FilterFor::Argdist { at_return: false, .. }) => {
             Err("argdist --arg reads at the entry, before there is a return value; use --ret".into())
         }
-        ("ret", _) => Ok((OPERAND_RET, 0)),
-        (_, FilterFor::Argdist { at_return: true }) if name != "value" => {
+        // argdist --ret=N: `ret` is the result it measures, as declared.
+        ("ret", FilterFor::Argdist { at_return: true, value }) => Ok((OPERAND_VALUE, 0, value)),
+        ("ret", FilterFor::Latency) => match params.locate_result()? {
+            Some((source, width)) => Ok((OPERAND_RET, encode(source, width), width)),
+            None => Ok((OPERAND_RET, 0, Width::W64)),
+        },
+        (_, FilterFor::Argdist { at_return: true, .. }) if name != "value" => {
             Err(format!("argdist --ret reads at the return, where {name} is gone; filter on ret"))
         }
         _ => {
@@ -145,7 +192,7 @@ fn operand(name: &str, what: FilterFor, params: &FilterParams) -> Result<(u32, u
                 }
             };
             let (source, width) = params.locate(&spec, len)?;
-            Ok((OPERAND_ARG, ValueCookie { slot: 0, source, stack_check: false, width }.encode()))
+            Ok((OPERAND_ARG, encode(source, width), width))
         }
     }
 }
@@ -154,18 +201,34 @@ fn is_name(s: &str) -> bool {
     s.starts_with(|c: char| c.is_alphabetic() || c == '_') && s.chars().all(|c| c.is_alphanumeric() || c == '_')
 }
 
+/// A decimal or `0x` hex integer with at most one `-` in front: the digits alone, so `--1` or
+/// `0x-1` (which Rust's parsers would take as 1 and -1) are refused.
 fn integer(text: &str) -> Result<i64, String> {
     let (negative, digits) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
     };
-    let magnitude = match digits.strip_prefix("0x") {
-        Some(hex) => i128::from_str_radix(hex, 16),
-        None => digits.parse::<i128>(),
+    let (radix, digits) = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+        Some(hex) => (16, hex),
+        None => (10, digits),
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return Err(format!("`{text}` is not an integer (decimal or 0x hex, one - in front for a negative)"));
     }
-    .map_err(|_| format!("`{text}` is not an integer"))?;
+    let magnitude = i128::from_str_radix(digits, radix).map_err(|_| format!("{text} does not fit 64 bits"))?;
     let v = if negative { -magnitude } else { magnitude };
     i64::try_from(v).map_err(|_| format!("{text} does not fit 64 bits"))
+}
+
+fn unsigned_integer(operand: &str, text: &str) -> Result<u64, String> {
+    let v = match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse::<u64>(),
+    };
+    v.map_err(|_| match text.starts_with('-') {
+        true => format!("{operand} is unsigned: compare it with 0 or more"),
+        false => format!("`{text}` is not an unsigned 64-bit integer"),
+    })
 }
 
 fn duration_ns(text: &str) -> Result<i64, String> {
@@ -191,10 +254,10 @@ mod tests {
     //! On this test binary's own assembly function (calibrate.rs), which has no declared
     //! parameters: `argN` is the N-th System V register.
     use super::*;
-    use crate::target::find_function;
+    use crate::resolve::find_function;
     use probe_ebpf::{Reg, ValueSource};
 
-    const ENTRY: FilterFor = FilterFor::Argdist { at_return: false };
+    const ENTRY: FilterFor = FilterFor::Argdist { at_return: false, value: Width::W64 };
 
     fn with_params<R>(f: impl FnOnce(&FilterParams) -> R) -> R {
         let exe = std::fs::read_link("/proc/self/exe").unwrap();
@@ -223,6 +286,22 @@ mod tests {
     }
 
     #[test]
+    fn unsigned_values_compare_unsigned_with_numbers_up_to_2_pow_64() {
+        let unsigned = FilterFor::Argdist { at_return: false, value: Width::U64 };
+        let f = with_params(|p| parse("value > 5", unsigned, p)).unwrap();
+        assert_eq!(f.conditions[0].op, OP_GT | OP_UNSIGNED);
+        assert!(f.conditions[0].holds(-1), "2^64-1 > 5");
+        let f = with_params(|p| parse("value == 18446744073709551615", unsigned, p)).unwrap();
+        assert!(f.conditions[0].holds(-1));
+        let e = with_params(|p| parse("value > -1", unsigned, p)).unwrap_err().to_string();
+        assert!(e.contains("value is unsigned: compare it with 0 or more"), "{e}");
+        // argdist --ret=N: `ret` is the measured result itself.
+        let at_return = FilterFor::Argdist { at_return: true, value: Width::I32 };
+        let f = with_params(|p| parse("ret < 0", at_return, p)).unwrap();
+        assert_eq!((f.conditions[0].operand, f.conditions[0].op), (OPERAND_VALUE, OP_LT));
+    }
+
+    #[test]
     fn bad_expressions_name_the_condition() {
         let latency = FilterFor::Latency;
         for (expr, what, needle) in [
@@ -232,15 +311,30 @@ mod tests {
             ("size > 3", ENTRY, "has no debug information"),
             ("latency > 5", latency, "needs a unit"),
             ("ret > 0", ENTRY, "use --ret"),
-            ("arg1 > 0", FilterFor::Argdist { at_return: true }, "where arg1 is gone"),
+            ("arg1 > 0", FilterFor::Argdist { at_return: true, value: Width::W64 }, "where arg1 is gone"),
             ("arg9 > 0", ENTRY, "out of range"),
             ("a > 1 && b > 1 && c > 1 && d > 1 && e > 1", ENTRY, "at most 4"),
             ("pid == 1 &&", ENTRY, "a condition is missing"),
             ("value > 99999999999999999999", ENTRY, "does not fit 64 bits"),
+            ("value > --1", ENTRY, "`--1` is not an integer"),
+            ("value > 0x-1", ENTRY, "`0x-1` is not an integer"),
+            ("value > -+1", ENTRY, "`-+1` is not an integer"),
+            ("value > 0x", ENTRY, "`0x` is not an integer"),
+            ("value > 1 2", ENTRY, "`1 2` is not an integer"),
         ] {
             let e = with_params(|p| parse(expr, what, p)).unwrap_err().to_string();
             assert!(e.contains(needle), "{expr}: {e}");
             assert!(e.starts_with(&format!("--filter '{expr}'")), "{e}");
         }
+        // Over two lines: a valid expression, and an error on one line.
+        let f = with_params(|p| parse("value > 1\n&& pid == 2", ENTRY, p)).unwrap();
+        assert_eq!((f.conditions[0].value, f.conditions[1].value), (1, 2));
+        let e = with_params(|p| parse("value > --1\n&&\tpid == 2", ENTRY, p)).unwrap_err().to_string();
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(e.starts_with("--filter 'value > --1 && pid == 2': value > --1: `--1` is not an integer"), "{e}");
+        let e = with_params(|p| parse("value > 1\u{7}", ENTRY, p)).unwrap_err().to_string();
+        assert!(e.starts_with(r"--filter 'value > 1\u{7}': a control character"), "{e}");
+        let f = with_params(|p| parse("value >= -0x10 && value < 0XfF", ENTRY, p)).unwrap();
+        assert_eq!((f.conditions[0].value, f.conditions[1].value), (-16, 255));
     }
 }

@@ -3,51 +3,6 @@
 use hdrhistogram::Histogram;
 use probe_ebpf::{fine_bucket_range, LatencyStats, FINE_BUCKETS};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Unit {
-    Ns,
-    Us,
-    Ms,
-}
-
-impl Unit {
-    pub fn ns(self) -> u64 {
-        match self {
-            Unit::Ns => 1,
-            Unit::Us => 1_000,
-            Unit::Ms => 1_000_000,
-        }
-    }
-
-    pub fn suffix(self) -> &'static str {
-        match self {
-            Unit::Ns => "ns",
-            Unit::Us => "us",
-            Unit::Ms => "ms",
-        }
-    }
-
-    pub fn from_ns(self, ns: u64) -> f64 {
-        ns as f64 / self.ns() as f64
-    }
-
-    /// A duration in this unit with three significant digits, e.g. `2.05ms`, `586us`,
-    /// `0.105us`, down to whole nanoseconds (`0.005us`, `0ns`).
-    pub fn format(self, ns: u64) -> String {
-        let v = self.from_ns(ns);
-        let ns_decimals = self.ns().ilog10() as usize; // more would print fractions of a ns
-        let decimals = if v >= 1.0 {
-            2usize.saturating_sub(v.log10().floor() as usize)
-        } else if v > 0.0 {
-            3 + (-v.log10()).floor() as usize // 0.105: the first digit after the point counts
-        } else {
-            2
-        };
-        let decimals = decimals.min(ns_decimals);
-        format!("{v:.decimals$}{}", self.suffix())
-    }
-}
-
 /// p50, p90, p99 and p99.9 in nanoseconds.
 pub struct Percentiles {
     pub p50: u64,
@@ -83,6 +38,21 @@ pub fn ns_histogram(fine: &[u64; FINE_BUCKETS]) -> Histogram<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shared::Unit;
+
+    #[test]
+    fn figures_are_printed_no_finer_than_their_resolution() {
+        assert_eq!(Unit::Us.format_within(7_812, 0), "7.81us");
+        assert_eq!(Unit::Us.format_within(7_812, 312), "7.8us");
+        assert_eq!(Unit::Us.format_within(7_812, 5_000), "8us");
+        assert_eq!(Unit::Us.format_within(1_147_000, 50_000), "1150us");
+        assert_eq!(Unit::Us.format_within(655, 60), "0.66us");
+        assert_eq!(Unit::Us.format_within(40, 60), "<0.06us");
+        assert_eq!(Unit::Us.format_within(0, 312), "<0.4us");
+        assert_eq!(Unit::Ms.format_within(1_000, 12_000), "<0.02ms");
+        assert_eq!(Unit::Ns.format_within(7_812, 312), "7800ns");
+        assert_eq!(Unit::Ms.format_within(2_163_000, 312), "2.16ms");
+    }
 
     #[test]
     fn percentiles_land_within_a_few_percent() {

@@ -3,7 +3,7 @@
 use crate::cli::OutputArgs;
 use crate::error::user;
 use anyhow::Result;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Clone, Debug, Default)]
@@ -54,20 +54,48 @@ impl RunOptions {
         ];
         let named: Vec<(&str, &PathBuf)> = files.iter().filter_map(|(o, p)| Some((*o, p.as_ref()?))).collect();
         for (i, (first, path)) in named.iter().enumerate() {
-            if let Some((second, _)) = named[i + 1..].iter().find(|(_, p)| same_file(p, path)) {
-                return Err(user(format!(
-                    "{first} and {second} both write {}; give each its own file",
-                    path.display()
-                )));
-            }
+            let Some((second, other)) = named[i + 1..].iter().find(|(_, p)| same_file(p, path)) else { continue };
+            return Err(user(match path == other {
+                true => format!("{first} and {second} both write {}; give each its own file", path.display()),
+                false => format!(
+                    "{first} {} and {second} {} are one file ({}); give each its own file",
+                    path.display(),
+                    other.display(),
+                    written_at(path).display()
+                ),
+            }));
         }
         Ok(options)
     }
 }
 
-/// The same path, or two names of one existing file.
-fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
-    a == b || matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
+/// The same path, or two names of one file, existing or about to be: the same place once
+/// symlinks and `..` are followed (`/x/a.svg`, `/x/../x/a.svg`, a link to it), or one inode.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let inode = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    a == b || written_at(a) == written_at(b) || inode(a).is_some_and(|x| inode(b) == Some(x))
+}
+
+/// Where a file output writes: the end of the symlinks from `path` (as file.rs follows them),
+/// in its directory's canonical path; the path itself when that cannot be told.
+fn written_at(path: &Path) -> PathBuf {
+    let mut at = path.to_path_buf();
+    for _ in 0..40 {
+        let Ok(link) = std::fs::read_link(&at) else { break };
+        at = match at.parent() {
+            Some(dir) => dir.join(link),
+            None => link,
+        };
+    }
+    let dir = match at.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    match (std::fs::canonicalize(&dir), at.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => at,
+    }
 }
 
 #[cfg(test)]
@@ -103,5 +131,29 @@ mod tests {
         let b = OutputArgs { heatmap: Some("h.svg".into()), plot: Some("p.svg".into()), ..args() };
         assert!(RunOptions::check(&b, Some("h.svg".into())).is_err());
         assert!(RunOptions::check(&b, Some("l.hlog".into())).is_ok());
+    }
+
+    /// Two names of one file that does not exist yet: through `..`, or a symlink of ours.
+    #[test]
+    fn aliases_of_one_output_file_are_one_file() {
+        let dir = std::env::temp_dir().join(format!("probe-options-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let plain = dir.join("a.svg");
+        let dotted = dir.join("sub/../a.svg");
+        assert!(same_file(&plain, &dotted));
+        let link = dir.join("link.svg");
+        std::os::unix::fs::symlink("a.svg", &link).unwrap();
+        assert!(same_file(&plain, &link) && same_file(&link, &dotted));
+        assert!(!same_file(&plain, &dir.join("b.svg")));
+        let a = OutputArgs { output: Some(dotted.clone()), plot: Some(link.clone()), ..args() };
+        let e = RunOptions::check(&a, None).unwrap_err().to_string();
+        let want = format!(
+            "-o {} and --plot {} are one file ({}); give each its own file",
+            dotted.display(),
+            link.display(),
+            std::fs::canonicalize(&dir).unwrap().join("a.svg").display()
+        );
+        assert_eq!(e, want);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

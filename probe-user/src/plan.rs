@@ -1,13 +1,20 @@
 //! Planning: from a resolved function and what to measure, the exact attach sites (file
 //! offsets, probe kind, cookie). Everything that decides correctness is decided here, before
 //! anything touches the kernel.
-use crate::abi::Abi;
-use crate::disasm::{EntrySite, Handling};
+use crate::arch::{EntrySite, Handling};
 use crate::error::user;
-use crate::measure::Measured;
-use crate::target::elf::{Binary, Function};
+use crate::resolve::abi::Abi;
+use crate::resolve::elf::{Binary, Function};
+use crate::shared::ExitMode;
 use anyhow::{Context, Result};
-use probe_ebpf::{LatencyCookie, Reg, SpanShape, ValueCookie, ValueSource, Width};
+use probe_ebpf::{Filter, LatencyCookie, SpanShape, ValueCookie, ValueSource, Width, OPERAND_ARG};
+
+pub mod inlined;
+mod job;
+mod measured;
+
+pub use job::{argdist_job, latency_job, ArgdistAsk, Job, Keying, LatencyAsk, DEFAULT_TOP_KEYS};
+pub use measured::{InlinedSites, Measured, Resolution, ShapeCost, Spreads};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SiteKind {
@@ -15,6 +22,9 @@ pub enum SiteKind {
     Uprobe,
     /// A uretprobe on the function (fires on return). Never planned for Go code.
     Uretprobe,
+    /// A plain uprobe in a caller that counts the calls of an inlined copy (`plan::inlined`),
+    /// whatever the kind of measurement.
+    InlinedCall,
 }
 
 #[derive(Clone, Debug)]
@@ -42,35 +52,42 @@ pub fn describe_costs(sites: &[Site]) -> String {
     format!("{} probe{plural}: {emulated} emulated, {} single-stepped", sites.len(), sites.len() - emulated)
 }
 
-/// The entry probe's site for `function`, or one clear error naming the function.
-fn entry_site(binary: &Binary, function: &Function, go: bool, keep: Option<Reg>) -> Result<EntrySite> {
-    let code = binary.entry_code(function)?;
-    #[cfg(target_arch = "x86_64")]
-    let site = crate::disasm::entry_site(&code, function.addr, go, keep.map(iced_register));
-    // arm64's entry site is a branch or the first instruction: nothing is skipped over.
-    #[cfg(target_arch = "aarch64")]
-    let site = {
-        let _ = keep; // no instruction is skipped over, so none can clobber it
-        crate::disasm_arm64::entry_site(&code, function.addr, go)
-    };
-    site.map_err(|why| user(format!("{}: {why}; trace its caller or another function", function.name)))
+/// What the programs read at an entry site besides SP, Go's g and the value argdist measures
+/// there: a filter's arguments, and with `--by caller` the return address at SP. The
+/// instructions skipped to reach a cheaper entry site must leave all of it as it was.
+#[derive(Clone, Debug, Default)]
+pub struct AlsoRead {
+    pub sources: Vec<ValueSource>,
+    pub return_address: bool,
 }
 
-#[cfg(target_arch = "x86_64")]
-fn iced_register(r: Reg) -> iced_x86::Register {
-    use iced_x86::Register as R;
-    match r {
-        Reg::Rax => R::RAX,
-        Reg::Rbx => R::RBX,
-        Reg::Rcx => R::RCX,
-        Reg::Rdx => R::RDX,
-        Reg::Rsi => R::RSI,
-        Reg::Rdi => R::RDI,
-        Reg::R8 => R::R8,
-        Reg::R9 => R::R9,
-        Reg::R10 => R::R10,
-        Reg::R11 => R::R11,
+impl AlsoRead {
+    pub fn of(filter: &Filter, by_caller: bool) -> AlsoRead {
+        let sources = filter
+            .conditions
+            .iter()
+            .filter(|c| c.operand == OPERAND_ARG)
+            .filter_map(|c| ValueCookie::decode(c.source))
+            .map(|cookie| cookie.source)
+            .collect();
+        AlsoRead { sources, return_address: by_caller }
     }
+}
+
+/// The entry probe's site for `function`, or one clear error naming the function. `value`: the
+/// value argdist reads there, which the instructions skipped over may move to another register
+/// (returned: where to read it at the site); None for latency and uretprobes (SP matters).
+fn entry_site(
+    binary: &Binary,
+    function: &Function,
+    go: bool,
+    also: &AlsoRead,
+    value: Option<ValueSource>,
+) -> Result<(EntrySite, Option<ValueSource>)> {
+    let code = binary.entry_code(function)?;
+    let whole = function.size > 0;
+    crate::arch::entry_site(&code, function.addr, go, whole, &also.sources, also.return_address, value)
+        .map_err(|why| user(format!("{}: {why}; trace its caller or another function", function.name)))
 }
 
 /// What the kernel does with a RET probe (single-stepped on x86-64, simulated on arm64).
@@ -83,11 +100,26 @@ pub enum Value {
     Arg(u32),
     /// The first integer result register.
     Ret,
-    /// A declared parameter or result (`result`), located by target::params; `label` names it.
+    /// A declared parameter or result (`result`), located by resolve::params; `label` names it.
     Declared { source: ValueSource, width: Width, label: String, result: bool },
     /// A string argument read at the entry (`--count`): the register words of its pointer and,
     /// for a Go string, its length (a C string ends at its NUL).
     Text { ptr: u32, len: Option<u32> },
+}
+
+impl Value {
+    /// Read at the function's exits (a result), not at its entry (an argument).
+    pub fn at_return(&self) -> bool {
+        matches!(self, Value::Ret | Value::Declared { result: true, .. })
+    }
+
+    /// The width the value is read with: as declared, else a whole register word.
+    pub fn width(&self) -> Width {
+        match self {
+            Value::Declared { width, .. } => *width,
+            _ => Width::W64,
+        }
+    }
 }
 
 /// The probes for one measured value of one function.
@@ -109,20 +141,26 @@ fn entry_source(abi: Abi, value: &Value) -> Result<(String, ValueSource)> {
         Value::Text { ptr, len: Some(len) } => {
             (format!("arg{ptr}"), ValueSource::GoString { ptr: register(ptr)?, len: register(len)? })
         }
-        Value::Text { ptr, len: None } => (format!("arg{ptr}"), ValueSource::CString { ptr: register(ptr)? }),
+        Value::Text { ptr, len: None } => match abi.arg_source(ptr)? {
+            // A 7th argument and after: the pointer is on the stack.
+            ValueSource::Stack { offset } => (format!("arg{ptr}"), ValueSource::CStringOnStack { offset }),
+            _ => (format!("arg{ptr}"), ValueSource::CString { ptr: register(ptr)? }),
+        },
         Value::Declared { source, ref label, .. } => (label.clone(), source),
         Value::Ret => unreachable!("read at the exits"),
     })
 }
 
 /// Plans `argdist` on `function`, aggregating into value slot `slot`.
-pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32) -> Result<ValuePlan> {
+///
+/// `also`: what the programs read at the entry besides the value (see `AlsoRead`).
+pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32, also: &AlsoRead) -> Result<ValuePlan> {
     let abi = Abi::of(binary, &function.name);
     let (width, ret_source) = match &value {
         Value::Declared { width, source, .. } => (*width, *source),
         _ => (Width::W64, crate::arch::RETURN_VALUE),
     };
-    let at_return = matches!(value, Value::Ret | Value::Declared { result: true, .. });
+    let at_return = value.at_return();
     let ret_label = match &value {
         Value::Declared { label, .. } => label.clone(),
         _ => "ret".to_string(),
@@ -131,7 +169,7 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
         |addr: u64, kind: SiteKind, source: ValueSource, handling: Handling, stack_check: bool| -> Result<Site> {
             Ok(Site {
                 exit: at_return,
-                path: binary.path.clone(),
+                path: binary.source.clone(),
                 kind,
                 file_offset: binary.code_offset(addr)?,
                 cookie: ValueCookie { slot, source, stack_check, width }.encode(),
@@ -141,19 +179,15 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
     let (what, sites) = match value {
         Value::Arg(_) | Value::Text { .. } | Value::Declared { result: false, .. } => {
             let (what, source) = entry_source(abi, &value)?;
-            let keep = match source {
-                ValueSource::Reg(r) | ValueSource::GoString { ptr: r, .. } | ValueSource::CString { ptr: r } => Some(r),
-                // arm64 skips no instruction before its entry site: nothing to keep.
-                ValueSource::Stack { .. } | ValueSource::Arm64Reg(_) => None,
-            };
-            let entry = entry_site(binary, function, abi.is_go(), keep)?;
+            let (entry, source) = entry_site(binary, function, abi.is_go(), also, Some(source))?;
+            let source = source.expect("an entry value");
             (what, vec![site(entry.addr, SiteKind::Uprobe, source, entry.handling, entry.stack_check)?])
         }
         Value::Ret | Value::Declared { result: true, .. } => match abi {
             Abi::SystemV if !may_nest_past_uretprobe_limit(binary, function) => {
                 // The uretprobe's own trap is at the entry site too: put it where the kernel
                 // emulates (SP is the same there, so the return address is found).
-                let entry = entry_site(binary, function, false, None)?;
+                let (entry, _) = entry_site(binary, function, false, also, None)?;
                 (ret_label.clone(), vec![site(entry.addr, SiteKind::Uretprobe, ret_source, entry.handling, false)?])
             }
             Abi::SystemV | Abi::GoRegister => {
@@ -184,21 +218,21 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32)
         },
     };
     Ok(ValuePlan {
-        measured: Measured { function: function.name.clone(), what, unit: None, top_values: 0 },
+        measured: Measured { function: function.name.clone(), what, unit: None, top_values: 0, ..Default::default() },
         abi,
         sites,
     })
 }
 
-/// How `latency` observes a function's return.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ExitMode {
-    /// RET probes for Go, uretprobes for everything else.
-    Auto,
-    /// A plain uprobe on every RET instruction.
-    Ret,
-    /// A uretprobe (refused for Go: it crashes the program).
-    Uretprobe,
+/// Whether value sites read from the process's memory: a stack word, or (`counting`) a
+/// string's bytes. Registers, and a Go string's length, are in the probe's saved registers.
+pub fn reads_memory(sites: &[Site], counting: bool) -> bool {
+    let values = sites.iter().filter(|s| s.kind != SiteKind::InlinedCall);
+    values.filter_map(|s| ValueCookie::decode(s.cookie)).any(|c| match c.source {
+        ValueSource::Stack { .. } | ValueSource::CStringOnStack { .. } => true,
+        ValueSource::GoString { .. } | ValueSource::CString { .. } => counting,
+        ValueSource::Reg(_) | ValueSource::Arm64Reg(_) => false,
+    })
 }
 
 /// The probes measuring one function's latency, or why it cannot be measured.
@@ -216,7 +250,8 @@ pub fn latency_plan(
     function: &Function,
     slot: u32,
     exit: ExitMode,
-    unit: crate::histogram::Unit,
+    unit: crate::shared::Unit,
+    also: &AlsoRead,
 ) -> Result<LatencyPlan> {
     let go = Abi::of(binary, &function.name).is_go();
     let recursive = !go && may_nest_past_uretprobe_limit(binary, function);
@@ -241,15 +276,15 @@ pub fn latency_plan(
             reason: "size 0 in the symbol table (instructions unknown)",
         });
     }
-    let entry = entry_site(binary, function, go, None)?;
-    let shape = SpanShape { entry_stepped: !entry.handling.is_emulated(), uretprobe: !use_rets };
+    let (entry, _) = entry_site(binary, function, go, also, None)?;
+    let shape = SpanShape { entry_stepped: !entry.handling.is_emulated(), uretprobe: !use_rets, go };
     let cookie = |exit: bool| {
         let uretprobe = exit && shape.uretprobe;
         let (stack_check, entry_stepped) = (entry.stack_check, shape.entry_stepped);
         LatencyCookie { slot, exit, go, uretprobe, stack_check, entry_stepped }.encode()
     };
     let mut sites = vec![Site {
-        path: binary.path.clone(),
+        path: binary.source.clone(),
         kind: SiteKind::Uprobe,
         file_offset: binary.code_offset(entry.addr)?,
         cookie: cookie(false),
@@ -268,7 +303,7 @@ pub fn latency_plan(
         }
         for ret in rets {
             sites.push(Site {
-                path: binary.path.clone(),
+                path: binary.source.clone(),
                 kind: SiteKind::Uprobe,
                 file_offset: binary.code_offset(ret)?,
                 cookie: cookie(true),
@@ -280,7 +315,7 @@ pub fn latency_plan(
         // At the entry site, so the kernel traps once per call for both probes (and SP there
         // is the function's, so the return address is where the uretprobe looks).
         sites.push(Site {
-            path: binary.path.clone(),
+            path: binary.source.clone(),
             kind: SiteKind::Uretprobe,
             file_offset: binary.code_offset(entry.addr)?,
             cookie: cookie(true),
@@ -288,8 +323,14 @@ pub fn latency_plan(
             exit: true,
         });
     }
-    let measured =
-        Measured { function: function.name.clone(), what: "latency".into(), unit: Some(unit), top_values: 0 };
+    let measured = Measured {
+        function: function.name.clone(),
+        what: "latency".into(),
+        unit: Some(unit),
+        top_values: 0,
+        inlined: None,
+        resolution: Resolution::of_shape(shape),
+    };
     Ok(LatencyPlan::Sites { measured, sites, shape, warning })
 }
 
@@ -306,8 +347,9 @@ mod tests {
     //! Plans for functions of this very test binary whose instructions are known exactly:
     //! calibrate.rs's assembly functions (`push %rbp; pop %rbp; ret` and `mov %rdi,%rax; ret`).
     use super::*;
-    use crate::histogram::Unit;
-    use crate::target::find_function;
+    use crate::resolve::find_function;
+    use crate::shared::Unit;
+    use probe_ebpf::Reg;
 
     fn this_binary() -> Binary {
         let exe = std::fs::read_link("/proc/self/exe").unwrap();
@@ -316,7 +358,7 @@ mod tests {
 
     fn latency_sites(binary: &Binary, name: &str, exit: ExitMode) -> (Vec<Site>, SpanShape) {
         let function = find_function(binary, name).unwrap();
-        match latency_plan(binary, function, 7, exit, Unit::Us).unwrap() {
+        match latency_plan(binary, function, 7, exit, Unit::Us, &AlsoRead::default()).unwrap() {
             LatencyPlan::Sites { sites, shape, warning: None, .. } => (sites, shape),
             LatencyPlan::Sites { warning: Some(w), .. } => panic!("unexpected warning: {w}"),
             LatencyPlan::Skip { reason, .. } => panic!("skipped: {reason}"),
@@ -329,7 +371,7 @@ mod tests {
         let function = find_function(&binary, "probe_cal_emulated_ret").unwrap();
         let entry = binary.code_offset(function.addr).unwrap();
         let (sites, shape) = latency_sites(&binary, "probe_cal_emulated_ret", ExitMode::Ret);
-        assert_eq!(shape, SpanShape { entry_stepped: false, uretprobe: false });
+        assert_eq!(shape, SpanShape { entry_stepped: false, uretprobe: false, go: false });
         assert_eq!(sites.len(), 2);
         let (enter, leave) = (&sites[0], &sites[1]);
         assert_eq!((enter.kind, enter.exit, enter.file_offset), (SiteKind::Uprobe, false, entry));
@@ -345,7 +387,7 @@ mod tests {
     fn latency_of_c_code_uses_one_uretprobe_at_the_entry_site_and_knows_a_stepped_entry() {
         let binary = this_binary();
         let (sites, shape) = latency_sites(&binary, "probe_cal_stepped_uret", ExitMode::Auto);
-        assert_eq!(shape, SpanShape { entry_stepped: true, uretprobe: true });
+        assert_eq!(shape, SpanShape { entry_stepped: true, uretprobe: true, go: false });
         assert_eq!(sites.len(), 2);
         assert_eq!(sites[0].handling, Handling::SingleStepped);
         assert_eq!((sites[1].kind, sites[1].exit), (SiteKind::Uretprobe, true));
@@ -357,7 +399,7 @@ mod tests {
     fn argdist_reads_system_v_registers_and_the_return_value_by_uretprobe() {
         let binary = this_binary();
         let function = find_function(&binary, "probe_cal_emulated_ret").unwrap();
-        let plan = value_plan(&binary, function, Value::Arg(1), 3).unwrap();
+        let plan = value_plan(&binary, function, Value::Arg(1), 3, &AlsoRead::default()).unwrap();
         assert_eq!(plan.abi, Abi::SystemV);
         assert_eq!(plan.measured.what, "arg1");
         let [site] = plan.sites.as_slice() else { panic!("one site: {:?}", plan.sites) };
@@ -365,7 +407,7 @@ mod tests {
         let cookie = ValueCookie::decode(site.cookie).unwrap();
         assert_eq!((cookie.slot, cookie.source, cookie.stack_check), (3, ValueSource::Reg(Reg::Rsi), false));
 
-        let plan = value_plan(&binary, function, Value::Ret, 0).unwrap();
+        let plan = value_plan(&binary, function, Value::Ret, 0, &AlsoRead::default()).unwrap();
         let [site] = plan.sites.as_slice() else { panic!("one site: {:?}", plan.sites) };
         assert_eq!((site.kind, site.exit), (SiteKind::Uretprobe, true));
         assert_eq!(ValueCookie::decode(site.cookie).unwrap().source, ValueSource::Reg(Reg::Rax));
@@ -375,7 +417,7 @@ mod tests {
     fn an_argument_past_the_registers_is_refused_by_name() {
         let binary = this_binary();
         let function = find_function(&binary, "probe_cal_emulated_ret").unwrap();
-        let e = value_plan(&binary, function, Value::Arg(6), 0).unwrap_err().to_string();
+        let e = value_plan(&binary, function, Value::Arg(6), 0, &AlsoRead::default()).unwrap_err().to_string();
         assert!(e.contains("--arg 6: out of range for the System V ABI"), "{e}");
     }
 

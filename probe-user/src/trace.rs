@@ -1,45 +1,41 @@
 //! The tracing run shared by every command: hold or find the process, attach, wait for the
 //! end (target exit, -d, Ctrl-C, SIGTERM) while printing -i tables, then detach and print.
-use crate::calibrate::{self, Calibration, ShapeCost};
+use crate::calibrate::{self, Calibration};
 use crate::error::user;
 use crate::features::{AttachStrategy, Kernel};
 use crate::interrupt;
-use crate::measure::{Measure, Measured};
+use crate::measure::inlined::WithInlined;
+use crate::measure::Measure;
 use crate::options::RunOptions;
 use crate::outputs::{self, Output};
-use crate::plan::{describe_costs, Site};
+use crate::plan::ShapeCost;
+use crate::plan::{describe_costs, Job, Site};
 use crate::process::{ChildStdout, ExitWatch, HeldChild};
-use crate::session::{self, Keying, LoadConfig, Session};
-use crate::target::callers::Callers;
-use crate::target::{Scope, Target};
+use crate::resolve::callers::Callers;
+use crate::resolve::{container, Scope, Target};
+use crate::session::Programs;
+use crate::session::{self, LoadConfig, Session};
 use anyhow::{Context, Result};
-use probe_ebpf::{Filter, SpanShape, KEY_CALLER};
+use probe_ebpf::KEY_CALLER;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 
-/// What a command hands over: the target, its sites, and one label per value slot.
-pub struct Job {
-    pub target: Target,
-    pub sites: Vec<Site>,
-    /// What each slot measures, in slot order.
-    pub measured: Vec<Measured>,
-    /// Shown once tracing starts, e.g. "main.ToString arg0 (Go register ABI)".
-    pub description: String,
-    /// Latency: the probe shapes whose own cost is calibrated and subtracted (none: nothing
-    /// is subtracted, as for argdist and `--raw`).
-    pub shapes: Vec<SpanShape>,
-    /// Keyed kinds (`--count`, `--by`): their map's size and key.
-    pub keying: Keying,
-    /// `--filter`: what a call must satisfy to be aggregated.
-    pub filter: Filter,
+/// Runs the job with kind of measurement `K` (its programs, map and tables), and the calls of
+/// the traced functions' inlined copies beside its tables.
+pub fn run<K: Measure>(job: Job, options: &RunOptions) -> Result<()> {
+    run_kind::<WithInlined<K>>(job, options)
 }
 
-/// Runs the job with kind of measurement `T` (its programs, map and tables).
-pub fn run<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
+fn run_kind<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
     session::ensure_privileges()?;
     let kernel = Kernel::detect();
     kernel.ensure_supported()?;
-    let Job { target, sites, measured, description, shapes, keying, filter } = job;
+    let Job { target, sites, measured, description, unit, shapes, keying, filter, reads_memory } = job;
+    // --cgroup/--container: checked in the kernel at every hit (0: every process).
+    let cgroup = target.selection.as_ref().map_or(0, |s| s.cgroup_id);
+    if let Some(selection) = &target.selection {
+        container::ensure_kernel_support(selection)?;
+    }
     // JSON on stdout stays parseable (`probe --json -c CMD | jq`): the command's own stdout
     // goes to stderr then, still on the terminal.
     let child_stdout =
@@ -54,28 +50,31 @@ pub fn run<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
         (Scope::Pid(pid), None) => Some(*pid),
         _ => None,
     };
-    let program = &target.program().path;
-    let binary = std::fs::canonicalize(program).unwrap_or_else(|_| program.clone()).display().to_string();
+    // Labelled as the user named it (`/usr/bin/redis-server`, not the file the link leads to).
+    let binary = target.program().path.display().to_string();
     let scope_pid = if matches!(target.scope, Scope::AllProcesses) { None } else { pid };
-    let mut outputs = outputs::build::<T>(options, &measured, &binary, scope_pid)?;
-    let unit_ns = measured.first().and_then(|m| m.unit).map_or(1, |u| u.ns());
-    // Calibration sites are latency sites: with latency's own programs and no filter (which
-    // would apply to them too) they are loaded with the trace's (one load, one verification);
-    // otherwise they are calibrated in a session of their own.
-    let inline = (!shapes.is_empty() && T::PROGRAMS == Calibration::PROGRAMS && filter.is_empty())
+    let labels: Vec<(String, String)> = target.selection.iter().map(|s| s.label()).collect();
+    let mut outputs = outputs::build::<T>(options, &measured, &binary, scope_pid, &labels)?;
+    let unit_ns = unit.map_or(1, |u| u.ns());
+    // Calibration sites are latency sites: with latency's own programs and no filter or cgroup
+    // (which would apply to them too) they are loaded with the trace's (one load, one
+    // verification); otherwise they are calibrated in a session of their own.
+    let alone = filter.is_empty() && cgroup == 0;
+    let inline = (!shapes.is_empty() && T::PROGRAMS == Calibration::PROGRAMS && alone)
         .then(|| Calibration::plan(&shapes, measured.len() as u32))
         .transpose()?;
     let own_sites = inline.as_ref().map_or(&[][..], |c| &c.sites[..]);
     let all_sites: Vec<Site> = sites.iter().chain(own_sites).cloned().collect();
     let calibration_slots = if inline.is_some() { Calibration::SLOTS } else { 0 };
     let slots = measured.len() as u32;
-    let config = LoadConfig { programs: T::PROGRAMS, slots, keying, filter, calibration_slots, unit_ns };
+    let config = |programs| LoadConfig { programs, slots, keying, filter, calibration_slots, unit_ns, cgroup };
     let strategy = kernel.strategy();
     warn_of_slow_detach(&kernel, strategy, sites.len());
     interrupt::install()?;
     // The probes' own cost, measured on probe's own functions with their own session, is
     // known and set before any site of the target is live.
-    let mut session = Session::load(&all_sites, config, strategy)?;
+    let sleepable = T::PROGRAMS.with_sleepable_entries().filter(|_| reads_memory && kernel.use_sleepable());
+    let mut session = load(&all_sites, T::PROGRAMS, sleepable, config, strategy, &kernel)?;
     let (costs, calibration) = match &inline {
         Some(c) => {
             let own = Some(std::process::id() as i32);
@@ -84,6 +83,7 @@ pub fn run<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
         None => calibrate::measure(&shapes, strategy)?,
     };
     session.set_probe_costs(&calibrate::cost_table(&costs))?;
+    measured.iter().for_each(|m| m.resolution.settle(&costs));
     if !interrupt::requested() {
         session.attach_sites(0..sites.len(), pid)?;
     }
@@ -105,7 +105,7 @@ pub fn run<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
     let refresh_requests = outputs.iter_mut().find_map(|o| o.take_refresh_requests());
     // --by caller: return addresses are named from the processes' memory maps, read while
     // they run.
-    let callers = (keying.by_key == KEY_CALLER).then(|| Callers::new(&target.program().path));
+    let callers = (keying.by_key == KEY_CALLER).then(|| Callers::new(&target.program().source));
     let mut feed = Feed { started: Instant::now(), drained: Vec::new(), pending: Vec::new(), outputs, callers };
     let target_exited = runtime.block_on(async {
         feed.start()?;
@@ -128,6 +128,33 @@ pub fn run<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
     Ok(())
 }
 
+/// Loads the programs: the `sleepable` ones when given, which may fault in the pages they
+/// read; a kernel that has sleepable uprobes yet refuses them (say, one of their maps) gets
+/// `programs`, and a warning that a page not yet touched then reads as unreadable.
+fn load(
+    sites: &[Site],
+    programs: Programs,
+    sleepable: Option<Programs>,
+    config: impl Fn(Programs) -> LoadConfig,
+    strategy: AttachStrategy,
+    kernel: &Kernel,
+) -> Result<Session> {
+    let Some(sleepable) = sleepable else {
+        return Session::load(sites, config(programs), strategy);
+    };
+    match Session::load(sites, config(sleepable), strategy) {
+        Err(e) if !interrupt::requested() => {
+            eprintln!(
+                "probe: warning: Linux {} refused the sleepable programs ({e:#}); a value on a page the \
+                 process has not touched yet is counted as unreadable",
+                kernel.release
+            );
+            Session::load(sites, config(programs), strategy)
+        }
+        loaded => loaded,
+    }
+}
+
 /// The `probe: tracing ...` line: what, in whom, how many probes and what they cost.
 fn announce(target: &Target, pid: Option<i32>, description: &str, sites: &[Site], costs: &[ShapeCost]) {
     let libraries: Vec<String> = target.libraries().map(|l| l.display().to_string()).collect();
@@ -138,7 +165,12 @@ fn announce(target: &Target, pid: Option<i32>, description: &str, sites: &[Site]
             libraries.join(", "),
             target.program().path.display()
         ),
-        (Scope::AllProcesses, _) => format!("every process running {}", target.program().path.display()),
+        (Scope::AllProcesses, _) => match &target.selection {
+            Some(s) => {
+                format!("every process of {} running {}", s.describe(), with_link_target(&target.program().path))
+            }
+            None => format!("every process running {}", with_link_target(&target.program().path)),
+        },
         (_, Some(pid)) => format!("pid {pid}"),
         _ => unreachable!(),
     };
@@ -149,13 +181,32 @@ fn announce(target: &Target, pid: Option<i32>, description: &str, sites: &[Site]
     );
 }
 
-/// `"; probe cost 0.62us per call subtracted"`, per shape in use, or nothing without calibration.
+/// `/usr/bin/redis-server (/usr/bin/redis-check-rdb)`: a path that is a symlink, with the file
+/// it leads to (the one probed).
+fn with_link_target(path: &std::path::Path) -> String {
+    match std::fs::canonicalize(path) {
+        Ok(real) if path.is_symlink() || real.file_name() != path.file_name() => {
+            format!("{} ({})", path.display(), real.display())
+        }
+        _ => path.display().to_string(),
+    }
+}
+
+/// `"; probe cost 0.62us per traced call subtracted, more from calls that make traced calls,
+/// resolution 0.05us"`, per shape in use (`/` between them), or nothing without calibration. The figure is what a call's own probes
+/// cost; a summary's (per call of its function) adds the probes of the traced calls inside it.
 fn describe_calibration(costs: &[ShapeCost]) -> String {
     if costs.is_empty() {
         return String::new();
     }
-    let each: Vec<String> = costs.iter().map(|c| crate::histogram::Unit::Us.format(c.inside_ns)).collect();
-    format!("; probe cost {} per call subtracted", each.join("/"))
+    let each = |ns: fn(&ShapeCost) -> u64| {
+        costs.iter().map(|c| crate::shared::Unit::Us.format(ns(c))).collect::<Vec<_>>().join("/")
+    };
+    format!(
+        "; probe cost {} per traced call subtracted, more from calls that make traced calls, resolution {}",
+        each(|c| c.inside_ns),
+        each(|c| c.inside_spread_ns)
+    )
 }
 /// Removing probes longer than this goes to the background, so the prompt comes back.
 const FOREGROUND_DETACH: Duration = Duration::from_secs(1);
@@ -378,5 +429,96 @@ impl<T: Measure> Feed<T> {
         let totals = self.totals_with(&last);
         let elapsed = self.started.elapsed().as_secs_f64();
         self.outputs.iter_mut().try_for_each(|o| o.finish(elapsed, &last, &totals))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::fake::{calls, Calls};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// An output that writes down what it is given, in a log shared by every output.
+    struct Recorder {
+        name: &'static str,
+        log: Rc<RefCell<Vec<String>>>,
+    }
+
+    fn counts(values: &[Calls]) -> Vec<u64> {
+        values.iter().map(|c| c.0).collect()
+    }
+
+    impl Output<Calls> for Recorder {
+        fn interval(&mut self, _elapsed_s: f64, values: &[Calls], totals: &[Calls]) -> Result<()> {
+            let line = format!("{} interval {:?} totals {:?}", self.name, counts(values), counts(totals));
+            self.log.borrow_mut().push(line);
+            Ok(())
+        }
+        fn finish(&mut self, _elapsed_s: f64, last: &[Calls], totals: &[Calls]) -> Result<()> {
+            let line = format!("{} finish {:?} totals {:?}", self.name, counts(last), counts(totals));
+            self.log.borrow_mut().push(line);
+            Ok(())
+        }
+        fn refresh(&mut self, totals: &[Calls]) -> Result<()> {
+            self.log.borrow_mut().push(format!("{} refresh totals {:?}", self.name, counts(totals)));
+            Ok(())
+        }
+    }
+
+    fn feed(names: &[&'static str]) -> (Feed<Calls>, Rc<RefCell<Vec<String>>>) {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let outputs =
+            names.iter().map(|&name| Box::new(Recorder { name, log: log.clone() }) as Box<dyn Output<Calls>>).collect();
+        (Feed { started: Instant::now(), drained: Vec::new(), pending: Vec::new(), outputs, callers: None }, log)
+    }
+
+    #[test]
+    fn every_output_gets_each_interval_in_order_and_the_totals_add_up() {
+        let (mut feed, log) = feed(&["terminal", "metrics"]);
+        feed.interval(calls(&[1, 2])).unwrap();
+        feed.interval(calls(&[3, 0])).unwrap();
+        feed.finish(calls(&[1, 1])).unwrap();
+        assert_eq!(
+            *log.borrow(),
+            [
+                "terminal interval [1, 2] totals [1, 2]",
+                "metrics interval [1, 2] totals [1, 2]",
+                "terminal interval [3, 0] totals [4, 2]",
+                "metrics interval [3, 0] totals [4, 2]",
+                "terminal finish [1, 1] totals [5, 3]",
+                "metrics finish [1, 1] totals [5, 3]",
+            ]
+        );
+    }
+
+    #[test]
+    fn values_drained_for_a_scrape_join_the_next_interval_once() {
+        let (mut feed, log) = feed(&["metrics"]);
+        feed.interval(calls(&[1])).unwrap();
+        feed.refresh(calls(&[2])).unwrap();
+        feed.refresh(calls(&[1])).unwrap();
+        feed.interval(calls(&[5])).unwrap();
+        feed.refresh(calls(&[4])).unwrap();
+        feed.finish(calls(&[0])).unwrap();
+        // 1 + (2 + 1 + 5) + (4 + 0): every call once, in an interval or the last table.
+        assert_eq!(
+            *log.borrow(),
+            [
+                "metrics interval [1] totals [1]",
+                "metrics refresh totals [3]",
+                "metrics refresh totals [4]",
+                "metrics interval [8] totals [9]",
+                "metrics refresh totals [13]",
+                "metrics finish [4] totals [13]",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_run_without_intervals_ends_with_one_table_of_everything() {
+        let (mut feed, log) = feed(&["terminal"]);
+        feed.finish(calls(&[7, 0, 2])).unwrap();
+        assert_eq!(*log.borrow(), ["terminal finish [7, 0, 2] totals [7, 0, 2]"]);
     }
 }

@@ -16,7 +16,7 @@ pub struct StaticTarget {
 pub const X86_64: StaticTarget = StaticTarget { triple: "x86_64-unknown-linux-musl", linker: None };
 /// Debian's gcc-aarch64-linux-gnu (setup installs it): it links the aarch64 `probe` (libc and
 /// crt are Rust's musl copies) and builds the arm64 VM's C targets.
-pub const AARCH64_CC: &str = "aarch64-linux-gnu-gcc";
+pub const AARCH64_CC: &str = probe_helpers::targets::AARCH64_CC;
 pub const AARCH64: StaticTarget = StaticTarget { triple: "aarch64-unknown-linux-musl", linker: Some(AARCH64_CC) };
 
 /// The host build (the one the tests use), then both static binaries, each checked.

@@ -37,6 +37,8 @@ const NOT_FOR_DEMO: &[&str] = &[
     "gcc-aarch64-linux-gnu",
     "golang-1.21-go",
     "golang-1.23-go",
+    "caddy",
+    "redis-server",
 ];
 
 const HELLO_C: &str = "printf '#include <stdio.h>\\nint main(void){puts(\"hi\");return 0;}\\n' > /tmp/h.c";
@@ -101,7 +103,7 @@ const CASES: &[Case] = &[
     Case {
         command: "bench",
         group: "bench",
-        smoke: &["/usr/bin/time -f %e true", "bpftrace --version"],
+        smoke: &["/usr/bin/time -f %e true", "bpftrace --version", "caddy version", "redis-benchmark --version"],
         absent: &["qemu-system-x86", "qemu-system-arm"],
     },
     Case { command: "fuzz", group: "fuzz", smoke: &["objcopy --version | head -1"], absent: NOT_FOR_DEMO },

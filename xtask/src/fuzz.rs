@@ -1,7 +1,7 @@
 //! `cargo xtask fuzz [SECS]`: runs each fuzz target of probe-user/fuzz (cargo-fuzz, libFuzzer)
 //! for SECS seconds (default 120), seeded with the test programs. Not part of `test`: fuzzing
 //! takes minutes and finds nothing new on most runs.
-use crate::{build, check, go_target, root};
+use crate::{build, check, root, target};
 use anyhow::Result;
 use std::path::Path;
 use std::process::Command;
@@ -46,7 +46,7 @@ fn seed_corpus(fuzz: &Path) -> Result<()> {
     let pcln = fuzz.join("corpus/gopclntab");
     std::fs::create_dir_all(&elf)?;
     std::fs::create_dir_all(&pcln)?;
-    let go = go_target("tostring", None)?;
+    let go = target("tostring")?;
     std::fs::copy(&go, elf.join("tostring"))?;
     check(
         Command::new("objcopy")
@@ -54,7 +54,6 @@ fn seed_corpus(fuzz: &Path) -> Result<()> {
             .arg(&go)
             .arg(pcln.join("tostring.gopclntab")),
     )?;
-    let c = elf.join("cvalues");
-    check(&mut probe_helpers::cc("cvalues.c", &c, &[]))?;
+    std::fs::copy(target("cvalues")?, elf.join("cvalues"))?;
     Ok(())
 }

@@ -2,17 +2,20 @@
 //! `cargo xtask --help` lists the commands; each has its own `--help`.
 mod bench;
 mod cross;
+mod doc_links;
 mod fresh;
 mod fuzz;
+mod image;
+mod modules;
 mod vm;
 mod vm_arm64;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 /// Shared with the integration tests (xtask/helpers).
-use probe_helpers::root;
+use probe_helpers::{root, targets};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask", about = "Build, test, demo and measure probe")]
@@ -39,12 +42,21 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         extra: Vec<String>,
     },
+    /// Which module imports which, per crate; fails on an import circle (also part of `test`)
+    Modules {
+        /// Another checkout to read (default: this one)
+        checkout: Option<PathBuf>,
+    },
     /// Build, then run probe with the given arguments (`cargo xtask run -- argdist ...`)
     Run {
         /// probe's arguments
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The static x86-64 probe as an OCI image (from scratch, no container engine) in
+    /// target/image/probe-VERSION.oci.tar, for `podman load -i` or `docker load -i`; checks
+    /// deploy/kubernetes against the Kubernetes schemas
+    Image,
     /// Build the seed's example programs and show probe on them
     Demo,
     /// Overhead, start-up, memory, scale, drain and accuracy next to bpftrace -> bench/RESULTS.md
@@ -78,8 +90,10 @@ fn main() {
         }
         Task::Build => cross::build_all(),
         Task::Test { extra } => test(&extra),
+        Task::Modules { checkout } => modules::show(&checkout.unwrap_or_else(root)),
         Task::Run { args } => run(&args),
         Task::Demo => demo(),
+        Task::Image => image::run(),
         Task::Bench(options) => bench::run(&options),
         Task::Fuzz { secs } => fuzz::run(secs),
         Task::FreshMachine => fresh::run(),
@@ -135,6 +149,7 @@ const OWN_PACKAGES: [&str; 8] = ["-p", "probe-user", "-p", "xtask", "-p", "probe
 /// House rules: rustfmt.toml's formatting and clippy without warnings. The eBPF crate builds
 /// with its own nightly (no rustfmt component there), so its files go through rustfmt itself.
 fn lint() -> Result<()> {
+    modules::check(&root())?;
     println!("xtask: formatting (rustfmt.toml) and clippy, warnings denied");
     check(cargo().arg("fmt").args(OWN_PACKAGES).arg("--check"))?;
     let ebpf_sources = ["probe-ebpf/src/lib.rs", "probe-ebpf/src/main.rs"].map(|f| root().join(f));
@@ -143,8 +158,11 @@ fn lint() -> Result<()> {
 }
 
 fn test(extra: &[String]) -> Result<()> {
+    let links = doc_links::check(&root())?;
+    println!("xtask: docs: {links} links in README.md and docs/*.md resolve");
     let probe = build(&["test"])?;
     lint()?;
+    image::check_manifests()?;
     println!("xtask: unit tests (shared kernel/user crate)");
     check(
         cargo()
@@ -160,8 +178,16 @@ fn test(extra: &[String]) -> Result<()> {
 }
 
 fn integration_tests(probe: &Path, extra: &[String]) -> Result<()> {
-    // tests/old_userland.rs runs the static build on Debian 11.
+    // tests/integration/old_userland.rs runs the static build on Debian 11.
     let static_probe = cross::build_static(&cross::X86_64)?;
+    let started = std::time::Instant::now();
+    let (built, all) = targets::build_all(targets::Group::Tests).map_err(anyhow::Error::msg)?;
+    println!(
+        "xtask: target programs: {built} of {all} built, the rest current ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    // tests/integration/containers.rs runs probe from its image, as a cluster would.
+    let image = image::build()?;
     println!("xtask: integration tests (real probes on real targets, one at a time)");
     // One at a time: the tests assert that no probe program stays loaded after each run.
     check(
@@ -170,7 +196,8 @@ fn integration_tests(probe: &Path, extra: &[String]) -> Result<()> {
             .arg("--test-threads=1")
             .args(extra)
             .env("PROBE_BIN", probe)
-            .env("PROBE_STATIC_BIN", static_probe),
+            .env("PROBE_STATIC_BIN", static_probe)
+            .env("PROBE_IMAGE", image),
     )
 }
 
@@ -180,17 +207,17 @@ fn run(args: &[String]) -> Result<()> {
     std::process::exit(status.code().unwrap_or(1));
 }
 
-/// Builds the Go program in tests/targets/<name> with Go `version` (None: Debian's, else
-/// /usr/lib/go-<version> from setup) into target/targets/<name>, or <name>-go<version>.
-fn go_target(name: &str, version: Option<&str>) -> Result<PathBuf> {
-    let out = probe_helpers::go_output(name, version);
-    check(probe_helpers::go_build(probe_helpers::go(version), name, &out, &[]).stdout(Stdio::null()))?;
-    Ok(out)
+/// The target program `name` of the table (xtask/helpers/src/targets.rs), built into
+/// target/targets if it is out of date.
+fn target(name: &str) -> Result<PathBuf> {
+    let output = targets::output(name).with_context(|| format!("{name} is not in the table of targets"))?;
+    targets::build(&output, targets::Arch::Host, &output.path()).map_err(anyhow::Error::msg)?;
+    Ok(output.path())
 }
 
 fn demo() -> Result<()> {
     let probe = build(&["demo"])?;
-    let tostring = go_target("tostring", None)?;
+    let tostring = target("tostring")?;
     let show = |title: &str, args: &[&str]| -> Result<()> {
         let quoted: Vec<String> =
             args.iter().map(|a| if a.contains(' ') { format!("'{a}'") } else { a.to_string() }).collect();
@@ -207,7 +234,7 @@ fn demo() -> Result<()> {
         "the same with --json: one object per table",
         &["argdist", "--func", "main.ToString", "--arg", "0", "--json", "-c", &cmd],
     )?;
-    let regex = go_target("regex", None)?;
+    let regex = target("regex")?;
     let cmd = format!("{} -seconds 5", regex.display());
     show(
         "the seed's `stap main.stap 'process(...).function(\"main.UsingSubstring\")'`, which crashed \
@@ -250,6 +277,7 @@ mod tests {
         assert!(parse(&["vm-test", "--arch", "riscv"]).is_err());
         assert!(parse(&["vm-test", "--kernel", "4.19"]).is_err());
         assert!(parse(&["bench", "--no-scale"]).is_ok());
+        assert!(matches!(parse(&["image"]), Ok(Task::Image)));
         assert!(parse(&["bench", "--fast"]).is_err());
         assert!(parse(&["frobnicate"]).is_err());
     }

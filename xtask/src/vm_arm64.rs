@@ -1,22 +1,24 @@
 //! `cargo xtask vm-test --arch arm64 [--kernel 6.1|6.12]`: the static arm64 `probe` (from
 //! `cargo xtask build`) on a Debian arm64 kernel under qemu-system-aarch64 (`-M virt -cpu max`,
 //! single-threaded TCG: this host is x86-64, and multi-threaded TCG corrupts uprobes'
-//! out-of-line slots, REFERENCE.md section 6).
+//! out-of-line slots; see vm.rs).
 //!
-//! The guest traces arm64 programs cross-built here: Go (GOARCH=arm64, Debian's 1.19 and 1.23
-//! from backports) and C (aarch64-linux-gnu-gcc -static). Each check is one probe command whose
+//! The guest traces arm64 programs cross-built here from the table of targets
+//! (xtask/helpers/src/targets.rs): Go (GOARCH=arm64, Debian's 1.19 and 1.21/1.23 from
+//! backports) and C (aarch64-linux-gnu-gcc -static), the ones the checks name. Each check is one probe command whose
 //! output must hold the exact numbers the program's calls give (counts, sums, min, max), so the
 //! arm64 register ABIs (Go R0-R15, AAPCS64 X0-X7), the Go stack-check `BLS`, goroutine keying by
 //! R28, RET probes, uretprobes and the architecture check on foreign binaries each run for real.
 //! The integration test executables are not run in this guest: they build their target programs
-//! with the host's compilers (x86-64); the README says so.
+//! with the host's compilers (x86-64); docs/kernels.md says so.
 //!
 //! Verdict: the virt machine has one UART, so /init prints `probe-vm-result-<nonce> FAILED
 //! TOTAL` on the console; the nonce is new for each run, so no program's output can forge it.
 use crate::cross;
-use crate::vm::{cache_dir, copy_into, download_text, field, output, stanza, MIRROR};
+use crate::vm::{cache_dir, copy_into, download_text, fetch_deb, MIRROR};
 use crate::{check, root};
 use anyhow::{bail, Context, Result};
+use probe_helpers::targets::{self, Arch};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -37,11 +39,11 @@ pub fn run(label: &str) -> Result<()> {
         .with_context(|| format!("--kernel {label}: unknown for arm64; use 6.1 or 6.12"))?;
     crate::setup(&["arm64"])?;
     let probe = cross::build_static(&cross::AARCH64)?;
-    let targets = cross_build_targets()?;
+    let checks = checks();
+    let targets = cross_build_targets(&checks)?;
     let vmlinuz = fetch_kernel(label, suite)?;
     let busybox = fetch_busybox()?;
     let nonce = format!("{:x}{:x}", std::process::id(), now_nanos());
-    let checks = checks();
     let initrd = build_initramfs(&probe, &targets, &busybox, &checks, &nonce)?;
     let (failed, total) = boot(&vmlinuz, &initrd, &nonce)?;
     if failed > 0 {
@@ -55,45 +57,31 @@ fn now_nanos() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
-/// The arm64 programs the checks trace, in target/vm-arm64/targets.
-fn cross_build_targets() -> Result<Vec<PathBuf>> {
+/// The arm64 builds of the programs the checks trace (rows of the table of targets,
+/// xtask/helpers/src/targets.rs), in target/vm-arm64/targets.
+fn cross_build_targets(checks: &[Check]) -> Result<Vec<PathBuf>> {
     let dir = root().join("target/vm-arm64/targets");
-    std::fs::create_dir_all(&dir)?;
     let mut built = Vec::new();
-    let go_builds = [
-        ("tostring", "go", "tostring-go1.19", None),
-        ("tostring", "/usr/lib/go-1.21/bin/go", "tostring-go1.21", None),
-        ("tostring", "/usr/lib/go-1.23/bin/go", "tostring-go1.23", None),
-        // No .symtab: functions come from .gopclntab.
-        ("tostring", "go", "tostring-stripped", Some("-ldflags=-s -w")),
-        ("latency", "go", "latency-go1.19", None),
-        ("latency", "/usr/lib/go-1.23/bin/go", "latency-go1.23", None),
-    ];
-    for (name, go, out, flags) in go_builds {
-        let output = dir.join(out);
-        check(
-            Command::new(go)
-                .arg("build")
-                .args(flags)
-                .arg("-o")
-                .arg(&output)
-                .arg(".")
-                .env("GOARCH", "arm64")
-                .env("CGO_ENABLED", "0")
-                .env("GOTOOLCHAIN", "local")
-                .current_dir(root().join("tests/targets").join(name)),
-        )?;
-        built.push(output);
+    for name in programs(checks) {
+        let row = targets::output(&name).with_context(|| format!("{name}: not in the table of targets"))?;
+        let out = dir.join(&name);
+        targets::build(&row, Arch::Arm64, &out).map_err(anyhow::Error::msg)?;
+        built.push(out);
     }
-    let cvalues = dir.join("cvalues");
-    check(
-        Command::new(cross::AARCH64_CC)
-            .args(["-O2", "-g", "-static", "-o"])
-            .arg(&cvalues)
-            .arg(root().join("tests/targets/cvalues.c")),
-    )?;
-    built.push(cvalues);
     Ok(built)
+}
+
+/// The programs the checks name (`/targets/NAME`), each once.
+fn programs(checks: &[Check]) -> Vec<String> {
+    let prefix = format!("{GUEST_TARGETS}/");
+    let mut names: Vec<String> = checks
+        .iter()
+        .flat_map(|c| c.args.iter().flat_map(|a| a.split_whitespace()))
+        .filter_map(|w| w.strip_prefix(&prefix).map(String::from))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// One probe command in the guest and what its output (stdout and stderr) must contain.
@@ -246,25 +234,6 @@ fn fetch_busybox() -> Result<PathBuf> {
     Ok(busybox)
 }
 
-/// Downloads `package` from the index into `dir`, checks its SHA256, unpacks it into dir/deb.
-pub(crate) fn fetch_deb(index: &str, package: &str, dir: &Path) -> Result<PathBuf> {
-    let stanza = stanza(index, package).with_context(|| format!("{package} not in the index"))?;
-    let (file, sha256) = (field(stanza, "Filename").context("Filename")?, field(stanza, "SHA256").context("SHA256")?);
-    let deb = dir.join(Path::new(file).file_name().context("file name")?);
-    println!("xtask: downloading {file}");
-    check(Command::new("curl").args(["-fsSL", "-o"]).arg(&deb).arg(format!("{MIRROR}/{file}")))?;
-    let sum = output(Command::new("sha256sum").arg(&deb))?;
-    if sum.split_whitespace().next() != Some(sha256) {
-        std::fs::remove_file(&deb)?;
-        bail!("{file}: SHA256 differs from the archive's index");
-    }
-    let unpacked = dir.join("deb");
-    let _ = std::fs::remove_dir_all(&unpacked);
-    check(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
-    std::fs::remove_file(&deb)?;
-    Ok(unpacked)
-}
-
 fn build_initramfs(
     probe: &Path,
     targets: &[PathBuf],
@@ -399,4 +368,52 @@ fn boot(vmlinuz: &Path, initrd: &Path, nonce: &str) -> Result<(u32, u32)> {
     }
     let result = reader.join().map_err(|_| anyhow::anyhow!("console reader panicked"))?;
     result.context("the arm64 guest reported no result (it crashed, or a check hung)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every check names programs of the table, built for arm64; names are unique and say
+    /// what is checked.
+    #[test]
+    fn every_check_traces_a_program_of_the_table_built_for_arm64() {
+        let checks = checks();
+        let programs = programs(&checks);
+        assert_eq!(
+            programs,
+            [
+                "cvalues",
+                "latency-go1.19",
+                "latency-go1.23",
+                "tostring-go1.19",
+                "tostring-go1.21",
+                "tostring-go1.23",
+                "tostring-stripped"
+            ]
+        );
+        for name in &programs {
+            let row = targets::output(name).unwrap_or_else(|| panic!("{name} is not in the table"));
+            let cmd = row.command(Arch::Arm64, Path::new("/tmp/out"));
+            let arm64 = cmd.get_program() == targets::AARCH64_CC
+                || cmd.get_envs().any(|(k, v)| k == "GOARCH" && v == Some("arm64".as_ref()));
+            assert!(arm64, "{name}: {cmd:?}");
+        }
+        let mut names: Vec<&str> = checks.iter().map(|c| c.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), checks.len(), "check names are unique");
+        assert!(checks.iter().all(|c| !c.expect.is_empty()), "every check expects something");
+    }
+
+    /// The guest's script runs every check and compares its exit code and output.
+    #[test]
+    fn init_runs_each_check_and_reports_the_verdict() {
+        let checks = checks();
+        let init = init_script(&checks, "n0nce");
+        assert_eq!(init.matches("total=$((total+1))").count(), checks.len());
+        assert!(init.contains("probe 'list' '/x86-64/busybox' >/tmp/out 2>/tmp/err"), "{init}");
+        assert!(init.contains("[ \"$code\" = 2 ]"), "{init}");
+        assert!(init.contains("echo \"probe-vm-result-n0nce $failed $total\""), "{init}");
+    }
 }

@@ -2,8 +2,8 @@
 //! every site it would probe must be an instruction boundary inside an executable segment.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use probe_user::disasm;
-use probe_user::target::elf::Binary;
+use probe_user::arch::x86_64 as disasm;
+use probe_user::resolve::elf::Binary;
 use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,28 +1,31 @@
 //! `probe argdist`: the distribution of an integer argument or return value of one function, as
 //! a log2 histogram or (`--count`) calls per exact value.
-use crate::abi::Abi;
-use crate::cli::{ArgSpec, ArgdistArgs};
+use crate::cli::ArgdistArgs;
 use crate::error::user;
 use crate::filter::{self, FilterFor, FilterParams};
-use crate::measure::breakdown::{Breakdown, By, BY_MAX_KEYS};
+use crate::measure::breakdown::Breakdown;
 use crate::measure::counts::ValueCounts;
 use crate::options::RunOptions;
-use crate::plan::{self, Value};
-use crate::session::Keying;
-use crate::target::params::Measure;
-use crate::target::params::{self, Selection};
-use crate::target::{Chosen, Target};
-use crate::trace::{self, Job};
+use crate::plan::{self, ArgdistAsk, Value};
+use crate::resolve::abi::Abi;
+use crate::resolve::params::Reading;
+use crate::resolve::params::{self, Selection};
+use crate::resolve::{split_list, Chosen, Target};
+use crate::shared::ArgSpec;
+use crate::trace;
 use anyhow::Result;
 use probe_ebpf::{Filter, ValueSource, ValueStats, Width};
 
-/// The value slot argdist aggregates into (one function, one value).
-const SLOT: u32 = 0;
-
 /// A declared parameter or result: its value, or with --count a string's bytes. A Go string is
 /// otherwise its length; `--string` on anything else is refused.
-fn declared_value(measure: Measure, label: String, result: bool, args: &ArgdistArgs) -> Result<Value> {
+fn declared_value(measure: Reading, label: String, result: bool, args: &ArgdistArgs) -> Result<Value> {
     let name = label.strip_prefix("len(").and_then(|l| l.strip_suffix(')')).unwrap_or(&label).to_string();
+    if measure.pointer_to_strings && (args.count || args.string) {
+        return Err(user(format!(
+            "--arg {name}: {name} points to char pointers (char **), not to a string: its bytes are addresses; \
+             --count reads the strings of a char * parameter"
+        )));
+    }
     match measure.text {
         Some(text) if args.count => Ok(Value::Declared { source: text, width: Width::W64, label: name, result }),
         Some(ValueSource::CString { .. }) if args.string => Err(user(format!(
@@ -53,9 +56,6 @@ fn string_value(target: &Target, chosen: &Chosen, n: u32, count: bool) -> Result
     }
 }
 
-/// Rows of a `--count` table without --top.
-const DEFAULT_TOP_VALUES: usize = 20;
-
 pub fn run(args: &ArgdistArgs) -> Result<()> {
     if args.hdr_log.is_some() {
         return Err(user(
@@ -63,8 +63,15 @@ pub fn run(args: &ArgdistArgs) -> Result<()> {
         ));
     }
     let options = RunOptions::check(&args.output, None)?;
-    let mut target = Target::resolve(&args.target)?;
-    let chosen = target.choose(&args.func)?;
+    let mut target = Target::resolve(&args.target.spec(&args.select))?;
+    let chosen = target.choose(&args.func).map_err(|e| match split_list(&args.func) {
+        Some(names) => user(format!(
+            "--func {}: argdist measures one function, and this names {}; run one argdist for each",
+            args.func,
+            names.len()
+        )),
+        None => e,
+    })?;
     let [chosen] = chosen.as_slice() else {
         let names: Vec<&str> = chosen.iter().take(10).map(|c| c.function.name.as_str()).collect();
         return Err(user(format!(
@@ -83,33 +90,16 @@ pub fn run(args: &ArgdistArgs) -> Result<()> {
             _ => (Value::Ret, Some(note)),
         },
     };
-    let at_return = matches!(value, Value::Ret | Value::Declared { result: true, .. });
-    let mut plan = plan::value_plan(binary, &chosen.function, value, SLOT)?;
     let filter = match &args.filter {
         Some(expr) => {
             let params = FilterParams::new(vec![(binary, &chosen.function)]);
-            filter::parse(expr, FilterFor::Argdist { at_return }, &params)?
+            filter::parse(expr, FilterFor::Argdist { at_return: value.at_return(), value: value.width() }, &params)?
         }
         None => Filter::NONE,
     };
-    // Said once the plan holds: an error is one line, with nothing before it.
-    if let Some(note) = note {
-        eprintln!("probe: {note}");
-    }
-    let description = format!("{} {} ({})", plan.measured.function, plan.measured.what, plan.abi);
-    plan.measured.top_values = options.top.unwrap_or(DEFAULT_TOP_VALUES);
-    let job = Job {
-        target,
-        sites: plan.sites,
-        measured: vec![plan.measured],
-        description,
-        shapes: Vec::new(),
-        keying: Keying {
-            max_keys: if args.by.is_some() { BY_MAX_KEYS } else { args.max_values },
-            by_key: args.by.map_or(0, By::key_kind),
-        },
-        filter,
-    };
+    let ask =
+        ArgdistAsk { count: args.count, max_values: args.max_values, by: args.by, top: options.top, filter, note };
+    let job = plan::argdist_job(target, chosen, value, ask)?;
     // The same sites whatever the kind: it decides which programs and map they feed.
     match (args.count, args.by) {
         (true, _) => trace::run::<ValueCounts>(job, &options),

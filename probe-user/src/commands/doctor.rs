@@ -2,11 +2,12 @@
 //! self-test: probe attaches to a function of its own binary, calls it, and checks the count.
 use crate::calibrate;
 use crate::features::{AttachStrategy, Kernel};
-use crate::histogram::Unit;
-use crate::measure::Measure;
+use crate::plan::Keying;
 use crate::plan::{self, Value};
-use crate::session::{self, Keying, LoadConfig, Session};
-use crate::target::{elf::Binary, find_function};
+use crate::resolve::{elf::Binary, find_function};
+use crate::session::Aggregate;
+use crate::session::{self, LoadConfig, Session};
+use crate::shared::Unit;
 use anyhow::{bail, Context, Result};
 use probe_ebpf::{Filter, SpanShape, ValueStats};
 use std::path::Path;
@@ -18,9 +19,18 @@ pub fn run() -> Result<()> {
     println!("probe {}", env!("CARGO_PKG_VERSION"));
     let kernel = Kernel::detect();
     println!("kernel: Linux {}", kernel.release);
+    // Without privileges, what is found by loading a BPF program cannot be seen: not "no".
+    let privileged = session::privileged();
     for f in kernel.all_features() {
-        let mark = if f.present { "yes" } else { "no " };
+        let mark = match (f.present, f.seen_with_bpf && !privileged) {
+            (_, true) => " ? ",
+            (true, false) => "yes",
+            (false, false) => "no ",
+        };
         println!("  [{mark}] {:<28} (Linux {}): {}", f.name, f.since, f.role);
+    }
+    if !privileged {
+        println!("  [ ? ]: not known without root: only root (or CAP_BPF) may load the BPF program that finds it");
     }
     session::ensure_privileges()?;
     kernel.ensure_supported()?;
@@ -37,11 +47,14 @@ pub fn run() -> Result<()> {
     for c in costs {
         let entry = if c.shape.entry_stepped { "single-stepped entry" } else { "emulated entry" };
         let exit = if c.shape.uretprobe { "uretprobe" } else { "RET probe" };
+        let exit = if c.shape.go { format!("{exit} (Go)") } else { exit.to_string() };
         println!(
-            "  {:<38} {:>8} inside each call, {:>8} per call to its callers",
+            "  {:<44} {:>8} inside each call (spread {}), {:>8} per call to its callers (spread {})",
             format!("{entry} + {exit}:"),
             Unit::Us.format(c.inside_ns),
-            Unit::Us.format(c.hit_ns)
+            Unit::Us.format(c.inside_spread_ns),
+            Unit::Us.format(c.hit_ns),
+            Unit::Us.format(c.hit_spread_ns)
         );
     }
     Ok(())
@@ -69,7 +82,7 @@ fn self_test(strategy: AttachStrategy) -> Result<(u64, i128)> {
     let exe = std::fs::read_link("/proc/self/exe").context("finding probe's own binary")?;
     let binary = Binary::open(Path::new(&exe))?;
     let function = find_function(&binary, "probe_doctor_self_test")?;
-    let plan = plan::value_plan(&binary, function, Value::Arg(0), 0)?;
+    let plan = plan::value_plan(&binary, function, Value::Arg(0), 0, &Default::default())?;
     let config = LoadConfig {
         programs: ValueStats::PROGRAMS,
         slots: 1,
@@ -77,6 +90,7 @@ fn self_test(strategy: AttachStrategy) -> Result<(u64, i128)> {
         filter: Filter::NONE,
         calibration_slots: 0,
         unit_ns: 1,
+        cgroup: 0,
     };
     let pid = std::process::id() as i32;
     let mut session = Session::attach(&plan.sites, Some(pid), config, strategy)?;

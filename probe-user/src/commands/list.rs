@@ -1,9 +1,9 @@
 //! `probe list`: the functions of a file that probe can trace, like `stap -l 'process("x").function("main.*")'`.
-use crate::abi::Abi;
 use crate::cli::ListArgs;
 use crate::error::user;
-use crate::target::elf::{Binary, Runtime, SymbolSource};
-use crate::target::{glob_match, libraries, params};
+use crate::resolve::abi::Abi;
+use crate::resolve::elf::{Binary, Runtime, SymbolSource};
+use crate::resolve::{glob_match, inlined, libraries, list_not_found_message, params};
 use anyhow::Result;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -21,6 +21,9 @@ struct Row<'a> {
     /// How the kernel handles the entry probe probe would place: `emulated` (cheap),
     /// `single-stepped` (a second trap), or `refused` (cannot be traced).
     entry: &'static str,
+    /// Call sites where the compiler copied the function into its caller (`.gopclntab`'s inline
+    /// trees, C's DWARF); `null` when the file does not say.
+    inlined_sites: Option<usize>,
     /// With `--params`: parameters and results as declared (absent without debug information).
     #[serde(skip_serializing_if = "Option::is_none")]
     params: Option<Vec<ParamRow>>,
@@ -87,14 +90,11 @@ fn write_params(out: &mut impl Write, params: &[ParamRow], label: &str) -> std::
 }
 
 /// How the kernel would handle this function's entry probe.
-fn entry_handling(binary: &Binary, f: &crate::target::elf::Function) -> &'static str {
+fn entry_handling(binary: &Binary, f: &crate::resolve::elf::Function) -> &'static str {
     let go = Abi::of(binary, &f.name).is_go();
-    #[cfg(target_arch = "x86_64")]
-    let site = |code: &[u8]| crate::disasm::entry_site(code, f.addr, go, None);
-    #[cfg(target_arch = "aarch64")]
-    let site = |code: &[u8]| crate::disasm_arm64::entry_site(code, f.addr, go);
+    let site = |code: &[u8]| crate::arch::entry_site(code, f.addr, go, f.size > 0, &[], false, None);
     match binary.entry_code(f).ok().map(|code| site(&code)) {
-        Some(Ok(site)) if site.handling.is_emulated() => "emulated",
+        Some(Ok((site, _))) if site.handling.is_emulated() => "emulated",
         Some(Ok(_)) => "single-stepped",
         Some(Err(_)) => "refused",
         None => "-",
@@ -106,13 +106,14 @@ pub fn run(args: &ListArgs) -> Result<()> {
     let pattern = args.glob.as_deref().unwrap_or("*");
     let functions: Vec<_> = binary.functions().iter().filter(|f| glob_match(pattern, &f.name)).collect();
     if functions.is_empty() && args.glob.is_some() {
-        return Err(user(format!("no function of {} matches {pattern}", binary.path.display())));
+        return Err(user(list_not_found_message(&binary, pattern)));
     }
     let mut out = std::io::stdout().lock();
     if !args.json && write_header(&mut out, &binary).is_err() {
         return Ok(()); // stdout closed (e.g. piped into head -1)
     }
     let signatures = signatures(args, &binary)?;
+    let inlined = inlined::sites_per_function(&binary);
     let mut entries = [0usize; 2];
     for f in functions {
         let rets =
@@ -124,16 +125,28 @@ pub fn run(args: &ListArgs) -> Result<()> {
         let params = signature.map(|s| param_rows(&s.params));
         let results = signature.map(|s| param_rows(&s.results));
         let params_incomplete = signature.and_then(|s| s.incomplete.clone());
-        let row =
-            Row { name: &f.name, address: f.addr, size: f.size, rets, abi, entry, params, results, params_incomplete };
+        let inlined_sites = inlined.as_ref().map(|counts| counts.get(&f.addr).copied().unwrap_or(0));
+        let row = Row {
+            name: &f.name,
+            address: f.addr,
+            size: f.size,
+            rets,
+            abi,
+            entry,
+            inlined_sites,
+            params,
+            results,
+            params_incomplete,
+        };
         let written = if args.json {
             writeln!(out, "{}", serde_json::to_string(&row)?)
         } else {
             let rets = rets.map_or("-".to_string(), |n| n.to_string());
+            let inlined = inlined_sites.map_or("-".to_string(), |n| n.to_string());
             writeln!(
                 out,
-                "{:<#18x} {:>8} {:>5}  {:<16} {:<14} {}",
-                row.address, row.size, rets, row.abi, entry, row.name
+                "{:<#18x} {:>8} {:>5}  {:<16} {:<14} {:>7} {}",
+                row.address, row.size, rets, row.abi, entry, inlined, row.name
             )
             .and_then(|_| match &row.params_incomplete {
                 Some(why) => writeln!(out, "    ({why})"),
@@ -163,7 +176,7 @@ fn write_header(out: &mut impl Write, binary: &Binary) -> std::io::Result<()> {
     if let Some(note) = code_in_libraries(binary) {
         writeln!(out, "# {note}")?;
     }
-    writeln!(out, "{:<18} {:>8} {:>5}  {:<16} {:<14} NAME", "ADDRESS", "SIZE", "RETS", "ABI", "ENTRY")
+    writeln!(out, "{:<18} {:>8} {:>5}  {:<16} {:<14} {:>7} NAME", "ADDRESS", "SIZE", "RETS", "ABI", "ENTRY", "INLINED")
 }
 
 /// A path as given, or a library's name as `--func LIB:FUNC` takes it (`libc.so.6`, `libc`,

@@ -1,47 +1,17 @@
 //! `--by pid|tid|comm`: one aggregate of the underlying kind (values or latency) per process,
 //! thread or thread name, from a keyed per-CPU hash map drained with the two-bank epoch. The
 //! text shows the heaviest keys' tables; JSON has one object per key, with a `by` field.
-use super::{Histogram, Measure, Measured, Programs};
+use super::{losses_json, losses_text, Aggregate, Histogram, KeyedMap, Measure, Measured, Programs};
+use crate::resolve::callers::Callers;
 use crate::session::KindMaps;
-use crate::target::callers::Callers;
 use anyhow::Result;
 use probe_ebpf::{
-    LatencyStats, SlotKey, ValueStats, FINE_BUCKETS, KEY_CALLER, KEY_COMM, KEY_PID, KEY_TID, LOG2_BUCKETS,
-    MAP_KEYS_LOST, MAP_LATENCY_STATS_BY, MAP_VALUE_STATS_BY, PROG_LATENCY_BY_UPROBE, PROG_LATENCY_BY_URETPROBE,
-    PROG_VALUE_BY_UPROBE, PROG_VALUE_BY_URETPROBE,
+    LatencyStats, LatencySummary, Losses, SlotKey, ValueStats, ValueSummary, FINE_BUCKETS, KEY_CALLER, KEY_PID,
+    KEY_TID, LOG2_BUCKETS, MAP_BUCKETS_BY, MAP_LATENCY_STATS_BY, MAP_VALUE_STATS_BY, PROG_LATENCY_BY_UPROBE,
+    PROG_LATENCY_BY_URETPROBE, PROG_VALUE_BY_UPROBE, PROG_VALUE_BY_URETPROBE,
 };
 use std::collections::BTreeMap;
 use std::fmt;
-
-/// Keys a `--by` map holds per interval: processes or threads, far beyond what one run sees.
-pub const BY_MAX_KEYS: u32 = 10_000;
-/// Keys shown per function without --top.
-pub const DEFAULT_TOP_KEYS: usize = 20;
-
-/// What `--by` breaks a table down by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum By {
-    /// The process (its pid)
-    Pid,
-    /// The thread (its tid; for Go, the thread the call returned on)
-    Tid,
-    /// The thread's name (`comm`, as `ps -T` shows it)
-    Comm,
-    /// The calling function (from the return address, symbolised)
-    Caller,
-}
-
-impl By {
-    /// The `SlotKey::kind` the programs build.
-    pub fn key_kind(self) -> u32 {
-        match self {
-            By::Pid => KEY_PID,
-            By::Tid => KEY_TID,
-            By::Comm => KEY_COMM,
-            By::Caller => KEY_CALLER,
-        }
-    }
-}
 
 /// One key of a breakdown, as shown.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -67,7 +37,7 @@ impl ByKey {
                 let bytes = key.bytes();
                 let name = &bytes[..(key.len as usize).min(bytes.len())];
                 let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-                ByKey::Comm(String::from_utf8_lossy(&name[..end]).into_owned())
+                ByKey::Comm(super::counts::distinct(&name[..end]))
             }
         }
     }
@@ -104,35 +74,56 @@ impl fmt::Display for ByKey {
     }
 }
 
-/// The kinds that can be broken down, with the programs and map that do it.
+/// The kinds that can be broken down, with the programs and maps that do it: a summary per key
+/// and a count per (key, bucket) (`probe_ebpf::BUCKET_WORD`), rebuilt into the kind's aggregate.
 pub trait BrokenDown: Measure + Copy {
     const BY_PROGRAMS: Programs;
+    /// The kernel's per-key value.
+    type Summary: Copy + 'static;
+    /// A key's aggregate from one CPU's summary, without its buckets.
+    fn from_summary(s: &Self::Summary, unit_ns: u64) -> Self;
+    /// Adds `calls` to the bucket(s) of a bucket key's code.
+    fn add_bucket(&mut self, code: u64, calls: u64);
 }
 
 impl BrokenDown for ValueStats {
     const BY_PROGRAMS: Programs = Programs {
         map: MAP_VALUE_STATS_BY,
-        lost: Some(MAP_KEYS_LOST),
+        keyed: KeyedMap::WithBuckets(MAP_BUCKETS_BY),
         uprobe: PROG_VALUE_BY_UPROBE,
         uretprobe: PROG_VALUE_BY_URETPROBE,
     };
+    type Summary = ValueSummary;
+    fn from_summary(s: &ValueSummary, _unit_ns: u64) -> Self {
+        ValueStats::from_summary(s)
+    }
+    fn add_bucket(&mut self, code: u64, calls: u64) {
+        ValueStats::add_bucket(self, code, calls)
+    }
 }
 
 impl BrokenDown for LatencyStats {
     const BY_PROGRAMS: Programs = Programs {
         map: MAP_LATENCY_STATS_BY,
-        lost: Some(MAP_KEYS_LOST),
+        keyed: KeyedMap::WithBuckets(MAP_BUCKETS_BY),
         uprobe: PROG_LATENCY_BY_UPROBE,
         uretprobe: PROG_LATENCY_BY_URETPROBE,
     };
+    type Summary = LatencySummary;
+    fn from_summary(s: &LatencySummary, unit_ns: u64) -> Self {
+        LatencyStats::from_summary(s, unit_ns)
+    }
+    fn add_bucket(&mut self, code: u64, calls: u64) {
+        LatencyStats::add_bucket(self, code, calls)
+    }
 }
 
 /// One slot's aggregates per key, and their total.
 #[derive(Clone, Debug)]
 pub struct Breakdown<T> {
     pub tables: BTreeMap<ByKey, T>,
-    /// Calls a full map could not count under their key (they are in no table).
-    pub lost: u64,
+    /// Calls dropped before they reached a key's table, per reason.
+    pub losses: Losses,
     /// Every key's aggregate merged: what Prometheus and the pictures show.
     pub total: T,
 }
@@ -151,25 +142,44 @@ impl<T: BrokenDown> Breakdown<T> {
     }
 }
 
-impl<T: BrokenDown> Measure for Breakdown<T> {
-    const EMPTY: Self = Breakdown { tables: BTreeMap::new(), lost: 0, total: T::EMPTY };
+impl<T: BrokenDown> Aggregate for Breakdown<T> {
+    const EMPTY: Self = Breakdown { tables: BTreeMap::new(), losses: Losses::EMPTY, total: T::EMPTY };
     const PROGRAMS: Programs = T::BY_PROGRAMS;
-
     fn take_bank(maps: &mut KindMaps, bank: u32, slots: u32) -> Result<Vec<Self>> {
-        let drained = maps.take_keyed_bank::<T>(bank, slots, |sum, cpu| sum.merge(cpu))?;
-        Ok(drained
-            .into_iter()
-            .map(|slot| {
-                let mut breakdown = Breakdown { lost: slot.lost, ..Self::EMPTY };
-                // A key whose calls were all filtered out at their exit holds nothing.
-                for (key, stats) in slot.keys.iter().filter(|(_, stats)| !stats.is_empty()) {
-                    breakdown.add(ByKey::of(key), stats);
-                }
-                breakdown
-            })
-            .collect())
+        let unit_ns = maps.unit_ns;
+        let fold = |sum: &mut T, cpu: &T::Summary| sum.merge(&T::from_summary(cpu, unit_ns));
+        let drained = maps.take_keyed_bank(bank, slots, T::EMPTY, fold)?;
+        let mut keys: BTreeMap<SlotKey, T> = BTreeMap::new();
+        let mut losses = Vec::with_capacity(drained.len());
+        for slot in drained {
+            keys.extend(slot.keys);
+            losses.push(slot.losses);
+        }
+        for (bucket, calls) in maps.take_bucket_bank(bank)? {
+            let (key, code) = bucket.split_bucket();
+            keys.entry(key).or_insert(T::EMPTY).add_bucket(code, calls);
+        }
+        let mut out: Vec<Self> = losses.into_iter().map(|losses| Breakdown { losses, ..Self::EMPTY }).collect();
+        // A key whose calls were all filtered out at their exit holds nothing.
+        for (key, stats) in keys.iter().filter(|(_, stats)| !stats.is_empty()) {
+            if let Some(slot) = out.get_mut(key.slot as usize) {
+                slot.add(ByKey::of(key), stats);
+            }
+        }
+        Ok(out)
     }
+    fn merge(&mut self, other: &Self) {
+        for (key, stats) in &other.tables {
+            self.add(key.clone(), stats);
+        }
+        self.losses.merge(&other.losses);
+    }
+    fn is_empty(&self) -> bool {
+        self.tables.is_empty() && self.losses.is_empty()
+    }
+}
 
+impl<T: BrokenDown> Measure for Breakdown<T> {
     fn name_callers(&mut self, callers: &mut Callers) {
         if !self.tables.keys().any(|k| matches!(k, ByKey::ReturnAddress { .. })) {
             return;
@@ -184,21 +194,11 @@ impl<T: BrokenDown> Measure for Breakdown<T> {
         }
     }
 
-    fn merge(&mut self, other: &Self) {
-        for (key, stats) in &other.tables {
-            self.add(key.clone(), stats);
-        }
-        self.lost += other.lost;
-    }
-    fn is_empty(&self) -> bool {
-        self.tables.is_empty() && self.lost == 0
-    }
-
     fn weight(&self) -> i128 {
         self.total.weight()
     }
     fn calls(&self) -> u64 {
-        self.total.calls() + self.lost
+        self.total.calls() + self.losses.lost()
     }
 
     /// The heaviest keys' tables, each titled `FUNC [pid 123]`, and one line for the rest.
@@ -222,32 +222,34 @@ impl<T: BrokenDown> Measure for Breakdown<T> {
                 rest[0].0.plural()
             ));
         }
-        if self.lost > 0 {
-            out.push_str(&format!(
-                "warning: {} calls of {} not broken down: more keys than the map holds\n",
-                self.lost, m.function
-            ));
-        }
+        out.push_str(&losses_text(&m.function, &self.losses));
         out
     }
 
-    /// One object per key (all of them), each the underlying kind's with `by` (and `lost`).
+    /// One object per key (all of them), each the underlying kind's with `by`, and the
+    /// function's calls in no table: `lost` in all and `losses` per reason. Without keys, the
+    /// function's one (empty) table.
     fn json(&self, kind: &str, elapsed_s: f64, m: &Measured) -> String {
-        let objects: Vec<String> = self
-            .heaviest()
-            .into_iter()
-            .map(|(key, stats)| {
-                let mut table: serde_json::Value = serde_json::from_str(&stats.json(kind, elapsed_s, m)).expect("JSON");
-                let obj = table.as_object_mut().expect("object");
+        let with_losses = |stats: &T, key: Option<&ByKey>| {
+            let mut table: serde_json::Value = serde_json::from_str(&stats.json(kind, elapsed_s, m)).expect("JSON");
+            let obj = table.as_object_mut().expect("object");
+            if let Some(key) = key {
                 obj.insert("by".into(), key.json());
-                obj.insert("lost".into(), self.lost.into());
-                table.to_string()
-            })
-            .collect();
+            }
+            obj.insert("lost".into(), self.losses.lost().into());
+            obj.insert("losses".into(), losses_json(&self.losses));
+            table.to_string()
+        };
+        let objects: Vec<String> =
+            self.heaviest().into_iter().map(|(key, stats)| with_losses(stats, Some(key))).collect();
         if objects.is_empty() {
-            return self.total.json(kind, elapsed_s, m);
+            return with_losses(&self.total, None);
         }
         objects.join("\n")
+    }
+
+    fn losses(&self) -> &Losses {
+        &self.losses
     }
 
     fn log2_buckets(&self) -> &[u64; LOG2_BUCKETS] {

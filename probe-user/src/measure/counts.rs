@@ -1,21 +1,25 @@
 //! `argdist --count`'s kind: how many calls saw each exact value (bpftrace's
 //! `@[arg0] = count()`), from a keyed per-CPU hash map drained as exactly as the arrays. The
 //! tables show the most frequent values and sum up the rest, so no call goes unaccounted.
-use super::{prometheus_buckets, Histogram, Measure, Measured, Programs};
+use super::value::value_histogram;
+use super::{losses_json, losses_text, Aggregate, Histogram, KeyedMap, Measure, Measured, Programs};
 use crate::session::KindMaps;
 use anyhow::Result;
 use probe_ebpf::{
-    log2_bucket, SlotKey, ValueStats, KEY_BYTES, KEY_TEXT, KEY_TEXT_TRUNCATED, KEY_UNREADABLE, LOG2_BUCKETS,
-    MAP_KEYS_LOST, MAP_VALUE_COUNTS, PROG_COUNT_UPROBE, PROG_COUNT_URETPROBE,
+    log2_bucket, log2_bucket_unsigned, Losses, SlotKey, ValueStats, KEY_BYTES, KEY_TEXT, KEY_TEXT_TRUNCATED,
+    KEY_UNREADABLE, KEY_UNSIGNED, LOG2_BUCKETS, LOSS_KEYS_FULL, MAP_VALUE_COUNTS, PROG_COUNT_UPROBE,
+    PROG_COUNT_URETPROBE,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// An exact value: an integer, or a string's bytes (the first `KEY_BYTES` of a longer one).
+/// An exact value: an integer (an unsigned 64-bit one apart), or a string's bytes (the first
+/// `KEY_BYTES` of a longer one).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CountKey {
     Int(i64),
+    Uint(u64),
     Text { bytes: Vec<u8>, truncated: bool },
 }
 
@@ -26,25 +30,70 @@ impl CountKey {
                 let bytes = key.bytes()[..(key.len as usize).min(KEY_BYTES)].to_vec();
                 Some(CountKey::Text { bytes, truncated: key.kind == KEY_TEXT_TRUNCATED })
             }
+            KEY_UNSIGNED => Some(CountKey::Uint(key.words[0])),
             _ => key.as_integer().map(CountKey::Int),
         }
     }
 
+    /// A number, or a string's text (`escaped`: only when its bytes are not UTF-8).
     fn json(&self) -> serde_json::Value {
         match self {
             CountKey::Int(v) => (*v).into(),
-            CountKey::Text { bytes, .. } => String::from_utf8_lossy(bytes).into(),
+            CountKey::Uint(v) => (*v).into(),
+            CountKey::Text { bytes, .. } => match std::str::from_utf8(bytes) {
+                Ok(text) => text.into(),
+                Err(_) => escaped(bytes).into(),
+            },
+        }
+    }
+
+    /// The Prometheus label: a number, or a string as it is with its backslashes doubled and
+    /// `\xNN` for each byte that is not UTF-8, so that two strings are never one series (the
+    /// encoder escapes the rest); `...` after a cut one.
+    fn label(&self) -> String {
+        match self {
+            CountKey::Text { bytes, truncated } => {
+                format!("{}{}", distinct(bytes), if *truncated { "..." } else { "" })
+            }
+            CountKey::Int(v) => v.to_string(),
+            CountKey::Uint(v) => v.to_string(),
         }
     }
 }
 
+/// A string's bytes as text that tells every string from every other: UTF-8 as it is, with
+/// Rust's escapes for quotes, backslashes and control characters, and `\xNN` for each byte that
+/// is not UTF-8.
+pub fn escaped(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        out.extend(chunk.valid().chars().flat_map(char::escape_debug));
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// A string's bytes as text that tells every string from every other with the fewest escapes:
+/// UTF-8 as it is with its backslashes doubled, and `\xNN` for each byte that is not UTF-8.
+pub fn distinct(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(&chunk.valid().replace('\\', "\\\\"));
+        chunk.invalid().iter().for_each(|b| out.push_str(&format!("\\x{b:02x}")));
+    }
+    out
+}
+
 impl fmt::Display for CountKey {
-    /// Integers as they are; strings quoted with Rust's escapes, `...` after a cut one.
+    /// Integers as they are; strings quoted and `escaped`, `...` after a cut one.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CountKey::Int(v) => write!(f, "{v}"),
+            CountKey::Uint(v) => write!(f, "{v}"),
             CountKey::Text { bytes, truncated } => {
-                write!(f, "{:?}{}", String::from_utf8_lossy(bytes), if *truncated { "..." } else { "" })
+                write!(f, "\"{}\"{}", escaped(bytes), if *truncated { "..." } else { "" })
             }
         }
     }
@@ -56,8 +105,9 @@ pub struct ValueCounts {
     pub counts: BTreeMap<CountKey, u64>,
     /// Hits whose value could not be read.
     pub unreadable: u64,
-    /// Calls a full map could not count under their value (`--max-values`).
-    pub lost: u64,
+    /// Calls dropped before they were counted under their value, per reason (`keys_full`: more
+    /// distinct values than `--max-values`).
+    pub losses: Losses,
     /// The values' `@hist_log` buckets, kept in step with `counts` for the pictures.
     buckets: [u64; LOG2_BUCKETS],
 }
@@ -65,7 +115,7 @@ pub struct ValueCounts {
 impl ValueCounts {
     /// Every call: counted under its value, unreadable, or lost.
     pub fn calls(&self) -> u64 {
-        self.counts.values().sum::<u64>() + self.unreadable + self.lost
+        self.counts.values().sum::<u64>() + self.unreadable + self.losses.lost()
     }
 
     pub fn add(&mut self, value: i64, calls: u64) {
@@ -73,10 +123,18 @@ impl ValueCounts {
     }
 
     fn add_key(&mut self, key: CountKey, calls: u64) {
-        if let CountKey::Int(v) = key {
-            self.buckets[log2_bucket(v)] += calls; // strings have no histogram
+        // Strings have no histogram.
+        match key {
+            CountKey::Int(v) => self.buckets[log2_bucket(v)] += calls,
+            CountKey::Uint(v) => self.buckets[log2_bucket_unsigned(v)] += calls,
+            CountKey::Text { .. } => {}
         }
         *self.counts.entry(key).or_insert(0) += calls;
+    }
+
+    /// Whether the values are unsigned 64-bit integers (bucket 0 then holds those from 2^63).
+    fn unsigned(&self) -> bool {
+        self.counts.keys().any(|k| matches!(k, CountKey::Uint(_)))
     }
 
     /// The `top` most frequent values (ties: the smaller value first), and how many other
@@ -89,44 +147,46 @@ impl ValueCounts {
     }
 }
 
-impl Measure for ValueCounts {
-    const EMPTY: Self = ValueCounts { counts: BTreeMap::new(), unreadable: 0, lost: 0, buckets: [0; LOG2_BUCKETS] };
+impl Aggregate for ValueCounts {
+    const EMPTY: Self =
+        ValueCounts { counts: BTreeMap::new(), unreadable: 0, losses: Losses::EMPTY, buckets: [0; LOG2_BUCKETS] };
     const PROGRAMS: Programs = Programs {
         map: MAP_VALUE_COUNTS,
-        lost: Some(MAP_KEYS_LOST),
+        keyed: KeyedMap::Yes,
         uprobe: PROG_COUNT_UPROBE,
         uretprobe: PROG_COUNT_URETPROBE,
     };
-
     fn take_bank(maps: &mut KindMaps, bank: u32, slots: u32) -> Result<Vec<Self>> {
-        let drained = maps.take_keyed_bank::<u64>(bank, slots, |sum, cpu| *sum += cpu)?;
+        let drained = maps.take_keyed_bank(bank, slots, 0u64, |sum, cpu: &u64| *sum += cpu)?;
         Ok(drained
             .into_iter()
             .map(|slot| {
-                let mut counts = ValueCounts { lost: slot.lost, ..ValueCounts::EMPTY };
+                let mut counts = ValueCounts { losses: slot.losses, ..ValueCounts::EMPTY };
                 for (key, calls) in slot.keys {
                     match CountKey::of(&key) {
                         Some(k) => counts.add_key(k, calls),
                         None if key.kind == KEY_UNREADABLE => counts.unreadable += calls,
-                        None => counts.lost += calls, // a key this build does not know
+                        // A key this build does not know: never made by its own programs.
+                        None => counts.losses.add(LOSS_KEYS_FULL, calls),
                     }
                 }
                 counts
             })
             .collect())
     }
-
     fn merge(&mut self, other: &Self) {
         for (v, &c) in &other.counts {
             self.add_key(v.clone(), c);
         }
         self.unreadable += other.unreadable;
-        self.lost += other.lost;
+        self.losses.merge(&other.losses);
     }
     fn is_empty(&self) -> bool {
-        self.counts.is_empty() && self.unreadable == 0 && self.lost == 0
+        self.counts.is_empty() && self.unreadable == 0 && self.losses.is_empty()
     }
+}
 
+impl Measure for ValueCounts {
     fn weight(&self) -> i128 {
         self.calls() as i128
     }
@@ -165,12 +225,7 @@ impl Measure for ValueCounts {
         if self.unreadable > 0 {
             out.push_str(&format!("warning: {} hits could not read {}\n", self.unreadable, m.what));
         }
-        if self.lost > 0 {
-            out.push_str(&format!(
-                "warning: {} calls not counted by value: more distinct values than --max-values holds\n",
-                self.lost
-            ));
-        }
+        out.push_str(&losses_text(&m.function, &self.losses));
         out.push('\n');
         out
     }
@@ -189,6 +244,10 @@ impl Measure for ValueCounts {
                 .into_iter()
                 .map(|(key, count)| JsonValueCount {
                     value: key.json(),
+                    utf8: match &key {
+                        CountKey::Text { bytes, .. } => std::str::from_utf8(bytes).is_err().then_some(false),
+                        _ => None,
+                    },
                     truncated: matches!(key, CountKey::Text { truncated: true, .. }),
                     count,
                 })
@@ -196,7 +255,8 @@ impl Measure for ValueCounts {
             other_values,
             other_count: other_calls,
             unreadable: self.unreadable,
-            lost: self.lost,
+            lost: self.losses.lost(),
+            losses: losses_json(&self.losses),
         };
         serde_json::to_string(&table).expect("JSON of plain data")
     }
@@ -214,14 +274,18 @@ impl Measure for ValueCounts {
 
     fn histogram(&self) -> Histogram {
         let ints = self.counts.iter().filter_map(|(k, &c)| match k {
-            CountKey::Int(v) => Some((*v, c)),
+            CountKey::Int(v) => Some((*v as i128, c)),
+            CountKey::Uint(v) => Some((*v as i128, c)),
             CountKey::Text { .. } => None,
         });
-        let (sum, count) = ints.fold((0i128, 0u64), |(s, n), (v, c)| (s + v as i128 * c as i128, n + c));
-        Histogram { sum: sum as f64, count, buckets: prometheus_buckets(&self.buckets, 0..=LOG2_BUCKETS - 1, 1.0) }
+        let (sum, count) = ints.fold((0i128, 0u64), |(s, n), (v, c)| (s + v * c as i128, n + c));
+        value_histogram(&self.buckets, sum, count, self.unsigned())
     }
     fn counters(&self) -> Vec<u64> {
-        vec![self.unreadable, self.lost]
+        vec![self.unreadable, self.losses.lost()]
+    }
+    fn losses(&self) -> &Losses {
+        &self.losses
     }
     fn slot_labels(m: &Measured) -> Vec<(String, String)> {
         vec![("function".into(), m.function.clone()), ("measured".into(), m.what.clone())]
@@ -230,13 +294,7 @@ impl Measure for ValueCounts {
     const KEYED_COUNTER: Option<(&'static str, &'static str, &'static str)> =
         Some(("probe_value_calls", "Calls that saw each exact value (argdist --count; the most frequent).", "value"));
     fn keyed_counts(&self) -> Vec<(String, u64)> {
-        let label = |k: &CountKey| match k {
-            CountKey::Text { bytes, truncated } => {
-                format!("{}{}", String::from_utf8_lossy(bytes), if *truncated { "..." } else { "" })
-            }
-            CountKey::Int(v) => v.to_string(),
-        };
-        self.top(usize::MAX).0.iter().map(|(k, c)| (label(k), *c)).collect()
+        self.top(usize::MAX).0.iter().map(|(k, c)| (k.label(), *c)).collect()
     }
 }
 
@@ -257,13 +315,19 @@ struct JsonCounts<'a> {
     other_values: usize,
     other_count: u64,
     unreadable: u64,
+    /// Calls dropped before they were counted under a value, in all ...
     lost: u64,
+    /// ... and per reason.
+    losses: serde_json::Value,
 }
 
 #[derive(Serialize)]
 struct JsonValueCount {
-    /// A number, or a string (invalid UTF-8 replaced).
+    /// A number, or a string: as it is when UTF-8, else `escaped` (and `utf8: false`).
     value: serde_json::Value,
+    /// Present (false) when the string's bytes are not UTF-8: `value` is then escaped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    utf8: Option<bool>,
     /// The string is the first 64 bytes of a longer one.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     truncated: bool,
@@ -301,10 +365,45 @@ mod tests {
     }
 
     #[test]
+    fn strings_that_are_not_utf8_are_escaped_and_distinct() {
+        let text = |bytes: &[u8]| CountKey::Text { bytes: bytes.to_vec(), truncated: false };
+        let (ff, fe) = (text(b"\xff"), text(b"\xfe"));
+        assert_eq!((ff.to_string(), fe.to_string()), (r#""\xff""#.to_string(), r#""\xfe""#.to_string()));
+        assert_eq!((ff.json(), fe.json()), (r"\xff".into(), r"\xfe".into()));
+        assert_eq!((ff.label(), fe.label()), (r"\xff".to_string(), r"\xfe".to_string()));
+        // Valid UTF-8 is left alone in JSON (JSON escapes it), escaped in text, and in labels
+        // only its backslashes (Prometheus' encoder escapes quotes and the backslashes again).
+        let quoted = text("é \"\\".as_bytes());
+        assert_eq!(quoted.json(), "é \"\\");
+        assert_eq!(quoted.to_string(), r#""é \"\\""#);
+        assert_eq!(quoted.label(), r#"é "\\"#);
+        // Text that looks like an escape is told from the byte: its backslash is escaped.
+        assert_ne!(text(br"\xff").label(), ff.label());
+        assert_eq!(escaped(b"a\xffb\n"), r"a\xffb\n");
+    }
+
+    #[test]
+    fn unsigned_values_are_numbers_up_to_2_pow_64() {
+        let mut c = ValueCounts::EMPTY;
+        c.add_key(CountKey::Uint(u64::MAX), 2);
+        c.add_key(CountKey::Uint(7), 1);
+        assert_eq!(c.top(1).0, vec![(CountKey::Uint(u64::MAX), 2)]);
+        assert_eq!(CountKey::Uint(u64::MAX).json(), serde_json::json!(18446744073709551615u64));
+        assert_eq!(c.histogram().buckets.last().unwrap(), &(f64::INFINITY, 0));
+        assert_eq!(c.histogram().count, 3);
+    }
+
+    #[test]
     fn text_shows_the_top_rows_and_what_is_left() {
-        let m = Measured { function: "malloc".into(), what: "arg0".into(), unit: None, top_values: 2 };
+        let m = Measured {
+            function: "malloc".into(),
+            what: "arg0".into(),
+            unit: None,
+            top_values: 2,
+            ..Default::default()
+        };
         let mut c = counts(&[(16, 200), (24, 200), (4096, 3)]);
-        c.lost = 4;
+        c.losses.add(LOSS_KEYS_FULL, 4);
         assert_eq!(
             c.text(&m),
             "malloc arg0: count:407 values:3\n\
@@ -312,7 +411,8 @@ mod tests {
                 16    200\n   \
                 24    200\n\
              (1 other value: 3 calls; --top N shows more)\n\
-             warning: 4 calls not counted by value: more distinct values than --max-values holds\n\n"
+             warning: malloc: 4 calls not counted under their key: more distinct keys than the map holds \
+             (--count: --max-values)\n\n"
         );
     }
 }

@@ -3,54 +3,19 @@
 //! and JSON tables, the distribution the file outputs draw, and its Prometheus metrics. A
 //! command picks a kind (`trace::run::<LatencyStats>`); the plan says only where a site is and
 //! whether it is a return probe, so a site can never be given the program of another kind.
-use crate::histogram::Unit;
-use crate::plan::SiteKind;
-use crate::session::KindMaps;
-use crate::target::callers::Callers;
-use anyhow::Result;
-use probe_ebpf::{FINE_BUCKETS, LOG2_BUCKETS};
+use crate::plan::Measured;
+use crate::resolve::callers::Callers;
+use crate::session::{Aggregate, KeyedMap, Programs};
+use probe_ebpf::{Losses, FINE_BUCKETS, LOG2_BUCKETS};
 use std::fmt;
 
 pub mod breakdown;
 pub mod counts;
+#[cfg(test)]
+pub mod fake;
+pub mod inlined;
 pub mod latency;
 pub mod value;
-
-/// What was measured at a traced function, for labels and JSON.
-#[derive(Clone, Debug)]
-pub struct Measured {
-    pub function: String,
-    /// "arg0", "arg1", ..., "ret" or "latency".
-    pub what: String,
-    /// Display unit of the table (latency only).
-    pub unit: Option<Unit>,
-    /// Rows of a table of exact values (`--count`): the most frequent, the rest summed.
-    pub top_values: usize,
-}
-
-/// The eBPF side of a kind: its aggregate map and its two programs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Programs {
-    /// The banked per-CPU array of aggregates (`probe_ebpf::bank_index`), or the keyed per-CPU
-    /// hash map (`probe_ebpf::SlotKey`).
-    pub map: &'static str,
-    /// Keyed kinds: the banked array of calls the full hash map could not take.
-    pub lost: Option<&'static str>,
-    /// At an instruction: entries, RET sites, after-prologue sites.
-    pub uprobe: &'static str,
-    /// On return (uretprobe; never on Go code).
-    pub uretprobe: &'static str,
-}
-
-impl Programs {
-    /// The program to attach at a site of this kind.
-    pub fn for_site(&self, kind: SiteKind) -> &'static str {
-        match kind {
-            SiteKind::Uprobe => self.uprobe,
-            SiteKind::Uretprobe => self.uretprobe,
-        }
-    }
-}
 
 /// A histogram ready for Prometheus' encoder: each bucket's own count (the encoder makes them
 /// cumulative), ordered by upper bound, ending with `+Inf`.
@@ -62,19 +27,10 @@ pub struct Histogram {
 }
 
 /// A kind of measurement: the per-slot aggregate its programs keep, and all its views.
-pub trait Measure: Clone + fmt::Debug + Send + Sync + 'static {
-    const EMPTY: Self;
-    const PROGRAMS: Programs;
-
-    /// Takes bank `bank` of the kind's maps (no program writes it any more): one aggregate per
-    /// slot, summed over the CPUs; the bank is left empty.
-    fn take_bank(maps: &mut KindMaps, bank: u32, slots: u32) -> Result<Vec<Self>>;
-
-    fn merge(&mut self, other: &Self);
+/// Its kernel side (map, programs, draining, merging) is `session::Aggregate`.
+pub trait Measure: Aggregate + fmt::Debug {
     /// Names the return addresses a `--by caller` breakdown holds (nothing for other kinds).
     fn name_callers(&mut self, _callers: &mut Callers) {}
-    /// Nothing recorded (no value, no abandoned call).
-    fn is_empty(&self) -> bool;
 
     /// What tables are sorted by, largest first: total time (latency) or count (values).
     fn weight(&self) -> i128;
@@ -101,6 +57,8 @@ pub trait Measure: Clone + fmt::Debug + Send + Sync + 'static {
     fn counters(&self) -> Vec<u64>;
     /// The labels that tell this slot's series from the others of the same run.
     fn slot_labels(m: &Measured) -> Vec<(String, String)>;
+    /// Calls dropped before they reached a table, per reason (`probe_ebpf::LOSS_REASON_NAMES`).
+    fn losses(&self) -> &Losses;
     /// Kinds that count calls per key (`--count`): the counter family (name without `_total`,
     /// help, the key's label) ...
     const KEYED_COUNTER: Option<(&'static str, &'static str, &'static str)> = None;
@@ -108,6 +66,29 @@ pub trait Measure: Clone + fmt::Debug + Send + Sync + 'static {
     fn keyed_counts(&self) -> Vec<(String, u64)> {
         Vec::new()
     }
+}
+
+/// One line per reason with calls: `warning: FUNC: N calls not counted: ...` for calls lost,
+/// `note: ...` for returns of calls that began before tracing.
+pub fn losses_text(function: &str, losses: &Losses) -> String {
+    let mut out = String::new();
+    for (reason, n) in losses.nonzero() {
+        let plural = if n == 1 { "" } else { "s" };
+        if reason.lost {
+            out.push_str(&format!("warning: {function}: {n} call{plural} {}\n", reason.text));
+        } else {
+            // Unmatched returns, of calls that began before tracing; entries dropped for a
+            // reason above return without a frame too.
+            let or_dropped = if losses.lost() > 0 { ", or whose entry is counted above" } else { "" };
+            out.push_str(&format!("note: {function}: {n} return{plural} {}{or_dropped}\n", reason.text));
+        }
+    }
+    out
+}
+
+/// The JSON `losses` object: every reason with calls, by name (`{}` when none).
+pub fn losses_json(losses: &Losses) -> serde_json::Value {
+    losses.nonzero().map(|(reason, n)| (reason.name.to_string(), serde_json::Value::from(n))).collect()
 }
 
 /// Prometheus buckets: one per log2 bucket in `thresholds`, its `le` the bucket's highest value

@@ -1,30 +1,37 @@
 //! `argdist`'s kind: the values of an argument or return value, as SystemTap's `@hist_log`
 //! with count, exact 128-bit sum, min and max.
-use super::{prometheus_buckets, Histogram, Measure, Measured, Programs};
-use crate::render::hist_log;
+use super::{
+    losses_json, losses_text, prometheus_buckets, Aggregate, Histogram, KeyedMap, Measure, Measured, Programs,
+};
+use crate::render::{hist_log, hist_log_unsigned};
 use crate::session::KindMaps;
 use anyhow::Result;
 use probe_ebpf::{
-    log2_bucket_range, ValueStats, LOG2_BUCKETS, MAP_VALUE_STATS, PROG_VALUE_UPROBE, PROG_VALUE_URETPROBE,
+    log2_bucket_range_of, log2_buckets_in_order, Losses, ValueStats, LOG2_BUCKETS, MAP_VALUE_STATS, PROG_VALUE_UPROBE,
+    PROG_VALUE_URETPROBE,
 };
 use serde::Serialize;
 
-impl Measure for ValueStats {
+impl Aggregate for ValueStats {
     const EMPTY: Self = ValueStats::EMPTY;
-    const PROGRAMS: Programs =
-        Programs { map: MAP_VALUE_STATS, lost: None, uprobe: PROG_VALUE_UPROBE, uretprobe: PROG_VALUE_URETPROBE };
-
+    const PROGRAMS: Programs = Programs {
+        map: MAP_VALUE_STATS,
+        keyed: KeyedMap::No,
+        uprobe: PROG_VALUE_UPROBE,
+        uretprobe: PROG_VALUE_URETPROBE,
+    };
     fn take_bank(maps: &mut KindMaps, bank: u32, slots: u32) -> Result<Vec<Self>> {
         maps.take_array_bank(bank, slots)
     }
-
     fn merge(&mut self, other: &Self) {
         ValueStats::merge(self, other)
     }
     fn is_empty(&self) -> bool {
-        self.count == 0 && self.unreadable == 0
+        self.count == 0 && self.unreadable == 0 && self.losses.is_empty()
     }
+}
 
+impl Measure for ValueStats {
     fn weight(&self) -> i128 {
         self.count as i128
     }
@@ -38,6 +45,10 @@ impl Measure for ValueStats {
         serde_json::to_string(&json_table(kind, elapsed_s, m, self)).expect("JSON of plain data")
     }
 
+    fn losses(&self) -> &Losses {
+        &self.losses
+    }
+
     fn log2_buckets(&self) -> &[u64; LOG2_BUCKETS] {
         &self.buckets
     }
@@ -49,11 +60,7 @@ impl Measure for ValueStats {
 
     /// Every signed log2 bucket has a threshold, so the set never changes during a run.
     fn histogram(&self) -> Histogram {
-        Histogram {
-            sum: self.sum() as f64,
-            count: self.count,
-            buckets: prometheus_buckets(&self.buckets, 0..=LOG2_BUCKETS - 1, 1.0),
-        }
+        value_histogram(&self.buckets, self.sum(), self.count, self.unsigned != 0)
     }
     fn counters(&self) -> Vec<u64> {
         vec![self.unreadable]
@@ -63,13 +70,26 @@ impl Measure for ValueStats {
     }
 }
 
+/// Prometheus' histogram of values: a threshold per signed log2 bucket; unsigned 64-bit values
+/// have one per bucket from 0 up, the last 2^64-1.
+pub fn value_histogram(buckets: &[u64; LOG2_BUCKETS], sum: i128, count: u64, unsigned: bool) -> Histogram {
+    if !unsigned {
+        return Histogram { sum: sum as f64, count, buckets: prometheus_buckets(buckets, 0..=LOG2_BUCKETS - 1, 1.0) };
+    }
+    let mut out: Vec<(f64, u64)> =
+        log2_buckets_in_order(true).map(|i| (log2_bucket_range_of(i, true).1 as f64, buckets[i])).collect();
+    out.push((f64::INFINITY, 0));
+    Histogram { sum: sum as f64, count, buckets: out }
+}
+
 /// `FUNC argN: min:-499 avg:8 max:497 count:1000` (avg truncated toward zero, like `@avg`).
 pub fn summary_line(m: &Measured, s: &ValueStats) -> String {
     if s.count == 0 {
         return format!("{} {}: count:0", m.function, m.what);
     }
     let avg = s.sum() / s.count as i128;
-    format!("{} {}: min:{} avg:{} max:{} count:{}", m.function, m.what, s.min, avg, s.max, s.count)
+    let (min, max) = s.min_max();
+    format!("{} {}: min:{min} avg:{avg} max:{max} count:{}", m.function, m.what, s.count)
 }
 
 /// The text block for one table: summary, `@hist_log` table, and a note on unreadable values.
@@ -82,7 +102,11 @@ pub fn text_block(m: &Measured, s: &ValueStats) -> String {
             s.unreadable, m.function, m.what
         ));
     }
-    out.push_str(&hist_log(&s.buckets));
+    out.push_str(&losses_text(&m.function, &s.losses));
+    out.push_str(&match s.unsigned != 0 {
+        true => hist_log_unsigned(&s.buckets),
+        false => hist_log(&s.buckets),
+    });
     out
 }
 
@@ -99,16 +123,19 @@ pub struct JsonTable<'a> {
     pub count: u64,
     /// Decimal string when it does not fit an i64 (it is a 128-bit sum).
     pub sum: serde_json::Value,
-    pub min: Option<i64>,
-    pub max: Option<i64>,
+    /// As the values are: signed, or unsigned 64-bit (up to 2^64-1).
+    pub min: Option<i128>,
+    pub max: Option<i128>,
     pub unreadable: u64,
+    /// Calls dropped before they reached the table, by reason (`{}` when none).
+    pub losses: serde_json::Value,
     pub buckets: Vec<JsonBucket>,
 }
 
 #[derive(Serialize)]
 pub struct JsonBucket {
-    pub low: i64,
-    pub high: i64,
+    pub low: i128,
+    pub high: i128,
     pub count: u64,
 }
 
@@ -125,20 +152,23 @@ pub fn json_table<'a>(kind: &'a str, elapsed_s: f64, m: &'a Measured, s: &ValueS
             Ok(v) => v.into(),
             Err(_) => sum.to_string().into(),
         },
-        min: (s.count > 0).then_some(s.min),
-        max: (s.count > 0).then_some(s.max),
+        min: (s.count > 0).then_some(s.min_max().0),
+        max: (s.count > 0).then_some(s.min_max().1),
         unreadable: s.unreadable,
-        buckets: s
-            .buckets
-            .iter()
-            .enumerate()
-            .filter(|(_, &c)| c > 0)
-            .map(|(i, &count)| {
-                let (low, high) = log2_bucket_range(i);
-                JsonBucket { low, high, count }
-            })
-            .collect(),
+        losses: losses_json(&s.losses),
+        buckets: json_buckets(&s.buckets, s.unsigned != 0),
     }
+}
+
+/// The buckets with values, in value order.
+pub fn json_buckets(buckets: &[u64; LOG2_BUCKETS], unsigned: bool) -> Vec<JsonBucket> {
+    log2_buckets_in_order(unsigned)
+        .filter(|&i| buckets[i] > 0)
+        .map(|i| {
+            let (low, high) = log2_bucket_range_of(i, unsigned);
+            JsonBucket { low, high, count: buckets[i] }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -151,7 +181,13 @@ mod tests {
         for v in -500..=499 {
             s.record(v);
         }
-        let m = Measured { function: "main.ToString".into(), what: "arg0".into(), unit: None, top_values: 0 };
+        let m = Measured {
+            function: "main.ToString".into(),
+            what: "arg0".into(),
+            unit: None,
+            top_values: 0,
+            ..Default::default()
+        };
         assert_eq!(summary_line(&m, &s), "main.ToString arg0: min:-500 avg:0 max:499 count:1000");
     }
 }

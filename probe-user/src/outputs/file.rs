@@ -29,6 +29,14 @@ pub fn create_output(path: &Path, option: &str) -> Result<File> {
     Ok(file)
 }
 
+/// Writing an output failed (a full disk, a quota): one line naming the output (`-o FILE`,
+/// `stdout`) and the reason. The run ends; its file is incomplete.
+pub fn write_failed(output: &str, e: &dyn std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{output}: cannot write it ({e}); what it holds is incomplete: free some space or give another path"
+    )
+}
+
 /// Creates an SVG output file; the name must end in `.svg` (the only format written).
 pub fn create_svg(path: &Path, option: &str) -> Result<File> {
     if path.extension().is_none_or(|e| !e.eq_ignore_ascii_case("svg")) {

@@ -5,7 +5,7 @@
 use super::{file, Output};
 use crate::histogram::ns_histogram;
 use crate::measure::Measure;
-use crate::measure::Measured;
+use crate::plan::Measured;
 use anyhow::Result;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
@@ -19,6 +19,8 @@ const LEGEND: &str = "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"
 
 pub struct HdrLog {
     file: BufWriter<File>,
+    /// `--hdr-log FILE`, for messages.
+    name: String,
     serializer: V2DeflateSerializer,
     /// One interval log tag per slot: the function name, with the characters a tag cannot
     /// hold (`,`, space, line breaks) replaced by `_`.
@@ -31,6 +33,7 @@ impl HdrLog {
     pub fn create(path: &Path, slots: &[Measured]) -> Result<HdrLog> {
         Ok(HdrLog {
             file: BufWriter::new(file::create_output(path, "--hdr-log")?),
+            name: format!("--hdr-log {}", path.display()),
             serializer: V2DeflateSerializer::new(),
             tags: slots.iter().map(|m| tag_of(&m.function)).collect(),
             written_until_s: 0.0,
@@ -40,6 +43,10 @@ impl HdrLog {
     /// Writes one histogram per slot with calls in `[written_until_s, end_s]`, from the
     /// values drained for that span.
     fn write_span<T: Measure>(&mut self, end_s: f64, span: &[T]) -> Result<()> {
+        self.try_write_span(end_s, span).map_err(|e| file::write_failed(&self.name, &e))
+    }
+
+    fn try_write_span<T: Measure>(&mut self, end_s: f64, span: &[T]) -> Result<()> {
         let start = Duration::from_secs_f64(self.written_until_s);
         let length = Duration::from_secs_f64((end_s - self.written_until_s).max(0.0));
         // A builder with no headers writes nothing itself: a writer for this batch of lines.
@@ -59,6 +66,20 @@ impl HdrLog {
 
 impl<T: Measure> Output<T> for HdrLog {
     fn start(&mut self) -> Result<()> {
+        self.write_header().map_err(|e| file::write_failed(&self.name, &e))
+    }
+
+    fn interval(&mut self, elapsed_s: f64, values: &[T], _totals: &[T]) -> Result<()> {
+        self.write_span(elapsed_s, values)
+    }
+
+    fn finish(&mut self, elapsed_s: f64, last: &[T], _totals: &[T]) -> Result<()> {
+        self.write_span(elapsed_s, last)
+    }
+}
+
+impl HdrLog {
+    fn write_header(&mut self) -> Result<()> {
         let now = SystemTime::now();
         IntervalLogWriterBuilder::new()
             .add_comment("[Histogram log format version 1.3]")
@@ -68,14 +89,6 @@ impl<T: Measure> Output<T> for HdrLog {
             .begin_log_with(&mut self.file, &mut self.serializer)?;
         writeln!(self.file, "{LEGEND}")?;
         Ok(())
-    }
-
-    fn interval(&mut self, elapsed_s: f64, values: &[T], _totals: &[T]) -> Result<()> {
-        self.write_span(elapsed_s, values)
-    }
-
-    fn finish(&mut self, elapsed_s: f64, last: &[T], _totals: &[T]) -> Result<()> {
-        self.write_span(elapsed_s, last)
     }
 }
 

@@ -5,7 +5,7 @@
 use super::svg::{self, bucket_axis, bucket_label, row_end};
 use super::{file, Output};
 use crate::measure::Measure;
-use crate::measure::Measured;
+use crate::plan::Measured;
 use anyhow::Result;
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
@@ -15,9 +15,13 @@ use std::path::Path;
 
 /// Width of the colour bar, in pixels.
 const BAR_WIDTH: u32 = 130;
+/// Room for a panel's title: the plot's width inside its margins.
+const CAPTION_WIDTH: u32 = svg::WIDTH - BAR_WIDTH - 20;
 
 pub struct Heatmap {
     file: File,
+    /// `--heatmap FILE`, for messages.
+    name: String,
     slots: Vec<Measured>,
     columns: Vec<Column>,
 }
@@ -37,7 +41,8 @@ struct Cell {
 
 impl Heatmap {
     pub fn create(path: &Path, slots: &[Measured]) -> Result<Heatmap> {
-        Ok(Heatmap { file: file::create_svg(path, "--heatmap")?, slots: slots.to_vec(), columns: Vec::new() })
+        let name = format!("--heatmap {}", path.display());
+        Ok(Heatmap { file: file::create_svg(path, "--heatmap")?, name, slots: slots.to_vec(), columns: Vec::new() })
     }
 
     fn push_column(&mut self, end_s: f64, count: impl Fn(usize, usize) -> u64) {
@@ -58,7 +63,7 @@ impl Heatmap {
     fn draw(&self, calls: &[u64]) -> Result<()> {
         let panels = svg::panel_slots(calls, "--heatmap");
         let end_s = self.columns.last().map_or(0.0, |c| c.end_s).max(1e-3);
-        svg::write(&self.file, panels.len(), |area, panel| self.draw_panel(area, panels[panel], end_s))
+        svg::write(&self.file, &self.name, panels.len(), |area, panel| self.draw_panel(area, panels[panel], end_s))
     }
 
     fn draw_panel(
@@ -75,9 +80,11 @@ impl Heatmap {
         let max = cells.iter().map(|(_, x)| x.count).max().unwrap_or(1);
         let m = &self.slots[slot];
         let (plot_area, bar_area) = area.split_horizontally(svg::WIDTH - BAR_WIDTH);
+        let rest = format!("{}: calls per interval and bucket", m.what);
+        let (title, title_size) = svg::title(&m.function, &rest, CAPTION_WIDTH);
 
         let mut chart = ChartBuilder::on(&plot_area)
-            .caption(format!("{} {}: calls per interval and bucket", m.function, m.what), ("sans-serif", 18))
+            .caption(title, ("sans-serif", title_size))
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(70)
@@ -187,8 +194,9 @@ mod tests {
         let m = Measured {
             function: "f".into(),
             what: "latency".into(),
-            unit: Some(crate::histogram::Unit::Us),
+            unit: Some(crate::shared::Unit::Us),
             top_values: 0,
+            ..Default::default()
         };
         let mut heatmap = Heatmap::create(&path, &[m]).unwrap();
         for end in [0.5, 0.9999, 1.0] {
@@ -234,8 +242,9 @@ mod tests {
         let m = Measured {
             function: "f".into(),
             what: "latency".into(),
-            unit: Some(crate::histogram::Unit::Us),
+            unit: Some(crate::shared::Unit::Us),
             top_values: 0,
+            ..Default::default()
         };
         let mut heatmap = Heatmap::create(&path, &[m]).unwrap();
         heatmap.push_column(0.5, |_, bucket| u64::from(bucket == 75) * 100);

@@ -1,7 +1,8 @@
 //! Prometheus metrics of the traced functions: one histogram per function with cumulative
 //! `le` buckets taken from the kernel's log2 buckets, and the counters beside it. Encoding is
 //! left to `prometheus-client`; each kind of measurement (measure/) says what it exposes.
-use crate::measure::{Measure, Measured};
+use crate::measure::Measure;
+use crate::plan::Measured;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -10,8 +11,13 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 /// Labels of every series of one run, per slot: the slot's own, then the binary and the pid
-/// (`all` when every process running the binary is traced).
-pub fn labels<T: Measure>(slots: &[Measured], binary: &str, pid: Option<i32>) -> Vec<Vec<(String, String)>> {
+/// (`all` when every process running the binary is traced), then `extra` (`--container`'s id).
+pub fn labels<T: Measure>(
+    slots: &[Measured],
+    binary: &str,
+    pid: Option<i32>,
+    extra: &[(String, String)],
+) -> Vec<Vec<(String, String)>> {
     let pid = pid.map_or("all".to_string(), |p| p.to_string());
     slots
         .iter()
@@ -19,6 +25,7 @@ pub fn labels<T: Measure>(slots: &[Measured], binary: &str, pid: Option<i32>) ->
             let mut l = T::slot_labels(m);
             l.push(("binary".into(), binary.to_string()));
             l.push(("pid".into(), pid.clone()));
+            l.extend(extra.iter().cloned());
             l
         })
         .collect()
@@ -60,6 +67,7 @@ impl<T: Measure> Collector for Totals<T> {
                 family.encode_family(labels)?.encode_counter::<NoLabelSet, u64, u64>(&c[i], None)?;
             }
         }
+        encode_losses(&mut encoder, &self.labels, &values)?;
         if let Some((name, help, key_label)) = T::KEYED_COUNTER {
             let mut exposed = self.exposed.lock().expect("no panic while holding the exposed keys");
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
@@ -77,15 +85,43 @@ impl<T: Measure> Collector for Totals<T> {
     }
 }
 
+/// Calls in no table, per slot and reason (`probe_ebpf::LOSS_REASON_NAMES`); a reason gets its
+/// series once it has calls, so every series only grows.
+fn encode_losses<T: Measure>(
+    encoder: &mut DescriptorEncoder,
+    labels: &[Vec<(String, String)>],
+    values: &[T],
+) -> Result<(), fmt::Error> {
+    if values.iter().all(|v| v.losses().is_empty()) {
+        return Ok(());
+    }
+    let mut family = encoder.encode_descriptor(LOSSES_COUNTER.0, LOSSES_COUNTER.1, None, MetricType::Counter)?;
+    for (labels, v) in labels.iter().zip(values) {
+        for (reason, calls) in v.losses().nonzero() {
+            let mut labels = labels.clone();
+            labels.push(("reason".into(), reason.name.into()));
+            family.encode_family(&labels)?.encode_counter::<NoLabelSet, u64, u64>(&calls, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// Name (without `_total`) and help of the dropped calls' counter family.
+const LOSSES_COUNTER: (&str, &str) = (
+    "probe_calls_dropped",
+    "Calls in no table, by reason; unmatched_returns are returns of calls that began before tracing.",
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::Aggregate;
     use probe_ebpf::{LatencyStats, ValueStats, LOG2_BUCKETS};
     use prometheus_client::registry::Registry;
 
     fn exposition<T: Measure>(values: Vec<T>, slots: &[Measured]) -> String {
         let mut registry = Registry::default();
-        let labels = labels::<T>(slots, "/bin/app", Some(42));
+        let labels = labels::<T>(slots, "/bin/app", Some(42), &[]);
         registry.register_collector(Box::new(Totals::new(labels, Arc::new(Mutex::new(values)), 20)));
         let mut text = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).unwrap();
@@ -103,7 +139,13 @@ mod tests {
             s.record(ns, 1_000);
         }
         s.abandoned = 3;
-        let m = Measured { function: "main.F".into(), what: "latency".into(), unit: None, top_values: 0 };
+        let m = Measured {
+            function: "main.F".into(),
+            what: "latency".into(),
+            unit: None,
+            top_values: 0,
+            ..Default::default()
+        };
         let text = exposition(vec![s], &[m]);
         let labels = r#"function="main.F",binary="/bin/app",pid="42""#;
         assert_eq!(line(&text, "probe_latency_seconds_count{"), format!("probe_latency_seconds_count{{{labels}}} 8"));
@@ -150,7 +192,13 @@ mod tests {
         assert_eq!(count_at(-1.0), 1);
         assert_eq!(count_at(0.0), 1);
         assert_eq!(count_at(7.0), 2); // 4 ..= 7
-        let m = Measured { function: "main.ToString".into(), what: "arg0".into(), unit: None, top_values: 0 };
+        let m = Measured {
+            function: "main.ToString".into(),
+            what: "arg0".into(),
+            unit: None,
+            top_values: 0,
+            ..Default::default()
+        };
         let text = exposition(vec![s], &[m]);
         assert!(
             text.contains(
@@ -161,10 +209,26 @@ mod tests {
     }
 
     #[test]
+    fn a_container_s_id_labels_every_series() {
+        let m = Measured { function: "main.F".into(), what: "latency".into(), ..Default::default() };
+        let container = [("container".to_string(), "3f2a".to_string())];
+        let labels = labels::<LatencyStats>(&[m], "/app/server", None, &container);
+        let names: Vec<&str> = labels[0].iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["function", "binary", "pid", "container"]);
+        assert_eq!(labels[0][3].1, "3f2a");
+    }
+
+    #[test]
     fn value_counts_expose_the_most_frequent_values_and_keep_their_series() {
         use crate::measure::counts::ValueCounts;
-        let m = Measured { function: "malloc".into(), what: "arg0".into(), unit: None, top_values: 2 };
-        let labels = labels::<ValueCounts>(&[m], "/bin/app", None);
+        let m = Measured {
+            function: "malloc".into(),
+            what: "arg0".into(),
+            unit: None,
+            top_values: 2,
+            ..Default::default()
+        };
+        let labels = labels::<ValueCounts>(&[m], "/bin/app", None, &[]);
         let mut counts = ValueCounts::EMPTY;
         for (v, c) in [(16, 5), (24, 4), (32, 1)] {
             counts.add(v, c);

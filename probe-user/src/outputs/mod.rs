@@ -4,8 +4,9 @@
 //! Every output is built before anything is attached, so a bad path or a busy port fails with
 //! nothing attached; it is started inside the runtime once tracing begins, sees the values of
 //! every drained interval, and the totals of the whole run at the end.
-use crate::measure::{Measure, Measured};
+use crate::measure::Measure;
 use crate::options::RunOptions;
+use crate::plan::Measured;
 use anyhow::Result;
 use std::time::Duration;
 
@@ -57,16 +58,18 @@ pub trait Output<T> {
 }
 
 /// Builds the outputs the command line asks for, probe's own tables first. `binary` and `pid`
-/// (None: every process running the binary) say what is traced, for labels.
+/// (None: every process running the binary) say what is traced, for labels; `extra` labels
+/// (the container of `--container`) go on every metric series.
 pub fn build<T: Measure>(
     args: &RunOptions,
     slots: &[Measured],
     binary: &str,
     pid: Option<i32>,
+    extra: &[(String, String)],
 ) -> Result<Vec<Box<dyn Output<T>>>> {
     let mut outputs: Vec<Box<dyn Output<T>>> = vec![Box::new(terminal::Terminal::create(args, slots)?)];
     if let Some(addr) = &args.serve {
-        outputs.push(Box::new(serve::Serve::<T>::bind(addr, slots, binary, pid)?));
+        outputs.push(Box::new(serve::Serve::<T>::bind(addr, slots, binary, pid, extra)?));
     }
     if let Some(path) = &args.hdr_log {
         outputs.push(Box::new(hdr_log::HdrLog::create(path, slots)?));

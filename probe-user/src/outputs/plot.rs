@@ -3,7 +3,7 @@
 use super::svg::{self, bucket_axis, bucket_label, row_end};
 use super::{file, Output};
 use crate::measure::Measure;
-use crate::measure::Measured;
+use crate::plan::Measured;
 use anyhow::Result;
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
@@ -12,12 +12,15 @@ use std::path::Path;
 
 pub struct Plot {
     file: File,
+    /// `--plot FILE`, for messages.
+    name: String,
     slots: Vec<Measured>,
 }
 
 impl Plot {
     pub fn create(path: &Path, slots: &[Measured]) -> Result<Plot> {
-        Ok(Plot { file: file::create_svg(path, "--plot")?, slots: slots.to_vec() })
+        let name = format!("--plot {}", path.display());
+        Ok(Plot { file: file::create_svg(path, "--plot")?, name, slots: slots.to_vec() })
     }
 
     fn draw_panel(
@@ -33,9 +36,10 @@ impl Plot {
         let max = filled.iter().map(|b| b.1).max().unwrap_or(1);
         let calls: u64 = filled.iter().map(|b| b.1).sum();
         let top = max + max / 20 + 1;
+        let (title, title_size) = svg::title(&m.function, &format!("{}: {calls} calls", m.what), svg::WIDTH - 20);
 
         let mut chart = ChartBuilder::on(area)
-            .caption(format!("{} {}: {calls} calls", m.function, m.what), ("sans-serif", 18))
+            .caption(title, ("sans-serif", title_size))
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(80)
@@ -70,7 +74,7 @@ impl<T: Measure> Output<T> for Plot {
     fn finish(&mut self, _elapsed_s: f64, _last: &[T], totals: &[T]) -> Result<()> {
         let calls: Vec<u64> = totals.iter().map(|t| t.log2_buckets().iter().sum()).collect();
         let panels = svg::panel_slots(&calls, "--plot");
-        svg::write(&self.file, panels.len(), |area, panel| {
+        svg::write(&self.file, &self.name, panels.len(), |area, panel| {
             let slot = panels[panel];
             self.draw_panel(area, &self.slots[slot], totals[slot].log2_buckets())
         })

@@ -4,7 +4,7 @@ use super::metrics::{self, Totals};
 use super::{Output, RefreshRequests};
 use crate::error::user;
 use crate::measure::Measure;
-use crate::measure::Measured;
+use crate::plan::Measured;
 use anyhow::{Context, Result};
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
@@ -31,15 +31,24 @@ pub struct Serve<T> {
 
 impl<T: Measure> Serve<T> {
     /// Binds `addr` now, so a bad or busy address is bad input with nothing attached.
-    pub fn bind(addr: &str, slots: &[Measured], binary: &str, pid: Option<i32>) -> Result<Serve<T>> {
-        let listener = TcpListener::bind(addr).map_err(|e| {
-            user(format!("--serve {addr}: cannot listen there ({e}); give a free HOST:PORT, e.g. 127.0.0.1:9464"))
+    pub fn bind(
+        addr: &str,
+        slots: &[Measured],
+        binary: &str,
+        pid: Option<i32>,
+        extra: &[(String, String)],
+    ) -> Result<Serve<T>> {
+        let listener = listen(addr).map_err(|e| {
+            user(format!(
+                "--serve {addr}: cannot listen there ({e}); give a free HOST:PORT, e.g. 127.0.0.1:9464 (or :9464 \
+                 for every interface)"
+            ))
         })?;
         listener.set_nonblocking(true).context("--serve: non-blocking socket")?;
         let addr = listener.local_addr().context("--serve: local address")?;
         let totals = Arc::new(Mutex::new(vec![T::EMPTY; slots.len()]));
         let mut registry = Registry::default();
-        let labels = metrics::labels::<T>(slots, binary, pid);
+        let labels = metrics::labels::<T>(slots, binary, pid, extra);
         let top = slots.iter().map(|m| m.top_values).max().unwrap_or(0);
         registry.register_collector(Box::new(Totals::new(labels, totals.clone(), top)));
         let (refresh, requests) = unbounded_channel();
@@ -89,6 +98,17 @@ impl<T: Measure> Output<T> for Serve<T> {
 
     fn outlives_target(&self) -> bool {
         true
+    }
+}
+
+/// Listens at `addr`; `:PORT` means every interface, as Prometheus and Go write it (IPv6 and
+/// IPv4, or IPv4 alone where the host has no IPv6).
+fn listen(addr: &str) -> std::io::Result<TcpListener> {
+    match addr.strip_prefix(':') {
+        Some(port) if !port.contains(':') => {
+            TcpListener::bind(format!("[::]:{port}")).or_else(|_| TcpListener::bind(format!("0.0.0.0:{port}")))
+        }
+        _ => TcpListener::bind(addr),
     }
 }
 

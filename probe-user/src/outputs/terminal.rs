@@ -2,8 +2,10 @@
 //! heaviest first) or one JSON document per table. With `-i`, each interval's table as it ends,
 //! and the last (shorter) one at the end, so the interval tables add up to the final one.
 use super::Output;
-use crate::measure::{Measure, Measured};
+use crate::measure::Measure;
 use crate::options::RunOptions;
+use crate::plan::Measured;
+use crate::render::name_a_few;
 use anyhow::Result;
 use std::io::Write;
 
@@ -18,6 +20,8 @@ pub struct Terminal {
     print_intervals: bool,
     /// stdout, or the `-o` file.
     stream: Box<dyn Write>,
+    /// `-o FILE` for messages; None for stdout.
+    file: Option<String>,
 }
 
 impl Terminal {
@@ -34,10 +38,14 @@ impl Terminal {
             top: options.top,
             print_intervals: options.interval.is_some(),
             stream,
+            file: options.output.as_ref().map(|p| format!("-o {}", p.display())),
         })
     }
 
-    fn print<T: Measure>(&mut self, kind: &str, elapsed_s: f64, values: &[T]) {
+    /// Writes one table (or one interval's). A write that fails ends the run with one line
+    /// naming the file and why (a full disk): the tables would be missing or cut short. Only
+    /// stdout closed by its reader (`probe ... | head`) is not an error.
+    fn print<T: Measure>(&mut self, kind: &str, elapsed_s: f64, values: &[T]) -> Result<()> {
         let mut out = String::new();
         if !self.json && kind == "interval" {
             out.push_str(&format!("{} (+{elapsed_s:.1}s)\n", wall_clock()));
@@ -50,8 +58,11 @@ impl Terminal {
         } else {
             out.push_str(&self.text(values));
         }
-        let _ = self.stream.write_all(out.as_bytes());
-        let _ = self.stream.flush();
+        match self.stream.write_all(out.as_bytes()).and_then(|_| self.stream.flush()) {
+            Ok(()) => Ok(()),
+            Err(e) if self.file.is_none() && e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            Err(e) => Err(super::file::write_failed(self.file.as_deref().unwrap_or("stdout"), &e)),
+        }
     }
 
     /// The text tables, heaviest first. With several functions, those never called are left
@@ -90,27 +101,17 @@ impl Terminal {
 impl<T: Measure> Output<T> for Terminal {
     fn interval(&mut self, elapsed_s: f64, values: &[T], _totals: &[T]) -> Result<()> {
         if self.print_intervals {
-            self.print("interval", elapsed_s, values);
+            self.print("interval", elapsed_s, values)?;
         }
         Ok(())
     }
 
     fn finish(&mut self, elapsed_s: f64, last: &[T], totals: &[T]) -> Result<()> {
         if self.print_intervals {
-            self.print("interval", elapsed_s, last);
+            self.print("interval", elapsed_s, last)?;
         }
-        self.print("final", elapsed_s, totals);
-        Ok(())
+        self.print("final", elapsed_s, totals)
     }
-}
-
-/// "a, b, c and 7 more".
-pub fn name_a_few(names: &[&str], few: usize) -> String {
-    let mut text = names[..names.len().min(few)].join(", ");
-    if names.len() > few {
-        text.push_str(&format!(" and {} more", names.len() - few));
-    }
-    text
 }
 
 /// Local time as HH:MM:SS.
@@ -119,4 +120,72 @@ fn wall_clock() -> String {
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     unsafe { libc::localtime_r(&now, &mut tm) };
     format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::fake::{calls, slots, Calls};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// What the terminal wrote, readable after it is done.
+    #[derive(Clone, Default)]
+    struct Written(Rc<RefCell<Vec<u8>>>);
+
+    impl Write for Written {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn terminal(names: &[&str], json: bool, all: bool, top: Option<usize>) -> (Terminal, Written) {
+        let written = Written::default();
+        let stream = Box::new(written.clone());
+        let slots = slots(names);
+        (Terminal { slots, json, all, top, print_intervals: false, stream, file: None }, written)
+    }
+
+    fn text(written: &Written) -> String {
+        String::from_utf8(written.0.borrow().clone()).unwrap()
+    }
+
+    #[test]
+    fn tables_come_heaviest_first_and_ties_keep_their_order() {
+        let (t, _) = terminal(&["a", "b", "c", "d"], false, false, None);
+        assert_eq!(t.text(&calls(&[2, 5, 2, 9])), "d calls: 9\nb calls: 5\na calls: 2\nc calls: 2\n");
+    }
+
+    #[test]
+    fn functions_never_called_are_named_in_one_line_unless_all() {
+        let (t, _) = terminal(&["a", "b", "c"], false, false, None);
+        assert_eq!(
+            t.text(&calls(&[1, 0, 0])),
+            "a calls: 1\n(2 of 3 functions never called, not shown: b, c; --all shows them)\n"
+        );
+        let (t, _) = terminal(&["a", "b", "c"], false, true, None);
+        assert_eq!(t.text(&calls(&[1, 0, 0])), "a calls: 1\nb calls: 0\nc calls: 0\n");
+    }
+
+    #[test]
+    fn top_cuts_the_lightest_and_says_so() {
+        let (t, _) = terminal(&["a", "b", "c"], false, false, Some(1));
+        assert_eq!(t.text(&calls(&[1, 3, 2])), "b calls: 3\n(2 more functions not shown: --top 1)\n");
+    }
+
+    #[test]
+    fn json_keeps_slot_order_and_the_final_table_holds_the_totals() {
+        let (mut t, written) = terminal(&["a", "b"], true, false, None);
+        Output::<Calls>::interval(&mut t, 1.0, &calls(&[1, 1]), &calls(&[1, 1])).unwrap();
+        assert_eq!(text(&written), "", "no -i: intervals are not printed");
+        Output::<Calls>::finish(&mut t, 2.0, &calls(&[0, 4]), &calls(&[1, 5])).unwrap();
+        assert_eq!(
+            text(&written),
+            "{\"type\":\"final\",\"function\":\"a\",\"calls\":1}\n{\"type\":\"final\",\"function\":\"b\",\"calls\":5}\n"
+        );
+    }
 }

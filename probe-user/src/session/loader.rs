@@ -1,14 +1,14 @@
 //! Loading the embedded eBPF object: once with BPF cookies, or once per site on kernels without
 //! them (the maps then shared through a private bpffs), and one line when the kernel refuses.
-use super::{LoadConfig, Pod};
+use super::{KeyedMap, LoadConfig, Pod};
 use crate::error::user;
 use crate::plan::Site;
 use anyhow::{Context, Result};
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
 use probe_ebpf::{
-    GLOBAL_BY_KEY, GLOBAL_COOKIE_IS_FIXED, GLOBAL_FILTER, GLOBAL_FIXED_COOKIE, GLOBAL_UNIT_NS, MAP_KEYS_LOST,
-    SHARED_MAPS,
+    GLOBAL_BY_KEY, GLOBAL_CGROUP, GLOBAL_COOKIE_IS_FIXED, GLOBAL_FILTER, GLOBAL_FIXED_COOKIE, GLOBAL_UNIT_NS,
+    MAP_INLINED_CALLS, MAP_LOSSES, SHARED_MAPS,
 };
 use std::path::{Path, PathBuf};
 
@@ -17,13 +17,12 @@ static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 /// The object loaded once, each program used by a site loaded once; sites get cookies.
 pub(super) fn load_shared(sites: &[Site], config: &LoadConfig, for_multi_link: bool) -> Result<Ebpf> {
     let mut loader = in_private_mounts(|_| plain_loader());
+    size_maps(&mut loader, config);
     let mut ebpf = loader
-        // Only this command's stats map grows; the other keeps its minimal size.
-        .map_max_entries(config.programs.map, config.map_entries())
-        .map_max_entries(MAP_KEYS_LOST, 2 * config.slots.max(1))
         .override_global(GLOBAL_UNIT_NS, &config.unit_ns, true)
         .override_global(GLOBAL_BY_KEY, &config.keying.by_key, true)
         .override_global(GLOBAL_FILTER, &Pod(config.filter), true)
+        .override_global(GLOBAL_CGROUP, &config.cgroup, true)
         .load(BPF_OBJECT)
         .context("loading the eBPF object")?;
     let mut programs: Vec<&str> = sites.iter().map(|s| config.programs.for_site(s.kind)).collect();
@@ -60,12 +59,12 @@ pub(super) fn load_per_site(sites: &[Site], config: &LoadConfig) -> Result<Vec<E
                 break; // attach_sites reports it; the sites without a copy stay unattached
             }
             let mut loader = plain_loader();
+            size_maps(&mut loader, config);
             loader
-                .map_max_entries(config.programs.map, config.map_entries())
-                .map_max_entries(MAP_KEYS_LOST, 2 * config.slots.max(1))
                 .override_global(GLOBAL_UNIT_NS, &config.unit_ns, true)
                 .override_global(GLOBAL_BY_KEY, &config.keying.by_key, true)
                 .override_global(GLOBAL_FILTER, &filter, true)
+                .override_global(GLOBAL_CGROUP, &config.cgroup, true)
                 .override_global(GLOBAL_COOKIE_IS_FIXED, &1u32, true)
                 .override_global(GLOBAL_FIXED_COOKIE, &site.cookie, true);
             for (map, path) in &pins {
@@ -79,6 +78,32 @@ pub(super) fn load_per_site(sites: &[Site], config: &LoadConfig) -> Result<Vec<E
         }
         Ok(ebpfs)
     })
+}
+
+/// Sizes the maps this command uses; the others keep their minimal size.
+fn size_maps(loader: &mut EbpfLoader, config: &LoadConfig) {
+    let slots = config.slots + config.calibration_slots;
+    loader
+        .map_max_entries(config.programs.map, config.map_entries())
+        .map_max_entries(MAP_LOSSES, 2 * slots.max(1))
+        .map_max_entries(MAP_INLINED_CALLS, 2 * slots.max(1));
+    if let KeyedMap::WithBuckets(buckets) = config.programs.keyed {
+        loader.map_max_entries(buckets, 2 * config.keying.max_buckets.max(1));
+    }
+    for (map, entries) in test_map_sizes() {
+        loader.map_max_entries(map, entries);
+    }
+}
+
+/// For the tests only: `PROBE_TEST_MAP_SIZES=ENTRIES=1,LATENCY_STATS_BY=2` makes those maps
+/// that small, so a test can fill them and see every call counted under its reason.
+fn test_map_sizes() -> Vec<(&'static str, u32)> {
+    let sizes = std::env::var("PROBE_TEST_MAP_SIZES").unwrap_or_default();
+    sizes
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .filter_map(|(map, n)| Some((*SHARED_MAPS.iter().find(|m| **m == map.trim())?, n.trim().parse().ok()?)))
+        .collect()
 }
 
 /// Runs `f` in a private mount namespace, then returns to the original one. In it,
@@ -124,7 +149,7 @@ pub(super) fn in_private_mounts<R>(f: impl FnOnce(Option<&Path>) -> R) -> R {
         // private namespace, which differs from the host's only by the hidden BTF file and bpffs.
         libc::setns(original.as_raw_fd(), libc::CLONE_NEWNS);
         // setns moves the root directory too, to the namespace's: a probe started in a chroot
-        // (tests/old_userland.rs) would leave it, and find no target path afterwards.
+        // (tests/integration/old_userland.rs) would leave it, and find no target path afterwards.
         libc::fchdir(root.as_raw_fd());
         libc::chroot(c".".as_ptr());
         libc::fchdir(cwd.as_raw_fd());
@@ -173,7 +198,22 @@ fn verifier_verdict(log: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::verifier_verdict;
+    use super::{verifier_verdict, BPF_OBJECT, SHARED_MAPS};
+
+    /// Kernels without cookies load a copy of the object per site: a map not shared would be
+    /// made again for every site (SCAN is 4 KiB per CPU, EMPTY_STACK 8 KiB).
+    #[test]
+    fn every_map_of_the_object_is_shared_by_the_copies() {
+        use object::{Object, ObjectSection, ObjectSymbol};
+        let file = object::File::parse(BPF_OBJECT).unwrap();
+        let maps = file.section_by_name("maps").unwrap().index();
+        let names: Vec<&str> =
+            file.symbols().filter(|s| s.section_index() == Some(maps)).filter_map(|s| s.name().ok()).collect();
+        assert!(names.len() >= SHARED_MAPS.len(), "{names:?}");
+        for name in names {
+            assert!(SHARED_MAPS.contains(&name), "{name} is not in SHARED_MAPS");
+        }
+    }
 
     #[test]
     fn verifier_verdict_is_the_reason_not_the_trace() {

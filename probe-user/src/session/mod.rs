@@ -3,26 +3,27 @@
 //! outlives the process.
 use crate::error::user;
 use crate::features::AttachStrategy;
-use crate::measure::Programs;
 use crate::multi_link::{self, MultiPoints};
-use crate::plan::Site;
 use crate::plan::SiteKind;
+use crate::plan::{Keying, Site};
 use anyhow::{Context, Result};
 use aya::maps::{Array, MapData};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope};
 use aya::programs::{ProbeKind, UProbe};
 use aya::Ebpf;
-use probe_ebpf::{Filter, MAP_EPOCH, MAP_PROBE_COSTS, PROBE_COSTS_LEN};
+use probe_ebpf::{Filter, MAP_EPOCH, MAP_INLINED_CALLS, MAP_LOSSES, MAP_PROBE_COSTS, PROBE_COSTS_LEN};
 use std::num::NonZeroU32;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
 
 mod drain;
+mod kind;
 mod loader;
 mod privileges;
 pub use drain::{Keyed, KindMaps};
-pub use privileges::ensure_privileges;
+pub use kind::{Aggregate, KeyedMap, Programs};
+pub use privileges::{ensure_privileges, privileged};
 
 /// What removing one perf-event uprobe costs here: an RCU grace period under a global mutex
 /// (bench/RESULTS.md). uprobe_multi links remove all their sites with one.
@@ -33,15 +34,6 @@ pub const PERF_PROBE_DETACH: Duration = Duration::from_millis(107);
 #[derive(Clone, Copy)]
 struct Pod<T>(T);
 unsafe impl<T: Copy + 'static> aya::Pod for Pod<T> {}
-
-/// What a keyed kind's map holds (nothing for the arrays).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Keying {
-    /// Distinct keys per bank.
-    pub max_keys: u32,
-    /// `--by` kinds: the `SlotKey::kind` their programs key by (0 for the others).
-    pub by_key: u32,
-}
 
 /// Load-time settings of the eBPF object.
 pub struct LoadConfig {
@@ -58,14 +50,16 @@ pub struct LoadConfig {
     pub calibration_slots: u32,
     /// Display unit of latency tables, in nanoseconds.
     pub unit_ns: u64,
+    /// `--cgroup`/`--container`: the cgroup v2 id whose processes are measured (0: all).
+    pub cgroup: u64,
 }
 
 impl LoadConfig {
     /// Entries of the kind's map: two banks of slots, or of keys.
     fn map_entries(&self) -> u32 {
-        match self.programs.lost {
-            None => 2 * (self.slots + self.calibration_slots).max(1),
-            Some(_) => 2 * self.keying.max_keys.max(1),
+        match self.programs.keyed {
+            KeyedMap::No => 2 * (self.slots + self.calibration_slots).max(1),
+            KeyedMap::Yes | KeyedMap::WithBuckets(_) => 2 * self.keying.max_keys.max(1),
         }
     }
 }
@@ -118,10 +112,12 @@ impl Session {
         // Every copy shares these maps; any copy's handle will do.
         let first = ebpfs.first_mut().context("no sites to attach")?;
         let stats = first.take_map(config.programs.map).context("stats map")?;
-        let lost = match config.programs.lost {
-            Some(name) => Some(first.take_map(name).context("lost-keys map")?),
-            None => None,
+        let buckets = match config.programs.keyed {
+            KeyedMap::WithBuckets(name) => Some(first.take_map(name).context("buckets map")?),
+            _ => None,
         };
+        let losses = first.take_map(MAP_LOSSES).context("losses map")?;
+        let inlined = first.take_map(MAP_INLINED_CALLS).context("inlined calls map")?;
         let epoch = Array::try_from(first.take_map(MAP_EPOCH).context("epoch map")?)?;
         let probe_costs = Array::try_from(first.take_map(MAP_PROBE_COSTS).context("probe costs map")?)?;
         let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
@@ -133,7 +129,7 @@ impl Session {
             entry_links: Vec::new(),
             perf_probes: 0,
             programs: config.programs,
-            maps: KindMaps { stats, lost, cpus },
+            maps: KindMaps { stats, buckets, losses, inlined, cpus, unit_ns: config.unit_ns },
             epoch,
             probe_costs,
             bank: 0,

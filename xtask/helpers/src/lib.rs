@@ -1,9 +1,12 @@
-//! What `cargo xtask` and the integration tests (tests/support) both need: where the repository
-//! is, and the commands that build the target programs of tests/targets into target/targets.
-//! The commands are returned unrun: xtask runs them with its errors, the tests with theirs (and a
-//! VM guest, which has no compilers, not at all).
+//! What `cargo xtask` and the integration tests (tests/integration/support.rs) both need: where
+//! the repository is, and the table of target programs (tests/targets/{c,cpp,go,rust}) built
+//! into target/targets. xtask builds the table before the integration tests run, and the tests
+//! build it on first use (a VM guest, which has no compilers, only checks the host built them).
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+pub mod oci;
+pub mod targets;
 
 /// The repository's root (this crate is xtask/helpers).
 pub fn root() -> PathBuf {
@@ -34,37 +37,14 @@ pub fn go(version: Option<&str>) -> Command {
     }
 }
 
-/// Where a Go target built with `version` goes: target/targets/<output>, or <output>-go<version>.
-pub fn go_output(output: &str, version: Option<&str>) -> PathBuf {
-    match version {
-        None => targets_dir().join(output),
-        Some(version) => targets_dir().join(format!("{output}-go{version}")),
-    }
-}
-
-/// `go build FLAGS -o OUT .` in tests/targets/<name>.
-pub fn go_build(mut go: Command, name: &str, out: &Path, flags: &[&str]) -> Command {
-    go.arg("build").args(flags).arg("-o").arg(out).arg(".").current_dir(root().join("tests/targets").join(name));
-    go
-}
-
-/// `cc -O2 FLAGS -o OUT SOURCE` for a C file under tests/targets (`source` relative to it).
-pub fn cc(source: &str, out: &Path, flags: &[&str]) -> Command {
-    let mut cc = Command::new("cc");
-    cc.arg("-O2").args(flags).arg("-o").arg(out).arg(root().join("tests/targets").join(source));
-    cc
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn finds_the_repository_and_its_targets() {
-        assert!(root().join("Cargo.toml").is_file() && root().join("tests/targets").is_dir());
+        assert!(root().join("Cargo.toml").is_file() && root().join("tests/targets/go").is_dir());
         assert!(targets_dir().ends_with("target/targets"));
-        assert!(go_output("truth", Some("1.23")).ends_with("target/targets/truth-go1.23"));
-        assert!(go_output("truth", None).ends_with("target/targets/truth"));
     }
 
     #[test]
@@ -72,13 +52,5 @@ mod tests {
         let go = go(Some("1.21"));
         assert_eq!(go.get_program(), "/usr/lib/go-1.21/bin/go");
         assert!(go.get_envs().any(|(k, v)| k == "GOTOOLCHAIN" && v == Some("local".as_ref())));
-        let build = go_build(go, "truth", Path::new("/tmp/out"), &["-ldflags=-s -w"]);
-        let args: Vec<_> = build.get_args().collect();
-        assert_eq!(args, ["build", "-ldflags=-s -w", "-o", "/tmp/out", "."]);
-        assert_eq!(build.get_current_dir(), Some(root().join("tests/targets/truth").as_path()));
-        let cc = cc("truth.c", Path::new("/tmp/c"), &["-g"]);
-        let args: Vec<_> = cc.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        assert_eq!(args[..4], ["-O2", "-g", "-o", "/tmp/c"]);
-        assert!(args[4].ends_with("tests/targets/truth.c"));
     }
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask bench` (issue 5): what tracing with probe costs on this machine, next to bpftrace.
+//! `cargo xtask bench`: what tracing with probe costs on this machine, next to bpftrace.
 //!
 //!   1. per-call overhead on a traced Go and C loop (traced minus untraced ns per call), also as a
 //!      ratio to the empty-uprobe floor (the kernel's trap, which no tool can avoid);
@@ -7,6 +7,7 @@
 //!   4. scale: 1, ~100 and ~1000 Go functions at once (attach, detach, per-call overhead);
 //!   5. drain: the CPU the probe process itself uses with `-i 1` (measured in the scale runs);
 //!   6. accuracy: corrected latency against functions that time themselves (accuracy.rs);
+//!   7. programs nobody here wrote: single-stepped entries, Redis's requests/s (real.rs);
 //!
 //! and, after memory (3b), a big stripped Go program (Debian's /usr/bin/prometheus, 63k
 //! functions): `probe list` time and peak RSS, and peak RSS tracing 20 functions in it.
@@ -27,6 +28,7 @@ mod big_go;
 mod measure;
 mod probe_json;
 mod proc;
+mod real;
 mod report;
 mod scale;
 mod stats;
@@ -66,12 +68,14 @@ pub fn run(options: &Options) -> Result<()> {
     let scale_runs = if with_scale { scale_runs() } else { Vec::new() };
     let scale = measure_scale(&bench, &scale_runs, started);
     let big = measure_big_go(&bench);
+    let real = real::measure_real(&bench);
     let mut machine = Machine::describe(started);
     if let Some(root) = &bench.trixie {
         machine.bpftrace = format!("{}; {} in a Debian 13 chroot", machine.bpftrace, trixie_bpftrace_version(root));
     }
     let report =
-        Report { machine, rows: &rows, samples, one_call, accuracy, scale_runs: &scale_runs, scale, big }.render();
+        Report { machine, rows: &rows, samples, one_call, accuracy, scale_runs: &scale_runs, scale, big, real }
+            .render();
     let _ = std::fs::remove_dir_all(&bench.scratch);
 
     println!("{report}");
@@ -83,7 +87,8 @@ pub fn run(options: &Options) -> Result<()> {
 }
 
 /// Where the Debian 13 chroot is: $PROBE_BENCH_TRIXIE, else ~/.cache/probe/trixie. Made with
-/// `debootstrap --variant=minbase --include=bpftrace trixie DIR` (REFERENCE.md section 5).
+/// `debootstrap --variant=minbase --include=bpftrace trixie DIR`. bpftrace runs chrooted there and
+/// must see the traced binary as the same file, so the workloads are copied into DIR/tmp.
 fn trixie_root() -> Option<PathBuf> {
     let dir = std::env::var_os("PROBE_BENCH_TRIXIE")
         .map(PathBuf::from)

@@ -1,5 +1,5 @@
 //! probe's `--json` output, read with serde: the tables of `argdist`/`latency --json` and the
-//! functions of `probe list --json` (field names as the README's CLI reference gives them).
+//! functions of `probe list --json` (field names as docs/reference.md gives them).
 //! Only the fields the bench reads; serde skips the others.
 use anyhow::{Context, Result};
 use serde::Deserialize;
@@ -19,6 +19,9 @@ pub struct JsonTable {
     /// latency only: null when count is 0.
     #[serde(default)]
     pub percentiles: Option<Percentiles>,
+    /// latency only: how finely the corrected durations can be told (0: not calibrated).
+    #[serde(default)]
+    pub resolution_ns: Option<f64>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -38,6 +41,9 @@ pub struct Percentiles {
 pub struct ListedFunction {
     /// RET instructions; null where the code does not decode.
     pub rets: Option<u64>,
+    /// How the kernel handles its entry probe: "emulated", "single-stepped", "refused" or "-".
+    #[serde(default)]
+    pub entry: String,
 }
 
 impl JsonTable {

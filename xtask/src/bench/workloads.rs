@@ -1,7 +1,7 @@
 //! The workloads (Go and C loops whose traced function starts with an emulated or a
 //! single-stepped instruction), the rows that trace them, and starting a tool on one.
 use super::proc::Proc;
-use crate::{check, go_target, root};
+use crate::target;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,7 +13,7 @@ pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
 const BPFTRACE_READY: &str = "bench: attached";
 
 /// A workload: a language, and the build that decides the traced function's first
-/// instructions (what the kernel emulates or single-steps; see the README).
+/// instructions (what the kernel emulates or single-steps; see docs/how-it-works.md).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Lang {
     /// Debian 12's Go: bodies start with `SUBQ $n, SP` after the stack check.
@@ -78,20 +78,15 @@ pub struct Workloads {
 }
 
 impl Workloads {
-    /// Builds tests/targets/bench/{gobench,cbench.c} into target/targets/bench/.
+    /// Builds the table's bench rows (tests/targets/go/gobench, tests/targets/c/cbench.c) into
+    /// target/targets/bench/.
     pub fn build() -> Result<Workloads> {
-        let dir = root().join("target/targets/bench");
-        std::fs::create_dir_all(&dir)?;
-        let go = go_target("bench/gobench", None)?;
-        let go123 = go_target("bench/gobench", Some("1.23"))?;
-        let c_build = |name: &str, flags: &[&str]| -> Result<PathBuf> {
-            let out = dir.join(name);
-            check(&mut probe_helpers::cc("bench/cbench.c", &out, flags))?;
-            Ok(out)
-        };
-        let c = c_build("cbench", &[])?;
-        let c_push = c_build("cbench-push", &["-DFRAME", "-fno-omit-frame-pointer"])?;
-        Ok(Workloads { go, go123, c, c_push })
+        Ok(Workloads {
+            go: target("bench/gobench")?,
+            go123: target("bench/gobench-go1.23")?,
+            c: target("bench/cbench")?,
+            c_push: target("bench/cbench-push")?,
+        })
     }
 
     pub fn path(&self, lang: Lang) -> &Path {

@@ -1,0 +1,129 @@
+//! What the plan says each slot measures, for the tables' labels, units and notes; latency's
+//! resolution is settled here once the probes' costs are calibrated.
+use crate::shared::Unit;
+use probe_ebpf::SpanShape;
+use std::sync::{Arc, OnceLock};
+
+/// What was measured at a traced function, for labels and JSON.
+#[derive(Clone, Debug, Default)]
+pub struct Measured {
+    pub function: String,
+    /// "arg0", "arg1", ..., "ret" or "latency".
+    pub what: String,
+    /// Display unit of the table (latency only).
+    pub unit: Option<Unit>,
+    /// Rows of a table of exact values (`--count`): the most frequent, the rest summed.
+    pub top_values: usize,
+    /// The function's inlined copies, when it has any (`inlined::WithInlined` reports them).
+    pub inlined: Option<InlinedSites>,
+    /// Latency: how finely the corrected durations can be told, once calibrated.
+    pub resolution: Resolution,
+}
+
+/// What the probes' cost calibration says about one function's corrected durations, known
+/// once it has run (after the tables' outputs exist: every clone of a `Measured` shares it).
+#[derive(Clone, Debug, Default)]
+pub struct Resolution {
+    /// How its calls are bracketed by probes (None: not latency).
+    pub shape: Option<SpanShape>,
+    spreads: Arc<OnceLock<Spreads>>,
+}
+
+/// The calibrated cost inside this function's calls and its spread, and the spread of a probed
+/// call's cost relative to that cost (for the callees and recursion inside a call).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Spreads {
+    pub inside_ns: u64,
+    pub inside_spread_ns: u64,
+    pub hit_relative_spread: f64,
+}
+
+impl Resolution {
+    pub fn of_shape(shape: SpanShape) -> Resolution {
+        Resolution { shape: Some(shape), spreads: Arc::default() }
+    }
+
+    /// Settles it from the calibrated costs of every shape in use: this function's own, and
+    /// the largest relative spread of any (its callees may be of any shape).
+    pub fn settle(&self, costs: &[ShapeCost]) {
+        let own = costs.iter().find(|c| Some(c.shape) == self.shape);
+        let relative = |c: &ShapeCost| if c.hit_ns == 0 { 0.0 } else { c.hit_spread_ns as f64 / c.hit_ns as f64 };
+        if let Some(own) = own {
+            let hit_relative_spread = costs.iter().map(relative).fold(0.0, f64::max);
+            let spreads =
+                Spreads { inside_ns: own.inside_ns, inside_spread_ns: own.inside_spread_ns, hit_relative_spread };
+            let _ = self.spreads.set(spreads);
+        }
+    }
+
+    /// The resolution of calls that had `subtracted_per_call_ns` taken out on average (0 when
+    /// nothing was calibrated, `--raw`): the spread of their own probes' cost, and that of the
+    /// callees' probes whose cost was subtracted too.
+    pub fn of_calls(&self, subtracted_per_call_ns: u64) -> u64 {
+        let Some(s) = self.spreads.get() else { return 0 };
+        if subtracted_per_call_ns == 0 {
+            return 0;
+        }
+        let nested = subtracted_per_call_ns.saturating_sub(s.inside_ns) as f64;
+        s.inside_spread_ns + (nested * s.hit_relative_spread).round() as u64
+    }
+}
+
+/// What one shape's probes cost, in nanoseconds, and how much that varies from call to call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShapeCost {
+    pub shape: SpanShape,
+    /// Inside each measured span of this shape.
+    pub inside_ns: u64,
+    /// Added by one probed call of this shape to whatever encloses it.
+    pub hit_ns: u64,
+    /// The spread (p90 - p10) of what the probes added inside the calibration's spans: a
+    /// corrected duration is uncertain by about this much, and no finer figure means anything.
+    pub inside_spread_ns: u64,
+    /// The spread (p90 - p10) of one probed call's whole cost, as its caller saw it.
+    pub hit_spread_ns: u64,
+}
+
+/// A traced function's inlined copies, as planned (in `Measured`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InlinedSites {
+    /// Copies whose calls are counted (one probe each).
+    pub counted: usize,
+    /// Copies whose calls cannot be counted ...
+    pub uncounted: usize,
+    /// ... and why (the first reason met).
+    pub why: Option<String>,
+    /// What an inlined call lacks for this measurement, e.g. "their arguments cannot be read".
+    pub lacking: String,
+}
+
+impl InlinedSites {
+    /// `"main.small: 1000 more calls at 1 inlined site (counted; their arguments cannot be
+    /// read)"`, then any copies not counted and why; one line.
+    pub fn line(&self, function: &str, calls: u64) -> String {
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        let why = self.why.as_deref().unwrap_or("unknown");
+        let (counted, uncounted) = (self.counted, self.uncounted);
+        let mut line = if counted > 0 {
+            let mut text = format!(
+                "{function}: {calls} more calls at {counted} inlined site{} ({})",
+                plural(counted),
+                self.lacking
+            );
+            if uncounted > 0 {
+                text.push_str(&format!(
+                    "; and at {uncounted} more inlined site{} whose calls cannot be counted ({why})",
+                    plural(uncounted)
+                ));
+            }
+            text
+        } else {
+            format!(
+                "{function}: inlined at {uncounted} site{} whose calls cannot be counted ({why})",
+                plural(uncounted)
+            )
+        };
+        line.push('\n');
+        line
+    }
+}
