@@ -121,7 +121,11 @@ fn take_keys<V: Copy + 'static, A: Clone>(
         PerCpuHashMap::try_from(map).context("the keyed map of another kind")?;
     // Keys first, then each one read and deleted: deleting while walking the keys would make
     // the kernel restart the walk.
-    let keys: Vec<Pod<SlotKey>> = map.keys().filter_map(|k| k.ok()).filter(|k| k.0.bank == bank & 1).collect();
+    // A walk that fails part way must not pass for a complete one: the keys it missed would
+    // be calls in no table.
+    let keys: Vec<Pod<SlotKey>> =
+        map.keys().collect::<Result<Vec<_>, _>>().context("listing the keyed map's keys")?;
+    let keys: Vec<Pod<SlotKey>> = keys.into_iter().filter(|k| k.0.bank == bank & 1).collect();
     let mut out = Vec::with_capacity(keys.len());
     for key in keys {
         let per_cpu = map.get(&key, 0).context("reading the keyed map")?;
