@@ -158,7 +158,7 @@ fn go_argdist_by_stack_sums_each_stacks_values() {
     // Each path passes 0..n: its sum is n(n-1)/2.
     let tables = json_stacks(&run.stdout);
     let sum = |stack: &str| tables[stack]["sum"].as_i64().unwrap();
-    assert_eq!(sum(&format!("main.b;main.a;main.main;runtime.main;runtime.goexit.abi0")), 600 * 599 / 2);
+    assert_eq!(sum("main.b;main.a;main.main;runtime.main;runtime.goexit.abi0"), 600 * 599 / 2);
     assert_eq!(sum("main.c;main.main;runtime.main;runtime.goexit.abi0"), 200 * 199 / 2);
     assert_eq!(sum("main.viaInline;main.d;main.main;runtime.main;runtime.goexit.abi0"), 100 * 99 / 2);
     let sums = pprof_top(&pprof_path, "sum");
