@@ -41,8 +41,13 @@ fn json_stacks(stdout: &str) -> BTreeMap<String, Value> {
 
 /// `go tool pprof -top` of a profile, sample `index`: each function's (flat, cum) as printed.
 fn pprof_top(profile: &Path, index: &str) -> BTreeMap<String, (String, String)> {
+    pprof_top_with(profile, index, &[])
+}
+
+fn pprof_top_with(profile: &Path, index: &str, more: &[&str]) -> BTreeMap<String, (String, String)> {
     let out = Command::new("go")
         .args(["tool", "pprof", "-top", "-nodecount=100", "-nodefraction=0", &format!("-sample_index={index}")])
+        .args(more)
         .arg(profile)
         .output()
         .expect("go tool pprof");
@@ -230,4 +235,68 @@ fn stack_outputs_without_by_stack_or_a_writable_path_are_refused() {
     let run =
         probe(&["latency", "--func", "main.leaf", "--by", "stack", "--pprof", "/tmp/p", "--folded", "/tmp/p", "-c", t]);
     assert_rejected(&run, "give each its own file");
+}
+
+/// The seed's allocation profile: `argdist --func runtime.mallocgc --arg size --by stack` against
+/// the Go runtime's own heap profile with every allocation recorded (`MemProfileRate = 1`).
+fn allocations_match_the_runtimes_profile(program: &Path, tag: &str) {
+    let dir = scratch(tag);
+    let (heap, pprof_path) = (dir.join("heap.pb.gz"), dir.join("allocs.pb.gz"));
+    let cmd = format!("{} {}", program.display(), heap.display());
+    let run = probe(&[
+        "argdist",
+        "--func",
+        "runtime.mallocgc",
+        "--arg",
+        "size",
+        "--by",
+        "stack",
+        "--top",
+        "10000",
+        "--json",
+        "--pprof",
+        pprof_path.to_str().unwrap(),
+        "-c",
+        &cmd,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (a, b) = (reported_calls(&run.stderr, "allocA"), reported_calls(&run.stderr, "allocB"));
+    let tables = json_stacks(&run.stdout);
+    // Per allocating function: probe's calls and bytes asked for.
+    let of = |f: &str| -> (u64, i64) {
+        let under: Vec<&Value> = tables.iter().filter(|(s, _)| s.split(';').any(|x| x == f)).map(|(_, t)| t).collect();
+        (
+            under.iter().map(|t| t["count"].as_u64().unwrap()).sum(),
+            under.iter().map(|t| t["sum"].as_i64().unwrap()).sum(),
+        )
+    };
+    let ((calls_a, bytes_a), (calls_b, bytes_b)) = (of("main.allocA"), of("main.allocB"));
+    assert_eq!((calls_a, calls_b), (a, b));
+    assert_eq!(bytes_a, (100 + 101 + 102) * 100, "sizes 100, 101, 102 each 100 times");
+    assert_eq!(bytes_b, 32 * 200, "a 32-byte struct");
+    // The runtime's profile: the same objects, and bytes rounded up to its size classes.
+    let objects = pprof_top(&heap, "alloc_objects");
+    assert_eq!(objects["main.allocA"].1, a.to_string());
+    assert_eq!(objects["main.allocB"].1, b.to_string());
+    let space = pprof_top_with(&heap, "alloc_space", &["-unit=B"]);
+    let bytes = |f: &str| space[f].1.trim_end_matches('B').parse::<i64>().unwrap();
+    assert!((bytes_a..=bytes_a * 9 / 8).contains(&bytes("main.allocA")), "{space:?}");
+    assert_eq!(bytes("main.allocB"), bytes_b, "32 bytes is a size class");
+    // probe's own profile says the same per function.
+    let calls = pprof_top(&pprof_path, "calls");
+    assert_eq!(calls["main.allocA"].1, a.to_string());
+    let sums = pprof_top_with(&pprof_path, "sum", &[]);
+    assert_eq!(sums["main.allocB"].1, format!("{bytes_b}value"));
+    std::fs::remove_dir_all(dir).unwrap();
+    assert_nothing_attached();
+}
+
+#[test]
+fn an_allocation_profile_matches_the_go_runtimes_on_go_1_19() {
+    allocations_match_the_runtimes_profile(&target("allocs"), "allocs119");
+}
+
+#[test]
+fn an_allocation_profile_matches_the_go_runtimes_on_go_1_23() {
+    allocations_match_the_runtimes_profile(&go_target_with("allocs", "1.23"), "allocs123");
 }

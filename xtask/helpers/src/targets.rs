@@ -114,6 +114,7 @@ pub const TARGETS: &[Target] = &[
     go("inl-stripped", "go/inl", STRIPPED, DEBIAN_GO),
     go("inl-pie", "go/inl", &["-buildmode=pie"], DEBIAN_GO),
     go("stacks", "go/stacks", &[], &["", "1.23"]),
+    go("allocs", "go/allocs", &[], &["", "1.23"]),
     go("regex", "go/regex", &[], DEBIAN_GO),
     go("many", "go/many", &[], DEBIAN_GO),
     go("sleeper", "go/sleeper", &[], DEBIAN_GO),
