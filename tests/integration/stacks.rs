@@ -300,3 +300,26 @@ fn an_allocation_profile_matches_the_go_runtimes_on_go_1_19() {
 fn an_allocation_profile_matches_the_go_runtimes_on_go_1_23() {
     allocations_match_the_runtimes_profile(&go_target_with("allocs", "1.23"), "allocs123");
 }
+
+#[test]
+fn stacks_that_find_no_room_are_counted_under_their_reason() {
+    // Room for one stack: the first path's calls are in its table, the others' under
+    // `stack_not_stored`, and together they are every call.
+    let cmd = format!("{} 2", target("stacks").display());
+    let out = Command::new(probe_bin())
+        .args(["latency", "--func", "main.leaf", "--by", "stack", "--json", "-c", &cmd])
+        .env("PROBE_TEST_MAP_SIZES", "STACK_FRAMES=1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let run: Run = out.into();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let tables = json_tables(&run.stdout);
+    assert_eq!(tables.len(), 1, "{}", run.stdout);
+    let t = &tables[0];
+    assert_eq!(t["by"]["stack"][0], "main.b", "the first path made is the one stored");
+    assert_eq!(t["count"], 600);
+    assert_eq!(t["losses"]["stack_not_stored"], 300);
+    assert_eq!(t["lost"], 300);
+    assert_nothing_attached();
+}
