@@ -211,7 +211,10 @@ pub fn argdist_job(target: Target, chosen: &Chosen, value: Value, ask: ArgdistAs
     }
     let description = format!("{} {} ({})", plan.measured.function, plan.measured.what, plan.abi);
     plan.measured.top_values = ask.top.unwrap_or(DEFAULT_TOP_VALUES);
-    let reads_memory = super::reads_memory(&plan.sites, ask.count);
+    // `--by stack` walks into a per-CPU buffer, which a sleepable program (preemptible while it
+    // runs) could share with another task on its CPU: the plain programs only, so a value on a
+    // page not yet touched is counted unreadable instead of faulted in.
+    let reads_memory = super::reads_memory(&plan.sites, ask.count) && ask.by != Some(By::Stack);
     let lacking = inlined_calls_lack(at_return, !ask.filter.is_empty());
     let mut budget = inlined::MAX_INLINED_SITES;
     let planned = inlined::for_functions(binary, &[(&chosen.function, ARGDIST_SLOT)], &lacking, &mut budget);
