@@ -25,6 +25,32 @@ pub const KEY_TEXT: u32 = 6;
 pub const KEY_TEXT_TRUNCATED: u32 = 7;
 /// `--by caller`: the return address (`words[0]`) in process `words[1]`, symbolised by the loader.
 pub const KEY_CALLER: u32 = 5;
+/// `--by stack`: the user stack whose frames `STACK_FRAMES` holds under `words[0]` (their hash),
+/// in process `words[1]`; read and symbolised by the loader.
+pub const KEY_STACK: u32 = 9;
+
+/// Return addresses a stack holds at most, the caller of the traced function first.
+pub const MAX_STACK_FRAMES: usize = 64;
+/// `StackFrames::flags`: the walk stopped at `MAX_STACK_FRAMES`, so outer frames are missing.
+pub const STACK_TRUNCATED: u64 = 1;
+
+/// One user stack, stored once under its hash (`KEY_STACK`): `len` return addresses, the
+/// traced function's caller first, walked by frame pointers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackFrames {
+    pub tgid: u64,
+    pub len: u64,
+    pub flags: u64,
+    pub frames: [u64; MAX_STACK_FRAMES],
+}
+
+impl StackFrames {
+    /// The return addresses in use (the caller first).
+    pub fn addresses(&self) -> &[u64] {
+        &self.frames[..(self.len as usize).min(MAX_STACK_FRAMES)]
+    }
+}
 
 /// Key of a keyed map: the bank and slot as in the arrays, and the key within the slot.
 #[repr(C)]

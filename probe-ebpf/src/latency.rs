@@ -169,7 +169,7 @@ struct Keys;
 impl Keys {
     #[inline(always)]
     fn summary(site: &Site, regs: &pt_regs) -> Result<(SlotKey, &'static mut LatencySummary), usize> {
-        let key = by_key(site.bank, site.cookie.slot, regs, site.cookie.uretprobe);
+        let key = by_key(site.bank, site.cookie.slot, regs, site.cookie.uretprobe)?;
         let summary = keyed_value(&LATENCY_STATS_BY, &key, &LatencySummary::EMPTY)?;
         Ok((key, unsafe { &mut *summary }))
     }

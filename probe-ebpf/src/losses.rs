@@ -27,8 +27,11 @@ pub const LOSS_UNMATCHED_RETURN: usize = 6;
 /// keys, and it deletes those of the bank no program writes any more, so a program that ran
 /// past the drain's grace period.
 pub const LOSS_KEY_VANISHED: usize = 7;
+/// `--by stack`: the call's stack could not be stored (more distinct stacks than the map of
+/// frames holds, no kernel memory, or another stack with the same 64-bit hash).
+pub const LOSS_STACK_NOT_STORED: usize = 8;
 /// Reasons a slot counts.
-pub const LOSS_REASONS: usize = 8;
+pub const LOSS_REASONS: usize = 9;
 
 /// Per slot (and bank): how many calls were dropped for each reason.
 #[repr(C)]
@@ -47,7 +50,7 @@ pub struct LossReason {
 }
 
 /// Every reason, in the order the summary lists them.
-pub const LOSS_REASON_NAMES: [LossReason; 8] = [
+pub const LOSS_REASON_NAMES: [LossReason; 9] = [
     LossReason {
         index: LOSS_KEYS_FULL,
         name: "keys_full",
@@ -88,6 +91,13 @@ pub const LOSS_REASON_NAMES: [LossReason; 8] = [
         index: LOSS_KEY_VANISHED,
         name: "key_vanished",
         text: "not counted: their new key was drained as it was made",
+        lost: true,
+    },
+    LossReason {
+        index: LOSS_STACK_NOT_STORED,
+        name: "stack_not_stored",
+        text:
+            "not counted: their stack could not be stored (more distinct stacks than probe keeps, or no kernel memory)",
         lost: true,
     },
     LossReason {

@@ -11,6 +11,7 @@ mod cgroup;
 mod inlined_calls;
 mod latency;
 mod reads;
+mod stacks;
 mod user_memory;
 mod values;
 mod verdict;

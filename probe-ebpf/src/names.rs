@@ -39,6 +39,10 @@ pub const PROG_LATENCY_BY_URETPROBE: &str = "pb_lat_by_ret";
 pub const MAP_BUCKETS_BY: &str = "BUCKETS_BY";
 /// The keyed kinds' dropped calls per reason, per slot and bank (`Losses`, `bank_index`).
 pub const MAP_LOSSES: &str = "LOSSES";
+/// `--by stack`: each distinct stack's frames, under its hash (`StackFrames`), and the per-CPU
+/// place a stack is walked into.
+pub const MAP_STACK_FRAMES: &str = "STACK_FRAMES";
+pub const MAP_STACK_SCRATCH: &str = "STACK_SCRATCH";
 /// `--count`: where the length of a C string longer than a key is found (4 KiB per CPU).
 pub const MAP_SCAN: &str = "SCAN";
 
@@ -62,6 +66,10 @@ pub const MAP_HIT_COSTS: &str = "HIT_COSTS";
 pub const GLOBAL_UNIT_NS: &str = "UNIT_NS";
 pub const GLOBAL_BY_KEY: &str = "BY_KEY";
 pub const GLOBAL_FILTER: &str = "FILTER";
+/// `--by stack`: 1 to follow frame pointers past the caller (0: the program keeps none).
+pub const GLOBAL_STACK_WALK: &str = "STACK_WALK";
+/// `--by stack`: distinct stacks kept (`MAP_STACK_FRAMES`' size).
+pub const MAX_STACKS: u32 = 16384;
 /// `--cgroup`/`--container`: the cgroup v2 id whose processes (and its descendants') are
 /// measured; 0 for every process.
 pub const GLOBAL_CGROUP: &str = "CGROUP";
@@ -75,7 +83,7 @@ pub const GLOBAL_FIXED_COOKIE: &str = "FIXED_COOKIE";
 
 /// Maps shared by every copy of the programs in that mode (every map: a copy's own would cost
 /// its size again per site).
-pub const SHARED_MAPS: [&str; 15] = [
+pub const SHARED_MAPS: [&str; 17] = [
     MAP_VALUE_STATS,
     MAP_LATENCY_STATS,
     MAP_VALUE_COUNTS,
@@ -91,4 +99,6 @@ pub const SHARED_MAPS: [&str; 15] = [
     MAP_PROBE_COSTS,
     MAP_HIT_COSTS,
     MAP_INLINED_CALLS,
+    MAP_STACK_FRAMES,
+    MAP_STACK_SCRATCH,
 ];

@@ -57,6 +57,14 @@ mod arch {
         regs.rsp
     }
 
+    /// The frame pointer (RBP): at the sites probe uses (entries before the prologue, RET
+    /// instructions, uretprobes) the caller's frame, whose saved RBP is at [RBP] and whose own
+    /// return address is at [RBP+8].
+    #[inline(always)]
+    pub fn frame_pointer(regs: &pt_regs) -> u64 {
+        regs.rbp
+    }
+
     /// R14 holds the current goroutine in Go's register ABI on amd64.
     #[inline(always)]
     pub fn go_g(regs: &pt_regs) -> u64 {
@@ -140,6 +148,13 @@ mod arch {
     #[inline(always)]
     pub fn stack_pointer(regs: &pt_regs) -> u64 {
         user(regs).sp
+    }
+
+    /// The frame pointer (X29): as on x86-64, the saved X29 at [X29] and the frame's return
+    /// address at [X29+8], in Go's frames and in AAPCS64's alike.
+    #[inline(always)]
+    pub fn frame_pointer(regs: &pt_regs) -> u64 {
+        user(regs).regs[29]
     }
 
     /// R28 holds the current goroutine in Go's register ABI on arm64.

@@ -18,8 +18,8 @@ use aya_ebpf::{
 };
 use probe_ebpf::{
     bank_index, key_loss, value_bucket, Losses, SlotKey, ValueCookie, ValueSource, ValueStats, ValueSummary, Width,
-    KEY_BYTES, KEY_CALLER, KEY_COMM, KEY_PID, KEY_TEXT, KEY_TEXT_TRUNCATED, KEY_TID, KEY_UNREADABLE, KEY_UNSIGNED,
-    LOSS_FILTER_UNREADABLE, LOSS_KEY_VANISHED,
+    KEY_BYTES, KEY_CALLER, KEY_COMM, KEY_PID, KEY_STACK, KEY_TEXT, KEY_TEXT_TRUNCATED, KEY_TID, KEY_UNREADABLE,
+    KEY_UNSIGNED, LOSS_FILTER_UNREADABLE, LOSS_KEY_VANISHED,
 };
 
 /// Per-CPU value aggregates at `bank_index(bank, slot)`; the loader sizes it to the slots.
@@ -115,7 +115,10 @@ fn record_value_by<const FAULT: bool>(regs: *mut pt_regs, ctx: *mut core::ffi::c
             Verdict::Unreadable => return lose(bank, site.slot, LOSS_FILTER_UNREADABLE),
         }
     }
-    let key = by_key(bank, site.slot, unsafe { &*regs }, returned);
+    let key = match by_key(bank, site.slot, unsafe { &*regs }, returned) {
+        Ok(key) => key,
+        Err(reason) => return lose(bank, site.slot, reason),
+    };
     let summary = match keyed_value(&VALUE_STATS_BY, &key, &ValueSummary::EMPTY) {
         Ok(s) => unsafe { &mut *s },
         Err(reason) => return lose(bank, site.slot, reason),
@@ -143,11 +146,12 @@ fn record_value_by<const FAULT: bool>(regs: *mut pt_regs, ctx: *mut core::ffi::c
 #[no_mangle]
 static BY_KEY: u32 = 0;
 
-/// The `--by` key of the current call for `slot` in `bank`. `returned`: a uretprobe hit, where
-/// the instruction pointer is the return address; anywhere else probe puts sites (entries before
+/// The `--by` key of the current call for `slot` in `bank`, or the loss reason when it cannot be
+/// had (`--by stack`: its frames could not be stored). `returned`: a uretprobe hit, where the
+/// instruction pointer is the return address; anywhere else probe puts sites (entries before
 /// SP moves, RET instructions) the return address is at the top of the stack.
 #[inline(always)]
-pub(crate) fn by_key(bank: u32, slot: u32, regs: &pt_regs, returned: bool) -> SlotKey {
+pub(crate) fn by_key(bank: u32, slot: u32, regs: &pt_regs, returned: bool) -> Result<SlotKey, usize> {
     let kind = unsafe { core::ptr::read_volatile(&BY_KEY) };
     let mut key = SlotKey::integer(bank, slot, 0);
     key.kind = kind;
@@ -158,6 +162,9 @@ pub(crate) fn by_key(bank: u32, slot: u32, regs: &pt_regs, returned: bool) -> Sl
         key.words[0] = pid_tgid & 0xffff_ffff;
     } else if kind == KEY_CALLER {
         key.words[0] = regs::return_address(regs, returned);
+        key.words[1] = pid_tgid >> 32;
+    } else if kind == KEY_STACK {
+        key.words[0] = crate::stacks::stack_hash(regs, returned, pid_tgid >> 32)?;
         key.words[1] = pid_tgid >> 32;
     } else if kind == KEY_COMM {
         if let Ok(comm) = bpf_get_current_comm() {
@@ -170,7 +177,7 @@ pub(crate) fn by_key(bank: u32, slot: u32, regs: &pt_regs, returned: bool) -> Sl
             key.len = 16;
         }
     }
-    key
+    Ok(key)
 }
 
 /// This CPU's value under `key`, created from `empty` on first use; or the reason the call

@@ -28,6 +28,10 @@ pub struct RunOptions {
     pub heatmap: Option<PathBuf>,
     /// --plot FILE.svg.
     pub plot: Option<PathBuf>,
+    /// `--by stack`: --folded FILE (`-`: stdout), --flamegraph FILE.svg, --pprof FILE.
+    pub folded: Option<PathBuf>,
+    pub flamegraph: Option<PathBuf>,
+    pub pprof: Option<PathBuf>,
 }
 
 impl RunOptions {
@@ -45,12 +49,18 @@ impl RunOptions {
             hdr_log,
             heatmap: args.heatmap.clone(),
             plot: args.plot.clone(),
+            folded: args.folded.clone(),
+            flamegraph: args.flamegraph.clone(),
+            pprof: args.pprof.clone(),
         };
         let files = [
             ("-o", &options.output),
             ("--hdr-log", &options.hdr_log),
             ("--heatmap", &options.heatmap),
             ("--plot", &options.plot),
+            ("--folded", &options.folded.clone().filter(|p| p.as_os_str() != "-")),
+            ("--flamegraph", &options.flamegraph),
+            ("--pprof", &options.pprof),
         ];
         let named: Vec<(&str, &PathBuf)> = files.iter().filter_map(|(o, p)| Some((*o, p.as_ref()?))).collect();
         for (i, (first, path)) in named.iter().enumerate() {
@@ -66,6 +76,17 @@ impl RunOptions {
             }));
         }
         Ok(options)
+    }
+
+    /// The stack outputs need `--by stack`: one line naming the first given, and the fix.
+    pub fn check_stack_outputs(&self, by_stack: bool) -> Result<()> {
+        let given = [("--folded", &self.folded), ("--flamegraph", &self.flamegraph), ("--pprof", &self.pprof)];
+        match given.iter().find(|(_, p)| p.is_some()) {
+            Some((option, _)) if !by_stack => {
+                Err(user(format!("{option} writes stacks, which only --by stack collects; add --by stack")))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -113,6 +134,9 @@ mod tests {
             heatmap: None,
             plot: None,
             serve: None,
+            folded: None,
+            flamegraph: None,
+            pprof: None,
         }
     }
 

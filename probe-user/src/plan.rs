@@ -5,7 +5,7 @@ use crate::arch::{EntrySite, Handling};
 use crate::error::user;
 use crate::resolve::abi::Abi;
 use crate::resolve::elf::{Binary, Function};
-use crate::shared::ExitMode;
+use crate::shared::{By, ExitMode};
 use anyhow::{Context, Result};
 use probe_ebpf::{Filter, LatencyCookie, SpanShape, ValueCookie, ValueSource, Width, OPERAND_ARG};
 
@@ -59,10 +59,12 @@ pub fn describe_costs(sites: &[Site]) -> String {
 pub struct AlsoRead {
     pub sources: Vec<ValueSource>,
     pub return_address: bool,
+    /// `--by stack`: the frame pointer, where the walk starts.
+    pub frame_pointer: bool,
 }
 
 impl AlsoRead {
-    pub fn of(filter: &Filter, by_caller: bool) -> AlsoRead {
+    pub fn of(filter: &Filter, by: Option<By>) -> AlsoRead {
         let sources = filter
             .conditions
             .iter()
@@ -70,7 +72,8 @@ impl AlsoRead {
             .filter_map(|c| ValueCookie::decode(c.source))
             .map(|cookie| cookie.source)
             .collect();
-        AlsoRead { sources, return_address: by_caller }
+        let stack = by == Some(By::Stack);
+        AlsoRead { sources, return_address: stack || by == Some(By::Caller), frame_pointer: stack }
     }
 }
 
@@ -86,7 +89,12 @@ fn entry_site(
 ) -> Result<(EntrySite, Option<ValueSource>)> {
     let code = binary.entry_code(function)?;
     let whole = function.size > 0;
-    crate::arch::entry_site(&code, function.addr, go, whole, &also.sources, also.return_address, value)
+    let reads = crate::arch::AlsoReads {
+        sources: &also.sources,
+        return_address: also.return_address,
+        frame_pointer: also.frame_pointer,
+    };
+    crate::arch::entry_site(&code, function.addr, go, whole, &reads, value)
         .map_err(|why| user(format!("{}: {why}; trace its caller or another function", function.name)))
 }
 

@@ -1,7 +1,7 @@
 //! Small types every layer names, from the command line to the outputs: display units, how
 //! `latency` observes returns, `--by`, and what to trace. This module depends on no other of
 //! probe's, so any module may use it without pointing back up.
-use probe_ebpf::{KEY_CALLER, KEY_COMM, KEY_PID, KEY_TID};
+use probe_ebpf::{KEY_CALLER, KEY_COMM, KEY_PID, KEY_STACK, KEY_TID};
 use std::path::PathBuf;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -95,6 +95,9 @@ pub enum By {
     Comm,
     /// The calling function (from the return address, symbolised)
     Caller,
+    /// The whole user stack (frame pointers, inlined Go frames expanded): with --folded,
+    /// --flamegraph, --pprof
+    Stack,
 }
 
 impl By {
@@ -105,6 +108,7 @@ impl By {
             By::Tid => KEY_TID,
             By::Comm => KEY_COMM,
             By::Caller => KEY_CALLER,
+            By::Stack => KEY_STACK,
         }
     }
 }

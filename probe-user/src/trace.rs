@@ -16,7 +16,7 @@ use crate::resolve::{container, Scope, Target};
 use crate::session::Programs;
 use crate::session::{self, LoadConfig, Session};
 use anyhow::{Context, Result};
-use probe_ebpf::KEY_CALLER;
+use probe_ebpf::{KEY_CALLER, KEY_STACK};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -105,7 +105,7 @@ fn run_kind<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
     let refresh_requests = outputs.iter_mut().find_map(|o| o.take_refresh_requests());
     // --by caller: return addresses are named from the processes' memory maps, read while
     // they run.
-    let callers = (keying.by_key == KEY_CALLER).then(|| Callers::new(&target.program().source));
+    let callers = [KEY_CALLER, KEY_STACK].contains(&keying.by_key).then(|| Callers::new(&target.program().source));
     let mut feed = Feed { started: Instant::now(), drained: Vec::new(), pending: Vec::new(), outputs, callers };
     let target_exited = runtime.block_on(async {
         feed.start()?;

@@ -26,6 +26,7 @@ mod pages;
 mod manual;
 mod outputs;
 mod serve;
+mod stacks;
 // What a user meets: mistakes, first use, old systems, abuse.
 mod bad_input;
 mod containers;

@@ -17,6 +17,14 @@ pub use aarch64 as code;
 #[cfg(target_arch = "x86_64")]
 pub use x86_64 as code;
 
+/// What the programs read at an entry site besides the value argdist measures: a filter's
+/// arguments (`sources`), the return address, and (`--by stack`) the frame pointer.
+pub struct AlsoReads<'a> {
+    pub sources: &'a [ValueSource],
+    pub return_address: bool,
+    pub frame_pointer: bool,
+}
+
 /// The entry probe's site in `code` (a function at `addr`; `whole`: its size is known), or why
 /// there is none. The programs read there `also` (a filter's arguments), the return address
 /// when `return_address`, and `value`, the value argdist measures (None for latency and
@@ -27,22 +35,43 @@ pub fn entry_site(
     addr: u64,
     go: bool,
     whole: bool,
-    also: &[ValueSource],
-    return_address: bool,
+    also: &AlsoReads<'_>,
     value: Option<ValueSource>,
 ) -> Result<(EntrySite, Option<ValueSource>), String> {
     #[cfg(target_arch = "x86_64")]
     {
         use x86_64::entry_site::{entry_site, moved_source, Reads};
-        let reads = Reads::of(also, return_address, value);
+        let mut reads = Reads::of(also.sources, also.return_address, value);
+        if also.frame_pointer {
+            reads.registers.push(iced_x86::Register::RBP);
+        }
         entry_site(code, addr, go, &reads, whole).map(|site| (site, value.map(|v| moved_source(v, &site.moved))))
     }
     // arm64's entry site is a branch or the first instruction: nothing is skipped over, so
     // nothing read there can be clobbered or moved.
     #[cfg(target_arch = "aarch64")]
     {
-        let _ = (whole, also, return_address);
+        let _ = (whole, also);
         aarch64::entry_site(code, addr, go).map(|site| (site, value))
+    }
+}
+
+/// Whether a function's code starts by setting up a frame pointer: `push %rbp; mov %rsp,%rbp`
+/// (after an `endbr64`) on x86-64, `stp x29, x30, [sp, #-N]!; mov x29, sp` on arm64. A C
+/// program built without `-fno-omit-frame-pointer` has almost none.
+pub fn sets_frame_pointer(code: &[u8]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let code = code.strip_prefix(&[0xf3, 0x0f, 0x1e, 0xfa][..]).unwrap_or(code);
+        code.starts_with(&[0x55, 0x48, 0x89, 0xe5])
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let word = |i: usize| code.get(i * 4..i * 4 + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()));
+        // paciasp first, then STP x29, x30 pre-indexed and MOV x29, sp (ADD x29, sp, #0).
+        let start = if word(0) == Some(0xd503233f) { 1 } else { 0 };
+        let stp = word(start).is_some_and(|w| w & 0xffc07fff == 0xa9807bfd);
+        stp && word(start + 1) == Some(0x910003fd)
     }
 }
 

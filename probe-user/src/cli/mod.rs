@@ -283,6 +283,17 @@ pub struct OutputArgs {
     /// Write a bar chart of the final histogram as SVG
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+    /// With --by stack: write the stacks folded (`outer;...;caller;func CALLS`, one per line)
+    /// to FILE, or to stdout after the tables with `-`
+    #[arg(long, value_name = "FILE")]
+    pub folded: Option<PathBuf>,
+    /// With --by stack: write a flame graph of the calls per stack as SVG (inferno)
+    #[arg(long, value_name = "FILE.svg")]
+    pub flamegraph: Option<PathBuf>,
+    /// With --by stack: write a gzipped pprof profile (calls, and latency's time or argdist's
+    /// sum per stack) for `go tool pprof`
+    #[arg(long, value_name = "FILE")]
+    pub pprof: Option<PathBuf>,
     /// Serve the run's totals at http://ADDR/metrics for Prometheus (e.g. 127.0.0.1:9464, or
     /// :9464 for every interface);
     /// probe keeps serving after the target exits, until Ctrl-C, SIGTERM or -d

@@ -92,7 +92,10 @@ fn write_params(out: &mut impl Write, params: &[ParamRow], label: &str) -> std::
 /// How the kernel would handle this function's entry probe.
 fn entry_handling(binary: &Binary, f: &crate::resolve::elf::Function) -> &'static str {
     let go = Abi::of(binary, &f.name).is_go();
-    let site = |code: &[u8]| crate::arch::entry_site(code, f.addr, go, f.size > 0, &[], false, None);
+    let site = |code: &[u8]| {
+        let none = crate::arch::AlsoReads { sources: &[], return_address: false, frame_pointer: false };
+        crate::arch::entry_site(code, f.addr, go, f.size > 0, &none, None)
+    };
     match binary.entry_code(f).ok().map(|code| site(&code)) {
         Some(Ok((site, _))) if site.handling.is_emulated() => "emulated",
         Some(Ok(_)) => "single-stepped",

@@ -1,14 +1,14 @@
 //! `--by pid|tid|comm`: one aggregate of the underlying kind (values or latency) per process,
 //! thread or thread name, from a keyed per-CPU hash map drained with the two-bank epoch. The
 //! text shows the heaviest keys' tables; JSON has one object per key, with a `by` field.
-use super::{losses_json, losses_text, Aggregate, Histogram, KeyedMap, Measure, Measured, Programs};
+use super::{losses_json, losses_text, Aggregate, Histogram, KeyedMap, Measure, Measured, Programs, StackRow};
 use crate::resolve::callers::Callers;
 use crate::session::KindMaps;
 use anyhow::Result;
 use probe_ebpf::{
     LatencyStats, LatencySummary, Losses, SlotKey, ValueStats, ValueSummary, FINE_BUCKETS, KEY_CALLER, KEY_PID,
-    KEY_TID, LOG2_BUCKETS, MAP_BUCKETS_BY, MAP_LATENCY_STATS_BY, MAP_VALUE_STATS_BY, PROG_LATENCY_BY_UPROBE,
-    PROG_LATENCY_BY_URETPROBE, PROG_VALUE_BY_UPROBE, PROG_VALUE_BY_URETPROBE,
+    KEY_STACK, KEY_TID, LOG2_BUCKETS, MAP_BUCKETS_BY, MAP_LATENCY_STATS_BY, MAP_VALUE_STATS_BY, PROG_LATENCY_BY_UPROBE,
+    PROG_LATENCY_BY_URETPROBE, PROG_VALUE_BY_UPROBE, PROG_VALUE_BY_URETPROBE, STACK_TRUNCATED,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,6 +25,16 @@ pub enum ByKey {
         addr: u64,
     },
     Caller(String),
+    /// `--by stack`: the return addresses of a stack in a process (the caller first), as the
+    /// kernel walked them; named by `name_callers`. `truncated`: deeper than the walk goes.
+    Frames {
+        pid: u32,
+        addrs: Vec<u64>,
+        truncated: bool,
+    },
+    /// A named stack: its functions, the traced function's caller first (inlined frames
+    /// expanded).
+    Stack(Vec<String>),
 }
 
 impl ByKey {
@@ -48,6 +58,7 @@ impl ByKey {
             ByKey::Tid(_) => "threads",
             ByKey::Comm(_) => "thread names",
             ByKey::ReturnAddress { .. } | ByKey::Caller(_) => "callers",
+            ByKey::Frames { .. } | ByKey::Stack(_) => "stacks",
         }
     }
 
@@ -58,6 +69,10 @@ impl ByKey {
             ByKey::Comm(c) => serde_json::json!({ "comm": c }),
             ByKey::ReturnAddress { addr, .. } => serde_json::json!({ "caller": format!("{addr:#x}") }),
             ByKey::Caller(c) => serde_json::json!({ "caller": c }),
+            ByKey::Frames { addrs, .. } => {
+                serde_json::json!({ "stack": addrs.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>() })
+            }
+            ByKey::Stack(frames) => serde_json::json!({ "stack": frames }),
         }
     }
 }
@@ -70,6 +85,11 @@ impl fmt::Display for ByKey {
             ByKey::Comm(c) => write!(f, "comm {c}"),
             ByKey::ReturnAddress { addr, .. } => write!(f, "caller {addr:#x}"),
             ByKey::Caller(c) => write!(f, "caller {c}"),
+            ByKey::Frames { addrs, .. } => {
+                let addrs: Vec<String> = addrs.iter().map(|a| format!("{a:#x}")).collect();
+                write!(f, "stack {}", addrs.join(" <- "))
+            }
+            ByKey::Stack(frames) => write!(f, "stack {}", frames.join(" <- ")),
         }
     }
 }
@@ -163,7 +183,18 @@ impl<T: BrokenDown> Aggregate for Breakdown<T> {
         // A key whose calls were all filtered out at their exit holds nothing.
         for (key, stats) in keys.iter().filter(|(_, stats)| !stats.is_empty()) {
             if let Some(slot) = out.get_mut(key.slot as usize) {
-                slot.add(ByKey::of(key), stats);
+                let by = match key.kind {
+                    KEY_STACK => {
+                        let frames = maps.stack_frames(key.words[0]);
+                        ByKey::Frames {
+                            pid: key.words[1] as u32,
+                            addrs: frames.map_or_else(Vec::new, |f| f.addresses().to_vec()),
+                            truncated: frames.is_some_and(|f| f.flags & STACK_TRUNCATED != 0),
+                        }
+                    }
+                    _ => ByKey::of(key),
+                };
+                slot.add(by, stats);
             }
         }
         Ok(out)
@@ -181,13 +212,14 @@ impl<T: BrokenDown> Aggregate for Breakdown<T> {
 
 impl<T: BrokenDown> Measure for Breakdown<T> {
     fn name_callers(&mut self, callers: &mut Callers) {
-        if !self.tables.keys().any(|k| matches!(k, ByKey::ReturnAddress { .. })) {
+        if !self.tables.keys().any(|k| matches!(k, ByKey::ReturnAddress { .. } | ByKey::Frames { .. })) {
             return;
         }
         // Calls from several places in one function join its table.
         for (key, stats) in std::mem::take(&mut self.tables) {
             let key = match key {
                 ByKey::ReturnAddress { pid, addr } => ByKey::Caller(callers.name(pid, addr)),
+                ByKey::Frames { pid, addrs, truncated } => ByKey::Stack(callers.stack(pid, &addrs, truncated)),
                 other => other,
             };
             self.tables.entry(key).or_insert(T::EMPTY).merge(&stats);
@@ -196,6 +228,21 @@ impl<T: BrokenDown> Measure for Breakdown<T> {
 
     fn weight(&self) -> i128 {
         self.total.weight()
+    }
+
+    fn stacks(&self) -> Vec<StackRow> {
+        let mut rows: Vec<StackRow> = self
+            .tables
+            .iter()
+            .filter_map(|(key, stats)| match key {
+                ByKey::Stack(frames) => {
+                    Some(StackRow { frames: frames.clone(), calls: stats.calls(), sum: stats.stack_sum() })
+                }
+                _ => None,
+            })
+            .collect();
+        rows.sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| a.frames.cmp(&b.frames)));
+        rows
     }
     fn calls(&self) -> u64 {
         self.total.calls() + self.losses.lost()
@@ -260,6 +307,7 @@ impl<T: BrokenDown> Measure for Breakdown<T> {
     }
 
     const HISTOGRAM: (&'static str, &'static str) = T::HISTOGRAM;
+    const STACK_SUM: (&'static str, &'static str) = T::STACK_SUM;
     const COUNTERS: &'static [(&'static str, &'static str)] = T::COUNTERS;
     fn histogram(&self) -> Histogram {
         self.total.histogram()

@@ -83,6 +83,13 @@ impl<T: Measure> Measure for WithInlined<T> {
     }
 
     const HISTOGRAM: (&'static str, &'static str) = T::HISTOGRAM;
+    const STACK_SUM: (&'static str, &'static str) = T::STACK_SUM;
+    fn stacks(&self) -> Vec<super::StackRow> {
+        self.table.stacks()
+    }
+    fn stack_sum(&self) -> i128 {
+        self.table.stack_sum()
+    }
     const COUNTERS: &'static [(&'static str, &'static str)] = T::COUNTERS;
     fn histogram(&self) -> Histogram {
         self.table.histogram()

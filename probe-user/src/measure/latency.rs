@@ -56,6 +56,10 @@ impl Measure for LatencyStats {
         // The exact total in ns (the display unit's sum truncates every call).
         self.sum_ns as i128
     }
+    fn stack_sum(&self) -> i128 {
+        self.sum_ns as i128
+    }
+    const STACK_SUM: (&'static str, &'static str) = ("time", "nanoseconds");
     fn calls(&self) -> u64 {
         self.in_unit.count
     }

@@ -34,6 +34,17 @@ pub trait Measure: Aggregate + fmt::Debug {
 
     /// What tables are sorted by, largest first: total time (latency) or count (values).
     fn weight(&self) -> i128;
+    /// `--by stack`: each named stack's calls and sum, most calls first (nothing for other
+    /// kinds).
+    fn stacks(&self) -> Vec<StackRow> {
+        Vec::new()
+    }
+    /// What a stack's pprof sum is: total nanoseconds (latency) or the values' sum (argdist).
+    fn stack_sum(&self) -> i128 {
+        0
+    }
+    /// The pprof sample type (name, unit) of `stack_sum`.
+    const STACK_SUM: (&'static str, &'static str) = ("sum", "value");
     /// Calls recorded.
     fn calls(&self) -> u64;
     /// The text block: summary line and `@hist_log` table.
@@ -66,6 +77,15 @@ pub trait Measure: Aggregate + fmt::Debug {
     fn keyed_counts(&self) -> Vec<(String, u64)> {
         Vec::new()
     }
+}
+
+/// `--by stack`: one stack's calls and their sum (nanoseconds, or values), for the stack outputs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StackRow {
+    /// The traced function's caller first, the outermost frame last.
+    pub frames: Vec<String>,
+    pub calls: u64,
+    pub sum: i128,
 }
 
 /// One line per reason with calls: `warning: FUNC: N calls not counted: ...` for calls lost,

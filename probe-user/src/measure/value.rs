@@ -35,6 +35,9 @@ impl Measure for ValueStats {
     fn weight(&self) -> i128 {
         self.count as i128
     }
+    fn stack_sum(&self) -> i128 {
+        self.sum()
+    }
     fn calls(&self) -> u64 {
         self.count
     }

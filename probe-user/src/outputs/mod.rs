@@ -16,6 +16,7 @@ mod heatmap;
 pub mod metrics;
 mod plot;
 pub mod serve;
+pub mod stacks;
 mod svg;
 pub mod terminal;
 
@@ -79,6 +80,15 @@ pub fn build<T: Measure>(
     }
     if let Some(path) = &args.plot {
         outputs.push(Box::new(plot::Plot::create(path, slots)?));
+    }
+    if let Some(path) = &args.folded {
+        outputs.push(Box::new(stacks::Folded::create(path, slots)?));
+    }
+    if let Some(path) = &args.flamegraph {
+        outputs.push(Box::new(stacks::Flamegraph::create(path, slots)?));
+    }
+    if let Some(path) = &args.pprof {
+        outputs.push(Box::new(stacks::Pprof::create(path, slots)?));
     }
     Ok(outputs)
 }

@@ -5,7 +5,7 @@
 use super::{inlined, latency_plan, value_plan, AlsoRead, LatencyPlan, Measured, Site, Value};
 use crate::error::{user, UserError};
 use crate::render::name_a_few;
-use crate::resolve::elf::Function;
+use crate::resolve::elf::{Binary, Function, Runtime};
 use crate::resolve::{Chosen, Target};
 use crate::shared::{By, ExitMode, Unit};
 use anyhow::Result;
@@ -32,6 +32,8 @@ pub struct Keying {
     pub max_buckets: u32,
     /// `--by` kinds: the `SlotKey::kind` their programs key by (0 for the others).
     pub by_key: u32,
+    /// `--by stack`: 1 to walk frame pointers past the caller (0: the program keeps none).
+    pub stack_walk: u32,
 }
 
 impl Keying {
@@ -41,8 +43,42 @@ impl Keying {
             max_keys: if by.is_some() { BY_MAX_KEYS } else { max_values },
             max_buckets: BY_MAX_BUCKETS,
             by_key: by.map_or(0, By::key_kind),
+            stack_walk: 1,
         }
     }
+}
+
+/// `--by stack`: whether `binary` keeps frame pointers, so its stacks can be walked past the
+/// traced function's caller. Go does (amd64 and arm64). Elsewhere, from its functions' first
+/// instructions: most of a program built with `-fno-omit-frame-pointer` set one up.
+pub fn keeps_frame_pointers(binary: &Binary) -> bool {
+    if matches!(binary.runtime, Runtime::Go(_)) {
+        return true;
+    }
+    let sampled: Vec<&Function> = binary.functions().iter().filter(|f| f.size >= 16).take(400).collect();
+    let with =
+        sampled.iter().filter(|f| binary.code(f).is_ok_and(|code| crate::arch::sets_frame_pointer(&code))).count();
+    !sampled.is_empty() && with * 2 >= sampled.len()
+}
+
+/// `--by stack`: 0 when the traced function's file keeps no frame pointers (said once: its
+/// stacks are then its callers alone), else 1.
+fn stack_walk(binary: &Binary, by: Option<By>) -> u32 {
+    if by != Some(By::Stack) || keeps_frame_pointers(binary) {
+        return 1;
+    }
+    eprintln!(
+        "probe: warning: {} keeps no frame pointers (built without -fno-omit-frame-pointer), so its stacks \
+         cannot be walked: each stack is the traced function's caller alone",
+        binary.path.display()
+    );
+    0
+}
+
+/// `stack_walk` over the files of the functions measured: 0 if any keeps no frame pointers.
+fn stack_walk_of_files(target: &Target, measured_in: &[Vec<(&Function, u32)>], by: Option<By>) -> u32 {
+    let files = measured_in.iter().enumerate().filter(|(_, f)| !f.is_empty());
+    files.map(|(file, _)| stack_walk(target.file(file), by)).min().unwrap_or(1)
 }
 
 /// What a command hands over: the target, its sites, and one label per value slot.
@@ -81,7 +117,7 @@ pub struct LatencyAsk {
 /// Plans `latency` on every chosen function (`glob`: a glob chose it, so a function that
 /// cannot be probed is skipped with a warning instead of ending the run).
 pub fn latency_job(target: Target, chosen: &[(Chosen, bool)], ask: LatencyAsk) -> Result<Job> {
-    let also = AlsoRead::of(&ask.filter, ask.by == Some(By::Caller));
+    let also = AlsoRead::of(&ask.filter, ask.by);
     let (mut sites, mut slots, mut skipped, mut shapes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // The functions measured, by file: their inlined copies are found in one pass per file.
     let mut measured_in: Vec<Vec<(&Function, u32)>> = vec![Vec::new(); target.files()];
@@ -136,6 +172,7 @@ pub fn latency_job(target: Target, chosen: &[(Chosen, bool)], ask: LatencyAsk) -
     }
     let names: Vec<&str> = slots.iter().map(|m| m.function.as_str()).collect();
     let description = format!("latency of {}", name_a_few(&names, 5));
+    let walk = stack_walk_of_files(&target, &measured_in, ask.by);
     Ok(Job {
         target,
         sites,
@@ -144,7 +181,7 @@ pub fn latency_job(target: Target, chosen: &[(Chosen, bool)], ask: LatencyAsk) -
         unit: Some(ask.unit),
         shapes,
         // Only `--by` makes latency's map keyed.
-        keying: Keying::of(ask.by, BY_MAX_KEYS),
+        keying: Keying { stack_walk: walk, ..Keying::of(ask.by, BY_MAX_KEYS) },
         filter: ask.filter,
         reads_memory: false,
     })
@@ -166,7 +203,7 @@ pub struct ArgdistAsk {
 pub fn argdist_job(target: Target, chosen: &Chosen, value: Value, ask: ArgdistAsk) -> Result<Job> {
     let binary = target.file(chosen.file);
     let at_return = value.at_return();
-    let also = AlsoRead::of(&ask.filter, ask.by == Some(By::Caller));
+    let also = AlsoRead::of(&ask.filter, ask.by);
     let mut plan = value_plan(binary, &chosen.function, value, ARGDIST_SLOT, &also)?;
     // Said once the plan holds: an error is one line, with nothing before it.
     if let Some(note) = ask.note {
@@ -174,7 +211,10 @@ pub fn argdist_job(target: Target, chosen: &Chosen, value: Value, ask: ArgdistAs
     }
     let description = format!("{} {} ({})", plan.measured.function, plan.measured.what, plan.abi);
     plan.measured.top_values = ask.top.unwrap_or(DEFAULT_TOP_VALUES);
-    let reads_memory = super::reads_memory(&plan.sites, ask.count);
+    // `--by stack` walks into a per-CPU buffer, which a sleepable program (preemptible while it
+    // runs) could share with another task on its CPU: the plain programs only, so a value on a
+    // page not yet touched is counted unreadable instead of faulted in.
+    let reads_memory = super::reads_memory(&plan.sites, ask.count) && ask.by != Some(By::Stack);
     let lacking = inlined_calls_lack(at_return, !ask.filter.is_empty());
     let mut budget = inlined::MAX_INLINED_SITES;
     let planned = inlined::for_functions(binary, &[(&chosen.function, ARGDIST_SLOT)], &lacking, &mut budget);
@@ -182,6 +222,7 @@ pub fn argdist_job(target: Target, chosen: &Chosen, value: Value, ask: ArgdistAs
         plan.measured.inlined = sites;
         plan.sites.extend(inlined);
     }
+    let walk = stack_walk(binary, ask.by);
     Ok(Job {
         target,
         sites: plan.sites,
@@ -189,7 +230,7 @@ pub fn argdist_job(target: Target, chosen: &Chosen, value: Value, ask: ArgdistAs
         description,
         unit: None,
         shapes: Vec::new(),
-        keying: Keying::of(ask.by, ask.max_values),
+        keying: Keying { stack_walk: walk, ..Keying::of(ask.by, ask.max_values) },
         filter: ask.filter,
         reads_memory,
     })

@@ -6,7 +6,8 @@
 //! A file is known by its device and inode, not its path: a program replaced on disk while it
 //! runs (its path now names another file) is read through the mapping itself
 //! (`/proc/PID/map_files`), held open from the first time the map is read.
-use super::elf::{Binary, Function};
+use super::elf::{Binary, Function, Runtime};
+use super::inlined::InlineTrees;
 use super::maps::{self, Mapping};
 use std::collections::HashMap;
 use std::fs::File;
@@ -18,6 +19,8 @@ struct Symbols {
     binary: Binary,
     /// (address, size, index in `binary.functions()`), by address.
     by_addr: Vec<(u64, u64, usize)>,
+    /// `--by stack` on Go: the inline trees, read at the first stack (None: not read yet).
+    inline: Option<Option<InlineTrees>>,
 }
 
 impl Symbols {
@@ -25,7 +28,24 @@ impl Symbols {
         let mut by_addr: Vec<(u64, u64, usize)> =
             binary.functions().iter().enumerate().map(|(i, f)| (f.addr, f.size.max(1), i)).collect();
         by_addr.sort_unstable();
-        Symbols { binary, by_addr }
+        Symbols { binary, by_addr, inline: None }
+    }
+
+    /// The functions at return address `vaddr`, innermost first: the calls the compiler
+    /// inlined there (Go's inline trees), then the function whose code holds it.
+    fn frames_at(&mut self, vaddr: u64) -> Option<Vec<String>> {
+        let name = self.function_at(vaddr)?.name.clone();
+        let mut frames = Vec::new();
+        if matches!(self.binary.runtime, Runtime::Go(_)) {
+            let binary = &self.binary;
+            let trees = self.inline.get_or_insert_with(|| InlineTrees::of(binary).ok());
+            if let Some(trees) = trees {
+                // The call instruction is just before the return address.
+                frames = trees.at(binary, vaddr.saturating_sub(1));
+            }
+        }
+        frames.push(name);
+        Some(frames)
     }
 
     /// The function whose code holds `vaddr`. A return address can be one past a call at the
@@ -53,6 +73,8 @@ pub struct Callers {
     held: HashMap<FileId, File>,
     /// The last memory map read of each process (executable mappings).
     maps: HashMap<u32, Vec<Mapping>>,
+    /// `--by stack`: each return address's frames, once named.
+    frames: HashMap<(u32, u64), Vec<String>>,
 }
 
 impl Callers {
@@ -63,7 +85,53 @@ impl Callers {
             program_symbols: None,
             held: HashMap::new(),
             maps: HashMap::new(),
+            frames: HashMap::new(),
         }
+    }
+
+    /// `--by stack`: the functions of a stack in process `pid` walked as return addresses (the
+    /// traced function's caller first), inlined Go calls expanded; `truncated` adds a last
+    /// frame saying the walk stopped before the stack's end.
+    pub fn stack(&mut self, pid: u32, addrs: &[u64], truncated: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        for &addr in addrs {
+            if let Some(frames) = self.frames.get(&(pid, addr)) {
+                out.extend(frames.iter().cloned());
+                continue;
+            }
+            let frames = self.frames_at(pid, addr);
+            out.extend(frames.iter().cloned());
+            self.frames.insert((pid, addr), frames);
+        }
+        if truncated {
+            out.push("[truncated]".into());
+        }
+        out
+    }
+
+    fn frames_at(&mut self, pid: u32, addr: u64) -> Vec<String> {
+        if addr == 0 {
+            return vec!["?".into()];
+        }
+        if !self.maps.get(&pid).is_some_and(|m| covers(m, addr)) {
+            self.snapshot(pid);
+        }
+        let mapping = self.maps.get(&pid).and_then(|m| m.iter().find(|m| m.start <= addr && addr < m.end)).cloned();
+        let found = match mapping {
+            Some(m) => self.symbols(&m).and_then(|s| {
+                let vaddr = s.binary.code_vaddr(addr - m.start + m.offset)?;
+                s.frames_at(vaddr)
+            }),
+            None => {
+                let program = &self.program;
+                self.program_symbols
+                    .get_or_insert_with(|| Binary::open(program).ok().map(Symbols::of))
+                    .as_mut()
+                    .filter(|s| s.binary.loads_at_link_addresses())
+                    .and_then(|s| s.frames_at(addr))
+            }
+        };
+        found.unwrap_or_else(|| vec![format!("{addr:#x}")])
     }
 
     /// Reads the memory map of `pid` now, while it runs (`-c` programs may exit before the
@@ -96,6 +164,7 @@ impl Callers {
         let found = match mapping {
             Some(m) => self
                 .symbols(&m)
+                .map(|s| &*s)
                 .and_then(|s| Some((s, s.binary.code_vaddr(addr - m.start + m.offset)?)))
                 .and_then(|(s, vaddr)| s.function_at(vaddr))
                 .map(|f| f.name.clone()),
@@ -114,7 +183,7 @@ impl Callers {
 
     /// The symbols of a mapping's file: through the descriptor held for it, or by its path
     /// while that still names it.
-    fn symbols(&mut self, m: &Mapping) -> Option<&Symbols> {
+    fn symbols(&mut self, m: &Mapping) -> Option<&mut Symbols> {
         let held = self.held.get(&m.file).map(|f| PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd())));
         self.files
             .entry(m.file)
@@ -126,7 +195,7 @@ impl Callers {
                 };
                 binary.ok().map(Symbols::of)
             })
-            .as_ref()
+            .as_mut()
     }
 }
 

@@ -5,7 +5,7 @@
 use super::{Aggregate, Pod, Session};
 use anyhow::{Context, Result};
 use aya::maps::{Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
-use probe_ebpf::{bank_index, Losses, SlotKey};
+use probe_ebpf::{bank_index, Losses, SlotKey, StackFrames};
 use std::time::Duration;
 
 /// After flipping the epoch, programs that read the old one finish within microseconds; this
@@ -22,12 +22,21 @@ pub struct KindMaps {
     pub(super) losses: Map,
     /// Calls counted at the traced functions' inlined copies, per slot and bank (every kind).
     pub(super) inlined: Map,
+    /// `--by stack`: each distinct stack's frames, by hash (never drained).
+    pub(super) stacks: Option<Map>,
     pub(super) cpus: usize,
     /// Display unit of latency tables, in nanoseconds.
     pub unit_ns: u64,
 }
 
 impl KindMaps {
+    /// `--by stack`: the frames stored under `hash`, if any.
+    pub fn stack_frames(&mut self, hash: u64) -> Option<StackFrames> {
+        let map = self.stacks.as_mut()?;
+        let frames: aya::maps::HashMap<&mut MapData, u64, Pod<StackFrames>> = aya::maps::HashMap::try_from(map).ok()?;
+        frames.get(&hash, 0).ok().map(|f| f.0)
+    }
+
     /// A banked array of `T`: one aggregate per slot, summed over the CPUs; the slots written
     /// are zeroed.
     pub fn take_array_bank<T: Aggregate + Copy>(&mut self, bank: u32, slots: u32) -> Result<Vec<T>> {

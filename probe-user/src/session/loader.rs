@@ -7,8 +7,8 @@ use anyhow::{Context, Result};
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
 use probe_ebpf::{
-    GLOBAL_BY_KEY, GLOBAL_CGROUP, GLOBAL_COOKIE_IS_FIXED, GLOBAL_FILTER, GLOBAL_FIXED_COOKIE, GLOBAL_UNIT_NS,
-    MAP_INLINED_CALLS, MAP_LOSSES, SHARED_MAPS,
+    GLOBAL_BY_KEY, GLOBAL_CGROUP, GLOBAL_COOKIE_IS_FIXED, GLOBAL_FILTER, GLOBAL_FIXED_COOKIE, GLOBAL_STACK_WALK,
+    GLOBAL_UNIT_NS, KEY_STACK, MAP_INLINED_CALLS, MAP_LOSSES, MAP_STACK_FRAMES, MAX_STACKS, SHARED_MAPS,
 };
 use std::path::{Path, PathBuf};
 
@@ -21,6 +21,7 @@ pub(super) fn load_shared(sites: &[Site], config: &LoadConfig, for_multi_link: b
     let mut ebpf = loader
         .override_global(GLOBAL_UNIT_NS, &config.unit_ns, true)
         .override_global(GLOBAL_BY_KEY, &config.keying.by_key, true)
+        .override_global(GLOBAL_STACK_WALK, &config.keying.stack_walk, true)
         .override_global(GLOBAL_FILTER, &Pod(config.filter), true)
         .override_global(GLOBAL_CGROUP, &config.cgroup, true)
         .load(BPF_OBJECT)
@@ -63,6 +64,7 @@ pub(super) fn load_per_site(sites: &[Site], config: &LoadConfig) -> Result<Vec<E
             loader
                 .override_global(GLOBAL_UNIT_NS, &config.unit_ns, true)
                 .override_global(GLOBAL_BY_KEY, &config.keying.by_key, true)
+                .override_global(GLOBAL_STACK_WALK, &config.keying.stack_walk, true)
                 .override_global(GLOBAL_FILTER, &filter, true)
                 .override_global(GLOBAL_CGROUP, &config.cgroup, true)
                 .override_global(GLOBAL_COOKIE_IS_FIXED, &1u32, true)
@@ -89,6 +91,9 @@ fn size_maps(loader: &mut EbpfLoader, config: &LoadConfig) {
         .map_max_entries(MAP_INLINED_CALLS, 2 * slots.max(1));
     if let KeyedMap::WithBuckets(buckets) = config.programs.keyed {
         loader.map_max_entries(buckets, 2 * config.keying.max_buckets.max(1));
+    }
+    if config.keying.by_key == KEY_STACK {
+        loader.map_max_entries(MAP_STACK_FRAMES, MAX_STACKS);
     }
     for (map, entries) in test_map_sizes() {
         loader.map_max_entries(map, entries);

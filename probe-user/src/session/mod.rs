@@ -118,6 +118,10 @@ impl Session {
         };
         let losses = first.take_map(MAP_LOSSES).context("losses map")?;
         let inlined = first.take_map(MAP_INLINED_CALLS).context("inlined calls map")?;
+        let stacks = match config.keying.by_key {
+            probe_ebpf::KEY_STACK => Some(first.take_map(probe_ebpf::MAP_STACK_FRAMES).context("stack frames map")?),
+            _ => None,
+        };
         let epoch = Array::try_from(first.take_map(MAP_EPOCH).context("epoch map")?)?;
         let probe_costs = Array::try_from(first.take_map(MAP_PROBE_COSTS).context("probe costs map")?)?;
         let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
@@ -129,7 +133,7 @@ impl Session {
             entry_links: Vec::new(),
             perf_probes: 0,
             programs: config.programs,
-            maps: KindMaps { stats, buckets, losses, inlined, cpus, unit_ns: config.unit_ns },
+            maps: KindMaps { stats, buckets, losses, inlined, stacks, cpus, unit_ns: config.unit_ns },
             epoch,
             probe_costs,
             bank: 0,

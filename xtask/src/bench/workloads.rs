@@ -107,6 +107,9 @@ pub enum Id {
     Floor,
     BpftraceHist,
     ProbeArgdist,
+    /// `--by stack` (issue 26) next to bpftrace's `@[ustack] = count()`.
+    BpftraceUstack,
+    ProbeArgdistStack,
     BpftraceLatency,
     ProbeLatency,
 }
@@ -152,6 +155,16 @@ pub fn rows() -> Vec<Row> {
             Id::ProbeArgdist,
             format!("probe argdist --func {f} --arg 0"),
             probe_args(&["argdist", "--func", f, "--arg", "0"]),
+        );
+        row(
+            Id::BpftraceUstack,
+            "bpftrace `@[ustack] = count()`".into(),
+            Tracer::Bpftrace(format!("uprobe:$BIN:{f} {{ @[ustack] = count(); }}")),
+        );
+        row(
+            Id::ProbeArgdistStack,
+            format!("probe argdist --func {f} --arg 0 --by stack"),
+            probe_args(&["argdist", "--func", f, "--arg", "0", "--by", "stack"]),
         );
         // No bpftrace latency row for Go: a uretprobe crashes Go programs.
         if !lang.is_go() {

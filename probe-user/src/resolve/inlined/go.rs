@@ -93,6 +93,91 @@ pub(super) fn sites_per_function(binary: &Binary) -> Result<HashMap<u64, usize>>
     Ok(per_function)
 }
 
+/// `--by stack`: a Go program's inline trees, to say which calls the compiler inlined at an
+/// instruction. Holds `.gopclntab` (read once); each tree is read from the file when asked.
+pub struct InlineTrees {
+    data: Vec<u8>,
+    text: u64,
+    gofunc: u64,
+}
+
+impl InlineTrees {
+    /// The program's tables, or why they cannot be read (Go before 1.18, no `.gopclntab`).
+    pub fn of(binary: &Binary) -> Result<InlineTrees> {
+        let table = binary.section(".gopclntab").or_else(|| binary.section(".data.rel.ro.gopclntab"));
+        let Some((pclntab_addr, data)) = table else { bail!("it has no .gopclntab") };
+        let text = binary.section_address(".text").unwrap_or(0);
+        let layout = Table::parse(&data, text)?.layout;
+        ensure!(Record::of(layout).is_some(), "its Go version is older than 1.18");
+        let gofunc = gofunc_address(binary, pclntab_addr, layout).context("cannot find go:func.*")?;
+        Ok(InlineTrees { data: data.into_owned(), text, gofunc })
+    }
+
+    /// The functions inlined at instruction `pc` (a link address), innermost first: empty when
+    /// `pc` is in no inlined body (or the tables say nothing of it).
+    pub fn at(&self, binary: &Binary, pc: u64) -> Vec<String> {
+        self.try_at(binary, pc).unwrap_or_default()
+    }
+
+    fn try_at(&self, binary: &Binary, pc: u64) -> Result<Vec<String>> {
+        let table = Table::parse(&self.data, self.text)?;
+        let record = Record::of(table.layout).context("layout")?;
+        // The function holding pc: the last whose entry is at or before it.
+        let (mut low, mut high) = (0, table.nfunc);
+        while low < high {
+            let mid = (low + high) / 2;
+            if table.entry(mid)? <= pc {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        let Some(i) = low.checked_sub(1) else { return Ok(Vec::new()) };
+        let (entry, end) = (table.entry(i)?, table.entry(i + 1)?);
+        if pc >= end {
+            return Ok(Vec::new());
+        }
+        let at = table.record(i)?;
+        let npcdata = table.r.u32(at + record.npcdata)? as usize;
+        let nfuncdata = table.r.uint(at + record.nfuncdata, 1)? as usize;
+        if npcdata <= PCDATA_INL_TREE_INDEX || nfuncdata <= FUNCDATA_INL_TREE {
+            return Ok(Vec::new());
+        }
+        let pc_table = table.r.u32(at + record.pcdata + 4 * PCDATA_INL_TREE_INDEX)? as usize;
+        let tree = table.r.u32(at + record.pcdata + 4 * npcdata + 4 * FUNCDATA_INL_TREE)?;
+        if pc_table == 0 || tree == u64::from(u32::MAX) {
+            return Ok(Vec::new());
+        }
+        let ranges = pc_values(table.r.tail(table.pctab.checked_add(pc_table).context("pc table")?)?, entry, end)?;
+        let value_at = |pc: u64| ranges.iter().find(|r| r.0.contains(&pc)).map_or(-1, |r| r.1);
+        let Some(len) = ranges.iter().map(|r| r.1).max().filter(|&m| m >= 0).map(|m| m as usize + 1) else {
+            return Ok(Vec::new());
+        };
+        let data = binary
+            .read_vaddr(self.gofunc + tree, (len * record.entry_size) as u64)
+            .context("the inline tree is not in the file")?;
+        let entries = Tree { data: &data, size: record.entry_size, layout: table.layout };
+        let mut names = Vec::new();
+        let mut index = value_at(pc);
+        // Parents come before their children: at most `len` steps.
+        for _ in 0..len {
+            if index < 0 {
+                break;
+            }
+            let k = index as usize;
+            names.push(table.name(entries.name_off(k)?)?);
+            let parent = if table.layout == Layout::Go118 {
+                (entries.u32_at(k, 0)? as u16) as i16 as i32
+            } else {
+                value_at(entry + entries.parent_pc(k)?)
+            };
+            ensure!(parent < index, "inline tree entry {k} has a later parent");
+            index = parent;
+        }
+        Ok(names)
+    }
+}
+
 /// The name offset of the function whose entry is `addr`, from its own record.
 fn name_off_at(table: &Table<'_>, addr: u64) -> Result<Option<u64>> {
     let (mut low, mut high) = (0, table.nfunc);

@@ -11,6 +11,8 @@ use std::ops::Range;
 mod c;
 mod go;
 
+pub use go::InlineTrees;
+
 /// One inlined call site: a copy of `callee`'s body inside another function.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InlinedCopy {
