@@ -117,9 +117,9 @@ pub fn goid_offset(binary: &Binary) -> Result<GoidOffset> {
         Runtime::Go(info) => info.version,
         Runtime::Native => None,
     };
-    match crate::resolve::dwarf::struct_field_offset(&binary.source, "runtime.g", "goid") {
-        Ok(Some(offset)) => return Ok(GoidOffset::Dwarf(offset)),
-        Ok(None) | Err(_) => {}
+    // A DWARF that cannot be read is as none: the version table may still know.
+    if let Ok(Some(offset)) = crate::resolve::dwarf::struct_field_offset(&binary.source, "runtime.g", "goid") {
+        return Ok(GoidOffset::Dwarf(offset));
     }
     if let Some(offset) = version.and_then(goid_offset_of_version) {
         return Ok(GoidOffset::Version(offset));

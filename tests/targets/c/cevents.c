@@ -1,6 +1,8 @@
 /* Target of `probe latency --slower-than` and `--events`.
  *   cevents         10,000 calls of work(id, n), exactly 7 of which (ids in slow_ids) sleep 2 ms;
- *                   prints "slow call: id=ID n=N ret=R tid=T" for each, then "work calls: 10000".
+ *                   prints "slow call: id=ID n=N ret=R tid=T" for each, and "late call: ..." for
+ *                   any other call that took 1 ms or more by its own clock (descheduled on a busy
+ *                   machine), then "work calls: 10000".
  *   cevents burst N N calls of tick(i) as fast as possible: "tick calls: N". */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -41,8 +43,13 @@ int main(int argc, char **argv) {
     }
     for (long id = 0; id < 10000; id++) {
         int n = (int)(id % 5) - 2;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         long ret = work(id, n);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        long ns = (t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec);
         if (is_slow(id)) printf("slow call: id=%ld n=%d ret=%ld tid=%d\n", id, n, ret, gettid());
+        else if (ns >= 1000000) printf("late call: id=%ld n=%d ret=%ld tid=%d\n", id, n, ret, gettid());
     }
     printf("work calls: %ld\n", work_calls);
     return 0;

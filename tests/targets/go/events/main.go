@@ -5,7 +5,8 @@
 //
 //	slow call: id=ID n=N ret=R goroutine=G
 //
-// then "Work calls: 10000".
+// and "late call: ..." for any other call that took 1 ms or more by its own clock (descheduled
+// on a busy machine), then "Work calls: 10000".
 package main
 
 import (
@@ -50,11 +51,19 @@ func main() {
 			defer wg.Done()
 			for id := w; id < total; id += workers {
 				n := id % 7
+				start := time.Now()
 				ret := Work(id, n)
+				took := time.Since(start)
+				kind := ""
 				if slowIDs[id] {
+					kind = "slow"
+				} else if took >= time.Millisecond {
+					kind = "late"
+				}
+				if kind != "" {
 					g := goid()
 					mu.Lock()
-					fmt.Printf("slow call: id=%d n=%d ret=%d goroutine=%d\n", id, n, ret, g)
+					fmt.Printf("%s call: id=%d n=%d ret=%d goroutine=%d\n", kind, id, n, ret, g)
 					mu.Unlock()
 				}
 			}
