@@ -3,6 +3,7 @@
 //! function's aggregate (`pb_lat`) or one per `--by` key (`pb_lat_by`). A call dropped on the
 //! way is counted under its reason (`Losses`); a call of a process outside `--cgroup` or
 //! `--container` is not traced at all, so it is not one of them.
+use crate::call_events;
 use crate::cgroup::in_selected_cgroup;
 use crate::values::{by_key, keyed_value, lose, lose_many, BUCKETS_BY};
 use crate::verdict::{filter_verdict, Phase, Verdict};
@@ -265,6 +266,10 @@ fn on_latency_site(regs: *mut pt_regs, ctx: *mut core::ffi::c_void, aggregates: 
     if cookie.exit {
         on_exit(regs, &site, &key, depth, exit_ns, aggregates);
     } else {
+        if measured {
+            // Before the entry's clock read: outside the timed span.
+            call_events::stash_args(regs, &key, depth);
+        }
         on_entry(regs, &site, &key, depth, measured, aggregates);
     }
 }
@@ -485,11 +490,18 @@ fn on_matched_exit(regs: &pt_regs, site: &Site, key: &EntryKey, top: &Frame, now
         let nested = if hits_now >= top.hits_ns { hits_now - top.hits_ns } else { 0 };
         let raw = now.wrapping_sub(top.entry_ns);
         let ns = raw.saturating_sub(probe_cost(shape.inside_cost_index()).saturating_add(nested));
-        match filter_verdict(regs, Phase::Exit, ns as i64) {
-            Verdict::Pass => aggregates.record(site, regs, ns, raw - ns),
-            Verdict::Fail => {}
-            Verdict::Unreadable => aggregates.lose(site, LOSS_FILTER_UNREADABLE),
-        }
+        let passed = match filter_verdict(regs, Phase::Exit, ns as i64) {
+            Verdict::Pass => {
+                aggregates.record(site, regs, ns, raw - ns);
+                true
+            }
+            Verdict::Fail => false,
+            Verdict::Unreadable => {
+                aggregates.lose(site, LOSS_FILTER_UNREADABLE);
+                false
+            }
+        };
+        call_events::on_return(regs, key, top.depth, ns, now, site.cookie.go, passed);
     }
     // Charge this call's own probes to whatever encloses it on this goroutine or thread.
     charge_hit(&context, total, probe_cost(shape.hit_cost_index()));

@@ -7,6 +7,7 @@
 
 mod regs;
 
+mod call_events;
 mod cgroup;
 mod inlined_calls;
 mod latency;

@@ -60,6 +60,15 @@ pub const MAP_NESTED: &str = "NESTED";
 pub const MAP_EMPTY_STACK: &str = "EMPTY_STACK";
 pub const MAP_PROBE_COSTS: &str = "PROBE_COSTS";
 pub const MAP_HIT_COSTS: &str = "HIT_COSTS";
+/// `latency --slower-than`/`--events`: the ring buffer the calls leave through (its size in
+/// bytes), the calls it could not take per slot, each slot's `EventSources`, and the
+/// arguments stashed at entries (`EventArgsKey`).
+pub const MAP_EVENTS: &str = "EVENTS";
+pub const MAP_EVENT_DROPS: &str = "EVENT_DROPS";
+pub const MAP_EVENT_SOURCES: &str = "EVENT_SOURCES";
+pub const MAP_EVENT_ARGS: &str = "EVENT_ARGS";
+/// The events' settings (`EventConfig`).
+pub const GLOBAL_EVENTS: &str = "EVENTS_CONFIG";
 
 /// Globals the loader sets: latency's display unit in nanoseconds, the `SlotKey::kind` the
 /// `--by` programs key by, and the `--filter` (`Filter`).
@@ -83,7 +92,7 @@ pub const GLOBAL_FIXED_COOKIE: &str = "FIXED_COOKIE";
 
 /// Maps shared by every copy of the programs in that mode (every map: a copy's own would cost
 /// its size again per site).
-pub const SHARED_MAPS: [&str; 17] = [
+pub const SHARED_MAPS: [&str; 21] = [
     MAP_VALUE_STATS,
     MAP_LATENCY_STATS,
     MAP_VALUE_COUNTS,
@@ -101,4 +110,8 @@ pub const SHARED_MAPS: [&str; 17] = [
     MAP_INLINED_CALLS,
     MAP_STACK_FRAMES,
     MAP_STACK_SCRATCH,
+    MAP_EVENTS,
+    MAP_EVENT_DROPS,
+    MAP_EVENT_SOURCES,
+    MAP_EVENT_ARGS,
 ];

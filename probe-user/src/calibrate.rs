@@ -236,6 +236,9 @@ pub fn measure(shapes: &[SpanShape], strategy: AttachStrategy) -> Result<(Vec<Sh
         filter: Filter::NONE,
         unit_ns: 1,
         cgroup: 0,
+        events: probe_ebpf::EventConfig::OFF,
+        event_sources: Vec::new(),
+        event_buffer: 0,
     };
     let mut session = Session::load(&calibration.sites, config, strategy)?;
     let own = std::process::id() as i32;

@@ -9,6 +9,7 @@ use crate::shared::{By, ExitMode};
 use anyhow::{Context, Result};
 use probe_ebpf::{Filter, LatencyCookie, SpanShape, ValueCookie, ValueSource, Width, OPERAND_ARG};
 
+pub mod events;
 pub mod inlined;
 mod job;
 mod measured;

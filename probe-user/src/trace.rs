@@ -7,7 +7,9 @@ use crate::interrupt;
 use crate::measure::inlined::WithInlined;
 use crate::measure::Measure;
 use crate::options::RunOptions;
+use crate::outputs::events::{EventFormat, EventReader};
 use crate::outputs::{self, Output};
+use crate::plan::events::EventsPlan;
 use crate::plan::ShapeCost;
 use crate::plan::{describe_costs, Job, Site};
 use crate::process::{ChildStdout, ExitWatch, HeldChild};
@@ -16,7 +18,7 @@ use crate::resolve::{container, Scope, Target};
 use crate::session::Programs;
 use crate::session::{self, LoadConfig, Session};
 use anyhow::{Context, Result};
-use probe_ebpf::{KEY_CALLER, KEY_STACK};
+use probe_ebpf::{EventConfig, KEY_CALLER, KEY_STACK};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -30,7 +32,7 @@ fn run_kind<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
     session::ensure_privileges()?;
     let kernel = Kernel::detect();
     kernel.ensure_supported()?;
-    let Job { target, sites, measured, description, unit, shapes, keying, filter, reads_memory } = job;
+    let Job { target, sites, measured, description, unit, shapes, keying, filter, reads_memory, events } = job;
     // --cgroup/--container: checked in the kernel at every hit (0: every process).
     let cgroup = target.selection.as_ref().map_or(0, |s| s.cgroup_id);
     if let Some(selection) = &target.selection {
@@ -67,7 +69,19 @@ fn run_kind<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
     let all_sites: Vec<Site> = sites.iter().chain(own_sites).cloned().collect();
     let calibration_slots = if inline.is_some() { Calibration::SLOTS } else { 0 };
     let slots = measured.len() as u32;
-    let config = |programs| LoadConfig { programs, slots, keying, filter, calibration_slots, unit_ns, cgroup };
+    let (event_config, event_sources) = event_settings(events.as_ref(), slots);
+    let config = |programs| LoadConfig {
+        programs,
+        slots,
+        keying,
+        filter,
+        calibration_slots,
+        unit_ns,
+        cgroup,
+        events: event_config,
+        event_sources: event_sources.clone(),
+        event_buffer: EVENT_BUFFER_BYTES,
+    };
     let strategy = kernel.strategy();
     warn_of_slow_detach(&kernel, strategy, sites.len());
     interrupt::install()?;
@@ -96,6 +110,22 @@ fn run_kind<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
     if !interrupt::requested() {
         announce(&target, pid, &description, &sites, &costs);
     }
+    // The calls sent one by one, read on a thread of their own from now on.
+    let mut reader = match (session.take_events(), &events) {
+        (Some(maps), Some(plan)) => {
+            if plan.every_call {
+                eprintln!(
+                    "probe: --events: every call goes through the ring buffer and becomes a line (a few \
+                     microseconds of probe's work each); calls it cannot take are counted as dropped; \
+                     --slower-than DURATION sends only the slow ones"
+                );
+            }
+            let names: Vec<String> = measured.iter().map(|m| m.function.clone()).collect();
+            let format = EventFormat::new(options.json, unit.unwrap_or(crate::shared::Unit::Us), &names, plan);
+            Some((EventReader::start(maps, format.clone()), format))
+        }
+        _ => None,
+    };
     // Released after that line, so it always comes before anything the command prints.
     if let Some(c) = child.as_mut() {
         c.release()?;
@@ -110,7 +140,24 @@ fn run_kind<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
     let target_exited = runtime.block_on(async {
         feed.start()?;
         let target_exited = trace_until_done(&mut session, pid, options, &mut feed, refresh_requests).await?;
-        feed.finish(session.drain_final().await?)?;
+        let last = session.drain_final().await?;
+        // Every event of a call in the tables is printed before them, then what was dropped.
+        if let Some((reader, format)) = reader.take() {
+            let (printed, maps) = reader.finish()?;
+            let dropped = maps.dropped(slots)?;
+            let summary = format.summary(&printed, &dropped);
+            let mut out = std::io::stdout().lock();
+            let _ =
+                std::io::Write::write_all(&mut out, summary.as_bytes()).and_then(|_| std::io::Write::flush(&mut out));
+            let lost: u64 = dropped.iter().sum();
+            if lost > 0 {
+                eprintln!(
+                    "probe: warning: {lost} events dropped: the ring buffer was full (the calls are in the tables); \
+                     a higher --slower-than sends fewer"
+                );
+            }
+        }
+        feed.finish(last)?;
         anyhow::Ok(target_exited)
     })?;
     let removal = finish_detach(session, calibration)?;
@@ -126,6 +173,24 @@ fn run_kind<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
         runtime.block_on(until_stopped(left))?;
     }
     Ok(())
+}
+
+/// The ring buffer of `--slower-than`/`--events`, in bytes (a power of two of pages): about
+/// 40,000 events of 96 bytes between two reads of the user side.
+const EVENT_BUFFER_BYTES: u32 = 4 << 20;
+
+/// The kernel's settings of the events, and each slot's sources (off without events).
+fn event_settings(plan: Option<&EventsPlan>, slots: u32) -> (EventConfig, Vec<probe_ebpf::EventSources>) {
+    let Some(plan) = plan else { return (EventConfig::OFF, Vec::new()) };
+    let config = EventConfig {
+        on: 1,
+        args: plan.reads_args() as u32,
+        min_ns: plan.min_ns,
+        goid_offset: plan.goid_offset,
+        slots,
+        _pad: 0,
+    };
+    (config, plan.slots.iter().map(|s| s.sources).collect())
 }
 
 /// Loads the programs: the `sleepable` ones when given, which may fault in the pages they

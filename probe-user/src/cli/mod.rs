@@ -125,6 +125,23 @@ pub struct LatencyArgs {
     /// Write each interval's latencies (ns) to FILE in HdrHistogram's interval log format
     #[arg(long, value_name = "FILE")]
     pub hdr_log: Option<PathBuf>,
+    /// Print each call slower than DURATION (1ms, 250us, 2s) as it returns: wall-clock time,
+    /// pid, tid, goroutine, latency (corrected as in the tables), --arg and --ret values; decided
+    /// in the kernel; the tables still count every call
+    #[arg(long, value_name = "DURATION", value_parser = slower_than_ns, conflicts_with = "events")]
+    pub slower_than: Option<u64>,
+    /// Print every call as it returns, as --slower-than does the slow ones (each costs probe
+    /// a ring buffer write and a line: calls the buffer cannot take are counted as dropped)
+    #[arg(long)]
+    pub events: bool,
+    /// With --slower-than or --events: a parameter each printed call shows, by name or position
+    /// as declared (repeat, up to 4), read as argdist reads it (a string or slice: its length)
+    #[arg(long = "arg", value_name = "N|NAME", allow_negative_numbers = true, value_parser = arg_spec)]
+    pub args: Vec<ArgSpec>,
+    /// With --slower-than or --events: also show the result; `--ret=N`: the N-th result
+    #[arg(long, value_name = "N", num_args = 0..=1, require_equals = true, default_missing_value = "0")]
+    pub ret: Option<u32>,
+    // `--stack` (the stacks of printed calls) belongs beside these.
 }
 
 const FUNC_LONG_HELP_LATENCY: &str =
@@ -320,6 +337,25 @@ fn positive_secs(s: &str) -> Result<f64, String> {
     }
 }
 
+/// `--slower-than`: a duration with its unit (ns, us, ms, s), in nanoseconds; more than 0.
+fn slower_than_ns(s: &str) -> Result<u64, String> {
+    let bad =
+        || format!("`{s}` is not a duration: a number with a unit (250us, 1.5ms, 2s); --events prints every call");
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).ok_or_else(bad)?;
+    let (number, unit) = s.split_at(split);
+    let per = match unit {
+        "ns" => 1.0,
+        "us" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        _ => return Err(bad()),
+    };
+    match number.parse::<f64>() {
+        Ok(n) if n > 0.0 && n * per < 1e18 => Ok((n * per).round() as u64),
+        _ => Err(bad()),
+    }
+}
+
 /// `--arg N` or `--arg NAME` (SystemTap's `$NAME` too): negative numbers reach this parser
 /// (instead of looking like an unknown option) so the message can say what an argument number is.
 fn arg_spec(s: &str) -> Result<ArgSpec, String> {
@@ -416,6 +452,16 @@ mod tests {
         }
         for text in ["0", "-1", "5x", "ms", "s", "inf", "5 s", ""] {
             assert!(positive_secs(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn slower_than_takes_a_positive_duration_with_a_unit() {
+        assert_eq!(slower_than_ns("1ms"), Ok(1_000_000));
+        assert_eq!(slower_than_ns("1.5us"), Ok(1500));
+        assert_eq!(slower_than_ns("2s"), Ok(2_000_000_000));
+        for bad in ["0ms", "5", "-1ms", "1h", "ms", ""] {
+            assert!(slower_than_ns(bad).is_err(), "{bad}");
         }
     }
 

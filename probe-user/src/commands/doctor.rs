@@ -91,6 +91,9 @@ fn self_test(strategy: AttachStrategy) -> Result<(u64, i128)> {
         calibration_slots: 0,
         unit_ns: 1,
         cgroup: 0,
+        events: probe_ebpf::EventConfig::OFF,
+        event_sources: Vec::new(),
+        event_buffer: 0,
     };
     let pid = std::process::id() as i32;
     let mut session = Session::attach(&plan.sites, Some(pid), config, strategy)?;

@@ -10,6 +10,7 @@ use crate::plan::Measured;
 use anyhow::Result;
 use std::time::Duration;
 
+pub mod events;
 pub mod file;
 mod hdr_log;
 mod heatmap;

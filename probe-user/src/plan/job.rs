@@ -2,6 +2,7 @@
 //! label, the probe shapes to calibrate and the map's sizing; warnings as they arise. Each
 //! decision (which exit, the function limit, the rows shown, the display unit) is made here,
 //! once, so no command patches a plan afterwards.
+use super::events::{self, EventsAsk, EventsPlan};
 use super::{inlined, latency_plan, value_plan, AlsoRead, LatencyPlan, Measured, Site, Value};
 use crate::error::{user, UserError};
 use crate::render::name_a_few;
@@ -101,6 +102,8 @@ pub struct Job {
     /// The entry sites read the value from the process's memory (a stack word, a string's
     /// bytes): kernels with sleepable uprobes then get the programs that may fault a page in.
     pub reads_memory: bool,
+    /// latency `--slower-than`/`--events`: the calls sent one by one, and what they carry.
+    pub events: Option<EventsPlan>,
 }
 
 /// What `latency` was asked for, besides the functions.
@@ -112,6 +115,8 @@ pub struct LatencyAsk {
     pub by: Option<By>,
     pub top: Option<usize>,
     pub filter: Filter,
+    /// `--slower-than`/`--events`.
+    pub events: Option<EventsAsk>,
 }
 
 /// Plans `latency` on every chosen function (`glob`: a glob chose it, so a function that
@@ -121,9 +126,31 @@ pub fn latency_job(target: Target, chosen: &[(Chosen, bool)], ask: LatencyAsk) -
     let (mut sites, mut slots, mut skipped, mut shapes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // The functions measured, by file: their inlined copies are found in one pass per file.
     let mut measured_in: Vec<Vec<(&Function, u32)>> = vec![Vec::new(); target.files()];
+    let mut event_slots = Vec::new();
+    let mut goid_offset = 0;
     for (c, glob) in chosen {
         let slot = slots.len() as u32;
-        let plan = match latency_plan(target.file(c.file), &c.function, slot, ask.exit, ask.unit, &also) {
+        let binary = target.file(c.file);
+        // The entry site must leave the arguments an event reads where they are.
+        let mut also = also.clone();
+        let slot_events = match &ask.events {
+            Some(e) => {
+                let s = events::slot_events(binary, &c.function, e)?;
+                also.sources.extend(
+                    s.sources
+                        .args
+                        .iter()
+                        .take(s.args.len())
+                        .filter_map(|&a| probe_ebpf::ValueCookie::decode(a).map(|cookie| cookie.source)),
+                );
+                if s.go && goid_offset == 0 {
+                    goid_offset = events::goid_offset(binary)?.bytes();
+                }
+                Some(s)
+            }
+            None => None,
+        };
+        let plan = match latency_plan(binary, &c.function, slot, ask.exit, ask.unit, &also) {
             Ok(plan) => plan,
             Err(e) if *glob && e.downcast_ref::<UserError>().is_some() => {
                 skipped.push((Skip::Cannot(why_not(&e, &c.function.name)), c.function.name.clone()));
@@ -137,6 +164,7 @@ pub fn latency_job(target: Target, chosen: &[(Chosen, bool)], ask: LatencyAsk) -
                     eprintln!("probe: warning: {warning}");
                 }
                 sites.extend(s);
+                event_slots.extend(slot_events);
                 measured_in[c.file].push((&c.function, slot));
                 slots.push(measured);
                 if !ask.raw && !shapes.contains(&shape) {
@@ -184,6 +212,12 @@ pub fn latency_job(target: Target, chosen: &[(Chosen, bool)], ask: LatencyAsk) -
         keying: Keying { stack_walk: walk, ..Keying::of(ask.by, BY_MAX_KEYS) },
         filter: ask.filter,
         reads_memory: false,
+        events: ask.events.map(|e| EventsPlan {
+            min_ns: e.min_ns,
+            every_call: e.every_call,
+            slots: event_slots,
+            goid_offset,
+        }),
     })
 }
 
@@ -233,6 +267,7 @@ pub fn argdist_job(target: Target, chosen: &Chosen, value: Value, ask: ArgdistAs
         keying: Keying { stack_walk: walk, ..Keying::of(ask.by, ask.max_values) },
         filter: ask.filter,
         reads_memory,
+        events: None,
     })
 }
 

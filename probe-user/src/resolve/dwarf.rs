@@ -572,3 +572,45 @@ impl<'a, 'd> Reader<'a, 'd> {
         })
     }
 }
+
+/// The offset of field `field` in the struct type named `name` (Go's `runtime.g` and `goid`),
+/// from the file's DWARF: `Ok(None)` when the file has no DWARF or no such field.
+pub fn struct_field_offset(path: &Path, name: &str, field: &str) -> Result<Option<u64>> {
+    let Some(sections) = load_sections(path, LocationLists::Skip)? else { return Ok(None) };
+    let dwarf = gimli::Dwarf::load(|id| -> Result<Slice<'_>, gimli::Error> {
+        Ok(EndianSlice::new(sections.get(id.name()).map_or(&[][..], |v| &v[..]), LittleEndian))
+    })?;
+    let mut units = dwarf.units();
+    while let Some(header) = units.next()? {
+        let unit = dwarf.unit(header)?;
+        let mut tree = unit.entries_tree(None)?;
+        let root = tree.root()?;
+        let mut children = root.children();
+        while let Some(node) = children.next()? {
+            let entry = node.entry();
+            if entry.tag() != gimli::DW_TAG_structure_type {
+                continue;
+            }
+            let named = match entry.attr_value(gimli::DW_AT_name)? {
+                Some(v) => dwarf.attr_string(&unit, v)?.slice() == name.as_bytes(),
+                None => false,
+            };
+            if !named {
+                continue;
+            }
+            let mut members = node.children();
+            while let Some(member) = members.next()? {
+                let m = member.entry();
+                if m.tag() != gimli::DW_TAG_member {
+                    continue;
+                }
+                let Some(v) = m.attr_value(gimli::DW_AT_name)? else { continue };
+                if dwarf.attr_string(&unit, v)?.slice() != field.as_bytes() {
+                    continue;
+                }
+                return Ok(m.attr(gimli::DW_AT_data_member_location)?.and_then(|a| a.udata_value()));
+            }
+        }
+    }
+    Ok(None)
+}

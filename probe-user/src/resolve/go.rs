@@ -140,3 +140,31 @@ mod tests {
         assert_eq!(GoVersion::parse("gcc"), None);
     }
 }
+
+/// Where a goroutine's id is in its `runtime.g`, and how that was learnt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GoidOffset {
+    /// From the binary's DWARF (the `goid` member of `runtime.g`).
+    Dwarf(u64),
+    /// From the table of Go versions (`goid_offset_of_version`): a binary without DWARF.
+    Version(u64),
+}
+
+impl GoidOffset {
+    pub fn bytes(self) -> u64 {
+        match self {
+            GoidOffset::Dwarf(o) | GoidOffset::Version(o) => o,
+        }
+    }
+}
+
+/// `runtime.g`'s `goid` offset on 64-bit targets for the Go versions whose layout probe has
+/// checked against their DWARF (tests: Go 1.19, 1.21, 1.23): 152 up to Go 1.22, 160 from 1.23,
+/// which added `syscallbp` before it. Other versions: unknown (a stripped binary of one is refused).
+pub fn goid_offset_of_version(version: GoVersion) -> Option<u64> {
+    match (version.major, version.minor) {
+        (1, 17..=22) => Some(152),
+        (1, 23) => Some(160),
+        _ => None,
+    }
+}

@@ -7,8 +7,9 @@ use anyhow::{Context, Result};
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
 use probe_ebpf::{
-    GLOBAL_BY_KEY, GLOBAL_CGROUP, GLOBAL_COOKIE_IS_FIXED, GLOBAL_FILTER, GLOBAL_FIXED_COOKIE, GLOBAL_STACK_WALK,
-    GLOBAL_UNIT_NS, KEY_STACK, MAP_INLINED_CALLS, MAP_LOSSES, MAP_STACK_FRAMES, MAX_STACKS, SHARED_MAPS,
+    GLOBAL_BY_KEY, GLOBAL_CGROUP, GLOBAL_COOKIE_IS_FIXED, GLOBAL_EVENTS, GLOBAL_FILTER, GLOBAL_FIXED_COOKIE,
+    GLOBAL_STACK_WALK, GLOBAL_UNIT_NS, KEY_STACK, MAP_EVENTS, MAP_EVENT_ARGS, MAP_EVENT_DROPS, MAP_EVENT_SOURCES,
+    MAP_INLINED_CALLS, MAP_LOSSES, MAP_STACK_FRAMES, MAX_STACKS, SHARED_MAPS,
 };
 use std::path::{Path, PathBuf};
 
@@ -24,6 +25,7 @@ pub(super) fn load_shared(sites: &[Site], config: &LoadConfig, for_multi_link: b
         .override_global(GLOBAL_STACK_WALK, &config.keying.stack_walk, true)
         .override_global(GLOBAL_FILTER, &Pod(config.filter), true)
         .override_global(GLOBAL_CGROUP, &config.cgroup, true)
+        .override_global(GLOBAL_EVENTS, &Pod(config.events), true)
         .load(BPF_OBJECT)
         .context("loading the eBPF object")?;
     let mut programs: Vec<&str> = sites.iter().map(|s| config.programs.for_site(s.kind)).collect();
@@ -55,6 +57,7 @@ pub(super) fn load_per_site(sites: &[Site], config: &LoadConfig) -> Result<Vec<E
         let pins: Vec<(&str, PathBuf)> = SHARED_MAPS.iter().map(|m| (*m, bpffs.join(m))).collect();
         let mut ebpfs = Vec::with_capacity(sites.len());
         let filter = Pod(config.filter);
+        let events = Pod(config.events);
         for site in sites {
             if crate::interrupt::requested() {
                 break; // attach_sites reports it; the sites without a copy stay unattached
@@ -67,6 +70,7 @@ pub(super) fn load_per_site(sites: &[Site], config: &LoadConfig) -> Result<Vec<E
                 .override_global(GLOBAL_STACK_WALK, &config.keying.stack_walk, true)
                 .override_global(GLOBAL_FILTER, &filter, true)
                 .override_global(GLOBAL_CGROUP, &config.cgroup, true)
+                .override_global(GLOBAL_EVENTS, &events, true)
                 .override_global(GLOBAL_COOKIE_IS_FIXED, &1u32, true)
                 .override_global(GLOBAL_FIXED_COOKIE, &site.cookie, true);
             for (map, path) in &pins {
@@ -95,10 +99,22 @@ fn size_maps(loader: &mut EbpfLoader, config: &LoadConfig) {
     if config.keying.by_key == KEY_STACK {
         loader.map_max_entries(MAP_STACK_FRAMES, MAX_STACKS);
     }
+    if config.events.on != 0 {
+        loader
+            .map_max_entries(MAP_EVENTS, config.event_buffer)
+            .map_max_entries(MAP_EVENT_DROPS, config.slots.max(1))
+            .map_max_entries(MAP_EVENT_SOURCES, config.slots.max(1));
+        if config.events.args != 0 {
+            loader.map_max_entries(MAP_EVENT_ARGS, EVENT_ARGS_IN_FLIGHT);
+        }
+    }
     for (map, entries) in test_map_sizes() {
         loader.map_max_entries(map, entries);
     }
 }
+
+/// Calls in flight whose `--arg`s are stashed for their event (as many as latency's entries).
+const EVENT_ARGS_IN_FLIGHT: u32 = 65536;
 
 /// For the tests only: `PROBE_TEST_MAP_SIZES=ENTRIES=1,LATENCY_STATS_BY=2` makes those maps
 /// that small, so a test can fill them and see every call counted under its reason.

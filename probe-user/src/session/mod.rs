@@ -11,7 +11,10 @@ use aya::maps::{Array, MapData};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope};
 use aya::programs::{ProbeKind, UProbe};
 use aya::Ebpf;
-use probe_ebpf::{Filter, MAP_EPOCH, MAP_INLINED_CALLS, MAP_LOSSES, MAP_PROBE_COSTS, PROBE_COSTS_LEN};
+use probe_ebpf::{
+    EventConfig, EventSources, Filter, MAP_EPOCH, MAP_EVENTS, MAP_EVENT_DROPS, MAP_EVENT_SOURCES, MAP_INLINED_CALLS,
+    MAP_LOSSES, MAP_PROBE_COSTS, PROBE_COSTS_LEN,
+};
 use std::num::NonZeroU32;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
@@ -52,6 +55,27 @@ pub struct LoadConfig {
     pub unit_ns: u64,
     /// `--cgroup`/`--container`: the cgroup v2 id whose processes are measured (0: all).
     pub cgroup: u64,
+    /// latency `--slower-than`/`--events`: their settings (`EventConfig::OFF`: none), what each
+    /// slot's events read, and the ring buffer's size in bytes.
+    pub events: EventConfig,
+    pub event_sources: Vec<EventSources>,
+    pub event_buffer: u32,
+}
+
+/// The ring buffer the calls of `--slower-than`/`--events` leave the kernel through, and the
+/// calls it could not take, per slot.
+pub struct EventMaps {
+    pub ring: aya::maps::RingBuf<MapData>,
+    pub drops: aya::maps::PerCpuArray<MapData, u64>,
+}
+
+impl EventMaps {
+    /// The calls the ring buffer could not take, per slot, summed over the CPUs.
+    pub fn dropped(&self, slots: u32) -> Result<Vec<u64>> {
+        (0..slots)
+            .map(|slot| Ok(self.drops.get(&slot, 0).context("reading the dropped events")?.iter().sum()))
+            .collect()
+    }
 }
 
 impl LoadConfig {
@@ -85,6 +109,8 @@ pub struct Session {
     probe_costs: Array<MapData, u64>,
     bank: u32,
     slots: u32,
+    /// `--slower-than`/`--events`: until the run takes them (`take_events`).
+    events: Option<EventMaps>,
 }
 
 impl Session {
@@ -125,6 +151,20 @@ impl Session {
         let epoch = Array::try_from(first.take_map(MAP_EPOCH).context("epoch map")?)?;
         let probe_costs = Array::try_from(first.take_map(MAP_PROBE_COSTS).context("probe costs map")?)?;
         let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
+        let events = match config.events.on {
+            0 => None,
+            _ => {
+                let mut sources: Array<MapData, Pod<EventSources>> =
+                    Array::try_from(first.take_map(MAP_EVENT_SOURCES).context("event sources map")?)?;
+                for (slot, s) in config.event_sources.iter().enumerate() {
+                    sources.set(slot as u32, Pod(*s), 0).context("writing the event sources")?;
+                }
+                let ring = aya::maps::RingBuf::try_from(first.take_map(MAP_EVENTS).context("events map")?)?;
+                let drops =
+                    aya::maps::PerCpuArray::try_from(first.take_map(MAP_EVENT_DROPS).context("event drops map")?)?;
+                Some(EventMaps { ring, drops })
+            }
+        };
         Ok(Session {
             sites: sites.to_vec(),
             strategy,
@@ -138,7 +178,13 @@ impl Session {
             probe_costs,
             bank: 0,
             slots: config.slots,
+            events,
         })
+    }
+
+    /// `--slower-than`/`--events`: the ring buffer and drop counts, once.
+    pub fn take_events(&mut self) -> Option<EventMaps> {
+        self.events.take()
     }
 
     /// Attaches the loaded sites `which` (indexes into the sites given at load), for process

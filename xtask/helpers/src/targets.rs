@@ -78,6 +78,7 @@ pub const TARGETS: &[Target] = &[
     c("threads", "c/threads.c", &["-g", "-pthread"]),
     c("losses", "c/losses.c", &["-g", "-pthread"]),
     c("logevent", "c/logevent.c", &["-g"]),
+    c("cevents", "c/cevents.c", &["-g"]),
     c("oddities", "c/oddities.c", &["-g"]),
     c("atomic_entry", "c/atomic_entry.c", &["-g"]),
     c("entry_shapes", "c/entry_shapes.c", &["-g"]),
@@ -118,6 +119,8 @@ pub const TARGETS: &[Target] = &[
     go("regex", "go/regex", &[], DEBIAN_GO),
     go("many", "go/many", &[], DEBIAN_GO),
     go("sleeper", "go/sleeper", &[], DEBIAN_GO),
+    go("events", "go/events", &[], &["", "1.23"]),
+    go("events-stripped", "go/events", STRIPPED, DEBIAN_GO),
     // Go's truth twins (C's `truth` is above).
     go("truth", "go/truth", &[], &[GO_VERSIONS[0], GO_VERSIONS[1], GO_VERSIONS[2]]),
     Target {

@@ -73,9 +73,11 @@ pub fn parse_lines<'a, T: serde::de::DeserializeOwned>(lines: impl IntoIterator<
         .collect()
 }
 
-/// The final tables of a run (one per traced function).
+/// The final tables of a run (one per traced function); other JSON lines (`--slower-than`'s
+/// events and their summary) are not tables.
 pub fn final_tables<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<Vec<JsonTable>> {
-    Ok(parse_lines::<JsonTable>(lines)?.into_iter().filter(JsonTable::is_final).collect())
+    let tables = lines.into_iter().filter(|l| !l.starts_with(r#"{"kind":"event"#));
+    Ok(parse_lines::<JsonTable>(tables)?.into_iter().filter(JsonTable::is_final).collect())
 }
 
 /// The final table of `function`.

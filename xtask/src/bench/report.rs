@@ -151,6 +151,11 @@ impl Report<'_> {
                 let met = (|| Ok(self.overhead(lang, id)? <= self.overhead(lang, Id::BpftraceLatency)?))();
                 Some(("<= bpftrace uprobe+uretprobe".into(), met))
             }
+            // Issue 27: a call that is not slow costs within 5% of plain latency.
+            Id::ProbeSlowerThan => {
+                let met = (|| Ok(self.overhead(lang, id)? <= 1.05 * self.overhead(lang, Id::ProbeLatency)?))();
+                Some(("<= 1.05x probe latency".into(), met))
+            }
             _ => None,
         }
     }

@@ -112,6 +112,8 @@ pub enum Id {
     ProbeArgdistStack,
     BpftraceLatency,
     ProbeLatency,
+    /// `latency --slower-than` with no call slow enough: what the events cost a fast call.
+    ProbeSlowerThan,
 }
 
 /// How a row traces its workload. Tools trace every process running the binary's path.
@@ -179,6 +181,11 @@ pub fn rows() -> Vec<Row> {
         }
         let exits = if lang.is_go() { "RET probes" } else { "uretprobe" };
         row(Id::ProbeLatency, format!("probe latency --func {f} ({exits})"), probe_args(&["latency", "--func", f]));
+        row(
+            Id::ProbeSlowerThan,
+            format!("probe latency --func {f} --slower-than 1s --arg 0 (no call that slow)"),
+            probe_args(&["latency", "--func", f, "--slower-than", "1s", "--arg", "0"]),
+        );
     }
     rows
 }

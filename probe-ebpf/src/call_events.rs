@@ -1,0 +1,140 @@
+//! `latency --slower-than` and `--events` in the kernel: the arguments of a measured call are
+//! stashed at its entry (only when `--arg` asks for them), and at its return a call at least
+//! `min_ns` long that the filter passed is sent through the `EVENTS` ring buffer, or counted
+//! in `EVENT_DROPS` when the buffer is full. Nothing here runs inside the timed span: the
+//! entry stashes before its clock read, the exit sends after its own.
+use crate::reads::read_value;
+use aya_ebpf::{
+    bindings::pt_regs,
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    macros::map,
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+};
+use probe_ebpf::{
+    EntryKey, Event, EventArgs, EventArgsKey, EventConfig, EventSources, ValueCookie, EVENT_ARGS_LOST, EVENT_ARG_READ,
+    EVENT_GOID, EVENT_RET, MAX_EVENT_ARGS,
+};
+
+/// The events' settings (off by default); set by the loader.
+#[no_mangle]
+static EVENTS_CONFIG: EventConfig = EventConfig::OFF;
+
+/// The calls sent to user space; sized by the loader (bytes, a power of two of pages).
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(4096, 0);
+
+/// Per slot: the calls `EVENTS` could not take.
+#[map]
+static EVENT_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per slot: what its events read (`EventSources`); set by the loader.
+#[map]
+static EVENT_SOURCES: Array<EventSources> = Array::with_max_entries(1, 0);
+
+/// The arguments of the calls in flight, stashed at their entry. LRU: the entry of a call
+/// that never returns (a panic) ages out.
+#[map]
+static EVENT_ARGS: LruHashMap<EventArgsKey, EventArgs> = LruHashMap::with_max_entries(1, 0);
+
+#[inline(always)]
+fn config() -> EventConfig {
+    // Volatile, so the loader's settings are read rather than the defaults.
+    unsafe { core::ptr::read_volatile(&EVENTS_CONFIG) }
+}
+
+#[inline(always)]
+fn args_key(key: &EntryKey, depth: u64) -> EventArgsKey {
+    EventArgsKey { tgid: key.tgid, slot: key.slot, context: key.context, depth }
+}
+
+/// At a measured call's entry, before its clock read: its `--arg`s, if any are asked for.
+#[inline(always)]
+pub(crate) fn stash_args(regs: &pt_regs, key: &EntryKey, depth: u64) {
+    let cfg = config();
+    if cfg.on == 0 || cfg.args == 0 || key.slot >= cfg.slots {
+        return;
+    }
+    let Some(sources) = EVENT_SOURCES.get(key.slot) else { return };
+    let nargs = sources.nargs as usize;
+    if nargs == 0 {
+        return;
+    }
+    let mut args = EventArgs { values: [0; MAX_EVENT_ARGS], read: 0, _pad: 0 };
+    for i in 0..MAX_EVENT_ARGS {
+        if i >= nargs {
+            break;
+        }
+        let value = ValueCookie::decode(sources.args[i]).and_then(|c| read_value(regs, &c));
+        if let Some(v) = value {
+            args.values[i] = v;
+            args.read |= EVENT_ARG_READ << i;
+        }
+    }
+    let _ = EVENT_ARGS.insert(&args_key(key, depth), &args, 0);
+}
+
+/// At a measured call's return, after its clock read: sends it if it is slow enough and
+/// `passed` the filter; forgets its stashed arguments either way.
+#[inline(always)]
+pub(crate) fn on_return(regs: &pt_regs, key: &EntryKey, depth: u64, ns: u64, now: u64, go: bool, passed: bool) {
+    let cfg = config();
+    if cfg.on == 0 || key.slot >= cfg.slots {
+        return;
+    }
+    let akey = args_key(key, depth);
+    if !passed || ns < cfg.min_ns {
+        if cfg.args != 0 {
+            let _ = EVENT_ARGS.remove(&akey);
+        }
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        if let Some(drops) = EVENT_DROPS.get_ptr_mut(key.slot) {
+            // Per-CPU value: only this CPU's programs write it.
+            unsafe { *drops += 1 };
+        }
+        if cfg.args != 0 {
+            let _ = EVENT_ARGS.remove(&akey);
+        }
+        return;
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let mut event = Event {
+        ktime_ns: now,
+        latency_ns: ns,
+        goid: 0,
+        pid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        slot: key.slot,
+        flags: 0,
+        args: [0; MAX_EVENT_ARGS],
+        ret: 0,
+    };
+    if go && cfg.goid_offset != 0 {
+        // Go: the context is the goroutine's g.
+        if let Ok(goid) = unsafe { bpf_probe_read_user(key.context.wrapping_add(cfg.goid_offset) as *const u64) } {
+            event.goid = goid;
+            event.flags |= EVENT_GOID;
+        }
+    }
+    if let Some(sources) = EVENT_SOURCES.get(key.slot) {
+        if sources.ret != 0 {
+            if let Some(v) = ValueCookie::decode(sources.result).and_then(|c| read_value(regs, &c)) {
+                event.ret = v;
+                event.flags |= EVENT_RET;
+            }
+        }
+        if sources.nargs != 0 {
+            match unsafe { EVENT_ARGS.get(&akey) } {
+                Some(args) => {
+                    event.args = args.values;
+                    event.flags |= args.read;
+                }
+                None => event.flags |= EVENT_ARGS_LOST,
+            }
+            let _ = EVENT_ARGS.remove(&akey);
+        }
+    }
+    entry.write(event);
+    entry.submit(0);
+}
