@@ -9,6 +9,7 @@
 mod buckets;
 mod cookies;
 mod entries;
+mod fields;
 mod filter;
 mod keyed;
 mod losses;
@@ -18,6 +19,7 @@ mod stats;
 pub use buckets::*;
 pub use cookies::*;
 pub use entries::*;
+pub use fields::*;
 pub use filter::*;
 pub use keyed::*;
 pub use losses::*;

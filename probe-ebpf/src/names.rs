@@ -62,6 +62,8 @@ pub const MAP_HIT_COSTS: &str = "HIT_COSTS";
 pub const GLOBAL_UNIT_NS: &str = "UNIT_NS";
 pub const GLOBAL_BY_KEY: &str = "BY_KEY";
 pub const GLOBAL_FILTER: &str = "FILTER";
+/// The paths into arguments (`FieldPaths`).
+pub const GLOBAL_FIELD_PATHS: &str = "FIELD_PATHS";
 /// `--cgroup`/`--container`: the cgroup v2 id whose processes (and its descendants') are
 /// measured; 0 for every process.
 pub const GLOBAL_CGROUP: &str = "CGROUP";

@@ -313,14 +313,17 @@ fn positive_secs(s: &str) -> Result<f64, String> {
 /// (instead of looking like an unknown option) so the message can say what an argument number is.
 fn arg_spec(s: &str) -> Result<ArgSpec, String> {
     let name = s.strip_prefix('$').unwrap_or(s);
-    let is_name = name.starts_with(|c: char| c.is_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$');
+    // A path into the parameter too: `r.URL.Path`, `cfg->limits.max`.
+    let is_name = name.replace("->", ".").split('.').all(|part| {
+        part.starts_with(|c: char| c.is_alphabetic() || c == '_')
+            && part.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+    });
     match s.parse::<u32>() {
         Ok(n) => Ok(ArgSpec::Position(n)),
         Err(_) if is_name => Ok(ArgSpec::Name(name.to_string())),
         Err(_) => Err(format!(
-            "`{s}` is not an argument number (0 for the first, 1, 2, ...) nor a parameter name (`probe list BINARY \
-             --params` shows them)"
+            "`{s}` is not an argument number (0 for the first, 1, 2, ...) nor a parameter name or a path into one \
+             (`r.URL.Path`; `probe list BINARY --params` shows them)"
         )),
     }
 }

@@ -7,8 +7,8 @@ use anyhow::{Context, Result};
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
 use probe_ebpf::{
-    GLOBAL_BY_KEY, GLOBAL_CGROUP, GLOBAL_COOKIE_IS_FIXED, GLOBAL_FILTER, GLOBAL_FIXED_COOKIE, GLOBAL_UNIT_NS,
-    MAP_INLINED_CALLS, MAP_LOSSES, SHARED_MAPS,
+    GLOBAL_BY_KEY, GLOBAL_CGROUP, GLOBAL_COOKIE_IS_FIXED, GLOBAL_FIELD_PATHS, GLOBAL_FILTER, GLOBAL_FIXED_COOKIE,
+    GLOBAL_UNIT_NS, MAP_INLINED_CALLS, MAP_LOSSES, SHARED_MAPS,
 };
 use std::path::{Path, PathBuf};
 
@@ -22,6 +22,7 @@ pub(super) fn load_shared(sites: &[Site], config: &LoadConfig, for_multi_link: b
         .override_global(GLOBAL_UNIT_NS, &config.unit_ns, true)
         .override_global(GLOBAL_BY_KEY, &config.keying.by_key, true)
         .override_global(GLOBAL_FILTER, &Pod(config.filter), true)
+        .override_global(GLOBAL_FIELD_PATHS, &Pod(crate::resolve::params::fields::table()), true)
         .override_global(GLOBAL_CGROUP, &config.cgroup, true)
         .load(BPF_OBJECT)
         .context("loading the eBPF object")?;
@@ -54,6 +55,7 @@ pub(super) fn load_per_site(sites: &[Site], config: &LoadConfig) -> Result<Vec<E
         let pins: Vec<(&str, PathBuf)> = SHARED_MAPS.iter().map(|m| (*m, bpffs.join(m))).collect();
         let mut ebpfs = Vec::with_capacity(sites.len());
         let filter = Pod(config.filter);
+        let paths = Pod(crate::resolve::params::fields::table());
         for site in sites {
             if crate::interrupt::requested() {
                 break; // attach_sites reports it; the sites without a copy stay unattached
@@ -64,6 +66,7 @@ pub(super) fn load_per_site(sites: &[Site], config: &LoadConfig) -> Result<Vec<E
                 .override_global(GLOBAL_UNIT_NS, &config.unit_ns, true)
                 .override_global(GLOBAL_BY_KEY, &config.keying.by_key, true)
                 .override_global(GLOBAL_FILTER, &filter, true)
+                .override_global(GLOBAL_FIELD_PATHS, &paths, true)
                 .override_global(GLOBAL_CGROUP, &config.cgroup, true)
                 .override_global(GLOBAL_COOKIE_IS_FIXED, &1u32, true)
                 .override_global(GLOBAL_FIXED_COOKIE, &site.cookie, true);

@@ -174,6 +174,14 @@ pub fn select(binary: &Binary, function: &Function, arg: Option<&ArgSpec>, ret: 
     if let (Some(why), ArgSpec::Position(_), Some(_)) = (&signature.incomplete, &wanted, arg) {
         return Err(user(format!("{option}: {}: {why}; name the parameter instead ({})", function.name, names())));
     }
+    // `r.URL.Path`, `cfg->limits.max`: a path into the parameter.
+    let (wanted, path) = match &wanted {
+        ArgSpec::Name(name) => match super::fields::split(name) {
+            Some((param, fields)) => (ArgSpec::Name(param), Some(fields)),
+            None => (wanted.clone(), None),
+        },
+        _ => (wanted.clone(), None),
+    };
     let param = match &wanted {
         ArgSpec::Position(n) => list.get(*n as usize).ok_or_else(|| {
             user(format!("{option}: no {kind} {n} as declared ({}); positions count from 0", names()))
@@ -188,6 +196,15 @@ pub fn select(binary: &Binary, function: &Function, arg: Option<&ArgSpec>, ret: 
             user(format!("{option}: {} has no {kind} named {name}; {closest}({})", function.name, names()))
         })?,
     };
+    if let Some(fields) = path {
+        let measure = super::fields::measure(binary, function, param, &fields)
+            .map_err(|why| user(format!("{option}: {}: {why}", function.name)))?;
+        let mut label = format!("{}.{}", param.name, fields.join("."));
+        if measure.length {
+            label = format!("len({label})");
+        }
+        return Ok(Selection::Declared { measure, label, result: param.result });
+    }
     let measure = measure(param).map_err(|why| user(format!("{option}: {why}")))?;
     let mut label = match (&wanted, param.result) {
         (ArgSpec::Name(name), _) => name.clone(),
