@@ -84,6 +84,10 @@ pub struct ListArgs {
     /// they are), from the debug information (DWARF) where the file has it
     #[arg(long)]
     pub params: bool,
+    /// The fields a parameter, or a path into one, offers one level down (`r`, `r.URL`,
+    /// `cfg->limits`), with their types: what `--arg PATH` can read. GLOB must name one function
+    #[arg(long, value_name = "PATH")]
+    pub fields: Option<String>,
 }
 
 /// latency's `--top` (the shared help speaks of argdist's `--count`).

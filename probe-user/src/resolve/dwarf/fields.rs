@@ -200,7 +200,7 @@ pub fn kind_label(kind: &FieldKind) -> &'static str {
     match kind {
         FieldKind::Int { .. } => "integer",
         FieldKind::Pointer(_) => "pointer",
-        FieldKind::CString => "string (char *)",
+        FieldKind::CString => "C string",
         FieldKind::GoString => "string",
         FieldKind::GoSlice => "slice",
         FieldKind::GoMap { .. } => "map",
@@ -212,13 +212,24 @@ pub fn kind_label(kind: &FieldKind) -> &'static str {
     }
 }
 
+/// A type's name as the source writes it (Go's: `string`, `net/http.Header`; C's: `struct limits`).
+fn name_of(reader: &Reader<'_, '_>, at: Option<(usize, UnitOffset)>) -> Result<String> {
+    if let Some(here) = at {
+        let die = reader.die_at(here)?;
+        if let (Some(_), Some(name)) = (die.go_kind, die.name) {
+            return Ok(name);
+        }
+    }
+    reader.type_name(at, 0)
+}
+
 fn fields_of(reader: &Reader<'_, '_>, members: &[Member]) -> Result<Vec<Field>> {
     members
         .iter()
         .map(|m| {
             Ok(Field {
                 name: m.name.clone(),
-                type_name: reader.type_name(m.at, 0)?,
+                type_name: name_of(reader, m.at)?,
                 offset: m.offset,
                 kind: kind_label(&classify(reader, m.at)?),
             })
@@ -256,7 +267,7 @@ fn walk_from(
         walk.derefs.len() <= probe_ebpf::MAX_DEREFS
     };
     for component in components {
-        let type_name = reader.type_name(at, 0)?;
+        let type_name = name_of(reader, at)?;
         let mut kind = classify(reader, at)?;
         if let FieldKind::Pointer(pointee) = kind {
             if !follow(&mut walk) {
@@ -294,8 +305,8 @@ fn walk_from(
             names.sort_by(|a, b| b.0.total_cmp(&a.0));
             let closest: Vec<&str> = names.iter().take(3).map(|(_, n)| *n).collect();
             return Ok(Err(format!(
-                "{so_far} ({type_name}) has no field {component}; closest: {} (probe list --fields {so_far} shows them \
-                 all)",
+                "{so_far} ({type_name}) has no field {component}; closest: {} (probe list BINARY FUNCTION --fields \
+                 {so_far} shows them all)",
                 closest.join(", ")
             )));
         };
@@ -303,7 +314,7 @@ fn walk_from(
         at = member.at;
         so_far = format!("{so_far}.{component}");
     }
-    walk.type_name = reader.type_name(at, 0)?;
+    walk.type_name = name_of(reader, at)?;
     walk.leaf = classify(reader, at)?;
     // What the value offers one level down: a struct's fields, or those of what it points to.
     let listed = match &walk.leaf {

@@ -61,8 +61,13 @@ pub fn walk(binary: &Binary, function: &Function, param: &Param, fields: &[Strin
 }
 
 /// How argdist reads the path `label` (`fields` of `param`).
-pub fn measure(binary: &Binary, function: &Function, param: &Param, fields: &[String]) -> Result<Reading, String> {
-    let label = format!("{}.{}", param.name, fields.join("."));
+pub fn measure(
+    binary: &Binary,
+    function: &Function,
+    param: &Param,
+    fields: &[String],
+    label: &str,
+) -> Result<Reading, String> {
     let walk = walk(binary, function, param, fields)?;
     let (leaf, width, length) = match &walk.leaf {
         FieldKind::Int { size, signed } => (LEAF_INTEGER, Width::of(*size, *signed), false),
@@ -92,7 +97,13 @@ pub fn measure(binary: &Binary, function: &Function, param: &Param, fields: &[St
                 if walk.fields.len() > 8 { ", ..." } else { "" }
             ));
         }
-        FieldKind::Array | FieldKind::Unknown => {
+        FieldKind::Array => {
+            return Err(format!(
+                "{label} is an array (of {}): probe reads integers, pointers, strings, slices and maps, not arrays",
+                walk.type_name
+            ))
+        }
+        FieldKind::Unknown => {
             return Err(format!("{label}: probe does not read a value of its type ({})", walk.type_name))
         }
     };

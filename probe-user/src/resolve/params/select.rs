@@ -177,7 +177,7 @@ pub fn select(binary: &Binary, function: &Function, arg: Option<&ArgSpec>, ret: 
     // `r.URL.Path`, `cfg->limits.max`: a path into the parameter.
     let (wanted, path) = match &wanted {
         ArgSpec::Name(name) => match super::fields::split(name) {
-            Some((param, fields)) => (ArgSpec::Name(param), Some(fields)),
+            Some((param, fields)) => (ArgSpec::Name(param), Some((fields, name.clone()))),
             None => (wanted.clone(), None),
         },
         _ => (wanted.clone(), None),
@@ -196,10 +196,9 @@ pub fn select(binary: &Binary, function: &Function, arg: Option<&ArgSpec>, ret: 
             user(format!("{option}: {} has no {kind} named {name}; {closest}({})", function.name, names()))
         })?,
     };
-    if let Some(fields) = path {
-        let measure = super::fields::measure(binary, function, param, &fields)
+    if let Some((fields, mut label)) = path {
+        let measure = super::fields::measure(binary, function, param, &fields, &label)
             .map_err(|why| user(format!("{option}: {}: {why}", function.name)))?;
-        let mut label = format!("{}.{}", param.name, fields.join("."));
         if measure.length {
             label = format!("len({label})");
         }
@@ -254,6 +253,9 @@ fn words(
         "--arg N counts integer argument registers (rdi, rsi, rdx, rcx, r8, r9)"
     };
     match (arg, ret) {
+        (Some(ArgSpec::Name(name)), _) if super::fields::split(name).is_some() => {
+            Err(user(format!("{option}: {missing}; a path into a parameter needs its types")))
+        }
         (Some(ArgSpec::Name(_)), _) => Err(user(format!("{option}: {missing}; use a position instead: {how}"))),
         (None, Some(n)) if n > 0 => {
             Err(user(format!("{option}: {missing}; without it only the first result (--ret) can be located")))
