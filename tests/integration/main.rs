@@ -9,6 +9,7 @@ mod support;
 mod argdist;
 mod by;
 mod count;
+mod fields;
 mod filter;
 mod latency;
 mod parameters;
