@@ -324,6 +324,8 @@ mod tests {
         assert_eq!(Width::U32.extend(0xdead_beef_ffff_fffe), 0xffff_fffe);
         assert_eq!(Width::I16.extend(0x1_8000), -32768);
         assert_eq!(Width::U16.extend(0x1_8000), 32768);
+        let bytes: [u64; 8] = Width::ALL.map(Width::bytes);
+        assert_eq!(bytes, [8, 4, 4, 2, 2, 1, 1, 8]);
     }
 
     #[test]

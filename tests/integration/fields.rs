@@ -123,6 +123,10 @@ fn go_paths_filter_and_histogram_by_length() {
     let table = json_tables(&run.stdout).pop().unwrap();
     // /api/users (10 bytes, GET: 0) and /api/orders (11, POST: 7); not /metrics (8) nor /.
     assert_eq!(counted(&table), BTreeMap::from([("0".to_string(), 30), ("7".to_string(), 20)]));
+    // latency's filter reads the path at the entry too.
+    let run = probe(&["latency", "--func", "main.handle", "--filter", "len(r.URL.Path) > 8", "--json", "-c", &cmd]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(json_tables(&run.stdout).pop().unwrap()["count"], 50);
     let run = probe(&["argdist", "--func", "main.handle", "--arg", "r.URL.Path", "--json", "-c", &cmd]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let table = json_tables(&run.stdout).pop().unwrap();

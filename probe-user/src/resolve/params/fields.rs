@@ -181,3 +181,29 @@ pub fn measure(
     };
     Ok(Reading { source, width, length, text, pointer_to_strings: false })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_on_dots_and_arrows() {
+        assert_eq!(split("r.URL.Path"), Some(("r".into(), vec!["URL".into(), "Path".into()])));
+        assert_eq!(split("cfg->limits.max"), Some(("cfg".into(), vec!["limits".into(), "max".into()])));
+        assert_eq!(split("cfg->owner->uid"), Some(("cfg".into(), vec!["owner".into(), "uid".into()])));
+        assert_eq!(split("n"), None);
+    }
+
+    #[test]
+    fn equal_paths_share_an_entry_and_the_table_is_bounded() {
+        let path = |leaf_offset| FieldPath { derefs: 1, leaf_offset, ..FieldPath::NONE };
+        let first = register(path(1 << 40)).unwrap();
+        assert_eq!(register(path(1 << 40)), Ok(first));
+        assert_eq!(table().paths[first as usize], path(1 << 40));
+        let mut last = Ok(0);
+        for i in 0..MAX_PATHS as u64 + 1 {
+            last = register(path((1 << 41) + i));
+        }
+        assert!(last.unwrap_err().contains("more than 8 paths"));
+    }
+}
