@@ -216,8 +216,17 @@ pub fn kind_label(kind: &FieldKind) -> &'static str {
 fn name_of(reader: &Reader<'_, '_>, at: Option<(usize, UnitOffset)>) -> Result<String> {
     if let Some(here) = at {
         let die = reader.die_at(here)?;
-        if let (Some(_), Some(name)) = (die.go_kind, die.name) {
+        if let (Some(_), Some(name)) = (die.go_kind, die.name.clone()) {
             return Ok(name);
+        }
+        if die.tag == Some(gimli::DW_TAG_array_type) && die.name.is_none() {
+            let len = reader
+                .children(&die)?
+                .iter()
+                .find(|c| c.tag == Some(gimli::DW_TAG_subrange_type))
+                .and_then(|r| r.count.or(r.upper_bound.map(|u| u.wrapping_add(1))));
+            let elem = reader.type_name(die.ty, 0)?;
+            return Ok(len.map_or_else(|| format!("{elem}[]"), |n| format!("{elem}[{n}]")));
         }
     }
     reader.type_name(at, 0)

@@ -99,7 +99,7 @@ pub fn measure(
         }
         FieldKind::Array => {
             return Err(format!(
-                "{label} is an array (of {}): probe reads integers, pointers, strings, slices and maps, not arrays",
+                "{label} is an array ({}): probe reads integers, pointers, strings, slices and maps, not arrays",
                 walk.type_name
             ))
         }
