@@ -146,9 +146,10 @@ pub struct ArgdistArgs {
     #[arg(long, value_name = "FUNC", long_help = FUNC_LONG_HELP_ARGDIST)]
     pub func: String,
     /// Measure a parameter: by its name (`number`), or by its position as declared (0-based, a
-    /// method's receiver first), or a path into one (`r.URL.Path`, `cfg->limits.max`; `probe list
-    /// BINARY FUNC --fields r` shows the fields). A string, slice or map is measured by its length. Without debug
-    /// information (stripped C), N is the N-th integer argument register
+    /// method's receiver first), or a path into one (`r.URL.Path`, `cfg->limits.max`; `probe
+    /// list BINARY FUNC --fields r` shows the fields). A string or slice (and a map a path ends
+    /// at) is measured by its length. Without debug information (stripped C), N is the N-th
+    /// integer argument register
     #[arg(
         long,
         value_name = "N|NAME",
