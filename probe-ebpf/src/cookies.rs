@@ -55,6 +55,11 @@ pub enum ValueSource {
     CStringOnStack {
         offset: u32,
     },
+    /// A value inside the argument `base` points to: path `index` of `FieldPaths`.
+    Path {
+        base: Reg,
+        index: u8,
+    },
 }
 
 /// How a value narrower than a register is read: the upper bits of a register (or the bytes
@@ -88,6 +93,16 @@ impl Width {
         }
         // A discriminant of this `repr(u8)` enum, checked just above.
         Some(unsafe { core::mem::transmute::<u8, Width>(w as u8) })
+    }
+
+    /// Bytes of memory the value takes (8 for a whole word).
+    #[inline(always)]
+    pub fn bytes(self) -> u64 {
+        let w = self as u64;
+        if w == 0 || w == 7 {
+            return 8;
+        }
+        4 >> ((w - 1) / 2)
     }
 
     /// The width of an integer of `size` bytes (1, 2, 4; anything else reads all 64 bits).
@@ -129,9 +144,10 @@ impl Width {
 
 /// What one attach site measures, carried in its BPF attach cookie so a single program serves
 /// every site. Layout: bits 0..16 slot, 16..20 source kind (0 x86-64 register, 1 stack, 2 Go
-/// string, 3 C string, 4 arm64 register, 5 C string pointer on the stack), bit 20 the site is a
+/// string, 3 C string, 4 arm64 register, 5 C string pointer on the stack, 6 a path
+/// from a register), bit 20 the site is a
 /// Go stack-check branch, 21..24 width, 24..32 register (a string's pointer), 32..40 a Go
-/// string's length register, 32..64 stack offset.
+/// string's length register or a path's index, 32..64 stack offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ValueCookie {
     pub slot: u32,
@@ -155,6 +171,9 @@ impl ValueCookie {
             ValueSource::CString { ptr } => slot | (3 << 16) | check | ((ptr as u64) << 24),
             ValueSource::Arm64Reg(n) => slot | (4 << 16) | check | ((n as u64) << 24),
             ValueSource::CStringOnStack { offset } => slot | (5 << 16) | check | ((offset as u64) << 32),
+            ValueSource::Path { base, index } => {
+                slot | (6 << 16) | check | ((base as u64) << 24) | ((index as u64) << 32)
+            }
         }
     }
 
@@ -171,6 +190,9 @@ impl ValueCookie {
             3 => ValueSource::CString { ptr: Reg::from_u8((cookie >> 24) as u8)? },
             4 if ((cookie >> 24) as u8) < ARM64_VALUE_REGS => ValueSource::Arm64Reg((cookie >> 24) as u8),
             5 => ValueSource::CStringOnStack { offset: (cookie >> 32) as u32 },
+            6 if (((cookie >> 32) & 0xff) as usize) < crate::MAX_PATHS => {
+                ValueSource::Path { base: Reg::from_u8((cookie >> 24) as u8)?, index: ((cookie >> 32) & 0xff) as u8 }
+            }
             _ => return None,
         };
         let width = Width::from_bits((cookie >> 21) & 0x7)?;
@@ -278,7 +300,15 @@ mod tests {
             width: Width::W64,
         };
         assert_eq!(ValueCookie::decode(on_stack.encode()), Some(on_stack));
-        assert_eq!(ValueCookie::decode(6 << 16), None, "no such source kind");
+        let path = ValueCookie {
+            slot: 2,
+            source: ValueSource::Path { base: Reg::Rax, index: 7 },
+            stack_check: true,
+            width: Width::U32,
+        };
+        assert_eq!(ValueCookie::decode(path.encode()), Some(path));
+        assert_eq!(ValueCookie::decode((6 << 16) | (8 << 32)), None, "no such path");
+        assert_eq!(ValueCookie::decode(7 << 16), None, "no such source kind");
         assert_eq!(ValueCookie::decode((2 << 16) | (10 << 32)), None, "no such length register");
         assert_eq!(ValueCookie::decode(7 << 21).map(|c| c.width), Some(Width::U64));
         let narrow = ValueCookie { slot: 1, source: ValueSource::Reg(Reg::Rdi), stack_check: false, width: Width::U8 };
@@ -294,6 +324,8 @@ mod tests {
         assert_eq!(Width::U32.extend(0xdead_beef_ffff_fffe), 0xffff_fffe);
         assert_eq!(Width::I16.extend(0x1_8000), -32768);
         assert_eq!(Width::U16.extend(0x1_8000), 32768);
+        let bytes: [u64; 8] = Width::ALL.map(Width::bytes);
+        assert_eq!(bytes, [8, 4, 4, 2, 2, 1, 1, 8]);
     }
 
     #[test]

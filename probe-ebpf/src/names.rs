@@ -79,6 +79,8 @@ pub const GLOBAL_FILTER: &str = "FILTER";
 pub const GLOBAL_STACK_WALK: &str = "STACK_WALK";
 /// `--by stack`: distinct stacks kept (`MAP_STACK_FRAMES`' size).
 pub const MAX_STACKS: u32 = 16384;
+/// The paths into arguments (`FieldPaths`).
+pub const GLOBAL_FIELD_PATHS: &str = "FIELD_PATHS";
 /// `--cgroup`/`--container`: the cgroup v2 id whose processes (and its descendants') are
 /// measured; 0 for every process.
 pub const GLOBAL_CGROUP: &str = "CGROUP";

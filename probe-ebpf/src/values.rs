@@ -4,7 +4,7 @@
 //! may fault in the page a value is read from (`user_memory`); the loader uses it where the
 //! kernel has sleepable uprobes and the value is read from memory.
 use crate::cgroup::in_selected_cgroup;
-use crate::reads::read_value_faulting;
+use crate::reads::{field_path, follow, read_value_faulting};
 use crate::user_memory;
 use crate::verdict::{filter_verdict, Phase, Verdict};
 use crate::{regs, site_cookie, EPOCH};
@@ -17,9 +17,9 @@ use aya_ebpf::{
     EbpfContext,
 };
 use probe_ebpf::{
-    bank_index, key_loss, value_bucket, Losses, SlotKey, ValueCookie, ValueSource, ValueStats, ValueSummary, Width,
-    KEY_BYTES, KEY_CALLER, KEY_COMM, KEY_PID, KEY_STACK, KEY_TEXT, KEY_TEXT_TRUNCATED, KEY_TID, KEY_UNREADABLE,
-    KEY_UNSIGNED, LOSS_FILTER_UNREADABLE, LOSS_KEY_VANISHED,
+    bank_index, key_loss, value_bucket, Losses, Reg, SlotKey, ValueCookie, ValueSource, ValueStats, ValueSummary,
+    Width, KEY_BYTES, KEY_CALLER, KEY_COMM, KEY_PID, KEY_STACK, KEY_TEXT, KEY_TEXT_TRUNCATED, KEY_TID, KEY_UNREADABLE,
+    KEY_UNSIGNED, LEAF_C_STRING, LEAF_GO_STRING, LOSS_FILTER_UNREADABLE, LOSS_KEY_VANISHED,
 };
 
 /// Per-CPU value aggregates at `bank_index(bank, slot)`; the loader sizes it to the slots.
@@ -287,6 +287,9 @@ fn count_value<const FAULT: bool>(regs: *mut pt_regs, ctx: *mut core::ffi::c_voi
                 None => (SlotKey::unreadable(0, site.slot), 0),
             }
         }
+        ValueSource::Path { base, index } if path_is_text(index) => {
+            path_text_key::<FAULT>(regs, site.slot, base, index)
+        }
         _ => match read_value_faulting::<FAULT>(regs, &site) {
             Some(v) => {
                 let mut key = SlotKey::integer(0, site.slot, v);
@@ -311,6 +314,32 @@ fn count_value<const FAULT: bool>(regs: *mut pt_regs, ctx: *mut core::ffi::c_voi
         // Per-CPU values: this CPU's count is only ever written here, on this CPU.
         Ok(count) => unsafe { *count += 1 },
         Err(reason) => lose(bank, site.slot, reason),
+    }
+}
+
+/// Whether path `index` ends at a string, counted by its bytes.
+#[inline(always)]
+fn path_is_text(index: u8) -> bool {
+    field_path(index).is_some_and(|p| p.leaf == LEAF_GO_STRING || p.leaf == LEAF_C_STRING)
+}
+
+/// The key of the string a path ends at, and its length; unreadable when a pointer on the way
+/// is nil or cannot be read.
+#[inline(always)]
+fn path_text_key<const FAULT: bool>(regs: &pt_regs, slot: u32, base: Reg, index: u8) -> (SlotKey, i64) {
+    let unreadable = (SlotKey::unreadable(0, slot), 0);
+    let Some(path) = field_path(index) else { return unreadable };
+    let Ok(Some(at)) = follow::<FAULT>(regs, base, &path) else { return unreadable };
+    if path.leaf == LEAF_GO_STRING {
+        match user_memory::read::<[u64; 2], FAULT>(at) {
+            Some([ptr, len]) => (text_key::<FAULT>(slot, ptr, Some(len)), len as i64),
+            None => unreadable,
+        }
+    } else {
+        match user_memory::read::<u64, FAULT>(at) {
+            Some(ptr) if ptr != 0 => c_string_key::<FAULT>(slot, ptr),
+            _ => unreadable,
+        }
     }
 }
 

@@ -197,8 +197,12 @@ fn operand(name: &str, what: FilterFor, params: &FilterParams) -> Result<(u32, u
     }
 }
 
+/// A parameter's name, or a path into one (`r.URL.Path`, `cfg->limits.max`).
 fn is_name(s: &str) -> bool {
-    s.starts_with(|c: char| c.is_alphabetic() || c == '_') && s.chars().all(|c| c.is_alphanumeric() || c == '_')
+    s.replace("->", ".").split('.').all(|part| {
+        part.starts_with(|c: char| c.is_alphabetic() || c == '_')
+            && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+    })
 }
 
 /// A decimal or `0x` hex integer with at most one `-` in front: the digits alone, so `--1` or

@@ -233,12 +233,13 @@ pub fn value_plan(binary: &Binary, function: &Function, value: Value, slot: u32,
     })
 }
 
-/// Whether value sites read from the process's memory: a stack word, or (`counting`) a
+/// Whether value sites read from the process's memory: a stack word, a path into an argument,
+/// or (`counting`) a
 /// string's bytes. Registers, and a Go string's length, are in the probe's saved registers.
 pub fn reads_memory(sites: &[Site], counting: bool) -> bool {
     let values = sites.iter().filter(|s| s.kind != SiteKind::InlinedCall);
     values.filter_map(|s| ValueCookie::decode(s.cookie)).any(|c| match c.source {
-        ValueSource::Stack { .. } | ValueSource::CStringOnStack { .. } => true,
+        ValueSource::Stack { .. } | ValueSource::CStringOnStack { .. } | ValueSource::Path { .. } => true,
         ValueSource::GoString { .. } | ValueSource::CString { .. } => counting,
         ValueSource::Reg(_) | ValueSource::Arm64Reg(_) => false,
     })

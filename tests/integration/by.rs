@@ -154,7 +154,13 @@ fn many_threads_and_keys_drained_while_calling_lose_no_call() {
         let of_kind = |kind: &'static str| tables.iter().filter(move |t| t["kind"] == kind);
         let counted = |kind: &'static str| of_kind(kind).map(|t| t["count"].as_u64().unwrap()).sum::<u64>();
         let losses: Vec<String> = of_kind("final").map(|t| format!("{} {}", t["lost"], t["losses"])).collect();
-        assert_eq!(counted("final"), made, "{command} --by {by}: {} tables, lost {losses:?}: {}", of_kind("final").count(), run.stderr);
+        assert_eq!(
+            counted("final"),
+            made,
+            "{command} --by {by}: {} tables, lost {losses:?}: {}",
+            of_kind("final").count(),
+            run.stderr
+        );
         assert_eq!(counted("interval"), made, "{command} --by {by}: the intervals add up");
         for t in of_kind("final") {
             assert_eq!((&t["lost"], &t["losses"]), (&0.into(), &serde_json::json!({})), "{t}");

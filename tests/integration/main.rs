@@ -10,6 +10,7 @@ mod argdist;
 mod by;
 mod count;
 mod events;
+mod fields;
 mod filter;
 mod latency;
 mod parameters;

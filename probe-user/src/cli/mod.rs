@@ -84,6 +84,10 @@ pub struct ListArgs {
     /// they are), from the debug information (DWARF) where the file has it
     #[arg(long)]
     pub params: bool,
+    /// The fields a parameter, or a path into one, offers one level down (`r`, `r.URL`,
+    /// `cfg->limits`), with their types: what `--arg PATH` can read. GLOB must name one function
+    #[arg(long, value_name = "PATH")]
+    pub fields: Option<String>,
 }
 
 /// latency's `--top` (the shared help speaks of argdist's `--count`).
@@ -159,8 +163,10 @@ pub struct ArgdistArgs {
     #[arg(long, value_name = "FUNC", long_help = FUNC_LONG_HELP_ARGDIST)]
     pub func: String,
     /// Measure a parameter: by its name (`number`), or by its position as declared (0-based, a
-    /// method's receiver first). A string or slice is measured by its length. Without debug
-    /// information (stripped C), N is the N-th integer argument register
+    /// method's receiver first), or a path into one (`r.URL.Path`, `cfg->limits.max`; `probe
+    /// list BINARY FUNC --fields r` shows the fields). A string or slice (and a map a path ends
+    /// at) is measured by its length. Without debug information (stripped C), N is the N-th
+    /// integer argument register
     #[arg(
         long,
         value_name = "N|NAME",
@@ -360,14 +366,17 @@ fn slower_than_ns(s: &str) -> Result<u64, String> {
 /// (instead of looking like an unknown option) so the message can say what an argument number is.
 fn arg_spec(s: &str) -> Result<ArgSpec, String> {
     let name = s.strip_prefix('$').unwrap_or(s);
-    let is_name = name.starts_with(|c: char| c.is_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$');
+    // A path into the parameter too: `r.URL.Path`, `cfg->limits.max`.
+    let is_name = name.replace("->", ".").split('.').all(|part| {
+        part.starts_with(|c: char| c.is_alphabetic() || c == '_')
+            && part.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+    });
     match s.parse::<u32>() {
         Ok(n) => Ok(ArgSpec::Position(n)),
         Err(_) if is_name => Ok(ArgSpec::Name(name.to_string())),
         Err(_) => Err(format!(
-            "`{s}` is not an argument number (0 for the first, 1, 2, ...) nor a parameter name (`probe list BINARY \
-             --params` shows them)"
+            "`{s}` is not an argument number (0 for the first, 1, 2, ...) nor a parameter name or a path into one \
+             (`r.URL.Path`; `probe list BINARY --params` shows them)"
         )),
     }
 }

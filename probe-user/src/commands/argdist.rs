@@ -28,9 +28,11 @@ fn declared_value(measure: Reading, label: String, result: bool, args: &ArgdistA
     }
     match measure.text {
         Some(text) if args.count => Ok(Value::Declared { source: text, width: Width::W64, label: name, result }),
-        Some(ValueSource::CString { .. }) if args.string => Err(user(format!(
-            "--arg {name} --string: a C string's length is not in a register; add --count to count its contents"
-        ))),
+        Some(ValueSource::CString { .. } | ValueSource::Path { .. }) if args.string && !measure.length => {
+            Err(user(format!(
+                "--arg {name} --string: a C string's length is not in a register; add --count to count its contents"
+            )))
+        }
         None if args.string => {
             Err(user(format!("--string: {name} is not a string (probe list --params shows its type)")))
         }

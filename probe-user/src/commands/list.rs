@@ -2,7 +2,7 @@
 use crate::cli::ListArgs;
 use crate::error::user;
 use crate::resolve::abi::Abi;
-use crate::resolve::elf::{Binary, Runtime, SymbolSource};
+use crate::resolve::elf::{Binary, Function, Runtime, SymbolSource};
 use crate::resolve::{glob_match, inlined, libraries, list_not_found_message, params};
 use anyhow::Result;
 use serde::Serialize;
@@ -110,6 +110,9 @@ pub fn run(args: &ListArgs) -> Result<()> {
     let functions: Vec<_> = binary.functions().iter().filter(|f| glob_match(pattern, &f.name)).collect();
     if functions.is_empty() && args.glob.is_some() {
         return Err(user(list_not_found_message(&binary, pattern)));
+    }
+    if let Some(path) = &args.fields {
+        return list_fields(args, &binary, &functions, path);
     }
     let mut out = std::io::stdout().lock();
     if !args.json && write_header(&mut out, &binary).is_err() {
@@ -232,4 +235,86 @@ fn describe(binary: &Binary) -> String {
         SymbolSource::DynsymOnly => ".dynsym only (stripped; exported functions)".to_string(),
     };
     format!("{}: {kind}; {} functions from {symbols}", binary.path.display(), binary.functions().len())
+}
+
+/// One field of `--fields`, as a JSON line.
+#[derive(Serialize)]
+struct FieldRow<'a> {
+    function: &'a str,
+    path: String,
+    #[serde(rename = "type")]
+    type_name: &'a str,
+    kind: &'a str,
+    offset: u64,
+}
+
+/// `probe list BINARY FUNC --fields PATH`: what the parameter (or the path into it) offers one
+/// level down: each field with its type and kind, as `--arg PATH.FIELD` would read it.
+fn list_fields(args: &ListArgs, binary: &Binary, functions: &[&Function], path: &str) -> Result<()> {
+    let bad = |why: String| user(format!("--fields {path}: {why}"));
+    let function = match functions {
+        [one] if args.glob.is_some() => *one,
+        _ => {
+            return Err(bad(format!(
+                "name one function (probe list BINARY FUNC --fields {path}); {} match",
+                if args.glob.is_some() { functions.len().to_string() } else { "every function would".into() }
+            )))
+        }
+    };
+    let normal = path.replace("->", ".");
+    let mut parts = normal.split('.').map(str::trim);
+    let name = parts.next().unwrap_or_default();
+    let rest: Vec<String> = parts.map(str::to_string).collect();
+    if !params::has_types(binary) {
+        return Err(bad(format!(
+            "{} has no debug information (DWARF), so parameters and their fields are not known; build with -g (Go: \
+             without -ldflags=-s -w)",
+            binary.path.display()
+        )));
+    }
+    let signature = params::signature(binary, function)
+        .map_err(|e| bad(format!("cannot read the debug information ({e:#})")))?
+        .ok_or_else(|| bad(format!("the debug information does not describe {}", function.name)))?;
+    let param = signature.params.iter().find(|p| p.name == name).ok_or_else(|| {
+        let names: Vec<&str> = signature.params.iter().map(|p| p.name.as_str()).collect();
+        bad(format!("{} has no parameter {name} (its parameters: {})", function.name, names.join(", ")))
+    })?;
+    let walk = params::fields::walk(binary, function, param, &rest).map_err(bad)?;
+    let mut out = std::io::stdout().lock();
+    let shown = path.trim();
+    if walk.fields.is_empty() {
+        let _ = writeln!(
+            out,
+            "# {shown} in {}: {} ({}), no fields; --arg {shown} reads it",
+            function.name,
+            walk.type_name,
+            crate::resolve::dwarf::kind_label(&walk.leaf)
+        );
+        return Ok(());
+    }
+    if !args.json {
+        let _ = writeln!(out, "# {shown} ({}) in {}: its fields", walk.type_name, function.name);
+        let _ = writeln!(out, "{:<32} {:<32} {:<16} {:>6}", "PATH", "TYPE", "KIND", "OFFSET");
+    }
+    // C's own spelling where the path uses it: `cfg->owner` points to its fields.
+    let pointer = matches!(walk.leaf, crate::resolve::dwarf::FieldKind::Pointer(_));
+    let separator = if pointer && shown.contains("->") { "->" } else { "." };
+    for f in &walk.fields {
+        let row = FieldRow {
+            function: &function.name,
+            path: format!("{shown}{separator}{}", f.name),
+            type_name: &f.type_name,
+            kind: f.kind,
+            offset: f.offset,
+        };
+        let written = if args.json {
+            writeln!(out, "{}", serde_json::to_string(&row)?)
+        } else {
+            writeln!(out, "{:<32} {:<32} {:<16} {:>6}", row.path, row.type_name, row.kind, row.offset)
+        };
+        if written.is_err() {
+            return Ok(()); // stdout closed (e.g. piped into head)
+        }
+    }
+    Ok(())
 }

@@ -2,6 +2,10 @@
 //! compressed: Go compresses its DWARF). Only what the calling conventions need is kept: each
 //! parameter's name, type name and layout (kind, size, alignment, fields). Pointers are not
 //! followed past their name, so recursive types end there.
+mod fields;
+
+pub use fields::{kind_label, walk_file, Field, FieldKind, Walk};
+
 use super::elf::{open_binary_file, ReadError};
 use anyhow::{bail, Context, Result};
 use gimli::{AttributeValue, DwTag, EndianSlice, LittleEndian, UnitOffset};

@@ -132,8 +132,7 @@ fn take_keys<V: Copy + 'static, A: Clone>(
     // the kernel restart the walk.
     // A walk that fails part way must not pass for a complete one: the keys it missed would
     // be calls in no table.
-    let keys: Vec<Pod<SlotKey>> =
-        map.keys().collect::<Result<Vec<_>, _>>().context("listing the keyed map's keys")?;
+    let keys: Vec<Pod<SlotKey>> = map.keys().collect::<Result<Vec<_>, _>>().context("listing the keyed map's keys")?;
     let keys: Vec<Pod<SlotKey>> = keys.into_iter().filter(|k| k.0.bank == bank & 1).collect();
     let mut out = Vec::with_capacity(keys.len());
     for key in keys {

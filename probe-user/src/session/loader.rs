@@ -7,9 +7,9 @@ use anyhow::{Context, Result};
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
 use probe_ebpf::{
-    GLOBAL_BY_KEY, GLOBAL_CGROUP, GLOBAL_COOKIE_IS_FIXED, GLOBAL_EVENTS, GLOBAL_FILTER, GLOBAL_FIXED_COOKIE,
-    GLOBAL_STACK_WALK, GLOBAL_UNIT_NS, KEY_STACK, MAP_EVENTS, MAP_EVENT_ARGS, MAP_EVENT_DROPS, MAP_EVENT_SOURCES,
-    MAP_INLINED_CALLS, MAP_LOSSES, MAP_STACK_FRAMES, MAX_STACKS, SHARED_MAPS,
+    GLOBAL_BY_KEY, GLOBAL_CGROUP, GLOBAL_COOKIE_IS_FIXED, GLOBAL_EVENTS, GLOBAL_FIELD_PATHS, GLOBAL_FILTER,
+    GLOBAL_FIXED_COOKIE, GLOBAL_STACK_WALK, GLOBAL_UNIT_NS, KEY_STACK, MAP_EVENTS, MAP_EVENT_ARGS, MAP_EVENT_DROPS,
+    MAP_EVENT_SOURCES, MAP_INLINED_CALLS, MAP_LOSSES, MAP_STACK_FRAMES, MAX_STACKS, SHARED_MAPS,
 };
 use std::path::{Path, PathBuf};
 
@@ -24,6 +24,7 @@ pub(super) fn load_shared(sites: &[Site], config: &LoadConfig, for_multi_link: b
         .override_global(GLOBAL_BY_KEY, &config.keying.by_key, true)
         .override_global(GLOBAL_STACK_WALK, &config.keying.stack_walk, true)
         .override_global(GLOBAL_FILTER, &Pod(config.filter), true)
+        .override_global(GLOBAL_FIELD_PATHS, &Pod(crate::resolve::params::fields::table()), true)
         .override_global(GLOBAL_CGROUP, &config.cgroup, true)
         .override_global(GLOBAL_EVENTS, &Pod(config.events), true)
         .load(BPF_OBJECT)
@@ -58,6 +59,7 @@ pub(super) fn load_per_site(sites: &[Site], config: &LoadConfig) -> Result<Vec<E
         let mut ebpfs = Vec::with_capacity(sites.len());
         let filter = Pod(config.filter);
         let events = Pod(config.events);
+        let paths = Pod(crate::resolve::params::fields::table());
         for site in sites {
             if crate::interrupt::requested() {
                 break; // attach_sites reports it; the sites without a copy stay unattached
@@ -69,6 +71,7 @@ pub(super) fn load_per_site(sites: &[Site], config: &LoadConfig) -> Result<Vec<E
                 .override_global(GLOBAL_BY_KEY, &config.keying.by_key, true)
                 .override_global(GLOBAL_STACK_WALK, &config.keying.stack_walk, true)
                 .override_global(GLOBAL_FILTER, &filter, true)
+                .override_global(GLOBAL_FIELD_PATHS, &paths, true)
                 .override_global(GLOBAL_CGROUP, &config.cgroup, true)
                 .override_global(GLOBAL_EVENTS, &events, true)
                 .override_global(GLOBAL_COOKIE_IS_FIXED, &1u32, true)

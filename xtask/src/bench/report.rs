@@ -144,6 +144,11 @@ impl Report<'_> {
                 })();
                 Some(("<= 1.03x floor and <= bpftrace `hist`".into(), met))
             }
+            // Issue 28: two pointers followed in the kernel cost at most half again a register's.
+            Id::ProbeArgdistPath => Some((
+                "<= 1.5x `--arg 0`".into(),
+                (|| Ok(self.overhead(lang, id)? <= 1.5 * self.overhead(lang, Id::ProbeArgdist)?))(),
+            )),
             Id::ProbeLatency if lang.is_go() => {
                 Some(("<= 1.3x floor".into(), self.ratio_to_floor(lang, id).map(|r| r <= 1.3)))
             }

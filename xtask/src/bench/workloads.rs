@@ -24,10 +24,13 @@ pub enum Lang {
     C,
     /// gcc -O2 -DFRAME -fno-omit-frame-pointer: `work` starts with `push %rbp`, emulated.
     CPush,
+    /// Debian 12's Go, `-path`: the loop calls `WorkPath(o *Outer)`, whose number is `o.In.N`
+    /// (a path of two pointers, `--arg o.In.N`, next to the pointer itself, `--arg 0`).
+    GoPath,
 }
 
 impl Lang {
-    const ALL: [Lang; 4] = [Lang::Go, Lang::Go123, Lang::C, Lang::CPush];
+    const ALL: [Lang; 5] = [Lang::Go, Lang::Go123, Lang::C, Lang::CPush, Lang::GoPath];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -35,16 +38,19 @@ impl Lang {
             Lang::Go123 => "Go 1.23",
             Lang::C => "C (`lea` entry)",
             Lang::CPush => "C (`push` entry)",
+            Lang::GoPath => "Go 1.19 (pointer argument)",
         }
     }
 
     pub fn is_go(self) -> bool {
-        matches!(self, Lang::Go | Lang::Go123)
+        matches!(self, Lang::Go | Lang::Go123 | Lang::GoPath)
     }
 
     /// The function that the workload's loop calls.
     pub fn func(self) -> &'static str {
-        if self.is_go() {
+        if self == Lang::GoPath {
+            "main.WorkPath"
+        } else if self.is_go() {
             "main.Work"
         } else {
             "work"
@@ -62,7 +68,9 @@ impl Lang {
 
     /// Arguments that make the workload call its function `calls` times.
     pub fn workload_args(self, calls: u64) -> Vec<String> {
-        if self.is_go() {
+        if self == Lang::GoPath {
+            vec!["-path".into(), "-calls".into(), calls.to_string()]
+        } else if self.is_go() {
             vec!["-calls".into(), calls.to_string()]
         } else {
             vec![calls.to_string()]
@@ -91,7 +99,7 @@ impl Workloads {
 
     pub fn path(&self, lang: Lang) -> &Path {
         match lang {
-            Lang::Go => &self.go,
+            Lang::Go | Lang::GoPath => &self.go,
             Lang::Go123 => &self.go123,
             Lang::C => &self.c,
             Lang::CPush => &self.c_push,
@@ -110,6 +118,8 @@ pub enum Id {
     /// `--by stack` (issue 26) next to bpftrace's `@[ustack] = count()`.
     BpftraceUstack,
     ProbeArgdistStack,
+    /// argdist reading a path of two pointers (`--arg o.In.N`).
+    ProbeArgdistPath,
     BpftraceLatency,
     ProbeLatency,
     /// `latency --slower-than` with no call slow enough: what the events cost a fast call.
@@ -148,6 +158,20 @@ pub fn rows() -> Vec<Row> {
         let mut row = |id, label: String, tracer| rows.push(Row { lang, id, label, tracer });
         row(Id::Untraced, "untraced".into(), Tracer::Untraced);
         row(Id::Floor, "bpftrace `uprobe {}` (floor)".into(), Tracer::Bpftrace(format!("uprobe:$BIN:{f} {{}}")));
+        if lang == Lang::GoPath {
+            // A path's cost next to a register argument's, on the same function.
+            row(
+                Id::ProbeArgdist,
+                format!("probe argdist --func {f} --arg 0"),
+                probe_args(&["argdist", "--func", f, "--arg", "0"]),
+            );
+            row(
+                Id::ProbeArgdistPath,
+                format!("probe argdist --func {f} --arg o.In.N"),
+                probe_args(&["argdist", "--func", f, "--arg", "o.In.N"]),
+            );
+            continue;
+        }
         row(
             Id::BpftraceHist,
             format!("bpftrace `hist({arg0})`"),

@@ -51,6 +51,10 @@ impl Reads {
                     registers.push(register(ptr));
                     reads.memory = true;
                 }
+                ValueSource::Path { base, .. } => {
+                    registers.push(register(base));
+                    reads.memory = true;
+                }
                 ValueSource::Stack { .. } | ValueSource::CStringOnStack { .. } => reads.memory = true,
                 ValueSource::Arm64Reg(_) => {}
             }
@@ -66,6 +70,7 @@ pub fn moved_source(source: ValueSource, moved: &Moved) -> ValueSource {
         ValueSource::Reg(r) => ValueSource::Reg(to(r)),
         ValueSource::GoString { ptr, len } => ValueSource::GoString { ptr: to(ptr), len: to(len) },
         ValueSource::CString { ptr } => ValueSource::CString { ptr: to(ptr) },
+        ValueSource::Path { base, index } => ValueSource::Path { base: to(base), index },
         other => other,
     }
 }

@@ -16,6 +16,7 @@
 //!
 //! layout.rs lays the parameters out under each convention; select.rs picks the one a command
 //! names and says how to read it.
+pub mod fields;
 mod layout;
 mod select;
 

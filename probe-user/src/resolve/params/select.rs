@@ -174,6 +174,14 @@ pub fn select(binary: &Binary, function: &Function, arg: Option<&ArgSpec>, ret: 
     if let (Some(why), ArgSpec::Position(_), Some(_)) = (&signature.incomplete, &wanted, arg) {
         return Err(user(format!("{option}: {}: {why}; name the parameter instead ({})", function.name, names())));
     }
+    // `r.URL.Path`, `cfg->limits.max`: a path into the parameter.
+    let (wanted, path) = match &wanted {
+        ArgSpec::Name(name) => match super::fields::split(name) {
+            Some((param, fields)) => (ArgSpec::Name(param), Some((fields, name.clone()))),
+            None => (wanted.clone(), None),
+        },
+        _ => (wanted.clone(), None),
+    };
     let param = match &wanted {
         ArgSpec::Position(n) => list.get(*n as usize).ok_or_else(|| {
             user(format!("{option}: no {kind} {n} as declared ({}); positions count from 0", names()))
@@ -188,6 +196,14 @@ pub fn select(binary: &Binary, function: &Function, arg: Option<&ArgSpec>, ret: 
             user(format!("{option}: {} has no {kind} named {name}; {closest}({})", function.name, names()))
         })?,
     };
+    if let Some((fields, mut label)) = path {
+        let measure = super::fields::measure(binary, function, param, &fields, &label)
+            .map_err(|why| user(format!("{option}: {}: {why}", function.name)))?;
+        if measure.length {
+            label = format!("len({label})");
+        }
+        return Ok(Selection::Declared { measure, label, result: param.result });
+    }
     let measure = measure(param).map_err(|why| user(format!("{option}: {why}")))?;
     let mut label = match (&wanted, param.result) {
         (ArgSpec::Name(name), _) => name.clone(),
@@ -237,6 +253,9 @@ fn words(
         "--arg N counts integer argument registers (rdi, rsi, rdx, rcx, r8, r9)"
     };
     match (arg, ret) {
+        (Some(ArgSpec::Name(name)), _) if super::fields::split(name).is_some() => {
+            Err(user(format!("{option}: {missing}; a path into a parameter needs its types")))
+        }
         (Some(ArgSpec::Name(_)), _) => Err(user(format!("{option}: {missing}; use a position instead: {how}"))),
         (None, Some(n)) if n > 0 => {
             Err(user(format!("{option}: {missing}; without it only the first result (--ret) can be located")))

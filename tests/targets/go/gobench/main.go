@@ -31,6 +31,37 @@ func triple(x int) int {
 	return x * 3
 }
 
+// Inner and Outer make a path of two pointers: WorkPath(o) reads o.In.N, as `--arg o.In.N`
+// does (the bench's row for paths into arguments).
+type Inner struct {
+	pad [3]int
+	N   int
+}
+
+type Outer struct {
+	name string
+	In   *Inner
+}
+
+// WorkPath is Work with its number behind two pointers (o, then o.In).
+//
+//go:noinline
+func WorkPath(o *Outer) int {
+	return triple(o.In.N) + 1
+}
+
+// loopPath calls WorkPath n times, its number changing as Work's does.
+func loopPath(start, n int) int {
+	in := &Inner{}
+	o := &Outer{name: "bench", In: in}
+	sum := 0
+	for i := start; i < start+n; i++ {
+		in.N = i
+		sum += WorkPath(o)
+	}
+	return sum
+}
+
 // loop calls Work n times and returns a sum, so the calls cannot be optimised away.
 func loop(start, n int) int {
 	sum := 0
@@ -59,6 +90,7 @@ func main() {
 	calls := flag.Int("calls", 1000000, "number of calls to Work")
 	seconds := flag.Float64("seconds", 0, "if > 0, call Work in batches for this long instead")
 	useBig := flag.Bool("big", false, "exercise fmt, regexp, encoding/json and net/http once")
+	path := flag.Bool("path", false, "call WorkPath (a pointer argument) instead of Work")
 	flag.Parse()
 	if *useBig {
 		big()
@@ -72,6 +104,9 @@ func main() {
 			sum += loop(done, 1000)
 			done += 1000
 		}
+	} else if *path {
+		sum = loopPath(0, *calls)
+		done = *calls
 	} else {
 		sum = loop(0, *calls)
 		done = *calls

@@ -1,0 +1,3 @@
+module httpservertarget
+
+go 1.19
