@@ -21,6 +21,9 @@ use probe_ebpf::{StackFrames, LOSS_STACK_NOT_STORED, MAX_STACK_FRAMES, STACK_TRU
 #[no_mangle]
 static STACK_WALK: u32 = 1;
 
+// The walk masks indexes with MAX_STACK_FRAMES - 1.
+const _: () = assert!(MAX_STACK_FRAMES.is_power_of_two());
+
 /// Each distinct stack's frames, by hash; never drained (a stack's key may be drained and
 /// made again, its frames stay). Sized by the loader.
 #[map]
@@ -55,11 +58,13 @@ pub(crate) fn stack_hash(regs: &pt_regs, returned: bool, tgid: u64) -> Result<u6
         if ret == 0 {
             break;
         }
-        let Some(slot) = stack.frames.get_mut(i) else {
+        if i >= MAX_STACK_FRAMES {
             stack.flags = STACK_TRUNCATED;
             break;
-        };
-        *slot = ret;
+        }
+        // Masked, not only compared: Linux 6.1's verifier lost the index's lower bound in the
+        // loop LLVM made of a checked index ("min value is outside of the allowed memory range").
+        stack.frames[i & (MAX_STACK_FRAMES - 1)] = ret;
         len = i + 1;
         hash = mix(hash, ret);
         if next <= fp {
@@ -89,7 +94,10 @@ fn same(a: &StackFrames, b: &StackFrames) -> bool {
         return false;
     }
     for i in 0..MAX_STACK_FRAMES {
-        if i as u64 >= a.len {
+        // Read afresh each time (volatile): with `len` in a register, LLVM counts the loop
+        // down from it, and Linux 6.1's verifier then reads past the frames (len is not
+        // bounded by 64 there); this way the index is the loop's, bounded by MAX_STACK_FRAMES.
+        if i as u64 >= unsafe { core::ptr::read_volatile(&a.len) } {
             break;
         }
         if a.frames[i] != b.frames[i] {

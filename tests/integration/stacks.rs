@@ -45,8 +45,17 @@ fn pprof_top(profile: &Path, index: &str) -> BTreeMap<String, (String, String)> 
 }
 
 fn pprof_top_with(profile: &Path, index: &str, more: &[&str]) -> BTreeMap<String, (String, String)> {
-    let out = Command::new("go")
-        .args(["tool", "pprof", "-top", "-nodecount=100", "-nodefraction=0", &format!("-sample_index={index}")])
+    // `go tool pprof`, or where there is no Go toolchain (the vm-test guest) the program it runs.
+    let mut pprof = match std::env::var_os("PROBE_PPROF") {
+        Some(program) => Command::new(program),
+        None => {
+            let mut go = Command::new("go");
+            go.args(["tool", "pprof"]);
+            go
+        }
+    };
+    let out = pprof
+        .args(["-top", "-nodecount=100", "-nodefraction=0", &format!("-sample_index={index}")])
         .args(more)
         .arg(profile)
         .output()

@@ -226,6 +226,9 @@ fn build_initramfs(probe: &Path, tests: &Path, modules: &[String]) -> Result<Pat
     for tool in ["bash", "prometheus", "promtool", "groff", "troff", "grotty", "sqlite3"] {
         files.insert(host_tool(tool)?);
     }
+    // `go tool pprof` reads --pprof's profiles (tests/integration/stacks.rs): the guest has no
+    // Go toolchain, only its pprof program, which the tests find through PROBE_PPROF.
+    files.insert(pprof_tool()?);
     // usvg lays out the SVGs' text with the system's fonts (tests/integration/usability.rs).
     for dir in ["/usr/share/groff", "/etc/groff", "/usr/share/fonts/truetype/dejavu"] {
         files.extend(walk(Path::new(dir))?);
@@ -257,6 +260,17 @@ fn build_initramfs(probe: &Path, tests: &Path, modules: &[String]) -> Result<Pat
 }
 
 /// A tool's path on the host, from PATH (scripts/setup.sh installs them).
+/// The program `go tool pprof` runs: `$(go env GOTOOLDIR)/pprof`.
+fn pprof_tool() -> Result<PathBuf> {
+    let out = std::process::Command::new("go")
+        .args(["env", "GOTOOLDIR"])
+        .output()
+        .context("go is not installed; run scripts/setup.sh")?;
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("pprof");
+    anyhow::ensure!(path.is_file(), "{}: no pprof program in Go's tool folder", path.display());
+    Ok(path)
+}
+
 fn host_tool(name: &str) -> Result<PathBuf> {
     std::env::var_os("PATH")
         .iter()
@@ -331,7 +345,7 @@ mount -t bpf bpf /sys/fs/bpf
 # Loopback: tests/integration/serve.rs scrapes probe's /metrics with Prometheus on 127.0.0.1.
 ip link set lo up
 echo "probe-vm: Linux $(uname -r), $(nproc) CPUs"
-export PROBE_BIN={probe} PROBE_PREBUILT_TARGETS=1
+export PROBE_BIN={probe} PROBE_PREBUILT_TARGETS=1 PROBE_PPROF={pprof}
 cd {root}
 # A program this kernel refuses: the end of the verifier's log, for the console.
 PROBE_VERIFIER_LOG=/verifier.log {probe} doctor
@@ -340,6 +354,7 @@ failed=0
 "#,
         probe = probe.display(),
         root = root.display(),
+        pprof = pprof_tool().map(|p| p.display().to_string()).unwrap_or_default(),
     );
     for module in modules {
         s.push_str(&format!(
