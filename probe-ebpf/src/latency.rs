@@ -5,7 +5,7 @@
 //! `--container` is not traced at all, so it is not one of them.
 use crate::call_events;
 use crate::cgroup::in_selected_cgroup;
-use crate::values::{by_key, keyed_value, lose, lose_many, BUCKETS_BY};
+use crate::values::{by_key, count_in_bucket, keyed_value, lose, lose_many, BUCKETS_BY};
 use crate::verdict::{filter_verdict, Phase, Verdict};
 use crate::{regs, site_cookie, EPOCH};
 use aya_ebpf::{
@@ -185,7 +185,7 @@ impl Aggregates for Keys {
             let bucket = keyed_value(&BUCKETS_BY, &key.bucket(latency_bucket(ns, unit)), &0)?;
             summary.record(ns, unit);
             summary.subtracted_ns = summary.subtracted_ns.wrapping_add(subtracted);
-            unsafe { *bucket += 1 };
+            count_in_bucket(bucket);
             Ok(())
         });
         if let Err(reason) = recorded {

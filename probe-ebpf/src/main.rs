@@ -4,6 +4,8 @@
 #![no_main]
 // BPF inline asm (regs.rs: one fixed-offset context load per register).
 #![feature(asm_experimental_arch)]
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod regs;
 

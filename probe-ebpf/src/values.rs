@@ -12,7 +12,7 @@ use aya_ebpf::{
     bindings::{pt_regs, BPF_F_NO_PREALLOC, BPF_NOEXIST},
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_user_str_bytes},
     macros::{map, uprobe, uretprobe},
-    maps::{PerCpuArray, PerCpuHashMap},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap},
     programs::{ProbeContext, RetProbeContext},
     EbpfContext,
 };
@@ -97,9 +97,22 @@ pub fn pb_value_by_ret(ctx: RetProbeContext) -> u32 {
 static VALUE_STATS_BY: PerCpuHashMap<SlotKey, ValueSummary> = PerCpuHashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
 
 /// `--by`'s histogram buckets, value or latency: a count per bucket a key uses (`BUCKET_WORD`);
-/// sized by the loader.
+/// sized by the loader. One counter for all CPUs, added to atomically (`count_in_bucket`): a
+/// per-CPU map allocates per-CPU memory for each new bucket, which Linux 6.1 often could not
+/// give a program when 200 threads made new keys at once (calls lost as `keys_no_memory`);
+/// plain memory it gives.
 #[map]
-pub(crate) static BUCKETS_BY: PerCpuHashMap<SlotKey, u64> = PerCpuHashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
+pub(crate) static BUCKETS_BY: HashMap<SlotKey, u64> = HashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
+
+/// Adds a call to a `BUCKETS_BY` counter, which other CPUs may add to at the same moment.
+#[inline(always)]
+pub(crate) fn count_in_bucket(bucket: *mut u64) {
+    use core::intrinsics::{atomic_xadd, AtomicOrdering};
+    // SAFETY: a value of the map, aligned and live while the program runs. (The eBPF target's
+    // `AtomicU64` has no `fetch_add`; its result unused, this is the instruction every kernel
+    // has, `lock xadd`.)
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(bucket, 1) };
+}
 
 #[inline(always)]
 fn record_value_by<const FAULT: bool>(regs: *mut pt_regs, ctx: *mut core::ffi::c_void, returned: bool) {
@@ -136,7 +149,7 @@ fn record_value_by<const FAULT: bool>(regs: *mut pt_regs, ctx: *mut core::ffi::c
             } else {
                 summary.record(v);
             }
-            unsafe { *bucket += 1 };
+            count_in_bucket(bucket);
         }
         Err(reason) => lose(bank, site.slot, reason),
     }
@@ -180,11 +193,39 @@ pub(crate) fn by_key(bank: u32, slot: u32, regs: &pt_regs, returned: bool) -> Re
     Ok(key)
 }
 
-/// This CPU's value under `key`, created from `empty` on first use; or the reason the call
-/// cannot be counted under it (`key_loss`).
+/// The two shapes of keyed map: per-CPU values, and values all CPUs share (`BUCKETS_BY`).
+pub(crate) trait KeyedMap<V> {
+    fn value(&self, key: &SlotKey) -> Option<*mut V>;
+    fn insert_new(&self, key: &SlotKey, value: &V) -> Result<(), i64>;
+}
+
+impl<V> KeyedMap<V> for PerCpuHashMap<SlotKey, V> {
+    #[inline(always)]
+    fn value(&self, key: &SlotKey) -> Option<*mut V> {
+        self.get_ptr_mut(key)
+    }
+    #[inline(always)]
+    fn insert_new(&self, key: &SlotKey, value: &V) -> Result<(), i64> {
+        self.insert(key, value, BPF_NOEXIST as u64).map_err(|e| e as i64)
+    }
+}
+
+impl<V> KeyedMap<V> for HashMap<SlotKey, V> {
+    #[inline(always)]
+    fn value(&self, key: &SlotKey) -> Option<*mut V> {
+        self.get_ptr_mut(key)
+    }
+    #[inline(always)]
+    fn insert_new(&self, key: &SlotKey, value: &V) -> Result<(), i64> {
+        self.insert(key, value, BPF_NOEXIST as u64).map_err(|e| e as i64)
+    }
+}
+
+/// The value under `key` (this CPU's, in a per-CPU map), created from `empty` on first use; or
+/// the reason the call cannot be counted under it (`key_loss`).
 #[inline(always)]
-pub(crate) fn keyed_value<V: Copy>(map: &PerCpuHashMap<SlotKey, V>, key: &SlotKey, empty: &V) -> Result<*mut V, usize> {
-    if let Some(value) = map.get_ptr_mut(key) {
+pub(crate) fn keyed_value<V: Copy>(map: &impl KeyedMap<V>, key: &SlotKey, empty: &V) -> Result<*mut V, usize> {
+    if let Some(value) = map.value(key) {
         return Ok(value);
     }
     // Inserted from the stack, not from `empty` itself: LLVM may give a constant the address of
@@ -194,10 +235,10 @@ pub(crate) fn keyed_value<V: Copy>(map: &PerCpuHashMap<SlotKey, V>, key: &SlotKe
     unsafe { core::ptr::write_volatile(zero.as_mut_ptr(), core::ptr::read(empty)) };
     // Fails if another CPU inserted it meanwhile (then it is there), or the map is full, or the
     // kernel had no memory for it.
-    let inserted = map.insert(key, unsafe { zero.assume_init_ref() }, BPF_NOEXIST as u64);
-    match (map.get_ptr_mut(key), inserted) {
+    let inserted = map.insert_new(key, unsafe { zero.assume_init_ref() });
+    match (map.value(key), inserted) {
         (Some(value), _) => Ok(value),
-        (None, Err(e)) => Err(key_loss(e as i64)),
+        (None, Err(e)) => Err(key_loss(e)),
         (None, Ok(())) => Err(LOSS_KEY_VANISHED),
     }
 }

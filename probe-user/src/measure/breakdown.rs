@@ -100,6 +100,8 @@ pub trait BrokenDown: Measure + Copy {
     const BY_PROGRAMS: Programs;
     /// The kernel's per-key value.
     type Summary: Copy + 'static;
+    /// A new key's summary, as the programs insert it.
+    const EMPTY_SUMMARY: Self::Summary;
     /// A key's aggregate from one CPU's summary, without its buckets.
     fn from_summary(s: &Self::Summary, unit_ns: u64) -> Self;
     /// Adds `calls` to the bucket(s) of a bucket key's code.
@@ -114,6 +116,7 @@ impl BrokenDown for ValueStats {
         uretprobe: PROG_VALUE_BY_URETPROBE,
     };
     type Summary = ValueSummary;
+    const EMPTY_SUMMARY: ValueSummary = ValueSummary::EMPTY;
     fn from_summary(s: &ValueSummary, _unit_ns: u64) -> Self {
         ValueStats::from_summary(s)
     }
@@ -130,6 +133,7 @@ impl BrokenDown for LatencyStats {
         uretprobe: PROG_LATENCY_BY_URETPROBE,
     };
     type Summary = LatencySummary;
+    const EMPTY_SUMMARY: LatencySummary = LatencySummary::EMPTY;
     fn from_summary(s: &LatencySummary, unit_ns: u64) -> Self {
         LatencyStats::from_summary(s, unit_ns)
     }
@@ -168,7 +172,7 @@ impl<T: BrokenDown> Aggregate for Breakdown<T> {
     fn take_bank(maps: &mut KindMaps, bank: u32, slots: u32) -> Result<Vec<Self>> {
         let unit_ns = maps.unit_ns;
         let fold = |sum: &mut T, cpu: &T::Summary| sum.merge(&T::from_summary(cpu, unit_ns));
-        let drained = maps.take_keyed_bank(bank, slots, T::EMPTY, fold)?;
+        let drained = maps.take_keyed_bank(bank, slots, T::EMPTY_SUMMARY, T::EMPTY, fold)?;
         let mut keys: BTreeMap<SlotKey, T> = BTreeMap::new();
         let mut losses = Vec::with_capacity(drained.len());
         for slot in drained {

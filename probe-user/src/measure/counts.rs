@@ -157,7 +157,7 @@ impl Aggregate for ValueCounts {
         uretprobe: PROG_COUNT_URETPROBE,
     };
     fn take_bank(maps: &mut KindMaps, bank: u32, slots: u32) -> Result<Vec<Self>> {
-        let drained = maps.take_keyed_bank(bank, slots, 0u64, |sum, cpu: &u64| *sum += cpu)?;
+        let drained = maps.take_keyed_bank(bank, slots, 0u64, 0u64, |sum, cpu: &u64| *sum += cpu)?;
         Ok(drained
             .into_iter()
             .map(|slot| {
