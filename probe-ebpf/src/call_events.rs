@@ -12,7 +12,7 @@ use aya_ebpf::{
 };
 use probe_ebpf::{
     EntryKey, Event, EventArgs, EventArgsKey, EventConfig, EventSources, ValueCookie, EVENT_ARGS_LOST, EVENT_ARG_READ,
-    EVENT_GOID, EVENT_RET, MAX_EVENT_ARGS,
+    EVENT_GOID, EVENT_RET, EVENT_STACK, MAX_EVENT_ARGS,
 };
 
 /// The events' settings (off by default); set by the loader.
@@ -31,8 +31,9 @@ static EVENT_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static EVENT_SOURCES: Array<EventSources> = Array::with_max_entries(1, 0);
 
-/// The arguments of the calls in flight, stashed at their entry. LRU: the entry of a call
-/// that never returns (a panic) ages out.
+/// The arguments of the calls in flight, stashed at their entry, by (process, slot, goroutine
+/// or thread, depth): each call's replace those of the last call at its depth. LRU: those of
+/// goroutines and threads that are gone age out.
 #[map]
 static EVENT_ARGS: LruHashMap<EventArgsKey, EventArgs> = LruHashMap::with_max_entries(1, 0);
 
@@ -70,31 +71,40 @@ pub(crate) fn stash_args(regs: &pt_regs, key: &EntryKey, depth: u64) {
             args.read |= EVENT_ARG_READ << i;
         }
     }
-    let _ = EVENT_ARGS.insert(&args_key(key, depth), &args, 0);
+    // Replaces the arguments of the last call at this depth, which the exit leaves in place:
+    // one map update per call, no removal. Should it fail, the old ones go, so that no event
+    // is sent with another call's arguments.
+    let akey = args_key(key, depth);
+    if EVENT_ARGS.insert(&akey, &args, 0).is_err() {
+        let _ = EVENT_ARGS.remove(&akey);
+    }
 }
 
 /// At a measured call's return, after its clock read: sends it if it is slow enough and
-/// `passed` the filter; forgets its stashed arguments either way.
+/// `passed` the filter.
 #[inline(always)]
-pub(crate) fn on_return(regs: &pt_regs, key: &EntryKey, depth: u64, ns: u64, now: u64, go: bool, passed: bool) {
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn on_return(
+    regs: &pt_regs,
+    key: &EntryKey,
+    depth: u64,
+    ns: u64,
+    now: u64,
+    go: bool,
+    uretprobe: bool,
+    passed: bool,
+) {
     let cfg = config();
     if cfg.on == 0 || key.slot >= cfg.slots {
         return;
     }
-    let akey = args_key(key, depth);
     if !passed || ns < cfg.min_ns {
-        if cfg.args != 0 {
-            let _ = EVENT_ARGS.remove(&akey);
-        }
-        return;
+        return; // its stashed arguments stay until the next call at its depth replaces them
     }
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         if let Some(drops) = EVENT_DROPS.get_ptr_mut(key.slot) {
             // Per-CPU value: only this CPU's programs write it.
             unsafe { *drops += 1 };
-        }
-        if cfg.args != 0 {
-            let _ = EVENT_ARGS.remove(&akey);
         }
         return;
     };
@@ -109,7 +119,15 @@ pub(crate) fn on_return(regs: &pt_regs, key: &EntryKey, depth: u64, ns: u64, now
         flags: 0,
         args: [0; MAX_EVENT_ARGS],
         ret: 0,
+        stack: 0,
     };
+    if cfg.stack != 0 {
+        // Walked as `--by stack` walks it; frames stored once per distinct stack.
+        if let Ok(hash) = crate::stacks::stack_hash(regs, uretprobe, pid_tgid >> 32) {
+            event.stack = hash;
+            event.flags |= EVENT_STACK;
+        }
+    }
     if go && cfg.goid_offset != 0 {
         // Go: the context is the goroutine's g.
         if let Ok(goid) = unsafe { bpf_probe_read_user(key.context.wrapping_add(cfg.goid_offset) as *const u64) } {
@@ -125,14 +143,13 @@ pub(crate) fn on_return(regs: &pt_regs, key: &EntryKey, depth: u64, ns: u64, now
             }
         }
         if sources.nargs != 0 {
-            match unsafe { EVENT_ARGS.get(&akey) } {
+            match unsafe { EVENT_ARGS.get(&args_key(key, depth)) } {
                 Some(args) => {
                     event.args = args.values;
                     event.flags |= args.read;
                 }
                 None => event.flags |= EVENT_ARGS_LOST,
             }
-            let _ = EVENT_ARGS.remove(&akey);
         }
     }
     entry.write(event);

@@ -25,6 +25,9 @@ pub struct Event {
     pub args: [i64; MAX_EVENT_ARGS],
     /// `--ret`: the result, read at the return.
     pub ret: i64,
+    /// `--stack`: the call's stack, by its hash in `STACK_FRAMES` (`EVENT_STACK` says it was
+    /// stored).
+    pub stack: u64,
 }
 
 /// `Event::flags`: the goroutine id was read.
@@ -33,6 +36,9 @@ pub const EVENT_GOID: u32 = 1;
 pub const EVENT_RET: u32 = 2;
 /// The entry's arguments were not found at the exit (their entry was evicted): `args` are 0.
 pub const EVENT_ARGS_LOST: u32 = 4;
+/// `--stack`: the stack was walked and stored under `Event::stack` (else it could not be: more
+/// distinct stacks than probe keeps, or a hash collision).
+pub const EVENT_STACK: u32 = 8;
 /// `EVENT_ARG_READ << i`: argument i was read (else unreadable).
 pub const EVENT_ARG_READ: u32 = 1 << 8;
 
@@ -85,9 +91,10 @@ pub struct EventConfig {
     pub goid_offset: u64,
     /// Slots below this are the trace's (probe's own calibration slots come after).
     pub slots: u32,
-    pub _pad: u32,
+    /// Non-zero: each event carries its stack (`--stack`).
+    pub stack: u32,
 }
 
 impl EventConfig {
-    pub const OFF: EventConfig = EventConfig { on: 0, args: 0, min_ns: 0, goid_offset: 0, slots: 0, _pad: 0 };
+    pub const OFF: EventConfig = EventConfig { on: 0, args: 0, min_ns: 0, goid_offset: 0, slots: 0, stack: 0 };
 }

@@ -501,7 +501,7 @@ fn on_matched_exit(regs: &pt_regs, site: &Site, key: &EntryKey, top: &Frame, now
                 false
             }
         };
-        call_events::on_return(regs, key, top.depth, ns, now, site.cookie.go, passed);
+        call_events::on_return(regs, key, top.depth, ns, now, site.cookie.go, site.cookie.uretprobe, passed);
     }
     // Charge this call's own probes to whatever encloses it on this goroutine or thread.
     charge_hit(&context, total, probe_cost(shape.hit_cost_index()));

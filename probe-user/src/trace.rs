@@ -121,7 +121,8 @@ fn run_kind<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
                 );
             }
             let names: Vec<String> = measured.iter().map(|m| m.function.clone()).collect();
-            let format = EventFormat::new(options.json, unit.unwrap_or(crate::shared::Unit::Us), &names, plan);
+            let unit = unit.unwrap_or(crate::shared::Unit::Us);
+            let format = EventFormat::new(options.json, unit, &names, plan, &target.program().source);
             Some((EventReader::start(maps, format.clone()), format))
         }
         _ => None,
@@ -188,7 +189,7 @@ fn event_settings(plan: Option<&EventsPlan>, slots: u32) -> (EventConfig, Vec<pr
         min_ns: plan.min_ns,
         goid_offset: plan.goid_offset,
         slots,
-        _pad: 0,
+        stack: plan.stack as u32,
     };
     (config, plan.slots.iter().map(|s| s.sources).collect())
 }

@@ -54,7 +54,8 @@ fn summary(stdout: &str) -> Value {
 }
 
 /// 10,000 calls of Go's main.Work, 7 of them sleeping 2 ms: exactly those 7 events, with the
-/// arguments, result and goroutine ids the target printed, on an old and a new Go.
+/// arguments, result and goroutine ids the target printed, and the stacks they came from, on
+/// an old and a new Go.
 #[test]
 fn go_slow_calls_are_the_seven_with_their_arguments_and_goroutines() {
     for program in [target("events"), go_target_with("events", "1.23")] {
@@ -71,6 +72,7 @@ fn go_slow_calls_are_the_seven_with_their_arguments_and_goroutines() {
             "--arg",
             "n",
             "--ret",
+            "--stack",
             "--json",
             "-c",
             path,
@@ -82,6 +84,10 @@ fn go_slow_calls_are_the_seven_with_their_arguments_and_goroutines() {
             .map(|e| {
                 assert!(e["latency_ns"].as_u64().unwrap() > 1_000_000, "{e}");
                 assert!(e["time"].as_str().unwrap().ends_with('Z'), "{e}");
+                // Called from the worker goroutine's function, which the runtime started.
+                let stack: Vec<&str> = e["stack"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+                assert_eq!(stack.first(), Some(&"main.main.func1"), "{e}");
+                assert!(stack.last().unwrap().starts_with("runtime.goexit"), "{e}");
                 let args = &e["args"];
                 let g = e["goroutine"].as_i64().unwrap_or_else(|| panic!("no goroutine: {e}"));
                 (args["id"].as_i64().unwrap(), args["n"].as_i64().unwrap(), e["ret"]["ret"].as_i64().unwrap(), g)
@@ -96,7 +102,8 @@ fn go_slow_calls_are_the_seven_with_their_arguments_and_goroutines() {
     }
 }
 
-/// The same in C, as text: its 7 slow calls with their thread, arguments and result.
+/// The same in C, as text: its 7 slow calls with their thread, arguments and result, each with
+/// its stack on the lines below it.
 #[test]
 fn c_slow_calls_are_the_seven_with_their_arguments_and_thread() {
     let program = target("cevents");
@@ -111,10 +118,15 @@ fn c_slow_calls_are_the_seven_with_their_arguments_and_thread() {
         "--arg",
         "n",
         "--ret",
+        "--stack",
         "-c",
         program.to_str().unwrap(),
     ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
+    let all: Vec<&str> = run.stdout.lines().collect();
+    for (i, line) in all.iter().enumerate().filter(|(_, l)| l.contains(" work ") && l.contains(" pid=")) {
+        assert_eq!(all.get(i + 1), Some(&"    main"), "its caller under each call: {}", run.stdout);
+    }
     let lines: Vec<&str> = run.stdout.lines().filter(|l| l.contains(" work ") && l.contains(" pid=")).collect();
     let got: BTreeSet<(i64, i64, i64, i64)> =
         lines.iter().map(|l| (field(l, "id"), field(l, "n"), field(l, "ret"), field(l, "tid"))).collect();
@@ -183,6 +195,7 @@ fn bad_combinations_are_one_line() {
     for (args, needle) in [
         (vec!["--func", "work", "--arg", "id", "-c", c], "add --slower-than DURATION or --events"),
         (vec!["--func", "work", "--ret", "-c", c], "add --slower-than DURATION or --events"),
+        (vec!["--func", "work", "--stack", "-c", c], "add --slower-than DURATION or --events"),
         (vec!["--func", "work", "--slower-than", "1ms", "--events", "-c", c], "cannot be used with"),
         (vec!["--func", "work", "--slower-than", "0ms", "-c", c], "is not a duration"),
         (vec!["--func", "work", "--slower-than", "5", "-c", c], "is not a duration"),

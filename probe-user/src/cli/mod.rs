@@ -145,7 +145,10 @@ pub struct LatencyArgs {
     /// With --slower-than or --events: also show the result; `--ret=N`: the N-th result
     #[arg(long, value_name = "N", num_args = 0..=1, require_equals = true, default_missing_value = "0")]
     pub ret: Option<u32>,
-    // `--stack` (the stacks of printed calls) belongs beside these.
+    /// With --slower-than or --events: also show each printed call's stack, walked by frame
+    /// pointers as --by stack walks it (inlined Go calls expanded)
+    #[arg(long)]
+    pub stack: bool,
 }
 
 const FUNC_LONG_HELP_LATENCY: &str =

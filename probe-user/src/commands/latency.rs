@@ -57,8 +57,14 @@ fn events_ask(args: &LatencyArgs) -> Result<Option<EventsAsk>> {
                      (argdist --ret gives its distribution)",
                 ));
             }
+            if args.stack {
+                return Err(user(
+                    "--stack: shows the stack of each printed call; add --slower-than DURATION or --events \
+                     (--by stack gives a table per stack)",
+                ));
+            }
             return Ok(None);
         }
     };
-    Ok(Some(EventsAsk { min_ns, every_call, args: args.args.clone(), ret: args.ret }))
+    Ok(Some(EventsAsk { min_ns, every_call, args: args.args.clone(), ret: args.ret, stack: args.stack }))
 }

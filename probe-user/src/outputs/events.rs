@@ -3,11 +3,13 @@
 //! trace runs; at the end, per function, how many were printed and how many the ring buffer
 //! could not take.
 use crate::plan::events::{EventsPlan, Shown, SlotEvents};
+use crate::resolve::callers::Callers;
 use crate::session::EventMaps;
 use crate::shared::Unit;
 use anyhow::Result;
-use probe_ebpf::{Event, EVENT_ARGS_LOST, EVENT_ARG_READ, EVENT_GOID, EVENT_RET};
+use probe_ebpf::{Event, EVENT_ARGS_LOST, EVENT_ARG_READ, EVENT_GOID, EVENT_RET, EVENT_STACK, STACK_TRUNCATED};
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -21,16 +23,26 @@ pub struct EventFormat {
     pub slots: Vec<(String, SlotEvents)>,
     /// CLOCK_REALTIME minus CLOCK_MONOTONIC (what `bpf_ktime_get_ns` reads), in nanoseconds.
     pub wall_offset_ns: i128,
+    /// `--stack`: the traced program, whose stacks' addresses are named.
+    pub stacks_of: Option<PathBuf>,
 }
 
 impl EventFormat {
-    pub fn new(json: bool, unit: Unit, functions: &[String], plan: &EventsPlan) -> EventFormat {
+    pub fn new(
+        json: bool,
+        unit: Unit,
+        functions: &[String],
+        plan: &EventsPlan,
+        program: &std::path::Path,
+    ) -> EventFormat {
         let slots = functions.iter().cloned().zip(plan.slots.iter().cloned()).collect();
-        EventFormat { json, unit, slots, wall_offset_ns: wall_offset_ns() }
+        let stacks_of = plan.stack.then(|| program.to_path_buf());
+        EventFormat { json, unit, slots, wall_offset_ns: wall_offset_ns(), stacks_of }
     }
 
-    /// One event as a line (with its newline).
-    pub fn line(&self, e: &Event) -> String {
+    /// One event as a line (with its newline); with `--stack`, its stack's functions (None:
+    /// not stored) on the lines after it, or in JSON's `stack`.
+    pub fn line(&self, e: &Event, stack: Option<&[String]>) -> String {
         let Some((function, slot)) = self.slots.get(e.slot as usize) else {
             return String::new();
         };
@@ -79,6 +91,9 @@ impl EventFormat {
             if let Some((label, v)) = &ret {
                 obj.insert("ret".into(), serde_json::json!({ *label: v }));
             }
+            if self.stacks_of.is_some() {
+                obj.insert("stack".into(), stack.map(|s| s.to_vec()).into());
+            }
             let mut line = serde_json::Value::Object(obj).to_string();
             line.push('\n');
             return line;
@@ -98,6 +113,13 @@ impl EventFormat {
             line.push_str(&format!(" => {label}={}", v.as_ref().map_or("?".to_string(), |v| v.to_string())));
         }
         line.push('\n');
+        if self.stacks_of.is_some() {
+            // Indented under the call, its caller first, as bpftrace prints `ustack`.
+            match stack {
+                Some(frames) => frames.iter().for_each(|f| line.push_str(&format!("    {f}\n"))),
+                None => line.push_str("    [stack not stored: more distinct stacks than probe keeps]\n"),
+            }
+        }
         line
     }
 
@@ -133,6 +155,8 @@ impl EventReader {
         let thread = std::thread::spawn(move || {
             use std::os::fd::AsRawFd;
             let mut printed = vec![0u64; format.slots.len()];
+            // Named while the processes run, on this thread, as each event comes.
+            let mut callers = format.stacks_of.as_deref().map(Callers::new);
             let fd = maps.ring.as_raw_fd();
             let mut out = std::io::stdout();
             let mut broken = false;
@@ -140,16 +164,24 @@ impl EventReader {
                 // The last pass after the stop: everything sent before it is read.
                 let last = stopping.load(Ordering::Acquire);
                 let mut text = String::new();
-                while let Some(item) = maps.ring.next() {
-                    if item.len() < std::mem::size_of::<Event>() {
-                        continue;
-                    }
-                    // The kernel wrote one `Event`; read it unaligned from the buffer.
-                    let e: Event = unsafe { std::ptr::read_unaligned(item.as_ptr() as *const Event) };
+                loop {
+                    let e: Event = {
+                        let Some(item) = maps.ring.next() else { break };
+                        if item.len() < std::mem::size_of::<Event>() {
+                            continue;
+                        }
+                        // The kernel wrote one `Event`; read it unaligned from the buffer, which
+                        // takes it back here.
+                        unsafe { std::ptr::read_unaligned(item.as_ptr() as *const Event) }
+                    };
                     if let Some(n) = printed.get_mut(e.slot as usize) {
                         *n += 1;
                     }
-                    text.push_str(&format.line(&e));
+                    let stack = callers.as_mut().and_then(|callers| {
+                        let frames = maps.stack_frames(e.stack).filter(|_| e.flags & EVENT_STACK != 0)?;
+                        Some(callers.stack(e.pid, frames.addresses(), frames.flags & STACK_TRUNCATED != 0))
+                    });
+                    text.push_str(&format.line(&e, stack.as_deref()));
                     if text.len() > 1 << 16 {
                         broken |= write(&mut out, &text, broken);
                         text.clear();
@@ -235,7 +267,13 @@ mod tests {
             ret: Some(Shown { label: "ret".into(), unsigned: false }),
             go: true,
         };
-        EventFormat { json, unit: Unit::Us, slots: vec![("main.Work".into(), slot)], wall_offset_ns: 0 }
+        EventFormat {
+            json,
+            unit: Unit::Us,
+            slots: vec![("main.Work".into(), slot)],
+            wall_offset_ns: 0,
+            stacks_of: None,
+        }
     }
 
     fn event() -> Event {
@@ -252,12 +290,13 @@ mod tests {
             flags: EVENT_GOID | EVENT_RET | EVENT_ARG_READ | (EVENT_ARG_READ << 1),
             args,
             ret: 5,
+            stack: 0,
         }
     }
 
     #[test]
     fn an_event_is_one_json_object_with_its_fields() {
-        let line = format(true).line(&event());
+        let line = format(true).line(&event(), None);
         assert!(line.ends_with('\n') && line.lines().count() == 1);
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["kind"], "event");
@@ -273,7 +312,7 @@ mod tests {
     fn an_event_is_one_text_line_and_unread_values_are_marked() {
         let mut e = event();
         e.flags &= !(EVENT_ARG_READ << 1) & !EVENT_GOID;
-        let line = format(false).line(&e);
+        let line = format(false).line(&e, None);
         assert!(line.contains(" main.Work 2104us pid=10 tid=11 goroutine=? n=-3 p=? => ret=5\n"), "{line}");
         let summary = format(false).summary(&[7], &[2]);
         assert_eq!(summary, "events of main.Work: 7 printed, 2 dropped (ring buffer full)\n");

@@ -18,6 +18,8 @@ pub struct EventsAsk {
     pub every_call: bool,
     pub args: Vec<ArgSpec>,
     pub ret: Option<u32>,
+    /// `--stack`: each event carries its stack.
+    pub stack: bool,
 }
 
 /// One value an event shows: its label and how to print it.
@@ -47,6 +49,8 @@ pub struct EventsPlan {
     pub slots: Vec<SlotEvents>,
     /// Offset of `goid` in `runtime.g` (0: no Go function is traced).
     pub goid_offset: u64,
+    /// `--stack`: each event carries its stack.
+    pub stack: bool,
 }
 
 impl EventsPlan {

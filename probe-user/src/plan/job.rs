@@ -62,10 +62,10 @@ pub fn keeps_frame_pointers(binary: &Binary) -> bool {
     !sampled.is_empty() && with * 2 >= sampled.len()
 }
 
-/// `--by stack`: 0 when the traced function's file keeps no frame pointers (said once: its
-/// stacks are then its callers alone), else 1.
-fn stack_walk(binary: &Binary, by: Option<By>) -> u32 {
-    if by != Some(By::Stack) || keeps_frame_pointers(binary) {
+/// `--by stack` or events' `--stack` (`stacks`): 0 when the traced function's file keeps no
+/// frame pointers (said once: its stacks are then its callers alone), else 1.
+fn stack_walk(binary: &Binary, stacks: bool) -> u32 {
+    if !stacks || keeps_frame_pointers(binary) {
         return 1;
     }
     eprintln!(
@@ -77,9 +77,9 @@ fn stack_walk(binary: &Binary, by: Option<By>) -> u32 {
 }
 
 /// `stack_walk` over the files of the functions measured: 0 if any keeps no frame pointers.
-fn stack_walk_of_files(target: &Target, measured_in: &[Vec<(&Function, u32)>], by: Option<By>) -> u32 {
+fn stack_walk_of_files(target: &Target, measured_in: &[Vec<(&Function, u32)>], stacks: bool) -> u32 {
     let files = measured_in.iter().enumerate().filter(|(_, f)| !f.is_empty());
-    files.map(|(file, _)| stack_walk(target.file(file), by)).min().unwrap_or(1)
+    files.map(|(file, _)| stack_walk(target.file(file), stacks)).min().unwrap_or(1)
 }
 
 /// What a command hands over: the target, its sites, and one label per value slot.
@@ -200,7 +200,8 @@ pub fn latency_job(target: Target, chosen: &[(Chosen, bool)], ask: LatencyAsk) -
     }
     let names: Vec<&str> = slots.iter().map(|m| m.function.as_str()).collect();
     let description = format!("latency of {}", name_a_few(&names, 5));
-    let walk = stack_walk_of_files(&target, &measured_in, ask.by);
+    let stacks = ask.by == Some(By::Stack) || ask.events.as_ref().is_some_and(|e| e.stack);
+    let walk = stack_walk_of_files(&target, &measured_in, stacks);
     Ok(Job {
         target,
         sites,
@@ -217,6 +218,7 @@ pub fn latency_job(target: Target, chosen: &[(Chosen, bool)], ask: LatencyAsk) -
             every_call: e.every_call,
             slots: event_slots,
             goid_offset,
+            stack: e.stack,
         }),
     })
 }
@@ -256,7 +258,7 @@ pub fn argdist_job(target: Target, chosen: &Chosen, value: Value, ask: ArgdistAs
         plan.measured.inlined = sites;
         plan.sites.extend(inlined);
     }
-    let walk = stack_walk(binary, ask.by);
+    let walk = stack_walk(binary, ask.by == Some(By::Stack));
     Ok(Job {
         target,
         sites: plan.sites,

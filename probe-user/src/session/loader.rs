@@ -99,7 +99,7 @@ fn size_maps(loader: &mut EbpfLoader, config: &LoadConfig) {
     if let KeyedMap::WithBuckets(buckets) = config.programs.keyed {
         loader.map_max_entries(buckets, 2 * config.keying.max_buckets.max(1));
     }
-    if config.keying.by_key == KEY_STACK {
+    if config.keying.by_key == KEY_STACK || config.events.stack != 0 {
         loader.map_max_entries(MAP_STACK_FRAMES, MAX_STACKS);
     }
     if config.events.on != 0 {

@@ -7,13 +7,13 @@ use crate::multi_link::{self, MultiPoints};
 use crate::plan::SiteKind;
 use crate::plan::{Keying, Site};
 use anyhow::{Context, Result};
-use aya::maps::{Array, MapData};
+use aya::maps::{Array, Map, MapData};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope};
 use aya::programs::{ProbeKind, UProbe};
 use aya::Ebpf;
 use probe_ebpf::{
-    EventConfig, EventSources, Filter, MAP_EPOCH, MAP_EVENTS, MAP_EVENT_DROPS, MAP_EVENT_SOURCES, MAP_INLINED_CALLS,
-    MAP_LOSSES, MAP_PROBE_COSTS, PROBE_COSTS_LEN,
+    EventConfig, EventSources, Filter, StackFrames, MAP_EPOCH, MAP_EVENTS, MAP_EVENT_DROPS, MAP_EVENT_SOURCES,
+    MAP_INLINED_CALLS, MAP_LOSSES, MAP_PROBE_COSTS, PROBE_COSTS_LEN,
 };
 use std::num::NonZeroU32;
 use std::os::fd::{AsFd, OwnedFd};
@@ -35,7 +35,7 @@ pub const PERF_PROBE_DETACH: Duration = Duration::from_millis(107);
 /// A shared map value type as an aya `Pod` (the trait is foreign to the shared crate).
 #[repr(transparent)]
 #[derive(Clone, Copy)]
-struct Pod<T>(T);
+pub(crate) struct Pod<T>(pub(crate) T);
 unsafe impl<T: Copy + 'static> aya::Pod for Pod<T> {}
 
 /// Load-time settings of the eBPF object.
@@ -67,6 +67,8 @@ pub struct LoadConfig {
 pub struct EventMaps {
     pub ring: aya::maps::RingBuf<MapData>,
     pub drops: aya::maps::PerCpuArray<MapData, u64>,
+    /// `--stack`: each stack's frames, by the hash an event carries.
+    pub(crate) stacks: Option<aya::maps::HashMap<MapData, u64, Pod<StackFrames>>>,
 }
 
 impl EventMaps {
@@ -75,6 +77,11 @@ impl EventMaps {
         (0..slots)
             .map(|slot| Ok(self.drops.get(&slot, 0).context("reading the dropped events")?.iter().sum()))
             .collect()
+    }
+
+    /// The frames stored under an event's stack hash.
+    pub fn stack_frames(&self, hash: u64) -> Option<StackFrames> {
+        self.stacks.as_ref()?.get(&hash, 0).ok().map(|f| f.0)
     }
 }
 
@@ -162,7 +169,15 @@ impl Session {
                 let ring = aya::maps::RingBuf::try_from(first.take_map(MAP_EVENTS).context("events map")?)?;
                 let drops =
                     aya::maps::PerCpuArray::try_from(first.take_map(MAP_EVENT_DROPS).context("event drops map")?)?;
-                Some(EventMaps { ring, drops })
+                let stacks = match config.events.stack {
+                    0 => None,
+                    // The same map as `--by stack`'s, opened again when that one has it.
+                    _ => Some(aya::maps::HashMap::try_from(match &stacks {
+                        Some(Map::HashMap(data)) => Map::HashMap(MapData::from_id(data.info()?.id())?),
+                        _ => first.take_map(probe_ebpf::MAP_STACK_FRAMES).context("stack frames map")?,
+                    })?),
+                };
+                Some(EventMaps { ring, drops, stacks })
             }
         };
         Ok(Session {
