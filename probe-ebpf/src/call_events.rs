@@ -8,7 +8,7 @@ use aya_ebpf::{
     bindings::pt_regs,
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use probe_ebpf::{
     EntryKey, Event, EventArgs, EventArgsKey, EventConfig, EventSources, ValueCookie, EVENT_ARGS_LOST, EVENT_ARG_READ,
@@ -32,10 +32,11 @@ static EVENT_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 static EVENT_SOURCES: Array<EventSources> = Array::with_max_entries(1, 0);
 
 /// The arguments of the calls in flight, stashed at their entry, by (process, slot, goroutine
-/// or thread, depth): each call's replace those of the last call at its depth. LRU: those of
-/// goroutines and threads that are gone age out.
+/// or thread, depth): each call's replace those of the last call at its depth. Never removed
+/// (an LRU map would recycle a key's value under the program writing it): those of threads
+/// that are gone stay, and once the map is full a new key's calls show no arguments.
 #[map]
-static EVENT_ARGS: LruHashMap<EventArgsKey, EventArgs> = LruHashMap::with_max_entries(1, 0);
+static EVENT_ARGS: HashMap<EventArgsKey, EventArgs> = HashMap::with_max_entries(1, 0);
 
 #[inline(always)]
 fn config() -> EventConfig {
@@ -48,19 +49,18 @@ fn args_key(key: &EntryKey, depth: u64) -> EventArgsKey {
     EventArgsKey { tgid: key.tgid, slot: key.slot, context: key.context, depth }
 }
 
-/// At a measured call's entry, before its clock read: its `--arg`s, if any are asked for.
+/// At a measured call's entry, before its clock read: its `--arg`s, if any are asked for
+/// (`EventArgs::NONE` otherwise). The outermost call keeps them in its `Entry`; a nested one
+/// stashes them (`stash_args`).
 #[inline(always)]
-pub(crate) fn stash_args(regs: &pt_regs, key: &EntryKey, depth: u64) {
+pub(crate) fn entry_args(regs: &pt_regs, key: &EntryKey) -> EventArgs {
+    let mut args = EventArgs::NONE;
     let cfg = config();
     if cfg.on == 0 || cfg.args == 0 || key.slot >= cfg.slots {
-        return;
+        return args;
     }
-    let Some(sources) = EVENT_SOURCES.get(key.slot) else { return };
+    let Some(sources) = EVENT_SOURCES.get(key.slot) else { return args };
     let nargs = sources.nargs as usize;
-    if nargs == 0 {
-        return;
-    }
-    let mut args = EventArgs { values: [0; MAX_EVENT_ARGS], read: 0, _pad: 0 };
     for i in 0..MAX_EVENT_ARGS {
         if i >= nargs {
             break;
@@ -71,17 +71,33 @@ pub(crate) fn stash_args(regs: &pt_regs, key: &EntryKey, depth: u64) {
             args.read |= EVENT_ARG_READ << i;
         }
     }
-    // Replaces the arguments of the last call at this depth, which the exit leaves in place:
-    // one map update per call, no removal. Should it fail, the old ones go, so that no event
-    // is sent with another call's arguments.
+    args
+}
+
+/// The arguments of a measured call nested inside another of the same function, or of the
+/// outer one as it moves to the nested stack: into `EVENT_ARGS` under the call's depth.
+#[inline(always)]
+pub(crate) fn stash_args(key: &EntryKey, depth: u64, args: &EventArgs) {
+    let cfg = config();
+    if cfg.on == 0 || cfg.args == 0 || key.slot >= cfg.slots {
+        return;
+    }
+    // Written over the arguments of the last call at this depth, which the exit leaves in
+    // place: no removal per call. Only this goroutine or thread uses its key, and nothing
+    // deletes it, so the value stays its own while written. A key that finds no room is not
+    // stored: its exit finds no arguments and says so (`EVENT_ARGS_LOST`), never another
+    // call's.
     let akey = args_key(key, depth);
-    if EVENT_ARGS.insert(&akey, &args, 0).is_err() {
-        let _ = EVENT_ARGS.remove(&akey);
+    match EVENT_ARGS.get_ptr_mut(&akey) {
+        Some(stashed) => unsafe { *stashed = *args },
+        None => {
+            let _ = EVENT_ARGS.insert(&akey, args, 0);
+        }
     }
 }
 
 /// At a measured call's return, after its clock read: sends it if it is slow enough and
-/// `passed` the filter.
+/// `passed` the filter, with `args` from its `Entry` (None: a nested call's, in `EVENT_ARGS`).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn on_return(
@@ -93,6 +109,7 @@ pub(crate) fn on_return(
     go: bool,
     uretprobe: bool,
     passed: bool,
+    args: Option<&EventArgs>,
 ) {
     let cfg = config();
     if cfg.on == 0 || key.slot >= cfg.slots {
@@ -109,7 +126,10 @@ pub(crate) fn on_return(
         return;
     };
     let pid_tgid = bpf_get_current_pid_tgid();
-    let mut event = Event {
+    // Written in place in the ring buffer: an `Event` on the BPF stack besides the exit's own
+    // state would pass its 512 bytes.
+    let event = unsafe { &mut *entry.as_mut_ptr() };
+    *event = Event {
         ktime_ns: now,
         latency_ns: ns,
         goid: 0,
@@ -143,7 +163,11 @@ pub(crate) fn on_return(
             }
         }
         if sources.nargs != 0 {
-            match unsafe { EVENT_ARGS.get(&args_key(key, depth)) } {
+            let stashed = match args {
+                Some(args) => Some(args),
+                None => unsafe { EVENT_ARGS.get(&args_key(key, depth)) },
+            };
+            match stashed {
                 Some(args) => {
                     event.args = args.values;
                     event.flags |= args.read;
@@ -152,6 +176,5 @@ pub(crate) fn on_return(
             }
         }
     }
-    entry.write(event);
     entry.submit(0);
 }

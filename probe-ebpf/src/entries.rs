@@ -109,6 +109,25 @@ impl Frame {
     }
 }
 
+/// A call in flight as latency's `ENTRIES` map keeps the outermost one per function and
+/// goroutine or thread: its frame, and the arguments its event shows (`--slower-than --arg`),
+/// kept with it so that stashing them costs no map operation of its own. Calls nested inside
+/// it (recursion) keep theirs in `EVENT_ARGS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub frame: Frame,
+    pub args: crate::EventArgs,
+}
+
+impl Entry {
+    /// The marker of `Frame::stacked`.
+    #[inline(always)]
+    pub fn stacked() -> Entry {
+        Entry { frame: Frame::stacked(), args: crate::EventArgs::NONE }
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EntryStack {

@@ -78,6 +78,10 @@ pub struct EventArgs {
     pub _pad: u32,
 }
 
+impl EventArgs {
+    pub const NONE: EventArgs = EventArgs { values: [0; MAX_EVENT_ARGS], read: 0, _pad: 0 };
+}
+
 /// The settings of the events, a read-only global the loader sets (`GLOBAL_EVENTS`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,9 +17,9 @@ use aya_ebpf::{
     EbpfContext,
 };
 use probe_ebpf::{
-    bank_index, in_flight_loss, latency_bucket, EntryKey, EntryStack, Frame, LatencyCookie, LatencyStats,
-    LatencySummary, SlotKey, SpanShape, LOSS_FILTER_UNREADABLE, LOSS_GOROUTINE_UNREADABLE, LOSS_IN_FLIGHT_NO_MEMORY,
-    LOSS_UNMATCHED_RETURN, MAX_NESTING, PROBE_COSTS_LEN,
+    bank_index, in_flight_loss, latency_bucket, Entry, EntryKey, EntryStack, EventArgs, Frame, LatencyCookie,
+    LatencyStats, LatencySummary, SlotKey, SpanShape, LOSS_FILTER_UNREADABLE, LOSS_GOROUTINE_UNREADABLE,
+    LOSS_IN_FLIGHT_NO_MEMORY, LOSS_UNMATCHED_RETURN, MAX_NESTING, PROBE_COSTS_LEN,
 };
 
 /// Display unit of latency tables in nanoseconds; set by the loader.
@@ -38,7 +38,7 @@ static LATENCY_STATS: PerCpuArray<LatencyStats> = PerCpuArray::with_max_entries(
 /// nests inside (recursion), the frame moves to the bottom of a stack in `NESTED` and this
 /// place holds `Frame::stacked` until that stack empties.
 #[map]
-static ENTRIES: HashMap<EntryKey, Frame> = HashMap::with_max_entries(65536, 0);
+static ENTRIES: HashMap<EntryKey, Entry> = HashMap::with_max_entries(65536, 0);
 
 /// The in-flight calls of a function that nests in itself, per (process, goroutine or
 /// thread, function): created at the first nested entry, removed with the `ENTRIES` marker
@@ -266,11 +266,9 @@ fn on_latency_site(regs: *mut pt_regs, ctx: *mut core::ffi::c_void, aggregates: 
     if cookie.exit {
         on_exit(regs, &site, &key, depth, exit_ns, aggregates);
     } else {
-        if measured {
-            // Before the entry's clock read: outside the timed span.
-            call_events::stash_args(regs, &key, depth);
-        }
-        on_entry(regs, &site, &key, depth, measured, aggregates);
+        // Before the entry's clock read: outside the timed span.
+        let args = if measured { call_events::entry_args(regs, &key) } else { EventArgs::NONE };
+        on_entry(regs, &site, &key, depth, measured, &args, aggregates);
     }
 }
 
@@ -315,10 +313,19 @@ fn new_frame(site: &Site, depth: u64, hits_ns: u64, measured: bool) -> Frame {
 }
 
 #[inline(always)]
-fn on_entry(regs: &pt_regs, site: &Site, key: &EntryKey, depth: u64, measured: bool, aggregates: &impl Aggregates) {
+fn on_entry(
+    regs: &pt_regs,
+    site: &Site,
+    key: &EntryKey,
+    depth: u64,
+    measured: bool,
+    args: &EventArgs,
+    aggregates: &impl Aggregates,
+) {
     let hits_ns = context_hits(&context_key(key));
     // No call of this function in flight here is the common case: one insert, no lookup first.
-    match ENTRIES.insert(key, &new_frame(site, depth, hits_ns, measured), BPF_NOEXIST as u64) {
+    let entry = Entry { args: *args, frame: new_frame(site, depth, hits_ns, measured) };
+    match ENTRIES.insert(key, &entry, BPF_NOEXIST as u64) {
         Ok(()) => return,
         Err(e) if e as i64 != -EEXIST => {
             if measured {
@@ -336,13 +343,13 @@ fn on_entry(regs: &pt_regs, site: &Site, key: &EntryKey, depth: u64, measured: b
         };
     };
     let outer = unsafe { &mut *outer };
-    if !outer.is_stacked() && outer.depth >= depth {
+    if !outer.frame.is_stacked() && outer.frame.depth >= depth {
         // The call remembered here is gone (left by a panic or Goexit without reaching RET):
         // this one takes its place.
-        if !outer.is_filtered_out() {
+        if !outer.frame.is_filtered_out() {
             aggregates.abandoned(site, regs, 1);
         }
-        *outer = new_frame(site, depth, hits_ns, measured);
+        *outer = Entry { args: *args, frame: new_frame(site, depth, hits_ns, measured) };
         return;
     }
     let stack = match nested_stack(key) {
@@ -351,12 +358,18 @@ fn on_entry(regs: &pt_regs, site: &Site, key: &EntryKey, depth: u64, measured: b
         Err(reason) if measured => return aggregates.lose(site, reason),
         Err(_) => return,
     };
-    if !outer.is_stacked() {
+    if !outer.frame.is_stacked() {
         // The first call nested inside the remembered one: both go to the stack, the outer
-        // one at its bottom.
-        stack.frames[0] = *outer;
+        // one at its bottom (its arguments to where nested calls keep theirs).
+        stack.frames[0] = outer.frame;
         stack.len = 1;
-        *outer = Frame::stacked();
+        if !outer.frame.is_filtered_out() {
+            call_events::stash_args(key, outer.frame.depth, &outer.args);
+        }
+        *outer = Entry::stacked();
+    }
+    if measured {
+        call_events::stash_args(key, depth, args);
     }
     enter_nested(regs, site, key, stack, depth, hits_ns, measured, aggregates);
 }
@@ -421,21 +434,21 @@ fn on_exit(regs: &pt_regs, site: &Site, key: &EntryKey, depth: u64, now: u64, ag
         return aggregates.lose(site, LOSS_UNMATCHED_RETURN);
     };
     let outer = unsafe { *outer };
-    if outer.is_stacked() {
+    if outer.frame.is_stacked() {
         return exit_nested(regs, site, key, depth, now, aggregates);
     }
-    if outer.depth < depth {
+    if outer.frame.depth < depth {
         // A deeper call whose entry is not remembered (it began before the probes were
         // attached, or its entry was counted as lost): the remembered one is still running.
         return aggregates.lose(site, LOSS_UNMATCHED_RETURN);
     }
     let _ = ENTRIES.remove(key);
-    if outer.depth == depth {
-        return on_matched_exit(regs, site, key, &outer, now, aggregates);
+    if outer.frame.depth == depth {
+        return on_matched_exit(regs, site, key, &outer.frame, Some(&outer.args), now, aggregates);
     }
     // A return from further out than the remembered call: that call was abandoned, and this
     // one began before the probes were attached.
-    if !outer.is_filtered_out() {
+    if !outer.frame.is_filtered_out() {
         aggregates.abandoned(site, regs, 1);
     }
     aggregates.lose(site, LOSS_UNMATCHED_RETURN);
@@ -462,7 +475,7 @@ fn exit_nested(regs: &pt_regs, site: &Site, key: &EntryKey, depth: u64, now: u64
         Some(top) if top.depth == depth => {
             let top = *top;
             stack.len = len as u64 - 1;
-            on_matched_exit(regs, site, key, &top, now, aggregates);
+            on_matched_exit(regs, site, key, &top, None, now, aggregates);
         }
         // A full stack: this call's entry was counted as too deep.
         _ if len >= MAX_NESTING => {}
@@ -476,9 +489,18 @@ fn exit_nested(regs: &pt_regs, site: &Site, key: &EntryKey, depth: u64, now: u64
 }
 
 /// The exit of the call whose frame `top` was just popped: its duration, unless the filter left
-/// it out, and its probes' cost charged to what encloses it.
+/// it out, and its probes' cost charged to what encloses it; `args`: its event's arguments
+/// when its `Entry` kept them.
 #[inline(always)]
-fn on_matched_exit(regs: &pt_regs, site: &Site, key: &EntryKey, top: &Frame, now: u64, aggregates: &impl Aggregates) {
+fn on_matched_exit(
+    regs: &pt_regs,
+    site: &Site,
+    key: &EntryKey,
+    top: &Frame,
+    args: Option<&EventArgs>,
+    now: u64,
+    aggregates: &impl Aggregates,
+) {
     let shape =
         SpanShape { entry_stepped: top.entry_stepped != 0, uretprobe: site.cookie.uretprobe, go: site.cookie.go };
     let context = context_key(key);
@@ -501,7 +523,7 @@ fn on_matched_exit(regs: &pt_regs, site: &Site, key: &EntryKey, top: &Frame, now
                 false
             }
         };
-        call_events::on_return(regs, key, top.depth, ns, now, site.cookie.go, site.cookie.uretprobe, passed);
+        call_events::on_return(regs, key, top.depth, ns, now, site.cookie.go, site.cookie.uretprobe, passed, args);
     }
     // Charge this call's own probes to whatever encloses it on this goroutine or thread.
     charge_hit(&context, total, probe_cost(shape.hit_cost_index()));

@@ -273,3 +273,20 @@ fn goroutine_ids_that_cannot_be_known_are_refused() {
     std::fs::remove_file(&path).unwrap();
     assert_rejected(run, "goroutine ids of");
 }
+
+/// Recursion: main.Deep(255) calls itself down to Deep(0), ten times. Each of the 2,560
+/// events shows its own call's argument (the outermost call's kept with its entry, the nested
+/// ones' stashed per depth), in the order the calls return.
+#[test]
+fn each_recursive_call_shows_its_own_argument() {
+    let target = go_target_with("truth", "1.23");
+    let cmd = format!("{} -calls 200", target.display());
+    let run = probe(&["latency", "--func", "main.Deep", "--events", "--arg", "n", "--json", "-c", &cmd]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let seen: Vec<i64> = events(&run.stdout).iter().map(|e| e["args"]["n"].as_i64().expect("n read")).collect();
+    let made = reported_calls(&run.stderr, "Deep");
+    assert_eq!(seen.len() as u64, made);
+    let expected: Vec<i64> = (0..made as i64).map(|i| i % 256).collect();
+    assert_eq!(seen, expected);
+    assert_nothing_attached();
+}
