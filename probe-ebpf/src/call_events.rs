@@ -4,6 +4,7 @@
 //! in `EVENT_DROPS` when the buffer is full. Nothing here runs inside the timed span: the
 //! entry stashes before its clock read, the exit sends after its own.
 use crate::reads::read_value;
+use crate::{regs, user_memory};
 use aya_ebpf::{
     bindings::pt_regs,
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
@@ -11,8 +12,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use probe_ebpf::{
-    EntryKey, Event, EventArgs, EventArgsKey, EventConfig, EventSources, ValueCookie, EVENT_ARGS_LOST, EVENT_ARG_READ,
-    EVENT_GOID, EVENT_RET, EVENT_STACK, MAX_EVENT_ARGS,
+    EntryKey, Event, EventArgs, EventArgsKey, EventConfig, EventSources, ValueCookie, ValueSource, EVENT_ARGS_LOST,
+    EVENT_ARG_READ, EVENT_GOID, EVENT_RET, EVENT_STACK, EVENT_TEXT_BYTES, EVENT_TEXT_CUT, LEAF_GO_STRING,
+    MAX_EVENT_ARGS,
 };
 
 /// The events' settings (off by default); set by the loader.
@@ -44,6 +46,18 @@ fn config() -> EventConfig {
     unsafe { core::ptr::read_volatile(&EVENTS_CONFIG) }
 }
 
+/// `EventConfig::text`, loaded straight from the read-only global, so the verifier knows it.
+#[inline(always)]
+fn text_args() -> u32 {
+    unsafe { core::ptr::read_volatile(&EVENTS_CONFIG.text) }
+}
+
+/// `EventConfig::nargs`, as `text_args`.
+#[inline(always)]
+fn max_args() -> usize {
+    unsafe { core::ptr::read_volatile(&EVENTS_CONFIG.nargs) as usize }
+}
+
 #[inline(always)]
 fn args_key(key: &EntryKey, depth: u64) -> EventArgsKey {
     EventArgsKey { tgid: key.tgid, slot: key.slot, context: key.context, depth }
@@ -62,16 +76,66 @@ pub(crate) fn entry_args(regs: &pt_regs, key: &EntryKey) -> EventArgs {
     let Some(sources) = EVENT_SOURCES.get(key.slot) else { return args };
     let nargs = sources.nargs as usize;
     for i in 0..MAX_EVENT_ARGS {
-        if i >= nargs {
+        if i >= nargs || i >= max_args() {
             break;
         }
-        let value = ValueCookie::decode(sources.args[i]).and_then(|c| read_value(regs, &c));
-        if let Some(v) = value {
+        let Some(cookie) = ValueCookie::decode(sources.args[i]) else { continue };
+        if text_args() & (1 << i) != 0 && sources.text & (1 << i) != 0 {
+            // A string: where it is now; its bytes are read at the return, into the event.
+            if let Some((at, len)) = text_at(regs, cookie.source) {
+                args.text_at[i] = at;
+                args.values[i] = len;
+                args.read |= EVENT_ARG_READ << i;
+            }
+        } else if let Some(v) = read_value(regs, &cookie) {
             args.values[i] = v;
             args.read |= EVENT_ARG_READ << i;
         }
     }
     args
+}
+
+/// Where the string `source` names is, and its length (-1: a C string's, known once read).
+#[inline(always)]
+fn text_at(regs: &pt_regs, source: ValueSource) -> Option<(u64, i64)> {
+    match source {
+        ValueSource::GoString { ptr, len } => Some((regs::register(regs, ptr)?, regs::register(regs, len)? as i64)),
+        ValueSource::CString { ptr } => Some((regs::register(regs, ptr)?, -1)),
+        ValueSource::CStringOnStack { offset } => {
+            Some((user_memory::read::<u64, false>(regs::stack_pointer(regs).wrapping_add(offset as u64))?, -1))
+        }
+        _ => None,
+    }
+}
+
+/// Reads string argument `i`'s bytes into the event being sent, from where its entry found
+/// the string; an argument whose bytes cannot be read is marked unread.
+#[inline(always)]
+fn read_text(event: &mut Event, i: usize, at: u64) {
+    let len = event.args[i & (MAX_EVENT_ARGS - 1)];
+    let Some(dst) = event.text.get_mut(i) else { return };
+    let read = if len >= 0 {
+        let mut n = len as u64;
+        if n > EVENT_TEXT_BYTES as u64 {
+            n = EVENT_TEXT_BYTES as u64;
+            event.flags |= EVENT_TEXT_CUT << i;
+        }
+        let n = n as usize;
+        match dst.get_mut(..n) {
+            Some(bytes) if n > 0 => user_memory::read_buf::<false>(at, bytes).then_some(n),
+            _ => Some(0),
+        }
+    } else {
+        let n = user_memory::read_str::<false>(at, dst);
+        if n.is_some_and(|n| n >= EVENT_TEXT_BYTES - 1) {
+            event.flags |= EVENT_TEXT_CUT << i;
+        }
+        n
+    };
+    match read {
+        Some(n) => event.text_len[i & (MAX_EVENT_ARGS - 1)] = n as u32,
+        None => event.flags &= !(EVENT_ARG_READ << i),
+    }
 }
 
 /// The arguments of a measured call nested inside another of the same function, or of the
@@ -128,19 +192,14 @@ pub(crate) fn on_return(
     let pid_tgid = bpf_get_current_pid_tgid();
     // Written in place in the ring buffer: an `Event` on the BPF stack besides the exit's own
     // state would pass its 512 bytes.
-    let event = unsafe { &mut *entry.as_mut_ptr() };
-    *event = Event {
-        ktime_ns: now,
-        latency_ns: ns,
-        goid: 0,
-        pid: (pid_tgid >> 32) as u32,
-        tid: pid_tgid as u32,
-        slot: key.slot,
-        flags: 0,
-        args: [0; MAX_EVENT_ARGS],
-        ret: 0,
-        stack: 0,
-    };
+    let event = entry.as_mut_ptr();
+    unsafe { core::ptr::write_bytes(event, 0, 1) };
+    let event = unsafe { &mut *event };
+    event.ktime_ns = now;
+    event.latency_ns = ns;
+    event.pid = (pid_tgid >> 32) as u32;
+    event.tid = pid_tgid as u32;
+    event.slot = key.slot;
     if cfg.stack != 0 {
         // Walked as `--by stack` walks it; frames stored once per distinct stack.
         if let Ok(hash) = crate::stacks::stack_hash(regs, uretprobe, pid_tgid >> 32) {
@@ -167,12 +226,26 @@ pub(crate) fn on_return(
                 Some(args) => Some(args),
                 None => unsafe { EVENT_ARGS.get(&args_key(key, depth)) },
             };
+            // Copied out first, so the verifier follows the strings' reads once, not once per
+            // place the arguments were kept.
+            let mut text_at = [0u64; MAX_EVENT_ARGS];
             match stashed {
                 Some(args) => {
                     event.args = args.values;
                     event.flags |= args.read;
+                    text_at = args.text_at;
                 }
                 None => event.flags |= EVENT_ARGS_LOST,
+            }
+            if text_args() != 0 {
+                for (i, &at) in text_at.iter().enumerate() {
+                    if text_args() & (1 << i) != 0
+                        && sources.text & (1 << i) != 0
+                        && event.flags & (EVENT_ARG_READ << i) != 0
+                    {
+                        read_text(event, i, at);
+                    }
+                }
             }
         }
     }

@@ -5,6 +5,8 @@
 
 /// Arguments an event carries at most (`--arg`, repeatable).
 pub const MAX_EVENT_ARGS: usize = 4;
+/// Bytes of a string argument an event carries (a C string: one fewer, and its NUL).
+pub const EVENT_TEXT_BYTES: usize = 64;
 
 /// One call, as the exit program sends it.
 #[repr(C)]
@@ -28,6 +30,10 @@ pub struct Event {
     /// `--stack`: the call's stack, by its hash in `STACK_FRAMES` (`EVENT_STACK` says it was
     /// stored).
     pub stack: u64,
+    /// A string argument's first bytes (`EventSources::text`), `text_len[i]` of them, read at
+    /// the return from where the entry found the string (`EVENT_TEXT_CUT << i`: it is longer).
+    pub text: [[u8; EVENT_TEXT_BYTES]; MAX_EVENT_ARGS],
+    pub text_len: [u32; MAX_EVENT_ARGS],
 }
 
 /// `Event::flags`: the goroutine id was read.
@@ -41,6 +47,9 @@ pub const EVENT_ARGS_LOST: u32 = 4;
 pub const EVENT_STACK: u32 = 8;
 /// `EVENT_ARG_READ << i`: argument i was read (else unreadable).
 pub const EVENT_ARG_READ: u32 = 1 << 8;
+/// `EVENT_TEXT_CUT << i`: string argument i is longer than the bytes the event has of it (a C
+/// string: at least `EVENT_TEXT_BYTES - 1` bytes long).
+pub const EVENT_TEXT_CUT: u32 = 1 << 16;
 
 /// What the events of one slot read, at `EVENT_SOURCES[slot]`: `nargs` arguments at the
 /// entry and (`ret` != 0) the result at the return, each a `ValueCookie` encoding (source and
@@ -52,10 +61,15 @@ pub struct EventSources {
     pub result: u64,
     pub nargs: u32,
     pub ret: u32,
+    /// Bit i: argument i is a string shown as its text (`args[i]` is where the string is: a Go
+    /// string's registers, a C `char *`, or a path ending at either).
+    pub text: u32,
+    pub _pad: u32,
 }
 
 impl EventSources {
-    pub const NONE: EventSources = EventSources { args: [0; MAX_EVENT_ARGS], result: 0, nargs: 0, ret: 0 };
+    pub const NONE: EventSources =
+        EventSources { args: [0; MAX_EVENT_ARGS], result: 0, nargs: 0, ret: 0, text: 0, _pad: 0 };
 }
 
 /// The arguments of one in-flight call, stashed at its entry for its exit: keyed by the
@@ -72,14 +86,18 @@ pub struct EventArgsKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EventArgs {
+    /// The values; a string's length (-1: a C string's, not known before its bytes are read).
     pub values: [i64; MAX_EVENT_ARGS],
+    /// A string's address, its bytes read at the return (`EventSources::text`).
+    pub text_at: [u64; MAX_EVENT_ARGS],
     /// `EVENT_ARG_READ << i` for each argument read.
     pub read: u32,
     pub _pad: u32,
 }
 
 impl EventArgs {
-    pub const NONE: EventArgs = EventArgs { values: [0; MAX_EVENT_ARGS], read: 0, _pad: 0 };
+    pub const NONE: EventArgs =
+        EventArgs { values: [0; MAX_EVENT_ARGS], text_at: [0; MAX_EVENT_ARGS], read: 0, _pad: 0 };
 }
 
 /// The settings of the events, a read-only global the loader sets (`GLOBAL_EVENTS`).
@@ -97,8 +115,14 @@ pub struct EventConfig {
     pub slots: u32,
     /// Non-zero: each event carries its stack (`--stack`).
     pub stack: u32,
+    /// The most `--arg`s of any slot, and bit i if argument i of any slot is a string shown as
+    /// text: read-only, so the verifier follows only the reads a run can make (a string's
+    /// read, followed at every argument, added half a second to the start).
+    pub nargs: u32,
+    pub text: u32,
 }
 
 impl EventConfig {
-    pub const OFF: EventConfig = EventConfig { on: 0, args: 0, min_ns: 0, goid_offset: 0, slots: 0, stack: 0 };
+    pub const OFF: EventConfig =
+        EventConfig { on: 0, args: 0, min_ns: 0, goid_offset: 0, slots: 0, stack: 0, nargs: 0, text: 0 };
 }

@@ -267,8 +267,12 @@ fn on_latency_site(regs: *mut pt_regs, ctx: *mut core::ffi::c_void, aggregates: 
         on_exit(regs, &site, &key, depth, exit_ns, aggregates);
     } else {
         // Before the entry's clock read: outside the timed span.
-        let args = if measured { call_events::entry_args(regs, &key) } else { EventArgs::NONE };
-        on_entry(regs, &site, &key, depth, measured, &args, aggregates);
+        // Made once, here: the BPF stack has no room for a second copy.
+        let mut entry = Entry {
+            args: if measured { call_events::entry_args(regs, &key) } else { EventArgs::NONE },
+            frame: Frame::filtered_out(depth),
+        };
+        on_entry(regs, &site, &key, depth, measured, &mut entry, aggregates);
     }
 }
 
@@ -319,13 +323,13 @@ fn on_entry(
     key: &EntryKey,
     depth: u64,
     measured: bool,
-    args: &EventArgs,
+    entry: &mut Entry,
     aggregates: &impl Aggregates,
 ) {
     let hits_ns = context_hits(&context_key(key));
     // No call of this function in flight here is the common case: one insert, no lookup first.
-    let entry = Entry { args: *args, frame: new_frame(site, depth, hits_ns, measured) };
-    match ENTRIES.insert(key, &entry, BPF_NOEXIST as u64) {
+    entry.frame = new_frame(site, depth, hits_ns, measured);
+    match ENTRIES.insert(key, &*entry, BPF_NOEXIST as u64) {
         Ok(()) => return,
         Err(e) if e as i64 != -EEXIST => {
             if measured {
@@ -349,7 +353,8 @@ fn on_entry(
         if !outer.frame.is_filtered_out() {
             aggregates.abandoned(site, regs, 1);
         }
-        *outer = Entry { args: *args, frame: new_frame(site, depth, hits_ns, measured) };
+        outer.args = entry.args;
+        outer.frame = new_frame(site, depth, hits_ns, measured);
         return;
     }
     let stack = match nested_stack(key) {
@@ -369,7 +374,7 @@ fn on_entry(
         *outer = Entry::stacked();
     }
     if measured {
-        call_events::stash_args(key, depth, args);
+        call_events::stash_args(key, depth, &entry.args);
     }
     enter_nested(regs, site, key, stack, depth, hits_ns, measured, aggregates);
 }
@@ -433,7 +438,9 @@ fn on_exit(regs: &pt_regs, site: &Site, key: &EntryKey, depth: u64, now: u64, ag
         // entry was dropped (and counted) there.
         return aggregates.lose(site, LOSS_UNMATCHED_RETURN);
     };
-    let outer = unsafe { *outer };
+    // Read in place, removed after (only this context removes its key): the BPF stack has no
+    // room for a copy.
+    let outer = unsafe { &*outer };
     if outer.frame.is_stacked() {
         return exit_nested(regs, site, key, depth, now, aggregates);
     }
@@ -442,13 +449,16 @@ fn on_exit(regs: &pt_regs, site: &Site, key: &EntryKey, depth: u64, now: u64, ag
         // attached, or its entry was counted as lost): the remembered one is still running.
         return aggregates.lose(site, LOSS_UNMATCHED_RETURN);
     }
-    let _ = ENTRIES.remove(key);
     if outer.frame.depth == depth {
-        return on_matched_exit(regs, site, key, &outer.frame, Some(&outer.args), now, aggregates);
+        on_matched_exit(regs, site, key, &outer.frame, Some(&outer.args), now, aggregates);
+        let _ = ENTRIES.remove(key);
+        return;
     }
+    let filtered_out = outer.frame.is_filtered_out();
+    let _ = ENTRIES.remove(key);
     // A return from further out than the remembered call: that call was abandoned, and this
     // one began before the probes were attached.
-    if !outer.frame.is_filtered_out() {
+    if !filtered_out {
         aggregates.abandoned(site, regs, 1);
     }
     aggregates.lose(site, LOSS_UNMATCHED_RETURN);

@@ -190,6 +190,8 @@ fn event_settings(plan: Option<&EventsPlan>, slots: u32) -> (EventConfig, Vec<pr
         goid_offset: plan.goid_offset,
         slots,
         stack: plan.stack as u32,
+        nargs: plan.slots.iter().map(|s| s.sources.nargs).max().unwrap_or(0),
+        text: plan.slots.iter().fold(0, |text, s| text | s.sources.text),
     };
     (config, plan.slots.iter().map(|s| s.sources).collect())
 }

@@ -7,6 +7,9 @@ use std::collections::BTreeSet;
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 
+/// `probe_ebpf::EVENT_TEXT_BYTES`: the bytes of a string an event carries.
+const EVENT_TEXT_BYTES: usize = 64;
+
 /// `key=value` of a line's words, as a number.
 fn field(line: &str, key: &str) -> i64 {
     let prefix = format!("{key}=");
@@ -124,7 +127,7 @@ fn c_slow_calls_are_the_seven_with_their_arguments_and_thread() {
     ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let all: Vec<&str> = run.stdout.lines().collect();
-    for (i, line) in all.iter().enumerate().filter(|(_, l)| l.contains(" work ") && l.contains(" pid=")) {
+    for (i, _) in all.iter().enumerate().filter(|(_, l)| l.contains(" work ") && l.contains(" pid=")) {
         assert_eq!(all.get(i + 1), Some(&"    main"), "its caller under each call: {}", run.stdout);
     }
     let lines: Vec<&str> = run.stdout.lines().filter(|l| l.contains(" work ") && l.contains(" pid=")).collect();
@@ -288,5 +291,55 @@ fn each_recursive_call_shows_its_own_argument() {
     assert_eq!(seen.len() as u64, made);
     let expected: Vec<i64> = (0..made as i64).map(|i| i % 256).collect();
     assert_eq!(seen, expected);
+    assert_nothing_attached();
+}
+
+/// A string argument is shown as its text, read where the entry found it: Go's `Handle(path
+/// string)` (Go 1.19 and 1.23) and C's `handle(const char *path)` each get exactly the paths
+/// and counts the targets pass, the 100-byte one cut to the bytes an event has and marked.
+#[test]
+fn string_arguments_are_shown_as_their_text() {
+    let long = format!("/{}", "x".repeat(99));
+    let cut_go = long[..EVENT_TEXT_BYTES].to_string();
+    let cut_c = long[..EVENT_TEXT_BYTES - 1].to_string();
+    for (program, func, cut) in [
+        (target("strings"), "Handle", &cut_go),
+        (go_target_with("strings", "1.23"), "Handle", &cut_go),
+        (target("cstrings"), "handle", &cut_c),
+    ] {
+        let run =
+            probe(&["latency", "--func", func, "--events", "--arg", "path", "--json", "-c", program.to_str().unwrap()]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let mut seen: std::collections::BTreeMap<(String, bool), u64> = Default::default();
+        for e in events(&run.stdout) {
+            let path = e["args"]["path"].as_str().unwrap_or_else(|| panic!("path not read: {e}")).to_string();
+            let is_cut = e.get("cut").is_some_and(|c| c == &serde_json::json!(["path"]));
+            *seen.entry((path, is_cut)).or_default() += 1;
+        }
+        let expected: std::collections::BTreeMap<(String, bool), u64> = [
+            (("/api/users".to_string(), false), 30),
+            (("/metrics".to_string(), false), 20),
+            ((String::new(), false), 5),
+            ((cut.clone(), true), 7),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(seen, expected, "{}", run.stdout);
+        assert_eq!(reported_calls(&run.stderr, func), 62);
+    }
+    // Text: quoted and escaped as --count shows strings, `...` after a cut one.
+    let run = probe(&[
+        "latency",
+        "--func",
+        "handle",
+        "--events",
+        "--arg",
+        "path",
+        "-c",
+        target("cstrings").to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.matches(" path=\"/metrics\"\n").count(), 20, "{}", run.stdout);
+    assert_eq!(run.stdout.matches(&format!(" path=\"{cut_c}\"...\n")).count(), 7, "{}", run.stdout);
     assert_nothing_attached();
 }

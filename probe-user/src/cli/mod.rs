@@ -139,7 +139,8 @@ pub struct LatencyArgs {
     #[arg(long)]
     pub events: bool,
     /// With --slower-than or --events: a parameter each printed call shows, by name or position
-    /// as declared (repeat, up to 4), read as argdist reads it (a string or slice: its length)
+    /// as declared (repeat, up to 4), read as argdist reads it (a slice: its length; a string:
+    /// its text, the first 64 bytes)
     #[arg(long = "arg", value_name = "N|NAME", allow_negative_numbers = true, value_parser = arg_spec)]
     pub args: Vec<ArgSpec>,
     /// With --slower-than or --events: also show the result; `--ret=N`: the N-th result

@@ -36,7 +36,7 @@ impl CountKey {
     }
 
     /// A number, or a string's text (`escaped`: only when its bytes are not UTF-8).
-    fn json(&self) -> serde_json::Value {
+    pub fn json(&self) -> serde_json::Value {
         match self {
             CountKey::Int(v) => (*v).into(),
             CountKey::Uint(v) => (*v).into(),

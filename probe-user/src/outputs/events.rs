@@ -2,12 +2,16 @@
 //! or one JSON object per line with `--json`), flushed at once so a reader sees it while the
 //! trace runs; at the end, per function, how many were printed and how many the ring buffer
 //! could not take.
+use crate::measure::counts::CountKey;
 use crate::plan::events::{EventsPlan, Shown, SlotEvents};
 use crate::resolve::callers::Callers;
 use crate::session::EventMaps;
 use crate::shared::Unit;
 use anyhow::Result;
-use probe_ebpf::{Event, EVENT_ARGS_LOST, EVENT_ARG_READ, EVENT_GOID, EVENT_RET, EVENT_STACK, STACK_TRUNCATED};
+use probe_ebpf::{
+    Event, EVENT_ARGS_LOST, EVENT_ARG_READ, EVENT_GOID, EVENT_RET, EVENT_STACK, EVENT_TEXT_BYTES, EVENT_TEXT_CUT,
+    STACK_TRUNCATED,
+};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,13 +58,26 @@ impl EventFormat {
                 v.into()
             }
         };
-        let args: Vec<(&str, Option<serde_json::Value>)> = slot
+        // Each argument as JSON and as text (`?`: not read).
+        let args: Vec<(&str, Option<(serde_json::Value, String)>)> = slot
             .args
             .iter()
             .enumerate()
             .map(|(i, shown)| {
                 let read = e.flags & (EVENT_ARG_READ << i) != 0 && e.flags & EVENT_ARGS_LOST == 0;
-                (shown.label.as_str(), read.then(|| value(e.args[i], shown)))
+                let shown_value = || {
+                    if shown.text {
+                        let len = (e.text_len[i] as usize).min(EVENT_TEXT_BYTES);
+                        let cut = e.flags & (EVENT_TEXT_CUT << i) != 0;
+                        let text = CountKey::Text { bytes: e.text[i][..len].to_vec(), truncated: cut };
+                        (text.json(), text.to_string())
+                    } else {
+                        let v = value(e.args[i], shown);
+                        let text = v.to_string();
+                        (v, text)
+                    }
+                };
+                (shown.label.as_str(), read.then(shown_value))
             })
             .collect();
         let ret = slot
@@ -84,9 +101,17 @@ impl EventFormat {
             if !slot.args.is_empty() {
                 let mut a = serde_json::Map::new();
                 for (label, v) in &args {
-                    a.insert(label.to_string(), v.clone().unwrap_or(serde_json::Value::Null));
+                    a.insert(label.to_string(), v.as_ref().map_or(serde_json::Value::Null, |(json, _)| json.clone()));
                 }
                 obj.insert("args".into(), a.into());
+                // The string arguments longer than the bytes shown.
+                let cut: Vec<&str> = (slot.args.iter().enumerate())
+                    .filter(|(i, shown)| shown.text && e.flags & (EVENT_TEXT_CUT << i) != 0)
+                    .map(|(_, shown)| shown.label.as_str())
+                    .collect();
+                if !cut.is_empty() {
+                    obj.insert("cut".into(), cut.into());
+                }
             }
             if let Some((label, v)) = &ret {
                 obj.insert("ret".into(), serde_json::json!({ *label: v }));
@@ -107,7 +132,7 @@ impl EventFormat {
             }
         }
         for (label, v) in &args {
-            line.push_str(&format!(" {label}={}", v.as_ref().map_or("?".to_string(), |v| v.to_string())));
+            line.push_str(&format!(" {label}={}", v.as_ref().map_or("?", |(_, text)| text.as_str())));
         }
         if let Some((label, v)) = &ret {
             line.push_str(&format!(" => {label}={}", v.as_ref().map_or("?".to_string(), |v| v.to_string())));
@@ -263,8 +288,11 @@ mod tests {
     fn format(json: bool) -> EventFormat {
         let slot = SlotEvents {
             sources: EventSources::NONE,
-            args: vec![Shown { label: "n".into(), unsigned: false }, Shown { label: "p".into(), unsigned: true }],
-            ret: Some(Shown { label: "ret".into(), unsigned: false }),
+            args: vec![
+                Shown { label: "n".into(), unsigned: false, text: false },
+                Shown { label: "p".into(), unsigned: true, text: false },
+            ],
+            ret: Some(Shown { label: "ret".into(), unsigned: false, text: false }),
             go: true,
         };
         EventFormat {
@@ -291,6 +319,8 @@ mod tests {
             args,
             ret: 5,
             stack: 0,
+            text: [[0; EVENT_TEXT_BYTES]; MAX_EVENT_ARGS],
+            text_len: [0; MAX_EVENT_ARGS],
         }
     }
 

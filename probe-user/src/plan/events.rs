@@ -4,7 +4,7 @@ use crate::error::user;
 use crate::resolve::abi::Abi;
 use crate::resolve::elf::{Binary, Function, Runtime};
 use crate::resolve::go::{goid_offset_of_version, GoidOffset};
-use crate::resolve::params::{self, Selection};
+use crate::resolve::params::{self, Reading, Selection};
 use crate::shared::ArgSpec;
 use anyhow::Result;
 use probe_ebpf::{EventSources, ValueCookie, ValueSource, Width, MAX_EVENT_ARGS};
@@ -28,6 +28,8 @@ pub struct Shown {
     pub label: String,
     /// Unsigned 64-bit (a pointer, a `uint64`): printed as such.
     pub unsigned: bool,
+    /// A string shown as its text (its first `EVENT_TEXT_BYTES` bytes).
+    pub text: bool,
 }
 
 /// What one function's events carry.
@@ -77,6 +79,14 @@ pub fn slot_events(binary: &Binary, function: &Function, ask: &EventsAsk) -> Res
     let mut args = Vec::new();
     for (i, spec) in ask.args.iter().enumerate() {
         let (source, width, label) = match params::select(binary, function, Some(spec), None)? {
+            // A string: its text, read where it is (not its length, as a histogram has it).
+            Selection::Declared { measure: Reading { text: Some(at), .. }, label, .. } => {
+                sources.text |= 1 << i;
+                let name = label.strip_prefix("len(").and_then(|l| l.strip_suffix(')')).unwrap_or(&label);
+                sources.args[i] = encode(at, Width::W64);
+                args.push(Shown { label: name.to_string(), unsigned: false, text: true });
+                continue;
+            }
             Selection::Declared { measure, label, .. } => (measure.source, measure.width, label),
             Selection::Words { .. } => match spec {
                 ArgSpec::Position(n) => (abi.arg_source(*n)?, Width::W64, format!("arg{n}")),
@@ -90,7 +100,7 @@ pub fn slot_events(binary: &Binary, function: &Function, ask: &EventsAsk) -> Res
             },
         };
         sources.args[i] = encode(source, width);
-        args.push(Shown { label, unsigned: width == Width::U64 });
+        args.push(Shown { label, unsigned: width == Width::U64, text: false });
     }
     sources.nargs = args.len() as u32;
     let ret = match ask.ret {
@@ -108,7 +118,7 @@ pub fn slot_events(binary: &Binary, function: &Function, ask: &EventsAsk) -> Res
             };
             sources.result = encode(source, width);
             sources.ret = 1;
-            Some(Shown { label, unsigned: width == Width::U64 })
+            Some(Shown { label, unsigned: width == Width::U64, text: false })
         }
     };
     Ok(SlotEvents { sources, args, ret, go: abi.is_go() })
