@@ -199,27 +199,23 @@ pub(crate) trait KeyedMap<V> {
     fn insert_new(&self, key: &SlotKey, value: &V) -> Result<(), i64>;
 }
 
-impl<V> KeyedMap<V> for PerCpuHashMap<SlotKey, V> {
-    #[inline(always)]
-    fn value(&self, key: &SlotKey) -> Option<*mut V> {
-        self.get_ptr_mut(key)
-    }
-    #[inline(always)]
-    fn insert_new(&self, key: &SlotKey, value: &V) -> Result<(), i64> {
-        self.insert(key, value, BPF_NOEXIST as u64).map_err(|e| e as i64)
-    }
+/// The same two calls on both shapes (aya's maps share no trait).
+macro_rules! keyed_map {
+    ($map:ident) => {
+        impl<V> KeyedMap<V> for $map<SlotKey, V> {
+            #[inline(always)]
+            fn value(&self, key: &SlotKey) -> Option<*mut V> {
+                self.get_ptr_mut(key)
+            }
+            #[inline(always)]
+            fn insert_new(&self, key: &SlotKey, value: &V) -> Result<(), i64> {
+                self.insert(key, value, BPF_NOEXIST as u64).map_err(|e| e as i64)
+            }
+        }
+    };
 }
-
-impl<V> KeyedMap<V> for HashMap<SlotKey, V> {
-    #[inline(always)]
-    fn value(&self, key: &SlotKey) -> Option<*mut V> {
-        self.get_ptr_mut(key)
-    }
-    #[inline(always)]
-    fn insert_new(&self, key: &SlotKey, value: &V) -> Result<(), i64> {
-        self.insert(key, value, BPF_NOEXIST as u64).map_err(|e| e as i64)
-    }
-}
+keyed_map!(PerCpuHashMap);
+keyed_map!(HashMap);
 
 /// The value under `key` (this CPU's, in a per-CPU map), created from `empty` on first use; or
 /// the reason the call cannot be counted under it (`key_loss`).
