@@ -80,7 +80,7 @@ fn run_kind<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
         cgroup,
         events: event_config,
         event_sources: event_sources.clone(),
-        event_buffer: EVENT_BUFFER_BYTES,
+        event_buffer: event_buffer_bytes(events.as_ref()),
     };
     let strategy = kernel.strategy();
     warn_of_slow_detach(&kernel, strategy, sites.len());
@@ -176,9 +176,17 @@ fn run_kind<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
     Ok(())
 }
 
-/// The ring buffer of `--slower-than`/`--events`, in bytes (a power of two of pages): about
-/// 40,000 events of 96 bytes between two reads of the user side.
-const EVENT_BUFFER_BYTES: u32 = 4 << 20;
+/// The ring buffer of `--slower-than`/`--events`, in bytes (a power of two of pages). The
+/// kernel maps all of it into probe at once, twice (a buffer that wraps reads as one piece), so
+/// it is probe's memory from the start: `--events`, every call, 4 MiB (about 11,000 events of
+/// 376 bytes between two reads of the user side, 50 ms apart); `--slower-than`, the slow ones,
+/// 1 MiB (about 2,800).
+fn event_buffer_bytes(events: Option<&EventsPlan>) -> u32 {
+    match events {
+        Some(plan) if plan.every_call => 4 << 20,
+        _ => 1 << 20,
+    }
+}
 
 /// The kernel's settings of the events, and each slot's sources (off without events).
 fn event_settings(plan: Option<&EventsPlan>, slots: u32) -> (EventConfig, Vec<probe_ebpf::EventSources>) {
