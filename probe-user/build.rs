@@ -14,7 +14,7 @@ const EBPF_TARGET: &str = "bpfel-unknown-none";
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let ebpf_dir = manifest_dir.join("../probe-ebpf");
-    for watched in ["src", "Cargo.toml", "Cargo.lock", "rust-toolchain.toml"] {
+    for watched in ["src", "build.rs", "Cargo.toml", "Cargo.lock", "rust-toolchain.toml"] {
         println!("cargo:rerun-if-changed={}", ebpf_dir.join(watched).display());
     }
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap();

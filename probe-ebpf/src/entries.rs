@@ -128,16 +128,30 @@ impl Entry {
     }
 }
 
+/// The in-flight calls of one function nested in itself on one goroutine or thread, outermost
+/// first: their depths increase strictly from the bottom (an entry first pops every frame at
+/// its depth or deeper), which lets a probe find the frames it pops by bisection.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EntryStack {
     pub len: u64,
-    /// Scratch of the programs: the measured frames the current probe popped as abandoned. It
-    /// is counted here, in the map, not in a register: the verifier then does not follow each
-    /// count the popping loop can end with as a path of its own (it refused the program as too
-    /// large when it did).
-    pub abandoned: u64,
+    /// Scratch of the programs' bisection (the frames known to stay). It lives here, in the
+    /// map, not in a register: read back, it is a number the verifier does not know, so it
+    /// follows each step of the search once rather than once per position it can reach.
+    pub kept: u64,
     pub frames: [Frame; MAX_NESTING],
+    /// `measured[i]`: how many of `frames[0..=i]` are measured calls (not left out by the
+    /// filter), so the abandoned frames among those popped are counted without a loop.
+    pub measured: [u16; MAX_NESTING],
+}
+
+impl EntryStack {
+    /// How many of the bottom `n` frames are measured calls.
+    #[inline(always)]
+    pub fn measured_below(&self, n: usize) -> u64 {
+        // `n == 0` wraps to an index past the end: none.
+        self.measured.get(n.wrapping_sub(1)).map_or(0, |&m| m as u64)
+    }
 }
 
 #[cfg(test)]

@@ -68,32 +68,52 @@ const EEXIST: i64 = 17;
 /// `EntryKey::slot` of a `HIT_COSTS` key: the goroutine or thread itself, not one function.
 const CONTEXT_SLOT: u32 = u32::MAX;
 
-/// Entry probes and RET-site exit probes of `latency`; the cookie says which.
+// An entry and an exit are programs of their own: each holds only its half of the work, so the
+// verifier follows half the paths at load time (most of probe's start-up is that verification).
+
+/// Entry probes of `latency`.
 #[uprobe]
 pub fn pb_lat(ctx: ProbeContext) -> u32 {
-    on_latency_site(ctx.regs, ctx.as_ptr(), &Slots);
+    on_latency_site(ctx.regs, ctx.as_ptr(), ENTRY, &Slots);
+    0
+}
+
+/// Exit probes at a function's `RET` instructions (every Go function's exit).
+#[uprobe]
+pub fn pb_lat_exit(ctx: ProbeContext) -> u32 {
+    on_latency_site(ctx.regs, ctx.as_ptr(), EXIT, &Slots);
     0
 }
 
 /// Exit probes of non-Go functions, as a uretprobe.
 #[uretprobe]
 pub fn pb_lat_ret(ctx: RetProbeContext) -> u32 {
-    on_latency_site(ctx.regs, ctx.as_ptr(), &Slots);
+    on_latency_site(ctx.regs, ctx.as_ptr(), EXIT, &Slots);
     0
 }
 
 /// `latency --by`: as `pb_lat`, into one aggregate per (slot, `BY_KEY`).
 #[uprobe]
 pub fn pb_lat_by(ctx: ProbeContext) -> u32 {
-    on_latency_site(ctx.regs, ctx.as_ptr(), &Keys);
+    on_latency_site(ctx.regs, ctx.as_ptr(), ENTRY, &Keys);
+    0
+}
+
+#[uprobe]
+pub fn pb_lat_by_exit(ctx: ProbeContext) -> u32 {
+    on_latency_site(ctx.regs, ctx.as_ptr(), EXIT, &Keys);
     0
 }
 
 #[uretprobe]
 pub fn pb_lat_by_ret(ctx: RetProbeContext) -> u32 {
-    on_latency_site(ctx.regs, ctx.as_ptr(), &Keys);
+    on_latency_site(ctx.regs, ctx.as_ptr(), EXIT, &Keys);
     0
 }
+
+/// `on_latency_site`'s `exit`: which half a program holds.
+const ENTRY: bool = false;
+const EXIT: bool = true;
 
 /// `latency --by`: one `LatencySummary` per (bank, slot, `BY_KEY`), its buckets in
 /// `BUCKETS_BY`; sized by the loader.
@@ -216,24 +236,25 @@ impl Aggregates for Keys {
 }
 
 #[inline(always)]
-fn on_latency_site(regs: *mut pt_regs, ctx: *mut core::ffi::c_void, aggregates: &impl Aggregates) {
+fn on_latency_site(regs: *mut pt_regs, ctx: *mut core::ffi::c_void, exit: bool, aggregates: &impl Aggregates) {
     // An exit's time is taken as soon as the site is known to be an exit (only the cookie read
     // before it), an entry's last (in on_entry): what lies between the two timestamps of a call
     // is as little of the probes' own work as possible, and an entry reads the clock once.
-    let cookie = LatencyCookie::decode(site_cookie(ctx));
-    let exit_ns = if cookie.exit { unsafe { bpf_ktime_get_ns() } } else { 0 };
+    // The program, not the cookie, says which half this is (the cookie's `exit` agrees).
+    let cookie = LatencyCookie { exit, ..LatencyCookie::decode(site_cookie(ctx)) };
+    let exit_ns = if exit { unsafe { bpf_ktime_get_ns() } } else { 0 };
     // Before anything is counted: a process outside --cgroup/--container is not traced, entry
     // and exit alike (checked after the exit's clock read, so not inside the measured time).
     if !in_selected_cgroup() {
         return;
     }
     let regs = unsafe { &*regs };
-    if !cookie.exit && cookie.stack_check && regs::stack_check_taken(regs) {
+    if !exit && cookie.stack_check && regs::stack_check_taken(regs) {
         return; // the call grows its stack and comes back here: count it then
     }
     let site = Site { cookie, bank: EPOCH.get(0).copied().unwrap_or(0) };
     // A call the filter leaves out still gets a frame (`Frame::filtered_out`).
-    let measured = cookie.exit
+    let measured = exit
         || match filter_verdict(regs, Phase::Entry, 0) {
             Verdict::Pass => true,
             Verdict::Fail => false,
@@ -250,7 +271,7 @@ fn on_latency_site(regs: *mut pt_regs, ctx: *mut core::ffi::c_void, aggregates: 
         let Ok(stack_hi) = (unsafe { bpf_probe_read_user((g + 8) as *const u64) }) else {
             // Counted once, at the entry. An exit that cannot read it has no frame to find: its
             // entry was counted here too, or its frame is counted as abandoned later.
-            if !cookie.exit && measured {
+            if !exit && measured {
                 aggregates.lose(&site, LOSS_GOROUTINE_UNREADABLE);
             }
             return;
@@ -263,7 +284,7 @@ fn on_latency_site(regs: *mut pt_regs, ctx: *mut core::ffi::c_void, aggregates: 
         (pid_tgid & 0xffff_ffff, u64::MAX - sp)
     };
     let key = EntryKey { tgid: (pid_tgid >> 32) as u32, slot: cookie.slot, context };
-    if cookie.exit {
+    if exit {
         on_exit(regs, &site, &key, depth, exit_ns, aggregates);
     } else {
         // Before the entry's clock read: outside the timed span.
@@ -288,9 +309,13 @@ fn context_hits(context: &EntryKey) -> u64 {
     unsafe { HIT_COSTS.get(context) }.copied().unwrap_or(0)
 }
 
+/// The `PROBE_COSTS` entry at `index`. The index is hidden from the verifier (`noise` is any
+/// value it cannot know, xor-ed in and out): it would otherwise follow the rest of the program
+/// once per shape the index can be, since a constant array key is a fact it keeps.
 #[inline(always)]
-fn probe_cost(index: u32) -> u64 {
-    PROBE_COSTS.get(index).copied().unwrap_or(0)
+fn probe_cost(index: u32, noise: u64) -> u64 {
+    let hidden = (index as u64 ^ core::hint::black_box(noise)) ^ core::hint::black_box(noise);
+    PROBE_COSTS.get((hidden as u32) & (PROBE_COSTS_LEN - 1)).copied().unwrap_or(0)
 }
 
 /// The context's stack of nested calls, created empty on first use; or the reason it cannot be.
@@ -367,6 +392,7 @@ fn on_entry(
         // The first call nested inside the remembered one: both go to the stack, the outer
         // one at its bottom (its arguments to where nested calls keep theirs).
         stack.frames[0] = outer.frame;
+        stack.measured[0] = !outer.frame.is_filtered_out() as u16;
         stack.len = 1;
         if !outer.frame.is_filtered_out() {
             call_events::stash_args(key, outer.frame.depth, &outer.args);
@@ -402,6 +428,10 @@ fn enter_nested(
     match stack.frames.get_mut(len) {
         Some(frame) => {
             *frame = new_frame(site, depth, hits_ns, measured);
+            let below = stack.measured_below(len) as u16;
+            if let Some(m) = stack.measured.get_mut(len) {
+                *m = below + measured as u16;
+            }
             stack.len = len as u64 + 1;
         }
         None => {
@@ -412,7 +442,7 @@ fn enter_nested(
             // it: charge them as those of a timed call (an exit this deep is a RET probe: the
             // kernel keeps at most 64 uretprobe returns per thread).
             let shape = SpanShape { entry_stepped: site.cookie.entry_stepped, uretprobe: false, go: site.cookie.go };
-            charge_hit(&context_key(key), None, probe_cost(shape.hit_cost_index()));
+            charge_hit(&context_key(key), None, probe_cost(shape.hit_cost_index(), hits_ns));
         }
     }
 }
@@ -441,39 +471,55 @@ fn on_exit(regs: &pt_regs, site: &Site, key: &EntryKey, depth: u64, now: u64, ag
     // Read in place, removed after (only this context removes its key): the BPF stack has no
     // room for a copy.
     let outer = unsafe { &*outer };
-    if outer.frame.is_stacked() {
-        return exit_nested(regs, site, key, depth, now, aggregates);
-    }
-    if outer.frame.depth < depth {
-        // A deeper call whose entry is not remembered (it began before the probes were
-        // attached, or its entry was counted as lost): the remembered one is still running.
-        return aggregates.lose(site, LOSS_UNMATCHED_RETURN);
-    }
-    if outer.frame.depth == depth {
-        on_matched_exit(regs, site, key, &outer.frame, Some(&outer.args), now, aggregates);
+    // The returning call's frame and where it was: one `on_matched_exit` below for both
+    // places, so the verifier follows the recording of a call once, not once per place.
+    let (top, args, nested) = if outer.frame.is_stacked() {
+        let Some(stack) = NESTED.get_ptr_mut(key) else {
+            // The marker without its stack (never left so): start afresh.
+            let _ = ENTRIES.remove(key);
+            return aggregates.lose(site, LOSS_UNMATCHED_RETURN);
+        };
+        let stack = unsafe { &mut *stack };
+        match pop_returning(regs, site, depth, stack, aggregates) {
+            Some(top) => (top, None, Some(stack)),
+            None => return remove_if_empty(key, stack),
+        }
+    } else if outer.frame.depth == depth {
+        (outer.frame, Some(&outer.args), None)
+    } else {
+        if outer.frame.depth < depth {
+            // A deeper call whose entry is not remembered (it began before the probes were
+            // attached, or its entry was counted as lost): the remembered one is still running.
+            return aggregates.lose(site, LOSS_UNMATCHED_RETURN);
+        }
+        let filtered_out = outer.frame.is_filtered_out();
         let _ = ENTRIES.remove(key);
-        return;
-    }
-    let filtered_out = outer.frame.is_filtered_out();
-    let _ = ENTRIES.remove(key);
-    // A return from further out than the remembered call: that call was abandoned, and this
-    // one began before the probes were attached.
-    if !filtered_out {
-        aggregates.abandoned(site, regs, 1);
-    }
-    aggregates.lose(site, LOSS_UNMATCHED_RETURN);
-}
-
-/// An exit while the context's calls of this function are in a `NESTED` stack.
-#[inline(always)]
-fn exit_nested(regs: &pt_regs, site: &Site, key: &EntryKey, depth: u64, now: u64, aggregates: &impl Aggregates) {
-    let Some(stack) = NESTED.get_ptr_mut(key) else {
-        // The marker without its stack (never left so): start afresh.
-        let _ = ENTRIES.remove(key);
+        // A return from further out than the remembered call: that call was abandoned, and
+        // this one began before the probes were attached.
+        if !filtered_out {
+            aggregates.abandoned(site, regs, 1);
+        }
         return aggregates.lose(site, LOSS_UNMATCHED_RETURN);
     };
-    let stack = unsafe { &mut *stack };
-    // Frames deeper than the returning one were abandoned.
+    on_matched_exit(regs, site, key, &top, args, now, aggregates);
+    match nested {
+        Some(stack) => remove_if_empty(key, stack),
+        None => {
+            let _ = ENTRIES.remove(key);
+        }
+    }
+}
+
+/// The returning call's frame, popped from the context's `NESTED` stack; `None` if the stack
+/// has none for it. Frames deeper than it were abandoned.
+#[inline(always)]
+fn pop_returning(
+    regs: &pt_regs,
+    site: &Site,
+    depth: u64,
+    stack: &mut EntryStack,
+    aggregates: &impl Aggregates,
+) -> Option<Frame> {
     let abandoned = pop_frames(stack, |d| d > depth);
     if abandoned > 0 {
         aggregates.abandoned(site, regs, abandoned);
@@ -485,13 +531,21 @@ fn exit_nested(regs: &pt_regs, site: &Site, key: &EntryKey, depth: u64, now: u64
         Some(top) if top.depth == depth => {
             let top = *top;
             stack.len = len as u64 - 1;
-            on_matched_exit(regs, site, key, &top, None, now, aggregates);
+            Some(top)
         }
         // A full stack: this call's entry was counted as too deep.
-        _ if len >= MAX_NESTING => {}
+        _ if len >= MAX_NESTING => None,
         // No frame of this call: it began before the probes were attached.
-        _ => aggregates.lose(site, LOSS_UNMATCHED_RETURN),
+        _ => {
+            aggregates.lose(site, LOSS_UNMATCHED_RETURN);
+            None
+        }
     }
+}
+
+/// Once a context's nested calls have all returned, its stack and marker go.
+#[inline(always)]
+fn remove_if_empty(key: &EntryKey, stack: &EntryStack) {
     if stack.len == 0 {
         let _ = NESTED.remove(key);
         let _ = ENTRIES.remove(key);
@@ -521,7 +575,7 @@ fn on_matched_exit(
         // total grew by; a total that went backwards was evicted: count nothing.
         let nested = if hits_now >= top.hits_ns { hits_now - top.hits_ns } else { 0 };
         let raw = now.wrapping_sub(top.entry_ns);
-        let ns = raw.saturating_sub(probe_cost(shape.inside_cost_index()).saturating_add(nested));
+        let ns = raw.saturating_sub(probe_cost(shape.inside_cost_index(), now).saturating_add(nested));
         let passed = match filter_verdict(regs, Phase::Exit, ns as i64) {
             Verdict::Pass => {
                 aggregates.record(site, regs, ns, raw - ns);
@@ -536,27 +590,36 @@ fn on_matched_exit(
         call_events::on_return(regs, key, top.depth, ns, now, site.cookie.go, site.cookie.uretprobe, passed, args);
     }
     // Charge this call's own probes to whatever encloses it on this goroutine or thread.
-    charge_hit(&context, total, probe_cost(shape.hit_cost_index()));
+    charge_hit(&context, total, probe_cost(shape.hit_cost_index(), now));
 }
 
-/// Pops frames from the top while `gone(depth)` holds; returns how many of them were measured
-/// calls (a frame the filter left out is not counted as abandoned).
+/// Pops the frames from the top that `gone(depth)` says are gone; returns how many of them
+/// were measured calls (a frame the filter left out is not counted as abandoned). Depths
+/// increase from the bottom, so the frames kept are found by bisection: 9 steps for 256
+/// frames, where a loop popping one frame at a time made the verifier follow 256 iterations
+/// (most of its work on the latency programs, and of probe's start-up).
 #[inline(always)]
 fn pop_frames(stack: &mut EntryStack, gone: impl Fn(u64) -> bool) -> u64 {
-    stack.abandoned = 0;
-    for _ in 0..MAX_NESTING {
-        let len = unsafe { core::ptr::read_volatile(&stack.len) } as usize;
-        // An empty stack wraps to an index past the end (see on_exit).
-        let Some(top) = stack.frames.get(len.wrapping_sub(1)) else { break };
-        if !gone(top.depth) {
-            break;
+    let len = unsafe { core::ptr::read_volatile(&stack.len) } as usize;
+    stack.kept = 0;
+    let mut step = MAX_NESTING;
+    while step > 0 {
+        let kept = unsafe { core::ptr::read_volatile(&stack.kept) } as usize;
+        let more = kept.wrapping_add(step);
+        // `frames[more - 1]` stays, and with it every frame below.
+        if more <= len {
+            if let Some(frame) = stack.frames.get(more.wrapping_sub(1)) {
+                if !gone(frame.depth) {
+                    stack.kept = more as u64;
+                }
+            }
         }
-        if !top.is_filtered_out() {
-            stack.abandoned += 1; // in the map: see `EntryStack::abandoned`
-        }
-        stack.len = len as u64 - 1;
+        step /= 2;
     }
-    unsafe { core::ptr::read_volatile(&stack.abandoned) }
+    let kept = (unsafe { core::ptr::read_volatile(&stack.kept) } as usize).min(len);
+    let abandoned = stack.measured_below(len).saturating_sub(stack.measured_below(kept));
+    stack.len = kept as u64;
+    abandoned
 }
 
 #[inline(always)]

@@ -7,6 +7,7 @@ pub const PROG_VALUE_UPROBE: &str = "pb_value";
 pub const PROG_VALUE_URETPROBE: &str = "pb_value_ret";
 pub const MAP_LATENCY_STATS: &str = "LATENCY_STATS";
 pub const PROG_LATENCY_UPROBE: &str = "pb_lat";
+pub const PROG_LATENCY_EXIT: &str = "pb_lat_exit";
 pub const PROG_LATENCY_URETPROBE: &str = "pb_lat_ret";
 /// Sleepable twins of the entry programs that read memory (Linux 6.0+): they may fault in a
 /// page the traced process has not touched yet (a string literal at its first use).
@@ -34,6 +35,7 @@ pub const MAP_LATENCY_STATS_BY: &str = "LATENCY_STATS_BY";
 pub const PROG_VALUE_BY_UPROBE: &str = "pb_value_by";
 pub const PROG_VALUE_BY_URETPROBE: &str = "pb_value_by_ret";
 pub const PROG_LATENCY_BY_UPROBE: &str = "pb_lat_by";
+pub const PROG_LATENCY_BY_EXIT: &str = "pb_lat_by_exit";
 pub const PROG_LATENCY_BY_URETPROBE: &str = "pb_lat_by_ret";
 /// `--by`'s histogram buckets, one count per (key, bucket) (`BUCKET_WORD`).
 pub const MAP_BUCKETS_BY: &str = "BUCKETS_BY";

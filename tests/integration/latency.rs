@@ -105,6 +105,19 @@ fn panics_are_counted_as_abandoned_and_do_not_skew_normal_calls() {
 }
 
 #[test]
+fn recursive_calls_left_by_one_panic_are_abandoned_together() {
+    // Each round's ten nested frames are all gone at the next round's first entry, popped at
+    // once from the middle of the stack; a frame the filter left out is not counted.
+    for (filter, count, abandoned) in [(None, 10, 1000), (Some("n >= 5"), 5, 500), (Some("n < 3"), 3, 300)] {
+        let extra: Vec<&str> = filter.map(|f| vec!["--filter", f]).unwrap_or_default();
+        let (stdout, table) = go_scenario("dive", "main.Dive", &extra);
+        assert_eq!(reported_calls(&stdout, "Dive"), 1010);
+        assert_eq!((u(&table, "count"), u(&table, "abandoned")), (count, abandoned), "{filter:?}: {table}");
+        assert_eq!(table["losses"], serde_json::json!({}), "{filter:?}");
+    }
+}
+
+#[test]
 fn known_duration_lands_in_the_right_percentile() {
     let (stdout, table) = go_scenario("sleep", "Sleep2ms", &["--unit", "ms"]);
     assert_eq!(reported_calls(&stdout, "Sleep2ms"), 200);

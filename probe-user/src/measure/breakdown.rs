@@ -7,8 +7,8 @@ use crate::session::KindMaps;
 use anyhow::Result;
 use probe_ebpf::{
     LatencyStats, LatencySummary, Losses, SlotKey, ValueStats, ValueSummary, FINE_BUCKETS, KEY_CALLER, KEY_PID,
-    KEY_STACK, KEY_TID, LOG2_BUCKETS, MAP_BUCKETS_BY, MAP_LATENCY_STATS_BY, MAP_VALUE_STATS_BY, PROG_LATENCY_BY_UPROBE,
-    PROG_LATENCY_BY_URETPROBE, PROG_VALUE_BY_UPROBE, PROG_VALUE_BY_URETPROBE, STACK_TRUNCATED,
+    KEY_STACK, KEY_TID, LOG2_BUCKETS, MAP_BUCKETS_BY, MAP_LATENCY_STATS_BY, MAP_VALUE_STATS_BY, PROG_LATENCY_BY_EXIT,
+    PROG_LATENCY_BY_UPROBE, PROG_LATENCY_BY_URETPROBE, PROG_VALUE_BY_UPROBE, PROG_VALUE_BY_URETPROBE, STACK_TRUNCATED,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -113,6 +113,7 @@ impl BrokenDown for ValueStats {
         map: MAP_VALUE_STATS_BY,
         keyed: KeyedMap::WithBuckets(MAP_BUCKETS_BY),
         uprobe: PROG_VALUE_BY_UPROBE,
+        exit: PROG_VALUE_BY_UPROBE,
         uretprobe: PROG_VALUE_BY_URETPROBE,
     };
     type Summary = ValueSummary;
@@ -130,6 +131,7 @@ impl BrokenDown for LatencyStats {
         map: MAP_LATENCY_STATS_BY,
         keyed: KeyedMap::WithBuckets(MAP_BUCKETS_BY),
         uprobe: PROG_LATENCY_BY_UPROBE,
+        exit: PROG_LATENCY_BY_EXIT,
         uretprobe: PROG_LATENCY_BY_URETPROBE,
     };
     type Summary = LatencySummary;

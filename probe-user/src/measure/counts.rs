@@ -154,6 +154,7 @@ impl Aggregate for ValueCounts {
         map: MAP_VALUE_COUNTS,
         keyed: KeyedMap::Yes,
         uprobe: PROG_COUNT_UPROBE,
+        exit: PROG_COUNT_UPROBE,
         uretprobe: PROG_COUNT_URETPROBE,
     };
     fn take_bank(maps: &mut KindMaps, bank: u32, slots: u32) -> Result<Vec<Self>> {

@@ -14,7 +14,8 @@ static NO_LOSSES: Losses = Losses::EMPTY;
 
 impl Aggregate for Calls {
     const EMPTY: Self = Calls(0);
-    const PROGRAMS: Programs = Programs { map: "FAKE", keyed: KeyedMap::No, uprobe: "fake", uretprobe: "fake_ret" };
+    const PROGRAMS: Programs =
+        Programs { map: "FAKE", keyed: KeyedMap::No, uprobe: "fake", exit: "fake", uretprobe: "fake_ret" };
     fn take_bank(_maps: &mut KindMaps, _bank: u32, _slots: u32) -> Result<Vec<Self>> {
         bail!("the test kind has no map")
     }

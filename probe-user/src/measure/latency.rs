@@ -12,7 +12,7 @@ use crate::shared::Unit;
 use anyhow::Result;
 use probe_ebpf::{
     fine_bucket_range, log2_bucket, LatencyStats, Losses, FINE_BUCKETS, LOG2_BUCKETS, MAP_LATENCY_STATS,
-    PROG_LATENCY_UPROBE, PROG_LATENCY_URETPROBE, ZERO_BUCKET,
+    PROG_LATENCY_EXIT, PROG_LATENCY_UPROBE, PROG_LATENCY_URETPROBE, ZERO_BUCKET,
 };
 
 /// Highest log2 bucket of nanoseconds with its own Prometheus threshold: 2^41 ..= 2^42-1 ns, so
@@ -38,6 +38,7 @@ impl Aggregate for LatencyStats {
         map: MAP_LATENCY_STATS,
         keyed: KeyedMap::No,
         uprobe: PROG_LATENCY_UPROBE,
+        exit: PROG_LATENCY_EXIT,
         uretprobe: PROG_LATENCY_URETPROBE,
     };
     fn take_bank(maps: &mut KindMaps, bank: u32, slots: u32) -> Result<Vec<Self>> {

@@ -18,6 +18,7 @@ impl Aggregate for ValueStats {
         map: MAP_VALUE_STATS,
         keyed: KeyedMap::No,
         uprobe: PROG_VALUE_UPROBE,
+        exit: PROG_VALUE_UPROBE,
         uretprobe: PROG_VALUE_URETPROBE,
     };
     fn take_bank(maps: &mut KindMaps, bank: u32, slots: u32) -> Result<Vec<Self>> {

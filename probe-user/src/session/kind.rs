@@ -1,7 +1,7 @@
 //! What the session needs of a kind of measurement: its map and programs, and how to take and
 //! merge its aggregates. The views (text, JSON, metrics) are the kind's own (`measure`).
 use super::KindMaps;
-use crate::plan::SiteKind;
+use crate::plan::{Site, SiteKind};
 use anyhow::Result;
 
 /// How a kind's map is keyed.
@@ -23,16 +23,20 @@ pub struct Programs {
     /// hash map (`probe_ebpf::SlotKey`).
     pub map: &'static str,
     pub keyed: KeyedMap,
-    /// At an instruction: entries, RET sites, after-prologue sites.
+    /// At an instruction: entries, after-prologue sites ...
     pub uprobe: &'static str,
+    /// ... and at exit instructions (RET sites): latency's exit half is a program of its own
+    /// (the verifier then follows each half alone); the other kinds' is `uprobe`.
+    pub exit: &'static str,
     /// On return (uretprobe; never on Go code).
     pub uretprobe: &'static str,
 }
 
 impl Programs {
     /// The program to attach at a site of this kind.
-    pub fn for_site(&self, kind: SiteKind) -> &'static str {
-        match kind {
+    pub fn for_site(&self, site: &Site) -> &'static str {
+        match site.kind {
+            SiteKind::Uprobe if site.exit => self.exit,
             SiteKind::Uprobe => self.uprobe,
             SiteKind::Uretprobe => self.uretprobe,
             SiteKind::InlinedCall => probe_ebpf::PROG_INLINED,
@@ -42,7 +46,9 @@ impl Programs {
     /// The same with the entry program's sleepable twin, which may fault in a page the traced
     /// process has not touched yet (kernels with sleepable uprobes); `None` when it has none.
     pub fn with_sleepable_entries(self) -> Option<Programs> {
-        Some(Programs { uprobe: probe_ebpf::sleepable_twin(self.uprobe)?, ..self })
+        let twin = probe_ebpf::sleepable_twin(self.uprobe)?;
+        let exit = if self.exit == self.uprobe { twin } else { self.exit };
+        Some(Programs { uprobe: twin, exit, ..self })
     }
 }
 

@@ -8,8 +8,9 @@ use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
 use probe_ebpf::{
     GLOBAL_BY_KEY, GLOBAL_CGROUP, GLOBAL_COOKIE_IS_FIXED, GLOBAL_EVENTS, GLOBAL_FIELD_PATHS, GLOBAL_FILTER,
-    GLOBAL_FIXED_COOKIE, GLOBAL_STACK_WALK, GLOBAL_UNIT_NS, KEY_STACK, MAP_EVENTS, MAP_EVENT_ARGS, MAP_EVENT_DROPS,
-    MAP_EVENT_SOURCES, MAP_INLINED_CALLS, MAP_LOSSES, MAP_STACK_FRAMES, MAX_STACKS, SHARED_MAPS,
+    GLOBAL_FIXED_COOKIE, GLOBAL_STACK_WALK, GLOBAL_UNIT_NS, KEY_STACK, MAP_ENTRIES, MAP_EVENTS, MAP_EVENT_ARGS,
+    MAP_EVENT_DROPS, MAP_EVENT_SOURCES, MAP_HIT_COSTS, MAP_INLINED_CALLS, MAP_LATENCY_STATS, MAP_LATENCY_STATS_BY,
+    MAP_LOSSES, MAP_STACK_FRAMES, MAX_STACKS, SHARED_MAPS,
 };
 use std::path::{Path, PathBuf};
 
@@ -29,7 +30,7 @@ pub(super) fn load_shared(sites: &[Site], config: &LoadConfig, for_multi_link: b
         .override_global(GLOBAL_EVENTS, &Pod(config.events), true)
         .load(BPF_OBJECT)
         .context("loading the eBPF object")?;
-    let mut programs: Vec<&str> = sites.iter().map(|s| config.programs.for_site(s.kind)).collect();
+    let mut programs: Vec<&str> = sites.iter().map(|s| config.programs.for_site(s)).collect();
     programs.sort();
     programs.dedup();
     for name in programs {
@@ -80,7 +81,7 @@ pub(super) fn load_per_site(sites: &[Site], config: &LoadConfig) -> Result<Vec<E
                 loader.map_pin_path(map, path.as_path());
             }
             let mut ebpf = loader.load(BPF_OBJECT).context("loading a copy of the eBPF object")?;
-            let name = config.programs.for_site(site.kind);
+            let name = config.programs.for_site(site);
             let program: &mut UProbe = ebpf.program_mut(name).context("program")?.try_into()?;
             program.load().map_err(|e| load_error(name, e))?;
             ebpfs.push(ebpf);
@@ -99,6 +100,11 @@ fn size_maps(loader: &mut EbpfLoader, config: &LoadConfig) {
     if let KeyedMap::WithBuckets(buckets) = config.programs.keyed {
         loader.map_max_entries(buckets, 2 * config.keying.max_buckets.max(1));
     }
+    if !times_calls(config) {
+        // latency's calls in flight, preallocated (about 7 ms to create at full size): one
+        // entry each for the other kinds, whose programs never touch them.
+        loader.map_max_entries(MAP_ENTRIES, 1).map_max_entries(MAP_HIT_COSTS, 1);
+    }
     if config.keying.by_key == KEY_STACK || config.events.stack != 0 {
         loader.map_max_entries(MAP_STACK_FRAMES, MAX_STACKS);
     }
@@ -114,6 +120,11 @@ fn size_maps(loader: &mut EbpfLoader, config: &LoadConfig) {
     for (map, entries) in test_map_sizes() {
         loader.map_max_entries(map, entries);
     }
+}
+
+/// Whether the programs are latency's, which keep each call in flight.
+fn times_calls(config: &LoadConfig) -> bool {
+    [MAP_LATENCY_STATS, MAP_LATENCY_STATS_BY].contains(&config.programs.map)
 }
 
 /// Calls in flight whose `--arg`s are stashed for their event (as many as latency's entries).

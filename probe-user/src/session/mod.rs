@@ -4,7 +4,6 @@
 use crate::error::user;
 use crate::features::AttachStrategy;
 use crate::multi_link::{self, MultiPoints};
-use crate::plan::SiteKind;
 use crate::plan::{Keying, Site};
 use anyhow::{Context, Result};
 use aya::maps::{Array, Map, MapData};
@@ -228,13 +227,12 @@ impl Session {
                 _ => (0, Some(site.cookie)),
             };
             let ebpf = self.ebpfs.get_mut(object).context("a site without its program")?;
-            let program: &mut UProbe =
-                ebpf.program_mut(self.programs.for_site(site.kind)).context("program")?.try_into()?;
+            let program: &mut UProbe = ebpf.program_mut(self.programs.for_site(site)).context("program")?.try_into()?;
             let point = UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(site.file_offset), cookie };
             let link = program.attach(point, &site.path, scope).map_err(|e| attach_error(e, &site.path, pid))?;
             self.perf_probes += 1;
             if !site.exit {
-                self.entry_links.push((object, self.programs.for_site(site.kind), link));
+                self.entry_links.push((object, self.programs.for_site(site), link));
             }
         }
         Ok(())
@@ -336,24 +334,24 @@ fn keep_only_bpf_files() {
 }
 
 /// One uprobe_multi link per file and program, the sites' cookies attached. Exits go live
-/// before entries (a return program's link first, RET sites before entries within a link),
+/// before entries (the links of exits alone first, RET sites before entries within a link),
 /// so a call that enters after attaching is always seen returning.
 fn attach_multi(ebpf: &mut Ebpf, programs: Programs, sites: &[Site], pid: Option<i32>) -> Result<Vec<OwnedFd>> {
-    let mut groups: Vec<(&Path, SiteKind)> = sites.iter().map(|s| (s.path.as_path(), s.kind)).collect();
+    let mut groups: Vec<(&Path, &str)> = sites.iter().map(|s| (s.path.as_path(), programs.for_site(s))).collect();
     groups.sort();
     groups.dedup();
     let mut ordered = Vec::with_capacity(groups.len());
-    for (path, kind) in groups {
-        let name = programs.for_site(kind);
+    for (path, name) in groups {
         let program: &UProbe = ebpf.program(name).context("program")?.try_into()?;
         let on_return = matches!(program.kind(), ProbeKind::Return);
         let mut points: Vec<(bool, u64, u64)> = sites
             .iter()
-            .filter(|s| s.path == path && s.kind == kind)
+            .filter(|s| s.path == path && programs.for_site(s) == name)
             .map(|s| (!s.exit, s.file_offset, s.cookie))
             .collect();
         points.sort_by_key(|p| p.0); // exits (false) first, stable otherwise
-        ordered.push((!on_return, path, name, on_return, points));
+        let has_entries = points.iter().any(|p| p.0);
+        ordered.push((has_entries, path, name, on_return, points));
     }
     ordered.sort_by_key(|g| g.0);
     let mut links = Vec::with_capacity(ordered.len());
