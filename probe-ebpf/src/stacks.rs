@@ -74,16 +74,20 @@ pub(crate) fn stack_hash(regs: &pt_regs, returned: bool, tgid: u64) -> Result<u6
     }
     stack.len = len as u64;
     hash = mix(hash, len as u64 | stack.flags << 32);
-    if let Some(stored) = unsafe { STACK_FRAMES.get(&hash) } {
-        return if same(stored, stack) { Ok(hash) } else { Err(LOSS_STACK_NOT_STORED) };
-    }
-    match STACK_FRAMES.insert(&hash, &*stack, BPF_NOEXIST as u64) {
-        Ok(()) => Ok(hash),
-        // Another CPU stored it meanwhile (or a stack with the same hash): check which.
-        Err(_) => match unsafe { STACK_FRAMES.get(&hash) } {
-            Some(stored) if same(stored, stack) => Ok(hash),
-            _ => Err(LOSS_STACK_NOT_STORED),
+    // Stored already, or stored by another CPU since the lookup (or a stack with the same
+    // hash): the frames say which. One comparison for both, so the verifier walks its loop
+    // once.
+    let stored = match unsafe { STACK_FRAMES.get(&hash) } {
+        Some(stored) => stored,
+        None => match STACK_FRAMES.insert(&hash, &*stack, BPF_NOEXIST as u64) {
+            Ok(()) => return Ok(hash),
+            Err(_) => unsafe { STACK_FRAMES.get(&hash) }.ok_or(LOSS_STACK_NOT_STORED)?,
         },
+    };
+    if same(stored, stack) {
+        Ok(hash)
+    } else {
+        Err(LOSS_STACK_NOT_STORED)
     }
 }
 
