@@ -601,6 +601,12 @@ fn on_matched_exit(
 #[inline(always)]
 fn pop_frames(stack: &mut EntryStack, gone: impl Fn(u64) -> bool) -> u64 {
     let len = unsafe { core::ptr::read_volatile(&stack.len) } as usize;
+    // Nearly always the top frame stays (nothing was abandoned): no search. An empty stack
+    // wraps to an index past the end (see `pop_returning`).
+    match stack.frames.get(len.wrapping_sub(1)) {
+        Some(top) if gone(top.depth) => {}
+        _ => return 0,
+    }
     stack.kept = 0;
     let mut step = MAX_NESTING;
     while step > 0 {
