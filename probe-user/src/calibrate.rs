@@ -22,11 +22,10 @@ use crate::plan::Keying;
 use crate::plan::{ShapeCost, Site, SiteKind};
 use crate::session::{Aggregate, Programs};
 use crate::session::{LoadConfig, Session};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use probe_ebpf::{
     fine_bucket, fine_bucket_range, Filter, LatencyCookie, LatencyStats, SpanShape, FINE_BUCKETS, PROBE_COSTS_LEN,
 };
-use std::path::PathBuf;
 use std::time::Instant;
 
 // One function per shape. An emulated entry is `push %rbp` (the C and Go >= 1.21 prologue), a
@@ -267,12 +266,12 @@ impl Calibration {
         let mut shapes = shapes.to_vec();
         shapes.sort();
         shapes.dedup();
-        let exe = own_executable()?;
+        let exe = crate::session::own::executable()?;
         let mut sites = Vec::new();
         for (i, &shape) in shapes.iter().enumerate() {
             let slot = first_slot + i as u32;
             let (function, ret_offset) = function_of(shape);
-            let entry = file_offset_of(function as *const () as u64)?;
+            let entry = crate::session::own::file_offset_of(function as *const () as u64)?;
             let cookie = |exit: bool| {
                 let uretprobe = exit && shape.uretprobe;
                 LatencyCookie {
@@ -442,33 +441,6 @@ fn median_call_ns(shape: SpanShape) -> u64 {
     times[CALLS / 2]
 }
 
-/// probe's own executable, as the kernel names the file (uprobes are per inode).
-fn own_executable() -> Result<PathBuf> {
-    std::fs::read_link("/proc/self/exe").context("finding probe's own binary")
-}
-
-/// The file offset of one of probe's own code addresses: from the mapping that holds it in
-/// /proc/self/maps, so it holds for PIE and non-PIE builds and for stripped binaries alike.
-fn file_offset_of(addr: u64) -> Result<u64> {
-    let maps = std::fs::read_to_string("/proc/self/maps").context("reading /proc/self/maps")?;
-    for line in maps.lines() {
-        let mut fields = line.split_whitespace();
-        let (Some(range), Some(perms), Some(offset)) = (fields.next(), fields.next(), fields.next()) else {
-            continue;
-        };
-        let Some((start, end)) = range.split_once('-') else { continue };
-        let (Ok(start), Ok(end), Ok(offset)) =
-            (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16), u64::from_str_radix(offset, 16))
-        else {
-            continue;
-        };
-        if perms.contains('x') && (start..end).contains(&addr) {
-            return Ok(addr - start + offset);
-        }
-    }
-    bail!("probe's own code at {addr:#x} is in no mapping of /proc/self/maps")
-}
-
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
@@ -486,8 +458,8 @@ mod tests {
 
     #[test]
     fn own_code_has_a_file_offset() {
-        let offset = file_offset_of(probe_cal_emulated_ret as *const () as u64).unwrap();
-        let exe = std::fs::read(own_executable().unwrap()).unwrap();
+        let offset = crate::session::own::file_offset_of(probe_cal_emulated_ret as *const () as u64).unwrap();
+        let exe = std::fs::read(crate::session::own::executable().unwrap()).unwrap();
         assert_eq!(&exe[offset as usize..offset as usize + 3], &[0x55, 0x5d, 0xc3]);
     }
 }

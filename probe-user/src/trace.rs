@@ -101,6 +101,7 @@ fn run_kind<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
     if !interrupt::requested() {
         session.attach_sites(0..sites.len(), pid)?;
     }
+    crate::session::warm_up::stop();
     if child.is_some() && interrupt::requested() {
         // Never start the command half traced; dropping the held child ends it unstarted.
         let removal = finish_detach(session, calibration)?;

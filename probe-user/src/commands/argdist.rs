@@ -66,6 +66,7 @@ pub fn run(args: &ArgdistArgs) -> Result<()> {
     }
     let options = RunOptions::check(&args.output, None)?;
     options.check_stack_outputs(args.by == Some(crate::shared::By::Stack))?;
+    crate::session::warm_up::start();
     let mut target = Target::resolve(&args.target.spec(&args.select))?;
     let chosen = target.choose(&args.func).map_err(|e| match split_list(&args.func) {
         Some(names) => user(format!(

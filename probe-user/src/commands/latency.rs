@@ -14,6 +14,7 @@ use probe_ebpf::{Filter, LatencyStats};
 pub fn run(args: &LatencyArgs) -> Result<()> {
     let options = RunOptions::check(&args.output, args.hdr_log.clone())?;
     options.check_stack_outputs(args.by == Some(crate::shared::By::Stack))?;
+    crate::session::warm_up::start();
     let mut target = Target::resolve(&args.target.spec(&args.select))?;
     let chosen = target.choose_all(&args.func)?;
     let filter = match &args.filter {
