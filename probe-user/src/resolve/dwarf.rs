@@ -111,7 +111,8 @@ type Slice<'d> = EndianSlice<'d, LittleEndian>;
 pub fn has_debug_info(path: &Path) -> bool {
     let Ok((file, _)) = open_binary_file(path) else { return false };
     let cache = object::ReadCache::new(&file);
-    let Ok(parsed) = object::File::parse(&cache) else { return false };
+    let tables = crate::resolve::elf::string_tables(&cache, crate::resolve::elf::Tables::SectionNames);
+    let Ok(parsed) = object::File::parse(crate::resolve::elf::OnDemand::new(&cache, &tables)) else { return false };
     parsed.section_by_name(".debug_info").or_else(|| parsed.section_by_name(".zdebug_info")).is_some()
 }
 
@@ -165,8 +166,10 @@ fn load_sections(path: &Path, lists: LocationLists) -> Result<Option<HashMap<&'s
         ReadError::TooLarge(size) => anyhow::anyhow!("{}: {size} bytes, too large", path.display()),
     })?;
     let cache = object::ReadCache::new(&file);
-    let parsed = object::File::parse(&cache).with_context(|| format!("{}: not an ELF file", path.display()))?;
-    let mut out = HashMap::new();
+    let tables = crate::resolve::elf::string_tables(&cache, crate::resolve::elf::Tables::SectionNames);
+    let parsed = object::File::parse(crate::resolve::elf::OnDemand::new(&cache, &tables))
+        .with_context(|| format!("{}: not an ELF file", path.display()))?;
+    let mut compressed = Vec::new();
     for name in [
         ".debug_info",
         ".debug_abbrev",
@@ -184,14 +187,32 @@ fn load_sections(path: &Path, lists: LocationLists) -> Result<Option<HashMap<&'s
         let section =
             parsed.section_by_name(name).or_else(|| parsed.section_by_name(&name.replacen(".debug_", ".zdebug_", 1)));
         let Some(section) = section else { continue };
-        out.insert(name, section_bytes(&section).with_context(|| format!("{}: {name}", path.display()))?);
+        compressed.push((name, section.compressed_data().with_context(|| format!("{}: {name}", path.display()))?));
+    }
+    // Inflated side by side: a Go program's DWARF is compressed, its units' line programs
+    // (read for their headers) a third of it.
+    let inflated: Vec<(&'static str, Result<Vec<u8>>)> = std::thread::scope(|scope| {
+        let threads: Vec<_> =
+            compressed.into_iter().map(|(name, data)| (name, scope.spawn(move || inflate(data)))).collect();
+        threads
+            .into_iter()
+            .map(|(name, t)| (name, t.join().unwrap_or_else(|_| Err(anyhow::anyhow!("inflating panicked")))))
+            .collect()
+    });
+    let mut out = HashMap::new();
+    for (name, bytes) in inflated {
+        out.insert(name, bytes.with_context(|| format!("{}: {name}", path.display()))?);
     }
     Ok(out.contains_key(".debug_info").then_some(out))
 }
 
 /// A section's bytes, inflated when zlib-compressed (SHF_COMPRESSED or `.zdebug_`), bounded.
 pub(super) fn section_bytes<'d, R: object::ReadRef<'d>>(section: &object::Section<'d, '_, R>) -> Result<Vec<u8>> {
-    let compressed = section.compressed_data()?;
+    inflate(section.compressed_data()?)
+}
+
+/// A section's bytes as stored, inflated when zlib-compressed, bounded.
+fn inflate(compressed: object::CompressedData<'_>) -> Result<Vec<u8>> {
     match compressed.format {
         object::CompressionFormat::None => Ok(compressed.data.to_vec()),
         object::CompressionFormat::Zlib => {

@@ -3,6 +3,7 @@
 //! 0xfffffffb Go 1.2-1.15, 0xfffffffa Go 1.16-1.17, 0xfffffff0 Go 1.18-1.19, 0xfffffff1 Go 1.20+.
 //! Every offset is bounds-checked: a table that lies gives an error, never a wrong function.
 use anyhow::{bail, ensure, Context, Result};
+use std::collections::HashMap;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GoFunc {
@@ -178,6 +179,36 @@ impl<'a> Table<'a> {
     pub(super) fn nameoff(&self, record: usize) -> Result<u64> {
         self.r.u32(self.nameoff_at(record))
     }
+
+    /// `_func.args` of the function whose record is at `record` (right after the name offset).
+    fn args(&self, record: usize) -> Result<u32> {
+        Ok(self.r.u32(self.nameoff_at(record) + 4)? as u32)
+    }
+
+    /// The index of the function entering at `entry`, found by bisection (entries ascend).
+    fn index_of(&self, entry: u64) -> Result<Option<usize>> {
+        let (mut low, mut high) = (0, self.nfunc);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if self.entry(middle)? < entry {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        Ok((low < self.nfunc && self.entry(low)? == entry).then_some(low))
+    }
+}
+
+/// Each function's `_func.args` by entry, or (`only`) that one function's: its names are not
+/// read, which the whole list of `functions` costs (milliseconds on a small program).
+pub fn args_sizes(data: &[u8], text_address: u64, only: Option<u64>) -> Result<HashMap<u64, u32>> {
+    let table = Table::parse(data, text_address)?;
+    let indexes: Vec<usize> = match only {
+        Some(entry) => table.index_of(entry)?.into_iter().collect(),
+        None => (0..table.nfunc).collect(),
+    };
+    indexes.into_iter().map(|i| Ok((table.entry(i)?, table.args(table.record(i)?)?))).collect()
 }
 
 /// Parses the table. `text_address` (the `.text` section's address) stands in for a Go 1.18+
@@ -194,7 +225,7 @@ pub fn functions(data: &[u8], text_address: u64) -> Result<Vec<GoFunc>> {
         previous = entry;
         let record = table.record(i)?;
         let nameoff = table.nameoff(record)?;
-        let args = r.u32(table.nameoff_at(record) + 4)? as u32;
+        let args = table.args(record)?;
         let mut name = table.name(nameoff)?;
         if let Some(flag_at) = layout.flag_offset(ptr_size) {
             // Package-less assembly helpers (`aeshashbody`) carry no suffix in `.symtab` either.

@@ -77,7 +77,8 @@ pub(super) fn all_copies(binary: &Binary) -> Result<Option<Vec<InlinedCopy>>> {
 fn load(binary: &Binary) -> Result<Option<HashMap<&'static str, Vec<u8>>>> {
     let (file, _) = open_binary_file(&binary.path).map_err(|_| anyhow::anyhow!("cannot reopen the file"))?;
     let cache = object::ReadCache::new(&file);
-    let parsed = object::File::parse(&cache)?;
+    let tables = crate::resolve::elf::string_tables(&cache, crate::resolve::elf::Tables::SectionNames);
+    let parsed = object::File::parse(crate::resolve::elf::OnDemand::new(&cache, &tables))?;
     let mut out = HashMap::new();
     for name in SECTIONS {
         let section =

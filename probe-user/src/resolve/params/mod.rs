@@ -117,7 +117,7 @@ pub fn signature(binary: &Binary, function: &Function) -> Result<Option<Signatur
     if let Some(known) = READ.lock().ok().and_then(|m| m.as_ref()?.get(&key).cloned()) {
         return Ok(known);
     }
-    let args = go_args_sizes(binary);
+    let args = go_args_sizes(binary, Some(function.addr));
     let read = |lists| -> Result<Option<(Signature, bool)>> {
         let Some(mut all) = dwarf::functions(debug_source(binary), Some(function.addr), lists)? else {
             return Ok(None);
@@ -137,21 +137,16 @@ pub fn signature(binary: &Binary, function: &Function) -> Result<Option<Signatur
     Ok(signature)
 }
 
-/// Go's `_func.args` of every function by entry (from `.gopclntab`): the size of its arguments
-/// and results, which tells whether the DWARF declares them all. Empty when not Go or unreadable.
-fn go_args_sizes(binary: &Binary) -> HashMap<u64, u32> {
-    use object::{Object, ObjectSection};
+/// Go's `_func.args` by entry (from `.gopclntab`), of every function or (`only`) of one: the
+/// size of its arguments and results, which tells whether the DWARF declares them all. Empty
+/// when not Go or unreadable.
+fn go_args_sizes(binary: &Binary, only: Option<u64>) -> HashMap<u64, u32> {
     if !matches!(binary.runtime, Runtime::Go(_)) {
         return HashMap::new();
     }
-    let Ok((file, _)) = super::elf::open_binary_file(&binary.source) else { return HashMap::new() };
-    let cache = object::ReadCache::new(&file);
-    let Ok(parsed) = object::File::parse(&cache) else { return HashMap::new() };
-    let text = parsed.section_by_name(".text").map_or(0, |s| s.address());
-    let Some(table) = parsed.section_by_name(".gopclntab").and_then(|s| s.data().ok()) else { return HashMap::new() };
-    super::pclntab::functions(table, text)
-        .map(|f| f.into_iter().map(|f| (f.entry, f.args)).collect())
-        .unwrap_or_default()
+    let Some((_, table)) = binary.section(".gopclntab") else { return HashMap::new() };
+    let text = binary.section_address(".text").unwrap_or(0);
+    super::pclntab::args_sizes(&table, text, only).unwrap_or_default()
 }
 
 /// The bytes Go's arguments (and `outputs`) take laid out on the stack (ABI0), as `_func.args`
@@ -181,7 +176,7 @@ pub fn signatures(binary: &Binary) -> Result<Option<HashMap<u64, Signature>>> {
         .filter(|f| !is_compiler_copy(binary, f))
         .map(|f| (f.addr, Abi::of(binary, &f.name)))
         .collect();
-    let args = go_args_sizes(binary);
+    let args = go_args_sizes(binary, None);
     Ok(Some(
         all.into_iter()
             .filter_map(|(addr, raw)| abi_at.get(&addr).map(|&abi| (addr, locate(&raw, abi, args.get(&addr)))))
