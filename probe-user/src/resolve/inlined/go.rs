@@ -240,11 +240,13 @@ fn walk(
     let mut trees = Window { binary, at: 0, bytes: Vec::new() };
     for (tree, i, pc_table) in with_trees {
         let (entry, end) = (table.entry(i)?, table.entry(i + 1)?);
-        let ranges =
-            pc_values(table.r.tail(table.pctab.checked_add(pc_table).context("pc table offset")?)?, entry, end)?;
-        let Some(len) = ranges.iter().map(|r| r.1).max().filter(|&m| m >= 0).map(|m| m as usize + 1) else {
-            continue;
-        };
+        let pcs = table.r.tail(table.pctab.checked_add(pc_table).context("pc table offset")?)?;
+        // The tree's length is the table's highest index + 1; its ranges are kept only for a
+        // tree with an entry wanted (nearly none when looking for one function's copies).
+        let mut highest = -1;
+        each_pc_value(pcs, entry, end, |_, value| highest = highest.max(value))?;
+        let Some(len) = (highest >= 0).then(|| highest as usize + 1) else { continue };
+        let mut ranges = None;
         let bytes = (len * record.entry_size) as u64;
         let data = trees
             .read(gofunc + tree, bytes)
@@ -264,9 +266,13 @@ fn walk(
             ensure!(mark < end, "inline tree entry {k} of the function at {entry:#x} marks a call past its end");
             let mut body = Vec::new();
             if bodies {
+                let ranges = match ranges {
+                    Some(ref r) => r,
+                    None => ranges.insert(pc_values(pcs, entry, end)?),
+                };
                 let parents = match parents {
                     Some(ref p) => p,
-                    None => parents.insert(entries.parents(len, &ranges, entry)?),
+                    None => parents.insert(entries.parents(len, ranges, entry)?),
                 };
                 body.extend(ranges.iter().filter(|r| descends_from(r.1, k, parents)).map(|r| r.0.clone()));
             }
@@ -355,12 +361,19 @@ fn descends_from(mut index: i32, k: usize, parents: &[i32]) -> bool {
 /// Decodes a pc-value table (the runtime's `pcvalue`): from the function's entry, steps of
 /// (zig-zag value delta, pc delta), each value in force up to the new pc. Returns the ranges
 /// with their values, within `entry..end`.
-fn pc_values(mut p: &[u8], entry: u64, end: u64) -> Result<Vec<(Range<u64>, i32)>> {
-    let (mut pc, mut value, mut out) = (entry, -1i32, Vec::new());
+fn pc_values(p: &[u8], entry: u64, end: u64) -> Result<Vec<(Range<u64>, i32)>> {
+    let mut out = Vec::new();
+    each_pc_value(p, entry, end, |pcs, value| out.push((pcs, value)))?;
+    Ok(out)
+}
+
+/// The same, each range and value given to `f` as it is read.
+fn each_pc_value(mut p: &[u8], entry: u64, end: u64, mut f: impl FnMut(Range<u64>, i32)) -> Result<()> {
+    let (mut pc, mut value) = (entry, -1i32);
     for step in 0..MAX_STEPS {
         let (delta, n) = uvarint(p)?;
         if delta == 0 && step > 0 {
-            return Ok(out);
+            return Ok(());
         }
         p = &p[n..];
         value = value.wrapping_add((-((delta & 1) as i32)) ^ ((delta >> 1) as i32));
@@ -368,7 +381,7 @@ fn pc_values(mut p: &[u8], entry: u64, end: u64) -> Result<Vec<(Range<u64>, i32)
         p = &p[n..];
         let next = pc.checked_add(u64::from(pc_delta) * PC_QUANTUM).context("pc overflow")?;
         ensure!(next <= end, "a pc table runs past its function's end");
-        out.push((pc..next, value));
+        f(pc..next, value);
         pc = next;
     }
     bail!("a pc table has more than {MAX_STEPS} steps")
