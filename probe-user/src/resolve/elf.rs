@@ -122,12 +122,15 @@ pub fn string_tables<'d, R: ReadRef<'d>>(data: R, which: Tables) -> Vec<(u64, &'
     let Ok(object::File::Elf64(elf)) = object::File::parse(data) else { return Vec::new() };
     let endian = elf.endian();
     let names = elf.elf_header().shstrndx(endian, data).ok().map(|i| i as usize);
-    let mut budget = STRING_TABLES_MAX;
+    let file_len = data.len().unwrap_or(0);
+    // Only what the file holds: a table claimed past its end is never allocated for.
+    let mut budget = STRING_TABLES_MAX.min(file_len);
     let mut tables = Vec::new();
     for (index, header) in elf.elf_section_table().iter().enumerate() {
         let Some((offset, size)) = header.file_range(endian) else { continue };
         let wanted = which == Tables::All || Some(index) == names;
-        if !wanted || header.sh_type(endian) != object::elf::SHT_STRTAB || size > budget {
+        let inside = offset.checked_add(size).is_some_and(|end| end <= file_len);
+        if !wanted || header.sh_type(endian) != object::elf::SHT_STRTAB || size > budget || !inside {
             continue;
         }
         if let Ok(bytes) = data.read_bytes_at(offset, size) {
@@ -673,6 +676,29 @@ mod tests {
         assert_eq!(on_demand.functions(), whole.functions());
         assert_eq!(on_demand.section_address(".text"), whole.section_address(".text"));
         assert_eq!(on_demand.dynamic, whole.dynamic);
+    }
+
+    /// A string table that claims more than the file holds is not read (nor allocated for):
+    /// the parser then reports the damage.
+    #[test]
+    fn a_string_table_past_the_end_is_not_read() {
+        use object::read::elf::{FileHeader, SectionHeader};
+        let exe = std::fs::read(std::fs::read_link("/proc/self/exe").unwrap()).unwrap();
+        let header = object::elf::FileHeader64::<object::Endianness>::parse(&exe[..]).unwrap();
+        let endian = header.endian().unwrap();
+        let sections = header.sections(endian, &exe[..]).unwrap();
+        let (index, _) = sections
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.sh_type(endian) == object::elf::SHT_STRTAB && s.sh_size(endian) > 4096)
+            .expect("a string table");
+        let mut damaged = exe.clone();
+        let size_at = header.e_shoff(endian) as usize + index * 64 + 32; // Elf64_Shdr.sh_size
+        let whole = string_tables(&exe[..], Tables::All).len();
+        for claimed in [1u64 << 40, exe.len() as u64 - 1] {
+            damaged[size_at..size_at + 8].copy_from_slice(&claimed.to_le_bytes());
+            assert_eq!(string_tables(&damaged[..], Tables::All).len(), whole - 1, "{claimed} bytes claimed");
+        }
     }
 
     /// A name is read up to its terminator, inside its table only; what is outside every table
