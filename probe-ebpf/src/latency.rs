@@ -33,14 +33,14 @@ static LATENCY_STATS: PerCpuArray<LatencyStats> = PerCpuArray::with_max_entries(
 
 /// The outermost in-flight call per (process, goroutine or thread, function), inserted at its
 /// entry and removed at its exit, so the map holds only live calls. Nearly every call is not
-/// nested in another of the same function: it costs a 32-byte frame here, taken from the
-/// kernel's per-CPU caches of map elements (Linux 6.1+; not preallocated: making 65,536 entries
-/// ready took ~4 ms of every start, and a call's insert and removal cost the same either way,
-/// 2,050 against 2,077 ns per traced call in an interleaved A/B). When a call of the same function
+/// nested in another of the same function: it costs a 32-byte frame here, from memory the map
+/// holds ready (preallocated: no allocation on the hot path; ~3.5 ms of every start to make
+/// 65,536 ready, but Linux 6.1's element caches ran dry when 200 threads entered at once, and
+/// `--by` lost calls as `keys_no_memory`). When a call of the same function
 /// nests inside (recursion), the frame moves to the bottom of a stack in `NESTED` and this
 /// place holds `Frame::stacked` until that stack empties.
 #[map]
-static ENTRIES: HashMap<EntryKey, Entry> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+static ENTRIES: HashMap<EntryKey, Entry> = HashMap::with_max_entries(65536, 0);
 
 /// The in-flight calls of a function that nests in itself, per (process, goroutine or
 /// thread, function): created at the first nested entry, removed with the `ENTRIES` marker

@@ -113,8 +113,8 @@ fn size_maps(loader: &mut EbpfLoader, config: &LoadConfig) {
         loader.map_max_entries(buckets, 2 * config.keying.max_buckets.max(1));
     }
     if !times_calls(config) {
-        // latency's bookkeeping of calls in flight (HIT_COSTS is preallocated: about 3 ms to
-        // create at full size): one entry each for the other kinds, whose programs never touch it.
+        // latency's calls in flight, preallocated (about 6 ms to create at full size): one
+        // entry each for the other kinds, whose programs never touch them.
         loader.map_max_entries(MAP_ENTRIES, 1).map_max_entries(MAP_HIT_COSTS, 1);
     }
     if config.keying.by_key == KEY_STACK || config.events.stack != 0 {
