@@ -8,9 +8,13 @@
 //!
 //! A process of its own, not a thread: removing a uprobe waits for two more grace periods
 //! (tens of milliseconds each), which the helper's exit pays, not probe's. Its uprobes are
-//! perf events of the `uprobe` PMU for the helper alone, never hit. Nothing depends on it:
-//! where it cannot register, attaching just waits as before.
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+//! uprobe_multi links (Linux 6.6+) of an empty program for the helper alone, never hit: perf
+//! events of the `uprobe` PMU would do too, but Linux removes those holding the global
+//! `event_mutex` through the grace periods, stalling every other tool's probes meanwhile.
+//! Nothing depends on it: where it cannot register, attaching just waits as before.
+use crate::multi_link::MultiPoints;
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -24,29 +28,28 @@ static STOP: Mutex<Option<OwnedFd>> = Mutex::new(None);
 /// The helper's pid, for the test.
 static HELPER: Mutex<Option<i32>> = Mutex::new(None);
 
-/// `struct perf_event_attr` up to `config2` (`PERF_ATTR_SIZE_VER1`, which every kernel takes).
+/// `union bpf_attr` for `BPF_PROG_LOAD`, up to `expected_attach_type`.
 #[repr(C)]
 #[derive(Default)]
-struct PerfEventAttr {
-    kind: u32,
-    size: u32,
-    config: u64,
-    sample_period: u64,
-    sample_type: u64,
-    read_format: u64,
-    flags: u64,
-    wakeup_events: u32,
-    bp_type: u32,
-    /// The uprobe PMU's file path.
-    config1: u64,
-    /// Its file offset.
-    config2: u64,
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
 }
 
-/// `perf_event_attr.flags`: bit 0, created disabled (it never counts anything).
-const DISABLED: u64 = 1;
-/// `PERF_FLAG_FD_CLOEXEC`.
-const FD_CLOEXEC: libc::c_ulong = 8;
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_TYPE_KPROBE: u32 = 2;
+/// `r0 = 0; exit`.
+const EMPTY_PROGRAM: [u64; 2] = [0xb7, 0x95];
 
 /// The never-run function the warm-up uprobes sit on.
 #[inline(never)]
@@ -57,19 +60,19 @@ extern "C" fn never_runs() {
 /// Starts the helper (a grandchild, so that nobody has to wait for it); it stops by itself
 /// after `MAX_REGISTRATIONS`, at `stop`, or when probe exits.
 pub fn start() {
-    let Some(pmu) = uprobe_pmu() else { return };
     let (Ok(exe), Ok(offset)) = (super::own::executable(), super::own::file_offset_of(never_runs as *const () as u64))
     else {
         return;
     };
-    let Ok(path) = std::ffi::CString::new(exe.into_os_string().into_encoded_bytes()) else { return };
-    // Everything the helper uses is made before fork: after it, only system calls.
-    let attr = PerfEventAttr {
-        kind: pmu,
-        size: std::mem::size_of::<PerfEventAttr>() as u32,
-        flags: DISABLED,
-        config1: path.as_ptr() as u64,
-        config2: offset,
+    // Everything the helper uses is made before fork: after it, only system calls (and the
+    // link's small buffers, which glibc's fork-safe malloc gives).
+    let program = ProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_KPROBE,
+        insn_cnt: EMPTY_PROGRAM.len() as u32,
+        insns: EMPTY_PROGRAM.as_ptr() as u64,
+        license: c"GPL".as_ptr() as u64,
+        prog_name: *b"probe_warm_up\0\0\0",
+        expected_attach_type: crate::multi_link::BPF_TRACE_UPROBE_MULTI,
         ..Default::default()
     };
     let mut ends = [0; 2];
@@ -87,7 +90,7 @@ pub fn start() {
         unsafe {
             let helper = libc::fork();
             if helper == 0 {
-                register_until_stopped(&attr, ends[0], ends[1]);
+                register_until_stopped(&program, &exe, offset, ends[0], ends[1]);
             }
             libc::write(pid_write.as_raw_fd(), (&helper as *const i32).cast(), 4);
             libc::_exit(0);
@@ -112,7 +115,13 @@ pub fn start() {
 /// The helper: its standard files on /dev/null and every other file closed (probe's output
 /// must not stay open in it), then a registration every `REARM` until the pipe `watch` hangs
 /// up or says anything.
-unsafe fn register_until_stopped(attr: &PerfEventAttr, watch: i32, probe_end: i32) -> ! {
+unsafe fn register_until_stopped(
+    program: &ProgLoadAttr,
+    exe: &std::path::Path,
+    offset: u64,
+    watch: i32,
+    probe_end: i32,
+) -> ! {
     libc::close(probe_end);
     let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
     if null >= 0 {
@@ -126,12 +135,18 @@ unsafe fn register_until_stopped(attr: &PerfEventAttr, watch: i32, probe_end: i3
     };
     // close_range (Linux 5.9+); without it the files stay open until the helper ends.
     libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
+    let fd = libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, program as *const ProgLoadAttr, size_of::<ProgLoadAttr>());
+    if fd < 0 {
+        libc::_exit(0);
+    }
+    let program = BorrowedFd::borrow_raw(fd as i32);
+    let points = [(offset, 0)];
+    let only_here = MultiPoints { path: exe, points: &points, on_return: false, pid: Some(libc::getpid() as u32) };
     let mut wait = libc::pollfd { fd: watch, events: libc::POLLIN, revents: 0 };
     for _ in 0..MAX_REGISTRATIONS {
-        // pid 0, cpu -1: this process, on any CPU; no group.
-        let (pid, cpu, group): (libc::c_int, libc::c_int, libc::c_int) = (0, -1, -1);
-        if libc::syscall(libc::SYS_perf_event_open, attr as *const PerfEventAttr, pid, cpu, group, FD_CLOEXEC) < 0 {
-            break;
+        match crate::multi_link::attach(program, &only_here) {
+            Ok(link) => std::mem::forget(link), // removed at the helper's exit
+            Err(_) => break,
         }
         if libc::poll(&mut wait, 1, REARM.as_millis() as i32) != 0 {
             break;
@@ -147,19 +162,14 @@ pub fn stop() {
     }
 }
 
-/// The `uprobe` PMU's perf event type (Linux 4.17+), if the kernel has it.
-fn uprobe_pmu() -> Option<u32> {
-    std::fs::read_to_string("/sys/bus/event_source/devices/uprobe/type").ok()?.trim().parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
 
-    fn perf_events(pid: i32) -> usize {
+    fn links(pid: i32) -> usize {
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return 0 };
         fds.flatten()
-            .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy() == "anon_inode:[perf_event]"))
+            .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy() == "anon_inode:bpf_link"))
             .count()
     }
 
@@ -173,11 +183,10 @@ mod tests {
     /// probe's files (tests run as root).
     #[test]
     fn the_helper_registers_again_and_again_until_stopped() {
-        assert!(super::uprobe_pmu().is_some(), "this kernel has no uprobe PMU");
         super::start();
         let helper = super::HELPER.lock().unwrap().expect("the helper started");
         let deadline = Instant::now() + Duration::from_secs(5);
-        while perf_events(helper) < 3 {
+        while links(helper) < 3 {
             assert!(Instant::now() < deadline, "no uprobe registered again within 5 s");
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -185,14 +194,14 @@ mod tests {
             .unwrap()
             .flatten()
             .map(|e| std::fs::read_link(e.path()).unwrap().to_string_lossy().into_owned())
-            .filter(|t| t != "anon_inode:[perf_event]" && t != "/dev/null" && !t.starts_with("pipe:"))
+            .filter(|t| !t.starts_with("anon_inode:bpf") && t != "/dev/null" && !t.starts_with("pipe:"))
             .collect();
         assert!(files.is_empty(), "the helper holds {files:?}");
         super::stop();
         // Left running, it would make MAX_REGISTRATIONS (one every REARM) before ending.
         let (deadline, mut most) = (Instant::now() + Duration::from_secs(10), 0);
         while !ended(helper) {
-            most = most.max(perf_events(helper));
+            most = most.max(links(helper));
             assert!(Instant::now() < deadline, "the helper still runs 10 s after stop");
             std::thread::sleep(Duration::from_millis(2));
         }
