@@ -54,6 +54,7 @@ pub fn main_with_args() {
         cli::Command::Completions(args) => commands::manual::completions(args),
         cli::Command::Man(args) => commands::manual::man(args),
     };
+    session::warm_up::reap();
     if let Err(err) = result {
         let (code, message) = error::report(&err);
         eprintln!("probe: {message}");

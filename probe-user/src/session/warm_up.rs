@@ -14,7 +14,7 @@
 //! Nothing depends on it: where it cannot register, attaching just waits as before.
 use crate::multi_link::MultiPoints;
 use std::mem::size_of;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ const MAX_REGISTRATIONS: usize = 64;
 
 /// The write end of the pipe the helper watches: closed by `stop` (or by probe's exit).
 static STOP: Mutex<Option<OwnedFd>> = Mutex::new(None);
-/// The helper's pid, for the test.
+/// The helper's pid, until it is collected.
 static HELPER: Mutex<Option<i32>> = Mutex::new(None);
 
 /// `union bpf_attr` for `BPF_PROG_LOAD`, up to `expected_attach_type`.
@@ -57,9 +57,13 @@ extern "C" fn never_runs() {
     std::hint::black_box(());
 }
 
-/// Starts the helper (a grandchild, so that nobody has to wait for it); it stops by itself
-/// after `MAX_REGISTRATIONS`, at `stop`, or when probe exits.
+/// Starts the helper, a child that `reap` collects; it stops by itself after
+/// `MAX_REGISTRATIONS`, at `stop`, or when probe exits. Without the privileges to load a
+/// program there is nothing to warm: no helper.
 pub fn start() {
+    if !super::privileged() {
+        return;
+    }
     let (Ok(exe), Ok(offset)) = (super::own::executable(), super::own::file_offset_of(never_runs as *const () as u64))
     else {
         return;
@@ -80,36 +84,32 @@ pub fn start() {
         return;
     }
     let (watch, keep) = unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
-    let mut pids = [0; 2];
-    if unsafe { libc::pipe2(pids.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return;
+    let helper = unsafe { libc::fork() };
+    if helper == 0 {
+        unsafe { register_until_stopped(&program, &exe, offset, ends[0], ends[1]) };
     }
-    let (pid_read, pid_write) = unsafe { (OwnedFd::from_raw_fd(pids[0]), OwnedFd::from_raw_fd(pids[1])) };
-    let child = unsafe { libc::fork() };
-    if child == 0 {
-        unsafe {
-            let helper = libc::fork();
-            if helper == 0 {
-                register_until_stopped(&program, &exe, offset, ends[0], ends[1]);
-            }
-            libc::write(pid_write.as_raw_fd(), (&helper as *const i32).cast(), 4);
-            libc::_exit(0);
-        }
-    }
-    if child < 0 {
-        return;
-    }
-    drop(pid_write);
     drop(watch);
-    let mut helper = 0i32;
-    unsafe {
-        libc::waitpid(child, std::ptr::null_mut(), 0);
-        libc::read(pid_read.as_raw_fd(), (&mut helper as *mut i32).cast(), 4);
+    if helper < 0 {
+        return;
     }
     if let (Ok(mut stop), Ok(mut pid)) = (STOP.lock(), HELPER.lock()) {
         *stop = Some(keep);
-        *pid = (helper > 0).then_some(helper);
+        *pid = Some(helper);
     }
+}
+
+/// Collects the helper once it has ended (its uprobes' removal keeps it a few grace periods
+/// after `stop`), without waiting; true when no helper is left. Called as probe exits: a
+/// helper still ending then is left to init, which collects orphans.
+pub fn reap() -> bool {
+    stop();
+    let Ok(mut helper) = HELPER.lock() else { return true };
+    let Some(pid) = *helper else { return true };
+    if unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) } == 0 {
+        return false; // still ending
+    }
+    *helper = None;
+    true
 }
 
 /// The helper: its standard files on /dev/null and every other file closed (probe's output
@@ -173,14 +173,8 @@ mod tests {
             .count()
     }
 
-    /// Gone, or a zombie waiting for whoever adopted it.
-    fn ended(pid: i32) -> bool {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        status.is_empty() || status.contains("State:\tZ")
-    }
-
-    /// The helper registers uprobes again and again until stopped, then ends; it holds none of
-    /// probe's files (tests run as root).
+    /// The helper registers uprobes again and again until stopped, then ends and is collected;
+    /// it holds none of probe's files (tests run as root).
     #[test]
     fn the_helper_registers_again_and_again_until_stopped() {
         super::start();
@@ -200,11 +194,12 @@ mod tests {
         super::stop();
         // Left running, it would make MAX_REGISTRATIONS (one every REARM) before ending.
         let (deadline, mut most) = (Instant::now() + Duration::from_secs(10), 0);
-        while !ended(helper) {
+        while !super::reap() {
             most = most.max(links(helper));
             assert!(Instant::now() < deadline, "the helper still runs 10 s after stop");
             std::thread::sleep(Duration::from_millis(2));
         }
+        assert!(!std::path::Path::new(&format!("/proc/{helper}")).exists(), "reaped, yet still there");
         assert!(most < super::MAX_REGISTRATIONS / 2, "{most} registrations: it went on after stop");
     }
 }
