@@ -219,6 +219,68 @@ fn function_of(shape: SpanShape) -> (CalFn, u64) {
     }
 }
 
+/// How a trace's probe costs are measured: not at all (no shapes: argdist, `--raw`); on
+/// calibration sites loaded with the trace's own programs (one load, one verification), which
+/// needs latency's programs and no `--filter` or cgroup (they would apply to those sites too);
+/// or else in a session of their own.
+pub enum CostPlan {
+    Nothing,
+    WithTheTrace(Calibration),
+    Apart(Vec<SpanShape>),
+}
+
+impl CostPlan {
+    /// The plan for a trace of `slots` slots run by `programs`; `unfiltered`: every call of
+    /// every process counts (no `--filter`, no cgroup).
+    pub fn choose(shapes: &[SpanShape], programs: Programs, unfiltered: bool, slots: u32) -> Result<CostPlan> {
+        Ok(if shapes.is_empty() {
+            CostPlan::Nothing
+        } else if programs == Calibration::PROGRAMS && unfiltered {
+            CostPlan::WithTheTrace(Calibration::plan(shapes, slots)?)
+        } else {
+            CostPlan::Apart(shapes.to_vec())
+        })
+    }
+
+    /// The calibration sites the trace's session loads after its own.
+    pub fn sites(&self) -> &[Site] {
+        match self {
+            CostPlan::WithTheTrace(c) => &c.sites,
+            _ => &[],
+        }
+    }
+
+    /// The slots the trace's session keeps after its own for the calibration.
+    pub fn slots(&self) -> u32 {
+        match self {
+            CostPlan::WithTheTrace(_) => Calibration::SLOTS,
+            _ => 0,
+        }
+    }
+
+    /// Measures the costs and sets them in `session` (loaded with `self.sites()` from
+    /// `first_site` on), before any of the trace's sites is attached. Returns the costs, and
+    /// the calibration's own session when it has one: still attached (see `measure`).
+    pub fn run(
+        &self,
+        session: &mut Session,
+        first_site: usize,
+        strategy: AttachStrategy,
+    ) -> Result<(Vec<ShapeCost>, Option<Session>)> {
+        let (costs, apart) = match self {
+            CostPlan::Nothing => (Vec::new(), None),
+            CostPlan::WithTheTrace(c) => {
+                let own = Some(std::process::id() as i32);
+                let sites = first_site..first_site + c.sites.len();
+                (c.run(session, |s| s.attach_sites(sites, own))?, None)
+            }
+            CostPlan::Apart(shapes) => measure(shapes, strategy)?,
+        };
+        session.set_probe_costs(&cost_table(&costs))?;
+        Ok((costs, apart))
+    }
+}
+
 /// Measures the costs of `shapes` in a session of their own, on probe's own functions in this
 /// process. The session is returned still attached: on kernels that remove probes one at a
 /// time (~0.1 s each), the trace removes it at its end with its own, not before it starts.
@@ -358,7 +420,7 @@ impl Calibration {
 }
 
 /// The `PROBE_COSTS` table for the programs.
-pub fn cost_table(costs: &[ShapeCost]) -> [u64; PROBE_COSTS_LEN as usize] {
+fn cost_table(costs: &[ShapeCost]) -> [u64; PROBE_COSTS_LEN as usize] {
     let mut table = [0; PROBE_COSTS_LEN as usize];
     for c in costs {
         table[c.shape.inside_cost_index() as usize] = c.inside_ns;
@@ -454,6 +516,27 @@ mod tests {
             assert_eq!(handling.is_emulated(), !shape.entry_stepped, "{shape:?}: {code:02x?}");
             assert_eq!(code[ret_offset as usize], 0xc3, "{shape:?}: ret at +{ret_offset}");
         }
+    }
+
+    #[test]
+    fn the_costs_are_measured_with_the_trace_only_where_its_programs_time_every_call() {
+        let shapes = [SpanShape::ALL[1], SpanShape::ALL[0], SpanShape::ALL[1]];
+        let latency = Calibration::PROGRAMS;
+        match CostPlan::choose(&shapes, latency, true, 3).unwrap() {
+            CostPlan::WithTheTrace(c) => {
+                // One entry and one exit site per distinct shape, in slots after the trace's 3.
+                assert_eq!((c.sites.len(), c.first_slot, c.shapes.len()), (4, 3, 2));
+                assert!(c.sites.iter().all(|s| LatencyCookie::decode(s.cookie).slot >= 3));
+            }
+            _ => panic!("latency's programs, no filter: calibrated with the trace"),
+        }
+        let plan = CostPlan::choose(&shapes, latency, false, 3).unwrap();
+        assert!(matches!(&plan, CostPlan::Apart(s) if s.len() == 3), "a filter applies to every site");
+        assert_eq!((plan.sites().len(), plan.slots()), (0, 0));
+        let other = <crate::measure::fake::Calls as Aggregate>::PROGRAMS;
+        assert!(matches!(CostPlan::choose(&shapes, other, true, 3).unwrap(), CostPlan::Apart(_)));
+        let none = CostPlan::choose(&[], latency, true, 3).unwrap();
+        assert!(matches!(none, CostPlan::Nothing) && none.sites().is_empty() && none.slots() == 0);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The tracing run shared by every command: hold or find the process, attach, wait for the
 //! end (target exit, -d, Ctrl-C, SIGTERM) while printing -i tables, then detach and print.
-use crate::calibrate::{self, Calibration};
+use crate::calibrate::CostPlan;
 use crate::error::user;
 use crate::features::{AttachStrategy, Kernel};
 use crate::interrupt;
@@ -28,11 +28,34 @@ pub fn run<K: Measure>(job: Job, options: &RunOptions) -> Result<()> {
     run_kind::<WithInlined<K>>(job, options)
 }
 
+/// The run in its four steps: load everything while nothing is attached, then measure the
+/// probes' cost and attach, then trace until the end, then detach and say goodbye.
 fn run_kind<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
+    let prepared = prepare::<T>(job, options)?;
+    let mut tracing = attach(prepared, options)?;
+    let target_exited = tracing.trace_until_done(options)?;
+    tracing.finish(target_exited, options)
+}
+
+/// A run whose programs are loaded, its command held before its first instruction, and
+/// nothing attached yet.
+struct Prepared<T> {
+    job: Job,
+    child: Option<HeldChild>,
+    /// The process traced (`-p`, or the held `-c` command); None: every process.
+    pid: Option<i32>,
+    outputs: Vec<Box<dyn Output<T>>>,
+    session: Session,
+    costs: CostPlan,
+    strategy: AttachStrategy,
+}
+
+/// Checks what the run needs, holds the command, opens the outputs and loads the programs.
+fn prepare<T: Measure>(job: Job, options: &RunOptions) -> Result<Prepared<T>> {
     session::ensure_privileges()?;
     let kernel = Kernel::detect();
     kernel.ensure_supported()?;
-    let Job { target, sites, measured, description, unit, shapes, keying, filter, reads_memory, events } = job;
+    let target = &job.target;
     // --cgroup/--container: checked in the kernel at every hit (0: every process).
     let cgroup = target.selection.as_ref().map_or(0, |s| s.cgroup_id);
     if let Some(selection) = &target.selection {
@@ -43,7 +66,7 @@ fn run_kind<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
     let child_stdout =
         if options.json && options.output.is_none() { ChildStdout::ToStderr } else { ChildStdout::Inherit };
     // Fork before any thread exists (the runtime is built after).
-    let mut child = match &target.scope {
+    let child = match &target.scope {
         Scope::Launch { argv } => Some(HeldChild::spawn(&target.program().path, argv, child_stdout)?),
         _ => None,
     };
@@ -56,50 +79,55 @@ fn run_kind<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
     let binary = target.program().path.display().to_string();
     let scope_pid = if matches!(target.scope, Scope::AllProcesses) { None } else { pid };
     let labels: Vec<(String, String)> = target.selection.iter().map(|s| s.label()).collect();
-    let mut outputs = outputs::build::<T>(options, &measured, &binary, scope_pid, &labels)?;
-    let unit_ns = unit.map_or(1, |u| u.ns());
-    // Calibration sites are latency sites: with latency's own programs and no filter or cgroup
-    // (which would apply to them too) they are loaded with the trace's (one load, one
-    // verification); otherwise they are calibrated in a session of their own.
-    let alone = filter.is_empty() && cgroup == 0;
-    let inline = (!shapes.is_empty() && T::PROGRAMS == Calibration::PROGRAMS && alone)
-        .then(|| Calibration::plan(&shapes, measured.len() as u32))
-        .transpose()?;
-    let own_sites = inline.as_ref().map_or(&[][..], |c| &c.sites[..]);
-    let all_sites: Vec<Site> = sites.iter().chain(own_sites).cloned().collect();
-    let calibration_slots = if inline.is_some() { Calibration::SLOTS } else { 0 };
-    let slots = measured.len() as u32;
-    let (event_config, event_sources) = event_settings(events.as_ref(), slots);
+    let outputs = outputs::build::<T>(options, &job.measured, &binary, scope_pid, &labels)?;
+    let slots = job.measured.len() as u32;
+    let costs = CostPlan::choose(&job.shapes, T::PROGRAMS, job.filter.is_empty() && cgroup == 0, slots)?;
+    let all_sites: Vec<Site> = job.sites.iter().chain(costs.sites()).cloned().collect();
+    let (event_config, event_sources) = event_settings(job.events.as_ref(), slots);
     let config = |programs| LoadConfig {
         programs,
         slots,
-        keying,
-        filter,
-        calibration_slots,
-        unit_ns,
+        keying: job.keying,
+        filter: job.filter,
+        calibration_slots: costs.slots(),
+        unit_ns: job.unit.map_or(1, |u| u.ns()),
         cgroup,
         events: event_config,
         event_sources: event_sources.clone(),
-        event_buffer: event_buffer_bytes(events.as_ref()),
+        event_buffer: event_buffer_bytes(job.events.as_ref()),
     };
     let strategy = kernel.strategy();
-    warn_of_slow_detach(&kernel, strategy, sites.len());
+    warn_of_slow_detach(&kernel, strategy, job.sites.len());
     interrupt::install()?;
-    // The probes' own cost, measured on probe's own functions with their own session, is
-    // known and set before any site of the target is live.
-    let sleepable = T::PROGRAMS.with_sleepable_entries().filter(|_| reads_memory && kernel.use_sleepable());
-    let mut session = load(&all_sites, T::PROGRAMS, sleepable, config, strategy, &kernel)?;
-    let (costs, calibration) = match &inline {
-        Some(c) => {
-            let own = Some(std::process::id() as i32);
-            (c.run(&mut session, |s| s.attach_sites(sites.len()..all_sites.len(), own))?, None)
-        }
-        None => calibrate::measure(&shapes, strategy)?,
-    };
-    session.set_probe_costs(&calibrate::cost_table(&costs))?;
-    measured.iter().for_each(|m| m.resolution.settle(&costs));
+    let sleepable = T::PROGRAMS.with_sleepable_entries().filter(|_| job.reads_memory && kernel.use_sleepable());
+    let session = load(&all_sites, T::PROGRAMS, sleepable, config, strategy, &kernel)?;
+    Ok(Prepared { job, child, pid, outputs, session, costs, strategy })
+}
+
+/// A run whose probes are live (or that was interrupted while attaching) and whose command
+/// runs.
+struct Tracing<T> {
+    job: Job,
+    child: Option<HeldChild>,
+    pid: Option<i32>,
+    session: Session,
+    /// The calibration's own session, when it had one: removed with the trace's.
+    calibration: Option<Session>,
+    feed: Feed<T>,
+    /// The calls sent one by one, read on a thread of their own, and how they are printed.
+    events: Option<(EventReader, EventFormat)>,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// Measures the probes' own cost, attaches the sites, says so and lets the command start.
+fn attach<T: Measure>(prepared: Prepared<T>, options: &RunOptions) -> Result<Tracing<T>> {
+    let Prepared { job, mut child, pid, outputs, mut session, costs, strategy } = prepared;
+    // The probes' own cost, measured on probe's own functions, is known and set before any
+    // site of the target is live.
+    let (costs, calibration) = costs.run(&mut session, job.sites.len(), strategy)?;
+    job.measured.iter().for_each(|m| m.resolution.settle(&costs));
     if !interrupt::requested() {
-        session.attach_sites(0..sites.len(), pid)?;
+        session.attach_sites(0..job.sites.len(), pid)?;
     }
     crate::session::warm_up::stop();
     if child.is_some() && interrupt::requested() {
@@ -109,70 +137,91 @@ fn run_kind<T: Measure>(job: Job, options: &RunOptions) -> Result<()> {
     }
     // After Ctrl-C while attaching there is no "tracing" line: the run ends at once.
     if !interrupt::requested() {
-        announce(&target, pid, &description, &sites, &costs);
+        announce(&job.target, pid, &job.description, &job.sites, &costs);
     }
-    // The calls sent one by one, read on a thread of their own from now on.
-    let mut reader = match (session.take_events(), &events) {
-        (Some(maps), Some(plan)) => {
-            if plan.every_call {
-                eprintln!(
-                    "probe: --events: every call goes through the ring buffer and becomes a line (a few \
-                     microseconds of probe's work each); calls it cannot take are counted as dropped; \
-                     --slower-than DURATION sends only the slow ones"
-                );
-            }
-            let names: Vec<String> = measured.iter().map(|m| m.function.clone()).collect();
-            let unit = unit.unwrap_or(crate::shared::Unit::Us);
-            let format = EventFormat::new(options.json, unit, &names, plan, &target.program().source);
-            Some((EventReader::start(maps, format.clone()), format))
-        }
-        _ => None,
-    };
+    let events = start_events(&mut session, &job, options);
     // Released after that line, so it always comes before anything the command prints.
     if let Some(c) = child.as_mut() {
         c.release()?;
     }
-
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let refresh_requests = outputs.iter_mut().find_map(|o| o.take_refresh_requests());
     // --by caller: return addresses are named from the processes' memory maps, read while
     // they run.
-    let callers = [KEY_CALLER, KEY_STACK].contains(&keying.by_key).then(|| Callers::new(&target.program().source));
-    let mut feed = Feed { started: Instant::now(), drained: Vec::new(), pending: Vec::new(), outputs, callers };
-    let target_exited = runtime.block_on(async {
-        feed.start()?;
-        let target_exited = trace_until_done(&mut session, pid, options, &mut feed, refresh_requests).await?;
-        let last = session.drain_final().await?;
-        // Every event of a call in the tables is printed before them, then what was dropped.
-        if let Some((reader, format)) = reader.take() {
-            let (printed, maps) = reader.finish()?;
-            let dropped = maps.dropped(slots)?;
-            let summary = format.summary(&printed, &dropped);
-            let mut out = std::io::stdout().lock();
-            let _ =
-                std::io::Write::write_all(&mut out, summary.as_bytes()).and_then(|_| std::io::Write::flush(&mut out));
-            let lost: u64 = dropped.iter().sum();
-            if lost > 0 {
-                eprintln!(
-                    "probe: warning: {lost} events dropped: the ring buffer was full (the calls are in the tables); \
-                     a higher --slower-than sends fewer"
-                );
+    let program = &job.target.program().source;
+    let callers = [KEY_CALLER, KEY_STACK].contains(&job.keying.by_key).then(|| Callers::new(program));
+    let feed = Feed { started: Instant::now(), drained: Vec::new(), pending: Vec::new(), outputs, callers };
+    Ok(Tracing { job, child, pid, session, calibration, feed, events, runtime })
+}
+
+/// `--slower-than`/`--events`: the reader of the calls sent one by one, from now on.
+fn start_events(session: &mut Session, job: &Job, options: &RunOptions) -> Option<(EventReader, EventFormat)> {
+    let (maps, plan) = (session.take_events()?, job.events.as_ref()?);
+    if plan.every_call {
+        eprintln!(
+            "probe: --events: every call goes through the ring buffer and becomes a line (a few \
+             microseconds of probe's work each); calls it cannot take are counted as dropped; \
+             --slower-than DURATION sends only the slow ones"
+        );
+    }
+    let names: Vec<String> = job.measured.iter().map(|m| m.function.clone()).collect();
+    let unit = job.unit.unwrap_or(crate::shared::Unit::Us);
+    let format = EventFormat::new(options.json, unit, &names, plan, &job.target.program().source);
+    Some((EventReader::start(maps, format.clone()), format))
+}
+
+impl<T: Measure> Tracing<T> {
+    /// Feeds the outputs until the end (target exit, -d, Ctrl-C, SIGTERM), then the last
+    /// drain: the events of the calls in the tables first, then the final tables. Returns
+    /// whether the target exited.
+    fn trace_until_done(&mut self, options: &RunOptions) -> Result<bool> {
+        let Tracing { session, feed, events, pid, job, runtime, .. } = self;
+        let refresh_requests = feed.outputs.iter_mut().find_map(|o| o.take_refresh_requests());
+        runtime.block_on(async {
+            feed.start()?;
+            let target_exited = trace_until_done(session, *pid, options, feed, refresh_requests).await?;
+            let last = session.drain_final().await?;
+            // Every event of a call in the tables is printed before them, then what was dropped.
+            if let Some((reader, format)) = events.take() {
+                print_events_summary(reader, &format, job.measured.len() as u32)?;
             }
+            feed.finish(last)?;
+            anyhow::Ok(target_exited)
+        })
+    }
+
+    /// Detaches, collects the command, and keeps serving the final numbers where an output
+    /// outlives the target.
+    fn finish(self, target_exited: bool, options: &RunOptions) -> Result<()> {
+        let Tracing { child, session, calibration, feed, runtime, .. } = self;
+        let removal = finish_detach(session, calibration)?;
+        if !removal.is_empty() {
+            eprintln!("probe: {}", removal.trim_start_matches("; "));
         }
-        feed.finish(last)?;
-        anyhow::Ok(target_exited)
-    })?;
-    let removal = finish_detach(session, calibration)?;
-    if !removal.is_empty() {
-        eprintln!("probe: {}", removal.trim_start_matches("; "));
+        if let Some(c) = child {
+            c.reap_if_exited();
+        }
+        if target_exited && feed.outputs.iter().any(|o| o.outlives_target()) {
+            let left = options.duration.map(|d| d.saturating_sub(feed.started.elapsed()));
+            eprintln!("probe: the target exited; still serving its final numbers until Ctrl-C, SIGTERM or -d");
+            runtime.block_on(until_stopped(left))?;
+        }
+        Ok(())
     }
-    if let Some(c) = child {
-        c.reap_if_exited();
-    }
-    if target_exited && feed.outputs.iter().any(|o| o.outlives_target()) {
-        let left = options.duration.map(|d| d.saturating_sub(feed.started.elapsed()));
-        eprintln!("probe: the target exited; still serving its final numbers until Ctrl-C, SIGTERM or -d");
-        runtime.block_on(until_stopped(left))?;
+}
+
+/// The events' last lines: what was printed and, on stderr, what the ring buffer dropped.
+fn print_events_summary(reader: EventReader, format: &EventFormat, slots: u32) -> Result<()> {
+    let (printed, maps) = reader.finish()?;
+    let dropped = maps.dropped(slots)?;
+    let summary = format.summary(&printed, &dropped);
+    let mut out = std::io::stdout().lock();
+    let _ = std::io::Write::write_all(&mut out, summary.as_bytes()).and_then(|_| std::io::Write::flush(&mut out));
+    let lost: u64 = dropped.iter().sum();
+    if lost > 0 {
+        eprintln!(
+            "probe: warning: {lost} events dropped: the ring buffer was full (the calls are in the tables); \
+             a higher --slower-than sends fewer"
+        );
     }
     Ok(())
 }
