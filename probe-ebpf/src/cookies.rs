@@ -227,7 +227,7 @@ pub fn stack_check_taken_arm64(pstate: u64) -> bool {
 /// What a latency attach site is, carried in its cookie. Layout: bits 0..24 slot, bit 24 exit,
 /// bit 25 Go (key by goroutine), bit 26 uretprobe (SP is 8 above the entry's), bit 27 the entry
 /// is a Go stack-check branch (`stack_check_taken`), bit 28 the entry's instruction is
-/// single-stepped.
+/// single-stepped, bit 29 the site is probe's own calibration function (`raw`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LatencyCookie {
     pub slot: u32,
@@ -236,6 +236,9 @@ pub struct LatencyCookie {
     pub uretprobe: bool,
     pub stack_check: bool,
     pub entry_stepped: bool,
+    /// Durations recorded as measured, nothing subtracted: probe's calibration sites, whose
+    /// durations are the probes' cost being measured while the trace's are corrected by it.
+    pub raw: bool,
 }
 
 impl LatencyCookie {
@@ -246,6 +249,7 @@ impl LatencyCookie {
             | (self.uretprobe as u64) << 26
             | (self.stack_check as u64) << 27
             | (self.entry_stepped as u64) << 28
+            | (self.raw as u64) << 29
     }
 
     #[inline(always)]
@@ -257,6 +261,7 @@ impl LatencyCookie {
             uretprobe: cookie & (1 << 26) != 0,
             stack_check: cookie & (1 << 27) != 0,
             entry_stepped: cookie & (1 << 28) != 0,
+            raw: cookie & (1 << 29) != 0,
         }
     }
 }
@@ -331,7 +336,15 @@ mod tests {
     #[test]
     fn latency_cookie_round_trips() {
         for c in [
-            LatencyCookie { slot: 0, exit: false, go: true, uretprobe: false, stack_check: true, entry_stepped: false },
+            LatencyCookie {
+                slot: 0,
+                exit: false,
+                go: true,
+                uretprobe: false,
+                stack_check: true,
+                entry_stepped: false,
+                raw: true,
+            },
             LatencyCookie {
                 slot: 999,
                 exit: true,
@@ -339,6 +352,7 @@ mod tests {
                 uretprobe: true,
                 stack_check: false,
                 entry_stepped: true,
+                raw: false,
             },
         ] {
             assert_eq!(LatencyCookie::decode(c.encode()), c);

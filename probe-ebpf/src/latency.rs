@@ -577,7 +577,10 @@ fn on_matched_exit(
         // total grew by; a total that went backwards was evicted: count nothing.
         let nested = if hits_now >= top.hits_ns { hits_now - top.hits_ns } else { 0 };
         let raw = now.wrapping_sub(top.entry_ns);
-        let ns = raw.saturating_sub(probe_cost(shape.inside_cost_index(), now).saturating_add(nested));
+        // Probe's calibration sites measure the cost itself: nothing taken out (a mask, not a
+        // branch: the verifier follows one path).
+        let keep = (site.cookie.raw as u64).wrapping_sub(1);
+        let ns = raw.saturating_sub(probe_cost(shape.inside_cost_index(), now).saturating_add(nested) & keep);
         let passed = match filter_verdict(regs, Phase::Exit, ns as i64) {
             Verdict::Pass => {
                 aggregates.record(site, regs, ns, raw - ns);

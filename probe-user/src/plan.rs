@@ -291,7 +291,7 @@ pub fn latency_plan(
     let cookie = |exit: bool| {
         let uretprobe = exit && shape.uretprobe;
         let (stack_check, entry_stepped) = (entry.stack_check, shape.entry_stepped);
-        LatencyCookie { slot, exit, go, uretprobe, stack_check, entry_stepped }.encode()
+        LatencyCookie { slot, exit, go, uretprobe, stack_check, entry_stepped, raw: false }.encode()
     };
     let mut sites = vec![Site {
         path: binary.source.clone(),

@@ -1,6 +1,6 @@
 //! The tracing run shared by every command: hold or find the process, attach, wait for the
 //! end (target exit, -d, Ctrl-C, SIGTERM) while printing -i tables, then detach and print.
-use crate::calibrate::CostPlan;
+use crate::calibrate::{CostPlan, CostWatch};
 use crate::error::user;
 use crate::features::{AttachStrategy, Kernel};
 use crate::interrupt;
@@ -113,6 +113,8 @@ struct Tracing<T> {
     session: Session,
     /// The calibration's own session, when it had one: removed with the trace's.
     calibration: Option<Session>,
+    /// Measures the probes' cost again while the trace runs: the tables' resolution.
+    cost_watch: Option<CostWatch>,
     feed: Feed<T>,
     /// The calls sent one by one, read on a thread of their own, and how they are printed.
     events: Option<(EventReader, EventFormat)>,
@@ -124,21 +126,25 @@ fn attach<T: Measure>(prepared: Prepared<T>, options: &RunOptions) -> Result<Tra
     let Prepared { job, mut child, pid, outputs, mut session, costs, strategy } = prepared;
     // The probes' own cost, measured on probe's own functions, is known and set before any
     // site of the target is live.
-    let (costs, calibration) = costs.run(&mut session, job.sites.len(), strategy)?;
-    job.measured.iter().for_each(|m| m.resolution.settle(&costs));
+    let calibrated = costs.run(&mut session, job.sites.len(), strategy)?;
+    job.measured.iter().for_each(|m| m.resolution.settle(&calibrated.costs));
     if !interrupt::requested() {
         session.attach_sites(0..job.sites.len(), pid)?;
     }
     crate::session::warm_up::stop();
     if child.is_some() && interrupt::requested() {
         // Never start the command half traced; dropping the held child ends it unstarted.
-        let removal = finish_detach(session, calibration)?;
+        let removal = finish_detach(session, calibrated.apart)?;
         return Err(user(format!("Ctrl-C while attaching: the command was not started{removal}")));
     }
     // After Ctrl-C while attaching there is no "tracing" line: the run ends at once.
+    let mut cost_watch = None;
     if !interrupt::requested() {
-        announce(&job.target, pid, &job.description, &job.sites, &costs);
+        announce(&job.target, pid, &job.description, &job.sites, &calibrated.costs);
+        let resolutions = job.measured.iter().map(|m| m.resolution.clone()).collect();
+        cost_watch = calibrated.watch(&session, resolutions)?;
     }
+    let calibration = calibrated.apart;
     let events = start_events(&mut session, &job, options);
     // Released after that line, so it always comes before anything the command prints.
     if let Some(c) = child.as_mut() {
@@ -150,7 +156,7 @@ fn attach<T: Measure>(prepared: Prepared<T>, options: &RunOptions) -> Result<Tra
     let program = &job.target.program().source;
     let callers = [KEY_CALLER, KEY_STACK].contains(&job.keying.by_key).then(|| Callers::new(program));
     let feed = Feed { started: Instant::now(), drained: Vec::new(), pending: Vec::new(), outputs, callers };
-    Ok(Tracing { job, child, pid, session, calibration, feed, events, runtime })
+    Ok(Tracing { job, child, pid, session, calibration, cost_watch, feed, events, runtime })
 }
 
 /// `--slower-than`/`--events`: the reader of the calls sent one by one, from now on.
@@ -174,11 +180,15 @@ impl<T: Measure> Tracing<T> {
     /// drain: the events of the calls in the tables first, then the final tables. Returns
     /// whether the target exited.
     fn trace_until_done(&mut self, options: &RunOptions) -> Result<bool> {
-        let Tracing { session, feed, events, pid, job, runtime, .. } = self;
+        let Tracing { session, feed, events, pid, job, runtime, cost_watch, .. } = self;
         let refresh_requests = feed.outputs.iter_mut().find_map(|o| o.take_refresh_requests());
         runtime.block_on(async {
             feed.start()?;
             let target_exited = trace_until_done(session, *pid, options, feed, refresh_requests).await?;
+            // The resolution is final before the final tables.
+            if let Some(watch) = cost_watch.take() {
+                watch.stop();
+            }
             let last = session.drain_final().await?;
             // Every event of a call in the tables is printed before them, then what was dropped.
             if let Some((reader, format)) = events.take() {

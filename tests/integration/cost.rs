@@ -110,6 +110,8 @@ fn check_against_truth(target: &Path, functions: &[(&str, &str, &str)]) {
         if pending.is_empty() {
             return;
         }
+        // Shown with --nocapture: how often a first attempt misses is worth knowing.
+        eprintln!("attempt {} missed {pending:?}:\n{}", attempt + 1, report.join("\n"));
     }
     panic!("corrected medians off the functions' own: {pending:?}\n{}", report.join("\n"));
 }

@@ -43,8 +43,8 @@ pub fn run() -> Result<()> {
     }
     println!("self-test: {CALLS} calls traced, {count} counted, values sum {sum}: ok");
     println!("probe costs on this kernel (calibrated now; latency subtracts them, --raw does not):");
-    let (costs, _session) = calibrate::measure(&SpanShape::ALL, strategy)?;
-    for c in costs {
+    let calibrated = calibrate::measure(&SpanShape::ALL, strategy)?;
+    for c in calibrated.costs {
         let entry = if c.shape.entry_stepped { "single-stepped entry" } else { "emulated entry" };
         let exit = if c.shape.uretprobe { "uretprobe" } else { "RET probe" };
         let exit = if c.shape.go { format!("{exit} (Go)") } else { exit.to_string() };

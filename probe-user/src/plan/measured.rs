@@ -2,6 +2,7 @@
 //! resolution is settled here once the probes' costs are calibrated.
 use crate::shared::Unit;
 use probe_ebpf::SpanShape;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// What was measured at a traced function, for labels and JSON.
@@ -27,6 +28,11 @@ pub struct Resolution {
     /// How its calls are bracketed by probes (None: not latency).
     pub shape: Option<SpanShape>,
     spreads: Arc<OnceLock<Spreads>>,
+    /// How far the probes' cost was seen to move while the trace ran (`calibrate::watch`): the
+    /// inside cost of this shape from the one subtracted, in ns, and a probed call's cost
+    /// relative to its own (as f64 bits); either widens the resolution.
+    drift_ns: Arc<AtomicU64>,
+    hit_relative_drift: Arc<AtomicU64>,
 }
 
 /// The calibrated cost inside this function's calls and its spread, and the spread of a probed
@@ -40,7 +46,15 @@ pub struct Spreads {
 
 impl Resolution {
     pub fn of_shape(shape: SpanShape) -> Resolution {
-        Resolution { shape: Some(shape), spreads: Arc::default() }
+        Resolution { shape: Some(shape), ..Resolution::default() }
+    }
+
+    /// Widens it by what the cost was seen to do since start-up: `drift_ns` the inside cost of
+    /// this function's shape, `hit_relative_drift` a probed call's cost of any shape.
+    pub fn widen(&self, drift_ns: u64, hit_relative_drift: f64) {
+        self.drift_ns.fetch_max(drift_ns, Ordering::Relaxed);
+        // Non-negative f64s order as their bits do.
+        self.hit_relative_drift.fetch_max(hit_relative_drift.max(0.0).to_bits(), Ordering::Relaxed);
     }
 
     /// Settles it from the calibrated costs of every shape in use: this function's own, and
@@ -65,7 +79,9 @@ impl Resolution {
             return 0;
         }
         let nested = subtracted_per_call_ns.saturating_sub(s.inside_ns) as f64;
-        s.inside_spread_ns + (nested * s.hit_relative_spread).round() as u64
+        let inside = s.inside_spread_ns.max(self.drift_ns.load(Ordering::Relaxed));
+        let hit_relative = s.hit_relative_spread.max(f64::from_bits(self.hit_relative_drift.load(Ordering::Relaxed)));
+        inside + (nested * hit_relative).round() as u64
     }
 }
 
@@ -125,5 +141,26 @@ impl InlinedSites {
         };
         line.push('\n');
         line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cost_seen_to_stray_widens_the_resolution_of_every_copy() {
+        let shape = SpanShape::ALL[1];
+        let resolution = Resolution::of_shape(shape);
+        let shown = resolution.clone(); // what an output holds
+        let cost = ShapeCost { shape, inside_ns: 9_200, hit_ns: 10_400, inside_spread_ns: 512, hit_spread_ns: 1_040 };
+        resolution.settle(&[cost]);
+        assert_eq!(shown.of_calls(9_200), 512);
+        assert_eq!(shown.of_calls(9_200 + 10 * 10_400), 512 + 10 * 1_040);
+        resolution.widen(3_700, 0.05);
+        assert_eq!(shown.of_calls(9_200), 3_700);
+        resolution.widen(1_000, 0.5); // never narrower; the callees' relative spread grows
+        assert_eq!(shown.of_calls(9_200 + 10 * 10_400), 3_700 + 10 * 5_200);
+        assert_eq!(shown.of_calls(0), 0, "nothing subtracted (--raw): nothing to resolve");
     }
 }

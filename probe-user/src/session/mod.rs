@@ -19,12 +19,14 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
 
+mod costs;
 mod drain;
 mod kind;
 mod loader;
 pub mod own;
 mod privileges;
 pub mod warm_up;
+pub use costs::{CalibrationRecords, ProbeCosts};
 pub use drain::{Keyed, KindMaps};
 pub use kind::{Aggregate, KeyedMap, Programs};
 pub use privileges::{ensure_privileges, privileged};
@@ -246,6 +248,20 @@ impl Session {
             self.probe_costs.set(i as u32, *cost, 0).context("writing the probe costs")?;
         }
         Ok(())
+    }
+
+    /// Another handle on what latency's calibration slots record, for a thread of its own.
+    pub fn calibration_records(&self) -> Result<CalibrationRecords> {
+        match &self.maps.stats {
+            Map::PerCpuArray(data) => CalibrationRecords::new(data),
+            _ => anyhow::bail!("calibration records: not latency's programs"),
+        }
+    }
+
+    /// Another handle on the costs the programs subtract, for a thread of its own.
+    pub fn probe_costs(&self) -> Result<ProbeCosts> {
+        use aya::maps::IterableMap;
+        ProbeCosts::new(self.probe_costs.map())
     }
 
     /// Roughly how long `detach` will take: nothing for uprobe_multi links, an RCU grace

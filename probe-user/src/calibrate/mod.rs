@@ -19,7 +19,7 @@ use crate::arch::Handling;
 use crate::features::AttachStrategy;
 use crate::histogram::ns_histogram;
 use crate::plan::Keying;
-use crate::plan::{ShapeCost, Site, SiteKind};
+use crate::plan::{Resolution, ShapeCost, Site, SiteKind};
 use crate::session::{Aggregate, Programs};
 use crate::session::{LoadConfig, Session};
 use anyhow::{bail, Result};
@@ -27,6 +27,9 @@ use probe_ebpf::{
     fine_bucket, fine_bucket_range, Filter, LatencyCookie, LatencyStats, SpanShape, FINE_BUCKETS, PROBE_COSTS_LEN,
 };
 use std::time::Instant;
+
+mod watch;
+pub use watch::CostWatch;
 
 // One function per shape. An emulated entry is `push %rbp` (the C and Go >= 1.21 prologue), a
 // single-stepped one `mov` (any other instruction costs the same second trap); the exit is the
@@ -259,34 +262,50 @@ impl CostPlan {
     }
 
     /// Measures the costs and sets them in `session` (loaded with `self.sites()` from
-    /// `first_site` on), before any of the trace's sites is attached. Returns the costs, and
-    /// the calibration's own session when it has one: still attached (see `measure`).
-    pub fn run(
-        &self,
-        session: &mut Session,
-        first_site: usize,
-        strategy: AttachStrategy,
-    ) -> Result<(Vec<ShapeCost>, Option<Session>)> {
-        let (costs, apart) = match self {
-            CostPlan::Nothing => (Vec::new(), None),
+    /// `first_site` on), before any of the trace's sites is attached.
+    pub fn run(self, session: &mut Session, first_site: usize, strategy: AttachStrategy) -> Result<Calibrated> {
+        let calibrated = match self {
+            CostPlan::Nothing => Calibrated::default(),
             CostPlan::WithTheTrace(c) => {
                 let own = Some(std::process::id() as i32);
                 let sites = first_site..first_site + c.sites.len();
-                (c.run(session, |s| s.attach_sites(sites, own))?, None)
+                c.run(session, |s| s.attach_sites(sites, own))?
             }
-            CostPlan::Apart(shapes) => measure(shapes, strategy)?,
+            CostPlan::Apart(shapes) => measure(&shapes, strategy)?,
         };
-        session.set_probe_costs(&cost_table(&costs))?;
-        Ok((costs, apart))
+        session.set_probe_costs(&cost_table(&calibrated.costs))?;
+        Ok(calibrated)
+    }
+}
+
+/// What a calibration measured, and what it needs to keep measuring while the trace runs.
+#[derive(Default)]
+pub struct Calibrated {
+    pub costs: Vec<ShapeCost>,
+    /// The calibration's own session, when it has one: still attached (see `measure`).
+    pub apart: Option<Session>,
+    /// Each calibrated shape's slot and untraced time.
+    probed: Vec<watch::Probed>,
+}
+
+impl Calibrated {
+    /// Watches the costs while the trace runs (`watch.rs`), widening `resolutions` by what
+    /// they do; `session`: the trace's. Nothing to watch without calibration.
+    pub fn watch(&self, session: &Session, resolutions: Vec<Resolution>) -> Result<Option<CostWatch>> {
+        if self.probed.is_empty() {
+            return Ok(None);
+        }
+        let records = self.apart.as_ref().unwrap_or(session).calibration_records()?;
+        Ok(Some(CostWatch::start(&self.probed, &self.costs, (records, session.probe_costs()?), resolutions)))
     }
 }
 
 /// Measures the costs of `shapes` in a session of their own, on probe's own functions in this
 /// process. The session is returned still attached: on kernels that remove probes one at a
 /// time (~0.1 s each), the trace removes it at its end with its own, not before it starts.
-pub fn measure(shapes: &[SpanShape], strategy: AttachStrategy) -> Result<(Vec<ShapeCost>, Option<Session>)> {
+pub fn measure(shapes: &[SpanShape], strategy: AttachStrategy) -> Result<Calibrated> {
     if shapes.is_empty() {
-        return Ok((Vec::new(), None));
+        return Ok(Calibrated::default());
     }
     let calibration = Calibration::plan(shapes, 0)?;
     let config = LoadConfig {
@@ -303,8 +322,8 @@ pub fn measure(shapes: &[SpanShape], strategy: AttachStrategy) -> Result<(Vec<Sh
     };
     let mut session = Session::load(&calibration.sites, config, strategy)?;
     let own = std::process::id() as i32;
-    let costs = calibration.run(&mut session, |s| s.attach_sites(0..calibration.sites.len(), Some(own)))?;
-    Ok((costs, Some(session)))
+    let calibrated = calibration.run(&mut session, |s| s.attach_sites(0..calibration.sites.len(), Some(own)))?;
+    Ok(Calibrated { apart: Some(session), ..calibrated })
 }
 
 /// The calibration sites of the shapes in use.
@@ -343,6 +362,7 @@ impl Calibration {
                     uretprobe,
                     stack_check: false,
                     entry_stepped: shape.entry_stepped,
+                    raw: true,
                 }
                 .encode()
             };
@@ -366,17 +386,13 @@ impl Calibration {
     }
 
     /// Measures each shape's costs. `attach` attaches this calibration's sites (in this process
-    /// only); the programs must be subtracting nothing yet.
-    pub fn run(
-        &self,
-        session: &mut Session,
-        attach: impl FnOnce(&mut Session) -> Result<()>,
-    ) -> Result<Vec<ShapeCost>> {
+    /// only); their cookies say `raw`, so nothing is subtracted from them.
+    pub fn run(&self, session: &mut Session, attach: impl FnOnce(&mut Session) -> Result<()>) -> Result<Calibrated> {
         let untraced: Vec<u64> =
             self.shapes.iter().map(|&s| (0..ROUNDS).map(|_| median_call_ns(s)).min().unwrap_or(0)).collect();
         attach(session)?;
         if crate::interrupt::requested() {
-            return Ok(Vec::new()); // Ctrl-C while attaching: the run ends, nothing to calibrate
+            return Ok(Calibrated::default()); // Ctrl-C while attaching: the run ends, nothing to calibrate
         }
         let mut costs = Vec::with_capacity(self.shapes.len());
         for (i, (&shape, &untraced)) in self.shapes.iter().zip(&untraced).enumerate() {
@@ -392,7 +408,7 @@ impl Calibration {
                 let before: LatencyStats = session.peek_slot(slot)?;
                 let mut times = call_times(shape);
                 let after: LatencyStats = session.peek_slot(slot)?;
-                let round = recorded_round(&before, &after, shape)?;
+                let round = recorded_round(&before, &after, shape, CALLS)?;
                 typical.push(typical_ns(&round, after.sum_ns - before.sum_ns));
                 recorded.iter_mut().zip(round).for_each(|(all, r)| *all += r);
                 times.sort_unstable();
@@ -415,7 +431,14 @@ impl Calibration {
             let inside_spread_ns = (inside.value_at_quantile(0.9) - inside.value_at_quantile(0.1)).max(high - low + 1);
             costs.push(ShapeCost { shape, inside_ns, hit_ns, inside_spread_ns, hit_spread_ns: spread(&all_calls) });
         }
-        Ok(costs)
+        let probed = self
+            .shapes
+            .iter()
+            .zip(&untraced)
+            .enumerate()
+            .map(|(i, (&shape, &untraced_ns))| watch::Probed { shape, slot: self.first_slot + i as u32, untraced_ns })
+            .collect();
+        Ok(Calibrated { costs, apart: None, probed })
     }
 }
 
@@ -463,20 +486,30 @@ enum Typical {
     Quantile(u64),
 }
 
+impl Typical {
+    fn ns(self) -> u64 {
+        match self {
+            Typical::Mean(ns) | Typical::Quantile(ns) => ns,
+        }
+    }
+}
+
 /// The lowest of the rounds' means, or without any, of their quantiles.
 fn lowest(rounds: &[Typical]) -> u64 {
-    let ns = |t: &Typical| match *t {
-        Typical::Mean(ns) | Typical::Quantile(ns) => ns,
-    };
-    rounds.iter().min().map_or(0, ns)
+    rounds.iter().min().map_or(0, |t| t.ns())
 }
 
 /// The durations (fine buckets) the programs recorded between two readings of a calibration
 /// slot, which must have recorded exactly one round of calls.
-fn recorded_round(before: &LatencyStats, after: &LatencyStats, shape: SpanShape) -> Result<[u64; FINE_BUCKETS]> {
+fn recorded_round(
+    before: &LatencyStats,
+    after: &LatencyStats,
+    shape: SpanShape,
+    calls: usize,
+) -> Result<[u64; FINE_BUCKETS]> {
     let recorded = after.in_unit.count - before.in_unit.count;
-    if recorded != CALLS as u64 {
-        bail!("calibration: {CALLS} calls of probe's own {shape:?} function were recorded {recorded} times");
+    if recorded != calls as u64 {
+        bail!("calibration: {calls} calls of probe's own {shape:?} function were recorded {recorded} times");
     }
     let mut fine = after.fine;
     for (f, b) in fine.iter_mut().zip(before.fine.iter()) {
