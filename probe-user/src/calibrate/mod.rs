@@ -96,68 +96,6 @@ std::arch::global_asm!(
     "pop %r14",
     "ret",
     ".size probe_cal_go_call, . - probe_cal_go_call",
-    // probe_cal_outer(v, f, k): f(v) k times (k >= 1), as a traced caller of traced calls
-    // would; its entry is emulated (`push %rbp`), its `ret` at probe_cal_outer_ret.
-    ".p2align 4",
-    ".globl probe_cal_outer",
-    ".type probe_cal_outer, @function",
-    "probe_cal_outer:",
-    "push %rbp",
-    "push %rbx",
-    "push %r12",
-    "push %r13",
-    "mov %rdi, %rbx",
-    "mov %rsi, %r12",
-    "mov %rdx, %r13",
-    "1:",
-    "mov %rbx, %rdi",
-    "call *%r12",
-    "dec %r13",
-    "jnz 1b",
-    "pop %r13",
-    "pop %r12",
-    "pop %rbx",
-    "pop %rbp",
-    ".globl probe_cal_outer_ret",
-    "probe_cal_outer_ret:",
-    "ret",
-    ".size probe_cal_outer, . - probe_cal_outer",
-    // The same for Go's shapes, a function of its own: its probes take the Go path.
-    ".p2align 4",
-    ".globl probe_cal_go_outer",
-    ".type probe_cal_go_outer, @function",
-    "probe_cal_go_outer:",
-    "push %rbp",
-    "push %rbx",
-    "push %r12",
-    "push %r13",
-    "mov %rdi, %rbx",
-    "mov %rsi, %r12",
-    "mov %rdx, %r13",
-    "1:",
-    "mov %rbx, %rdi",
-    "call *%r12",
-    "dec %r13",
-    "jnz 1b",
-    "pop %r13",
-    "pop %r12",
-    "pop %rbx",
-    "pop %rbp",
-    ".globl probe_cal_go_outer_ret",
-    "probe_cal_go_outer_ret:",
-    "ret",
-    ".size probe_cal_go_outer, . - probe_cal_go_outer",
-    // probe_cal_go_outer_call(v, f, k): probe_cal_go_outer(v, f, k) with R14 = &PROBE_CAL_FAKE_G.
-    ".p2align 4",
-    ".globl probe_cal_go_outer_call",
-    ".type probe_cal_go_outer_call, @function",
-    "probe_cal_go_outer_call:",
-    "push %r14",
-    "lea PROBE_CAL_FAKE_G(%rip), %r14",
-    "call probe_cal_go_outer",
-    "pop %r14",
-    "ret",
-    ".size probe_cal_go_outer_call, . - probe_cal_go_outer_call",
     ".popsection",
     options(att_syntax)
 );
@@ -221,64 +159,6 @@ std::arch::global_asm!(
     "ldp x28, x30, [sp], #16",
     "ret",
     ".size probe_cal_go_call, . - probe_cal_go_call",
-    // probe_cal_outer(v, f, k): f(v) k times (k >= 1), its entry the emulated branch.
-    ".p2align 4",
-    ".globl probe_cal_outer",
-    ".type probe_cal_outer, @function",
-    "probe_cal_outer:",
-    "b .+4",
-    "stp x29, x30, [sp, #-48]!",
-    "stp x19, x20, [sp, #16]",
-    "str x21, [sp, #32]",
-    "mov x19, x0",
-    "mov x20, x1",
-    "mov x21, x2",
-    "1:",
-    "mov x0, x19",
-    "blr x20",
-    "subs x21, x21, #1",
-    "b.ne 1b",
-    "ldr x21, [sp, #32]",
-    "ldp x19, x20, [sp, #16]",
-    "ldp x29, x30, [sp], #48",
-    ".globl probe_cal_outer_ret",
-    "probe_cal_outer_ret:",
-    "ret",
-    ".size probe_cal_outer, . - probe_cal_outer",
-    ".p2align 4",
-    ".globl probe_cal_go_outer",
-    ".type probe_cal_go_outer, @function",
-    "probe_cal_go_outer:",
-    "b .+4",
-    "stp x29, x30, [sp, #-48]!",
-    "stp x19, x20, [sp, #16]",
-    "str x21, [sp, #32]",
-    "mov x19, x0",
-    "mov x20, x1",
-    "mov x21, x2",
-    "1:",
-    "mov x0, x19",
-    "blr x20",
-    "subs x21, x21, #1",
-    "b.ne 1b",
-    "ldr x21, [sp, #32]",
-    "ldp x19, x20, [sp, #16]",
-    "ldp x29, x30, [sp], #48",
-    ".globl probe_cal_go_outer_ret",
-    "probe_cal_go_outer_ret:",
-    "ret",
-    ".size probe_cal_go_outer, . - probe_cal_go_outer",
-    ".p2align 4",
-    ".globl probe_cal_go_outer_call",
-    ".type probe_cal_go_outer_call, @function",
-    "probe_cal_go_outer_call:",
-    "stp x28, x30, [sp, #-16]!",
-    "adrp x28, PROBE_CAL_FAKE_G",
-    "add x28, x28, :lo12:PROBE_CAL_FAKE_G",
-    "bl probe_cal_go_outer",
-    "ldp x28, x30, [sp], #16",
-    "ret",
-    ".size probe_cal_go_outer_call, . - probe_cal_go_outer_call",
     ".popsection",
 );
 
@@ -303,11 +183,6 @@ extern "C" {
     fn probe_cal_go_emulated_ret(v: u64) -> u64;
     fn probe_cal_go_stepped_ret(v: u64) -> u64;
     fn probe_cal_go_call(v: u64, f: CalFn) -> u64;
-    fn probe_cal_outer(v: u64, f: CalFn, k: u64) -> u64;
-    fn probe_cal_outer_ret();
-    fn probe_cal_go_outer(v: u64, f: CalFn, k: u64) -> u64;
-    fn probe_cal_go_outer_ret();
-    fn probe_cal_go_outer_call(v: u64, f: CalFn, k: u64) -> u64;
 }
 
 /// One call of the shape's calibration function, as the traced code would call it.
@@ -322,31 +197,6 @@ fn call(shape: SpanShape, v: u64) -> u64 {
             function(v)
         }
     }
-}
-
-/// One call of a traced caller of probe's own that calls the shape's function `k` times.
-fn call_outer(shape: SpanShape, v: u64, k: u64) -> u64 {
-    let (function, _) = function_of(shape);
-    let (v, k) = (std::hint::black_box(v), k.max(1));
-    // SAFETY: the outer functions keep the callee-saved registers they use and call `function`,
-    // which only moves a register (or pushes and pops one), `k` times.
-    unsafe {
-        if shape.go {
-            probe_cal_go_outer_call(v, function, k)
-        } else {
-            probe_cal_outer(v, function, k)
-        }
-    }
-}
-
-/// The outer function of C's or Go's shapes, and the offset of its `ret` from its start.
-fn outer_of(go: bool) -> (u64, u64) {
-    let (start, ret) = if go {
-        (probe_cal_go_outer as *const () as u64, probe_cal_go_outer_ret as *const () as u64)
-    } else {
-        (probe_cal_outer as *const () as u64, probe_cal_outer_ret as *const () as u64)
-    };
-    (start, ret - start)
 }
 
 /// Calls timed per round, after `WARM_UP` untimed ones (the first hit maps the kernel's
@@ -488,14 +338,8 @@ impl Calibration {
     /// The programs and map the calibration sites use: latency's.
     pub const PROGRAMS: Programs = LatencyStats::PROGRAMS;
 
-    /// Slots the calibration needs after the trace's own: one per shape, then one for the
-    /// calls of C's and one for Go's traced outer function.
-    pub const SLOTS: u32 = SpanShape::ALL.len() as u32 + 2;
-
-    /// The slot of the outer function of C's or Go's shapes.
-    fn outer_slot(first_slot: u32, go: bool) -> u32 {
-        first_slot + SpanShape::ALL.len() as u32 + go as u32
-    }
+    /// Slots the calibration needs after the trace's own.
+    pub const SLOTS: u32 = SpanShape::ALL.len() as u32;
 
     /// Plans probes on probe's own calibration functions for `shapes`, into slots from
     /// `first_slot` on.
@@ -505,42 +349,38 @@ impl Calibration {
         shapes.dedup();
         let exe = crate::session::own::executable()?;
         let mut sites = Vec::new();
-        let mut site = |slot, shape: SpanShape, kind, address: u64, exit: bool, handling| -> Result<()> {
-            let cookie = LatencyCookie {
-                slot,
-                exit,
-                go: shape.go,
-                uretprobe: exit && shape.uretprobe,
-                stack_check: false,
-                entry_stepped: shape.entry_stepped,
-                raw: true,
-            };
-            let file_offset = crate::session::own::file_offset_of(address)?;
-            sites.push(Site { path: exe.clone(), kind, file_offset, cookie: cookie.encode(), handling, exit });
-            Ok(())
-        };
         for (i, &shape) in shapes.iter().enumerate() {
             let slot = first_slot + i as u32;
             let (function, ret_offset) = function_of(shape);
-            let entry = function as *const () as u64;
+            let entry = crate::session::own::file_offset_of(function as *const () as u64)?;
+            let cookie = |exit: bool| {
+                let uretprobe = exit && shape.uretprobe;
+                LatencyCookie {
+                    slot,
+                    exit,
+                    go: shape.go,
+                    uretprobe,
+                    stack_check: false,
+                    entry_stepped: shape.entry_stepped,
+                    raw: true,
+                }
+                .encode()
+            };
             let handling = if shape.entry_stepped { Handling::SingleStepped } else { Handling::Emulated };
-            site(slot, shape, SiteKind::Uprobe, entry, false, handling)?;
-            if shape.uretprobe {
-                site(slot, shape, SiteKind::Uretprobe, entry, true, handling)?;
+            let site = |kind, file_offset, exit: bool, handling| Site {
+                path: exe.clone(),
+                kind,
+                file_offset,
+                cookie: cookie(exit),
+                handling,
+                exit,
+            };
+            sites.push(site(SiteKind::Uprobe, entry, false, handling));
+            sites.push(if shape.uretprobe {
+                site(SiteKind::Uretprobe, entry, true, handling)
             } else {
-                site(slot, shape, SiteKind::Uprobe, entry + ret_offset, true, Handling::SingleStepped)?;
-            }
-        }
-        // The traced callers of C's and of Go's shapes: an emulated entry and a RET probe.
-        let mut goes: Vec<bool> = shapes.iter().map(|s| s.go).collect();
-        goes.sort();
-        goes.dedup();
-        for go in goes {
-            let shape = SpanShape { entry_stepped: false, uretprobe: false, go };
-            let (entry, ret_offset) = outer_of(go);
-            let slot = Self::outer_slot(first_slot, go);
-            site(slot, shape, SiteKind::Uprobe, entry, false, Handling::Emulated)?;
-            site(slot, shape, SiteKind::Uprobe, entry + ret_offset, true, Handling::SingleStepped)?;
+                site(SiteKind::Uprobe, entry + ret_offset, true, Handling::SingleStepped)
+            });
         }
         Ok(Calibration { shapes, first_slot, sites })
     }
@@ -595,11 +435,7 @@ impl Calibration {
             .shapes
             .iter()
             .enumerate()
-            .map(|(i, &shape)| watch::Probed {
-                shape,
-                slot: self.first_slot + i as u32,
-                outer_slot: Self::outer_slot(self.first_slot, shape.go),
-            })
+            .map(|(i, &shape)| watch::Probed { shape, slot: self.first_slot + i as u32 })
             .collect();
         Ok(Calibrated { costs, apart: None, probed })
     }
@@ -720,11 +556,8 @@ mod tests {
         let latency = Calibration::PROGRAMS;
         match CostPlan::choose(&shapes, latency, true, 3).unwrap() {
             CostPlan::WithTheTrace(c) => {
-                // One entry and one exit site per distinct shape and for C's outer function,
-                // in slots after the trace's 3.
-                assert_eq!((c.sites.len(), c.first_slot, c.shapes.len()), (6, 3, 2));
-                let outer = LatencyCookie::decode(c.sites[4].cookie);
-                assert_eq!((outer.slot, outer.go, outer.raw), (3 + 6, false, true));
+                // One entry and one exit site per distinct shape, in slots after the trace's 3.
+                assert_eq!((c.sites.len(), c.first_slot, c.shapes.len()), (4, 3, 2));
                 assert!(c.sites.iter().all(|s| LatencyCookie::decode(s.cookie).slot >= 3));
             }
             _ => panic!("latency's programs, no filter: calibrated with the trace"),
@@ -736,19 +569,6 @@ mod tests {
         assert!(matches!(CostPlan::choose(&shapes, other, true, 3).unwrap(), CostPlan::Apart(_)));
         let none = CostPlan::choose(&[], latency, true, 3).unwrap();
         assert!(matches!(none, CostPlan::Nothing) && none.sites().is_empty() && none.slots() == 0);
-    }
-
-    #[test]
-    fn outer_functions_enter_emulated_and_return_where_their_exit_probe_goes() {
-        for go in [false, true] {
-            let (start, ret_offset) = outer_of(go);
-            let code = unsafe { std::slice::from_raw_parts(start as *const u8, ret_offset as usize + 1) };
-            assert!(crate::arch::code::probe_handling(code).is_emulated(), "{code:02x?}");
-            assert_eq!(code[ret_offset as usize], 0xc3, "ret at +{ret_offset}");
-            for shape in SpanShape::ALL.into_iter().filter(|s| s.go == go) {
-                assert_eq!(call_outer(shape, 41, 3), call(shape, 41), "{shape:?}");
-            }
-        }
     }
 
     #[test]

@@ -28,11 +28,9 @@ pub struct Resolution {
     /// How its calls are bracketed by probes (None: not latency).
     pub shape: Option<SpanShape>,
     spreads: Arc<OnceLock<Spreads>>,
-    /// How far the probes' cost was seen to move while the trace ran (`calibrate::watch`): the
-    /// inside cost of this shape from the one subtracted, in ns, and a probed call's cost
-    /// relative to its own (as f64 bits); either widens the resolution.
+    /// How far the cost inside this shape's spans was seen to move from the one subtracted
+    /// while the trace ran (`calibrate::watch`), in ns: it widens the resolution.
     drift_ns: Arc<AtomicU64>,
-    hit_relative_drift: Arc<AtomicU64>,
 }
 
 /// The calibrated cost inside this function's calls and its spread, and the spread of a probed
@@ -49,12 +47,9 @@ impl Resolution {
         Resolution { shape: Some(shape), ..Resolution::default() }
     }
 
-    /// Widens it by what the cost was seen to do since start-up: `drift_ns` the inside cost of
-    /// this function's shape, `hit_relative_drift` a probed call's cost of any shape.
-    pub fn widen(&self, drift_ns: u64, hit_relative_drift: f64) {
+    /// Widens it to how far the cost inside this function's shape strayed since start-up.
+    pub fn widen(&self, drift_ns: u64) {
         self.drift_ns.fetch_max(drift_ns, Ordering::Relaxed);
-        // Non-negative f64s order as their bits do.
-        self.hit_relative_drift.fetch_max(hit_relative_drift.max(0.0).to_bits(), Ordering::Relaxed);
     }
 
     /// Settles it from the calibrated costs of every shape in use: this function's own, and
@@ -79,9 +74,7 @@ impl Resolution {
             return 0;
         }
         let nested = subtracted_per_call_ns.saturating_sub(s.inside_ns) as f64;
-        let inside = s.inside_spread_ns.max(self.drift_ns.load(Ordering::Relaxed));
-        let hit_relative = s.hit_relative_spread.max(f64::from_bits(self.hit_relative_drift.load(Ordering::Relaxed)));
-        inside + (nested * hit_relative).round() as u64
+        s.inside_spread_ns.max(self.drift_ns.load(Ordering::Relaxed)) + (nested * s.hit_relative_spread).round() as u64
     }
 }
 
@@ -157,10 +150,10 @@ mod tests {
         resolution.settle(&[cost]);
         assert_eq!(shown.of_calls(9_200), 512);
         assert_eq!(shown.of_calls(9_200 + 10 * 10_400), 512 + 10 * 1_040);
-        resolution.widen(3_700, 0.05);
+        resolution.widen(3_700);
         assert_eq!(shown.of_calls(9_200), 3_700);
-        resolution.widen(1_000, 0.5); // never narrower; the callees' relative spread grows
-        assert_eq!(shown.of_calls(9_200 + 10 * 10_400), 3_700 + 10 * 5_200);
+        resolution.widen(1_000); // never narrower
+        assert_eq!(shown.of_calls(9_200 + 10 * 10_400), 3_700 + 10 * 1_040);
         assert_eq!(shown.of_calls(0), 0, "nothing subtracted (--raw): nothing to resolve");
     }
 }
