@@ -14,7 +14,10 @@
 //! - the extra time a call takes, as the caller sees it, is the *hit* cost of one probed call.
 //!
 //! The programs subtract the inside cost from every call of that shape, and from each call the
-//! hit costs of the probed calls that returned inside it on the same goroutine or thread.
+//! hit costs of the probed calls that returned inside it on the same goroutine or thread. While
+//! the trace runs, `watch` measures the inside cost again (it moves on a virtual machine) and
+//! states what that does to the resolution. `CostPlan` decides where the calibration sites are
+//! loaded: with the trace's own programs when they are latency's, unfiltered, or apart.
 use crate::arch::Handling;
 use crate::features::AttachStrategy;
 use crate::histogram::ns_histogram;
