@@ -32,6 +32,9 @@ pub struct Probed {
 /// Time between two rounds.
 const PERIOD: Duration = Duration::from_millis(100);
 
+/// Rounds whose drift is weighed (the last 10 s).
+const KEPT_ROUNDS: usize = 100;
+
 /// Calls per round and shape: about 0.3 ms of one CPU for a single-stepped shape here, every
 /// `PERIOD`.
 const CALLS: usize = 20;
@@ -47,8 +50,10 @@ struct Seen {
     probed: Probed,
     /// The inside cost subtracted.
     inside_ns: u64,
-    /// How far each round's inside cost was from the subtracted one.
-    off_ns: Vec<u64>,
+    /// How far each of the last `KEPT_ROUNDS` rounds' inside cost was from the subtracted one
+    /// (a trace can run for weeks: the resolution only widens, so older rounds have had their
+    /// say).
+    off_ns: std::collections::VecDeque<u64>,
 }
 
 impl Seen {
@@ -59,7 +64,10 @@ impl Seen {
         if let Typical::Mean(ns) = inside {
             self.inside_ns = self.inside_ns.min(ns);
         }
-        self.off_ns.push(inside.ns().abs_diff(self.inside_ns));
+        if self.off_ns.len() == KEPT_ROUNDS {
+            self.off_ns.pop_front();
+        }
+        self.off_ns.push_back(inside.ns().abs_diff(self.inside_ns));
         self.inside_ns != before
     }
 }
@@ -77,7 +85,7 @@ impl CostWatch {
             .iter()
             .filter_map(|&p| {
                 let inside_ns = costs.iter().find(|c| c.shape == p.shape)?.inside_ns;
-                Some(Seen { probed: p, inside_ns, off_ns: Vec::new() })
+                Some(Seen { probed: p, inside_ns, off_ns: Default::default() })
             })
             .collect();
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
@@ -129,7 +137,7 @@ fn watch(
             if s.round(inside) && costs.set(s.probed.shape.inside_cost_index(), s.inside_ns).is_err() {
                 return; // the session is gone
             }
-            let drift_ns = high(&s.off_ns);
+            let drift_ns = high(s.off_ns.make_contiguous());
             resolutions.iter().filter(|r| r.shape == Some(s.probed.shape)).for_each(|r| r.widen(drift_ns));
         }
         let (stopped, wake) = stop;
@@ -195,7 +203,7 @@ mod tests {
     #[test]
     fn a_start_in_a_dear_spell_is_undone_by_the_next_cheap_round() {
         let probed = Probed { shape: SpanShape::ALL[1], slot: 0 };
-        let mut s = Seen { probed, inside_ns: 13_000, off_ns: Vec::new() };
+        let mut s = Seen { probed, inside_ns: 13_000, off_ns: Default::default() };
         assert!(s.round(Typical::Mean(9_300)));
         assert_eq!(s.inside_ns, 9_300, "the lowest mean");
         assert!(!s.round(Typical::Mean(9_400)));
@@ -205,7 +213,12 @@ mod tests {
         assert_eq!(s.inside_ns, 9_300);
         // How far each round was from what was subtracted after it.
         assert_eq!(s.off_ns, [0, 100, 341, 3_600]);
-        assert_eq!(high(&s.off_ns), 3_600);
+        assert_eq!(high(s.off_ns.make_contiguous()), 3_600);
+        // Only the last rounds are kept: a trace may run for weeks.
+        (0..2 * KEPT_ROUNDS).for_each(|_| {
+            s.round(Typical::Mean(9_300));
+        });
+        assert_eq!((s.off_ns.len(), high(s.off_ns.make_contiguous())), (KEPT_ROUNDS, 0));
     }
 
     #[test]
