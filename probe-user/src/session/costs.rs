@@ -46,8 +46,8 @@ impl CalibrationRecords {
     }
 }
 
-/// Another handle on a map (a duplicated descriptor), for another thread.
-fn duplicate(map: &MapData) -> Result<MapData> {
+/// Another handle on a map (a duplicated descriptor): for another thread, or another view.
+pub(super) fn duplicate(map: &MapData) -> Result<MapData> {
     let fd = map.fd().as_fd().try_clone_to_owned().context("duplicating a map's descriptor")?;
     Ok(MapData::from_fd(fd)?)
 }

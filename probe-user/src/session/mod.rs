@@ -176,7 +176,7 @@ impl Session {
                     0 => None,
                     // The same map as `--by stack`'s, opened again when that one has it.
                     _ => Some(aya::maps::HashMap::try_from(match &stacks {
-                        Some(Map::HashMap(data)) => Map::HashMap(MapData::from_id(data.info()?.id())?),
+                        Some(Map::HashMap(data)) => Map::HashMap(costs::duplicate(data)?),
                         _ => first.take_map(probe_ebpf::MAP_STACK_FRAMES).context("stack frames map")?,
                     })?),
                 };
