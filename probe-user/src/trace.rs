@@ -146,16 +146,18 @@ fn attach<T: Measure>(prepared: Prepared<T>, options: &RunOptions) -> Result<Tra
     }
     let calibration = calibrated.apart;
     let events = start_events(&mut session, &job, options);
-    // Released after that line, so it always comes before anything the command prints.
-    if let Some(c) = child.as_mut() {
-        c.release()?;
-    }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     // --by caller: return addresses are named from the processes' memory maps, read while
     // they run.
     let program = &job.target.program().source;
     let callers = [KEY_CALLER, KEY_STACK].contains(&job.keying.by_key).then(|| Callers::new(program));
-    let feed = Feed { started: Instant::now(), drained: Vec::new(), pending: Vec::new(), outputs, callers };
+    let mut feed = Feed { started: Instant::now(), drained: Vec::new(), pending: Vec::new(), outputs, callers };
+    // Released after that line, so it always comes before anything the command prints.
+    if let Some(c) = child.as_mut() {
+        c.release()?;
+        // A command may be done before the first tick of the loop reads its map: read it now.
+        feed.snapshot_after_exec(c.pid);
+    }
     Ok(Tracing { job, child, pid, session, calibration, cost_watch, feed, events, runtime })
 }
 
@@ -464,6 +466,10 @@ async fn trace_until_done<T: Measure>(
 /// How often `--by caller` reads the traced process's memory map.
 const MAP_SNAPSHOT_PERIOD: Duration = Duration::from_millis(50);
 
+/// How many times (0.1 ms apart) a command's map is read after its exec until its program
+/// shows: the kernel maps it within microseconds; a command that is gone by then stops it.
+const EXEC_MAP_TRIES: u32 = 100;
+
 /// Completes when the watched process exits; never without a process to watch.
 async fn exited(watch: Option<&ExitWatch>) {
     match watch {
@@ -514,6 +520,20 @@ impl<T: Measure> Feed<T> {
     fn snapshot_maps(&mut self, pid: Option<i32>) {
         if let (Some(callers), Some(pid)) = (self.callers.as_mut(), pid) {
             callers.snapshot(pid as u32);
+        }
+    }
+
+    /// Reads a command's memory map as soon as its program is mapped, if return addresses will
+    /// need it. Its exec has closed the descriptors it kept (how `release` knows it happened)
+    /// just before the kernel maps the program, and a short command can end before the loop's
+    /// first tick: its stacks would be addresses. Its libraries come with the later ticks.
+    fn snapshot_after_exec(&mut self, pid: i32) {
+        let Some(callers) = self.callers.as_mut() else { return };
+        for _ in 0..EXEC_MAP_TRIES {
+            if callers.snapshot(pid as u32) {
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(100));
         }
     }
 

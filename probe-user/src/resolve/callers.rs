@@ -136,11 +136,12 @@ impl Callers {
 
     /// Reads the memory map of `pid` now, while it runs (`-c` programs may exit before the
     /// tables are made), and holds each newly mapped file open. Kept if the process is gone.
-    pub fn snapshot(&mut self, pid: u32) {
-        let Ok(map) = maps::read(pid) else { return };
+    /// Returns whether the map held any executable file (none: gone, or not yet mapped).
+    pub fn snapshot(&mut self, pid: u32) -> bool {
+        let Ok(map) = maps::read(pid) else { return false };
         let map: Vec<Mapping> = map.into_iter().filter(|m| m.executable).collect();
         if map.is_empty() {
-            return;
+            return false;
         }
         for m in &map {
             if let std::collections::hash_map::Entry::Vacant(held) = self.held.entry(m.file) {
@@ -150,6 +151,7 @@ impl Callers {
             }
         }
         self.maps.insert(pid, map);
+        true
     }
 
     /// The name of the function holding return address `addr` in process `pid`.
