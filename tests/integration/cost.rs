@@ -291,6 +291,15 @@ fn entries_move_to_the_first_emulated_instruction_only_where_nothing_read_change
         ("copies_arg", "emulated", "1 emulated, 0 single-stepped", "2 emulated, 0 single-stepped"),
         ("stack_then_call", "single-stepped", "1 emulated, 0 single-stepped", "0 emulated, 2 single-stepped"),
     ];
+    // JSON says how far in the entry is and whether it moved past a single-stepped start.
+    let listed_json = probe(&["list", "--json", &target.to_string_lossy()]);
+    let json_of = |name: &str| {
+        json_tables(&listed_json.stdout).into_iter().find(|f| f["name"] == name).unwrap_or_else(|| panic!("{name}"))
+    };
+    for (name, offset, moved) in [("movabs_push", 10, true), ("clobbers_arg", 6, true), ("stack_then_call", 0, false)] {
+        let f = json_of(name);
+        assert_eq!((f["entry_offset"].as_u64(), f["entry_moved"].as_bool()), (Some(offset), Some(moved)), "{f}");
+    }
     for (name, listed, argdist_costs, latency_costs) in cases {
         assert_eq!(entry_of(name), listed, "{name}: {}", list.stdout);
         // Every call seen once, with the argument it was called with (copies_arg's from RCX).
@@ -325,6 +334,15 @@ fn go_leaf_functions_enter_on_an_emulated_instruction_and_read_their_argument() 
             let row = list.stdout.lines().find(|l| l.ends_with(&format!(" main.{leaf}"))).unwrap();
             assert!(row.contains(" emulated "), "Go {version}: {}", list.stdout);
         }
+        // A leaf's entry moved past its first instructions; a stack check's branch, where every
+        // other Go function's entry is, is not counted as moved.
+        let listed = probe(&["list", "--json", &target.to_string_lossy(), "main.*"]);
+        let moved = |name: &str| {
+            let f = json_tables(&listed.stdout).into_iter().find(|f| f["name"] == name).unwrap();
+            (f["entry"].as_str().map(String::from), f["entry_moved"].as_bool())
+        };
+        assert_eq!(moved("main.Leaf4us"), (Some("emulated".into()), Some(true)), "Go {version}");
+        assert_eq!(moved("main.Work1us"), (Some("emulated".into()), Some(false)), "Go {version}");
         // Its first instructions copy the argument (RAX) and then overwrite it: read the copy.
         let cmd = format!("{} -calls 300", target.display());
         let run = probe(&["argdist", "--func", "main.Leaf05us", "--arg", "0", "--json", "-c", &cmd]);

@@ -21,6 +21,12 @@ struct Row<'a> {
     /// How the kernel handles the entry probe probe would place: `emulated` (cheap),
     /// `single-stepped` (a second trap), or `refused` (cannot be traced).
     entry: &'static str,
+    /// Bytes from the function's start to that entry probe: more than 0 where the first
+    /// instructions are skipped to reach one the kernel emulates; `null` when refused.
+    entry_offset: Option<u64>,
+    /// The entry is emulated only because probe skipped instructions at the start that the
+    /// kernel would single-step (not a Go stack check's branch, which is where Go's entry is).
+    entry_moved: bool,
     /// Call sites where the compiler copied the function into its caller (`.gopclntab`'s inline
     /// trees, C's DWARF); `null` when the file does not say.
     inlined_sites: Option<usize>,
@@ -89,18 +95,30 @@ fn write_params(out: &mut impl Write, params: &[ParamRow], label: &str) -> std::
     Ok(())
 }
 
-/// How the kernel would handle this function's entry probe.
-fn entry_handling(binary: &Binary, f: &crate::resolve::elf::Function) -> &'static str {
+/// How the kernel would handle this function's entry probe, where probe would place it.
+struct EntryHandling {
+    how: &'static str,
+    offset: Option<u64>,
+    moved: bool,
+}
+
+fn entry_handling(binary: &Binary, f: &crate::resolve::elf::Function) -> EntryHandling {
     let go = Abi::of(binary, &f.name).is_go();
     let site = |code: &[u8]| {
         let none = crate::arch::AlsoReads { sources: &[], return_address: false, frame_pointer: false };
         crate::arch::entry_site(code, f.addr, go, f.size > 0, &none, None)
     };
     match binary.entry_code(f).ok().map(|code| site(&code)) {
-        Some(Ok((site, _))) if site.handling.is_emulated() => "emulated",
-        Some(Ok(_)) => "single-stepped",
-        Some(Err(_)) => "refused",
-        None => "-",
+        Some(Ok((site, _))) => {
+            let emulated = site.handling.is_emulated();
+            EntryHandling {
+                how: if emulated { "emulated" } else { "single-stepped" },
+                offset: Some(site.addr - f.addr),
+                moved: emulated && site.addr > f.addr && !site.stack_check,
+            }
+        }
+        Some(Err(_)) => EntryHandling { how: "refused", offset: None, moved: false },
+        None => EntryHandling { how: "-", offset: None, moved: false },
     }
 }
 
@@ -124,7 +142,7 @@ pub fn run(args: &ListArgs) -> Result<()> {
     for f in functions {
         let rets =
             binary.code(f).ok().and_then(|code| crate::arch::code::ret_addresses(&code, f.addr).ok()).map(|r| r.len());
-        let entry = entry_handling(&binary, f);
+        let EntryHandling { how: entry, offset: entry_offset, moved: entry_moved } = entry_handling(&binary, f);
         entries[(entry != "emulated") as usize] += 1;
         let abi = Abi::of(&binary, &f.name).to_string();
         let signature = signatures.as_ref().and_then(|s| s.get(&f.addr));
@@ -139,6 +157,8 @@ pub fn run(args: &ListArgs) -> Result<()> {
             rets,
             abi,
             entry,
+            entry_offset,
+            entry_moved,
             inlined_sites,
             params,
             results,

@@ -44,6 +44,10 @@ pub struct ListedFunction {
     /// How the kernel handles its entry probe: "emulated", "single-stepped", "refused" or "-".
     #[serde(default)]
     pub entry: String,
+    /// Emulated only because probe skipped instructions at the start that the kernel would
+    /// single-step.
+    #[serde(default)]
+    pub entry_moved: bool,
 }
 
 impl JsonTable {

@@ -1,7 +1,9 @@
 //! Section 7 of the bench: programs nobody here wrote. How many functions' entry
-//! probes the kernel would single-step (`probe list --json`), and what `argdist` on a hot C
-//! function costs a real server: Redis's requests/s (redis-benchmark) untraced and under
-//! `probe argdist --func zmalloc --arg 0 -p PID`, interleaved.
+//! probes the kernel would single-step (`probe list --json`), at the function's first
+//! instruction and where probe places them, and what a value histogram of a hot C function
+//! costs a real server: Redis's requests/s (redis-benchmark) untraced, under
+//! `probe argdist --func zmalloc --arg 0 -p PID` and under bpftrace's `hist(arg0)` at
+//! zmalloc's first instruction, interleaved.
 use super::measure::EXIT_TIMEOUT;
 use super::probe_json::{parse_lines, ListedFunction};
 use super::proc::Proc;
@@ -15,25 +17,27 @@ use std::time::{Duration, Instant};
 
 /// Programs from Debian's packages (scripts/setup.sh installs them for the bench).
 pub const PROGRAMS: &[&str] = &["/usr/bin/prometheus", "/usr/bin/caddy", "/usr/bin/redis-server"];
-const REDIS_REPS: usize = 3;
+const REDIS_REPS: usize = 5;
 const REDIS_PORT: &str = "16379";
 
 pub struct Real {
-    /// Per program: (functions, entries the kernel emulates, single-stepped, refused).
-    pub entries: Vec<(&'static str, Result<[usize; 4], String>)>,
-    /// Redis: SET and GET requests/s, untraced and traced.
-    pub redis: [Vec<Result<f64, String>>; 4],
+    /// Per program: (functions, entries the kernel emulates, single-stepped, refused,
+    /// emulated only because probe skipped the first instructions).
+    pub entries: Vec<(&'static str, Result<[usize; 5], String>)>,
+    /// Redis: SET and GET requests/s, untraced, under probe and under bpftrace.
+    pub redis: [Vec<Result<f64, String>>; 6],
 }
 
 pub fn measure_real(bench: &Bench) -> Real {
     let entries = PROGRAMS.iter().map(|&p| (p, entry_counts(&bench.probe, p).map_err(|e| format!("{e:#}")))).collect();
-    let mut redis: [Vec<Result<f64, String>>; 4] = Default::default();
+    let mut redis: [Vec<Result<f64, String>>; 6] = Default::default();
     match Redis::start() {
         Ok(server) => {
             for _ in 0..REDIS_REPS {
                 let untraced = requests_per_second();
                 let traced = traced_requests_per_second(&bench.probe, server.pid());
-                for (i, r) in [untraced, traced].into_iter().enumerate() {
+                let bpftraced = bpftraced_requests_per_second(server.pid());
+                for (i, r) in [untraced, traced, bpftraced].into_iter().enumerate() {
                     let (set, get) = match r {
                         Ok((s, g)) => (Ok(s), Ok(g)),
                         Err(e) => (Err(format!("{e:#}")), Err(format!("{e:#}"))),
@@ -50,7 +54,7 @@ pub fn measure_real(bench: &Bench) -> Real {
 }
 
 /// `probe list --json`: how many functions, and how the kernel handles each one's entry probe.
-fn entry_counts(probe: &Path, program: &str) -> Result<[usize; 4]> {
+fn entry_counts(probe: &Path, program: &str) -> Result<[usize; 5]> {
     if !Path::new(program).exists() {
         bail!("{program} is not installed (scripts/setup.sh installs it)");
     }
@@ -60,7 +64,8 @@ fn entry_counts(probe: &Path, program: &str) -> Result<[usize; 4]> {
     }
     let functions: Vec<ListedFunction> = parse_lines(String::from_utf8_lossy(&out.stdout).lines())?;
     let count = |entry: &str| functions.iter().filter(|f| f.entry == entry).count();
-    Ok([functions.len(), count("emulated"), count("single-stepped"), count("refused")])
+    let moved = functions.iter().filter(|f| f.entry_moved).count();
+    Ok([functions.len(), count("emulated"), count("single-stepped"), count("refused"), moved])
 }
 
 /// A redis-server on 127.0.0.1, without persistence, ended when dropped.
@@ -126,6 +131,24 @@ fn traced_requests_per_second(probe: &Path, pid: u32) -> Result<(f64, f64)> {
     rates
 }
 
+/// The same under bpftrace's histogram of zmalloc's first argument: its uprobe sits on the
+/// first instruction, the `movabs` the kernel single-steps.
+fn bpftraced_requests_per_second(pid: u32) -> Result<(f64, f64)> {
+    let script = format!(
+        "BEGIN {{ printf(\"{READY}\\n\"); }} uprobe:/usr/bin/redis-server:zmalloc /pid == {pid}/ {{ @ = hist(arg0); }}"
+    );
+    let mut cmd = Command::new("bpftrace");
+    cmd.args(["-e", &script]);
+    let mut proc = Proc::spawn("bpftrace", &mut cmd)?;
+    proc.wait_for_line("its BEGIN probe", ATTACH_TIMEOUT, |l| l == READY)?;
+    let rates = requests_per_second();
+    proc.interrupt_and_wait(EXIT_TIMEOUT)?;
+    rates
+}
+
+/// Printed by bpftrace's BEGIN probe, which fires once every probe is attached.
+const READY: &str = "bench: attached";
+
 impl Real {
     pub fn render(&self) -> String {
         let mut t = Table::new(&[
@@ -134,26 +157,28 @@ impl Real {
             "entry emulated",
             "single-stepped",
             "refused",
-            "single-stepped share",
+            "of which emulated past the start",
+            "single-stepped or refused at the first instruction",
+            "single-stepped or refused where probe places it",
         ]);
+        let share = |n: usize, all: usize| format!("{:.1}%", 100.0 * n as f64 / all.max(1) as f64);
         for (program, counts) in &self.entries {
             match counts {
-                Ok([all, emulated, stepped, refused]) => t.row(vec![
+                Ok([all, emulated, stepped, refused, moved]) => t.row(vec![
                     format!("`{program}`"),
                     all.to_string(),
                     emulated.to_string(),
                     stepped.to_string(),
                     refused.to_string(),
-                    format!("{:.1}%", 100.0 * (stepped + refused) as f64 / (*all).max(1) as f64),
+                    moved.to_string(),
+                    share(stepped + refused + moved, *all),
+                    share(stepped + refused, *all),
                 ]),
-                Err(e) => t.row(vec![
-                    format!("`{program}`"),
-                    na(e),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                ]),
+                Err(e) => {
+                    let mut row = vec![format!("`{program}`"), na(e)];
+                    row.resize(8, String::new());
+                    t.row(row)
+                }
             }
         }
         let mut r = Table::new(&["Redis", "SET requests/s", "GET requests/s"]);
@@ -161,6 +186,7 @@ impl Real {
         for (label, set, get) in [
             ("untraced", &self.redis[0], &self.redis[1]),
             ("`probe argdist --func zmalloc --arg 0 -p PID`", &self.redis[2], &self.redis[3]),
+            ("bpftrace `uprobe:...:zmalloc { @ = hist(arg0) }`", &self.redis[4], &self.redis[5]),
         ] {
             r.row(vec![label.to_string(), cell(&summarize(set.clone())), cell(&summarize(get.clone()))]);
         }
@@ -168,11 +194,14 @@ impl Real {
             "## 7. Programs nobody here wrote\n\n\
              Entry probes as `probe list --json` places them: the kernel emulates a few \
              instructions (jmp, call, jcc, nop, push) and single-steps the rest, several \
-             microseconds more per call here.\n\n{}\n\
+             microseconds more per call here. A probe at a function's first instruction (where \
+             bpftrace's `uprobe:BIN:FUNC` puts it) is single-stepped where the functions `emulated past the start` begin with an \
+             instruction the kernel steps (`movabs`, `mov`, `xor`, `lea`, ...) that changes \
+             nothing probe reads: probe's entry is the first emulated instruction after it.\n\n{}\n\
              Redis (Debian's redis-server on 127.0.0.1, no persistence): redis-benchmark \
              `-n 50000 -c 10 -t set,get`, untraced and traced, interleaved, medians of \
              {REDIS_REPS} [min-max]. `zmalloc` starts `movabs $..,%rax; push %rbp`: probe's \
-             entry is the emulated push.\n\n{}\n",
+             entry is the emulated push; bpftrace's is the single-stepped `movabs`.\n\n{}\n",
             t.render(),
             r.render()
         )

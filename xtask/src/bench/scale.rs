@@ -204,8 +204,9 @@ mod tests {
 
     #[test]
     fn probe_plans_an_entry_and_each_ret_and_bpftrace_an_entry() {
-        let listed: Vec<ListedFunction> =
-            [Some(1), Some(3), Some(0), None].map(|rets| ListedFunction { rets, entry: String::new() }).into();
+        let listed: Vec<ListedFunction> = [Some(1), Some(3), Some(0), None]
+            .map(|rets| ListedFunction { rets, entry: String::new(), entry_moved: false })
+            .into();
         // main.Work: entry + 1 RET; then 2 + 4, and nothing for the functions without a RET.
         assert_eq!(probes_for(true, &listed), 2 + 2 + 4);
         assert_eq!(probes_for(false, &listed), 1 + 4);
