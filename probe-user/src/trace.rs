@@ -467,7 +467,8 @@ async fn trace_until_done<T: Measure>(
 const MAP_SNAPSHOT_PERIOD: Duration = Duration::from_millis(50);
 
 /// How many times (0.1 ms apart) a command's map is read after its exec until its program
-/// shows: the kernel maps it within microseconds; a command that is gone by then stops it.
+/// shows: the kernel maps it within microseconds; only a command gone by then (its map
+/// empty) makes probe wait them all, 10 ms.
 const EXEC_MAP_TRIES: u32 = 100;
 
 /// Completes when the watched process exits; never without a process to watch.
