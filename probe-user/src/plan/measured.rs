@@ -174,30 +174,21 @@ mod tests {
         assert_eq!(shown.of_calls(0), 0, "nothing subtracted (--raw): nothing to resolve");
     }
 
+    /// A resolution settled from one shape's costs: inside, hit, and their spreads.
+    fn settled(shape: SpanShape, [inside_ns, hit_ns, inside_spread_ns, hit_spread_ns]: [u64; 4]) -> Resolution {
+        let resolution = Resolution::of_shape(shape);
+        resolution.settle(&[ShapeCost { shape, inside_ns, hit_ns, inside_spread_ns, hit_spread_ns }]);
+        resolution
+    }
+
     #[test]
     fn callees_probes_that_single_step_are_uncertain_by_a_tenth_of_their_cost_at_least() {
         // A Go caller (RET probes, single-stepped) of ten traced callees, calibrated calm.
-        let go = SpanShape::ALL[4];
-        let resolution = Resolution::of_shape(go);
-        resolution.settle(&[ShapeCost {
-            shape: go,
-            inside_ns: 13_000,
-            hit_ns: 14_000,
-            inside_spread_ns: 300,
-            hit_spread_ns: 280,
-        }]);
-        assert_eq!(resolution.of_calls(13_000), 300, "its own probes: their spread");
-        assert_eq!(resolution.of_calls(13_000 + 10 * 14_000), 300 + 14_000);
+        let go = settled(SpanShape::ALL[4], [13_000, 14_000, 300, 280]);
+        assert_eq!(go.of_calls(13_000), 300, "its own probes: their spread");
+        assert_eq!(go.of_calls(13_000 + 10 * 14_000), 300 + 14_000);
         // C with uretprobes on `push` entries: nothing single-stepped, the spread alone.
-        let c = SpanShape::ALL[2];
-        let resolution = Resolution::of_shape(c);
-        resolution.settle(&[ShapeCost {
-            shape: c,
-            inside_ns: 700,
-            hit_ns: 1_000,
-            inside_spread_ns: 60,
-            hit_spread_ns: 20,
-        }]);
-        assert_eq!(resolution.of_calls(700 + 10 * 1_000), 60 + 200);
+        let c = settled(SpanShape::ALL[2], [700, 1_000, 60, 20]);
+        assert_eq!(c.of_calls(700 + 10 * 1_000), 60 + 200);
     }
 }
