@@ -1,11 +1,10 @@
 //! The probes' costs the programs subtract, and what latency's calibration slots recorded, on
 //! handles of their own: a thread that keeps measuring the probes' cost reads and writes them
 //! while the session drains the trace.
-use super::Pod;
+use super::{duplicate, Pod};
 use anyhow::{Context, Result};
 use aya::maps::{Array, Map, MapData, PerCpuArray};
 use probe_ebpf::{bank_index, LatencyStats};
-use std::os::fd::AsFd;
 
 /// `PROBE_COSTS`.
 pub struct ProbeCosts {
@@ -44,10 +43,4 @@ impl CalibrationRecords {
         }
         Ok(total)
     }
-}
-
-/// Another handle on a map (a duplicated descriptor): for another thread, or another view.
-pub(super) fn duplicate(map: &MapData) -> Result<MapData> {
-    let fd = map.fd().as_fd().try_clone_to_owned().context("duplicating a map's descriptor")?;
-    Ok(MapData::from_fd(fd)?)
 }

@@ -176,7 +176,7 @@ impl Session {
                     0 => None,
                     // The same map as `--by stack`'s, opened again when that one has it.
                     _ => Some(aya::maps::HashMap::try_from(match &stacks {
-                        Some(Map::HashMap(data)) => Map::HashMap(costs::duplicate(data)?),
+                        Some(Map::HashMap(data)) => Map::HashMap(duplicate(data)?),
                         _ => first.take_map(probe_ebpf::MAP_STACK_FRAMES).context("stack frames map")?,
                     })?),
                 };
@@ -407,4 +407,10 @@ fn process_exited(pid: Option<i32>) -> Option<anyhow::Error> {
     let pid = pid?;
     (!Path::new(&format!("/proc/{pid}")).exists())
         .then(|| user(format!("-p {pid}: the process exited before probes were attached; start it again")))
+}
+
+/// Another handle on a map (a duplicated descriptor): for another thread, or another view.
+fn duplicate(map: &MapData) -> Result<MapData> {
+    let fd = map.fd().as_fd().try_clone_to_owned().context("duplicating a map's descriptor")?;
+    Ok(MapData::from_fd(fd)?)
 }
