@@ -18,19 +18,37 @@ pub fn bank_index(bank: u32, slot: u32) -> u32 {
     slot * 2 + (bank & 1)
 }
 
+/// `index`, unchanged, but opaque to the optimiser and to the BPF verifier alike: written to
+/// the stack in two halves and read back whole, which the verifier can only take as any number.
+/// The optimiser would otherwise prove a bucket index in range and drop the bounds check the
+/// verifier needs (it cannot follow that proof). And the verifier, once an index must be
+/// checked, keeps the value it came from exact back through every comparison on the way (the
+/// min and max updates), so each combination of their outcomes was a state of its own:
+/// latency's exit program took it 9,985 instructions to follow, 4,344 with this (and a
+/// `log2_bucket` without branches), about half of its time to load.
+#[inline(always)]
+pub fn opaque_index(index: usize) -> usize {
+    #[repr(C, align(8))]
+    struct Halves([u32; 2]);
+    let words: [u32; 2] = unsafe { core::mem::transmute(index as u64) };
+    let mut halves = Halves([0; 2]);
+    unsafe {
+        core::ptr::write_volatile(&mut halves.0[0], words[0]);
+        core::ptr::write_volatile(&mut halves.0[1], words[1]);
+        core::ptr::read_volatile(&halves as *const Halves as *const u64) as usize
+    }
+}
+
 /// SystemTap's `@hist_log` bucket for a signed 64-bit value (0..=127).
 #[inline(always)]
 pub fn log2_bucket(v: i64) -> usize {
-    if v == 0 {
-        return ZERO_BUCKET;
-    }
-    // floor(log2 |v|); |i64::MIN| = 2^63 fits in u64.
-    let k = 63 - v.unsigned_abs().leading_zeros() as usize;
-    if v > 0 {
-        ZERO_BUCKET + 1 + k
-    } else {
-        ZERO_BUCKET - 1 - k
-    }
+    // Without a branch (each one a path more for the verifier to follow in every program that
+    // records a value): |v| in 2^k ..= 2^(k+1)-1 is k + 1 buckets from zero, 0 is 0 buckets
+    // away, and a negative value's side is the other (`^ sign - sign` negates when sign is -1).
+    // |i64::MIN| = 2^63 fits in u64.
+    let away = 64 - v.unsigned_abs().leading_zeros() as i64;
+    let sign = v >> 63;
+    (ZERO_BUCKET as i64 + ((away ^ sign) - sign)) as usize
 }
 
 /// Where an unsigned 64-bit value's `@hist_log` bucket is: as `log2_bucket` below 2^63; the
@@ -151,6 +169,13 @@ mod tests {
             }
         }
         vs
+    }
+
+    #[test]
+    fn an_opaque_index_is_the_index() {
+        for i in [0, 1, 127, 128, 975, u32::MAX as usize, usize::MAX] {
+            assert_eq!(opaque_index(i), i);
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The per-CPU aggregates the array kinds keep: values, and latencies.
 use crate::{
-    fine_bucket, latency_bucket_indexes, log2_bucket, log2_bucket_unsigned, LatencySummary, Losses, ValueSummary,
-    FINE_BUCKETS, LOG2_BUCKETS,
+    fine_bucket, latency_bucket_indexes, log2_bucket, log2_bucket_unsigned, opaque_index, LatencySummary, Losses,
+    ValueSummary, FINE_BUCKETS, LOG2_BUCKETS,
 };
 
 /// Per-CPU aggregate of the values one site group saw: exact count, 128-bit sum, min, max and
@@ -59,9 +59,7 @@ impl ValueStats {
         let (lo, carry) = self.sum_lo.overflowing_add(v);
         self.sum_lo = lo;
         self.sum_hi = self.sum_hi.wrapping_add(carry as i64);
-        // See `record`: keep the bounds check for the verifier.
-        let index = log2_bucket_unsigned(v);
-        let index = unsafe { core::ptr::read_volatile(&index) };
+        let index = opaque_index(log2_bucket_unsigned(v));
         if let Some(b) = self.buckets.get_mut(index) {
             *b += 1;
         }
@@ -106,11 +104,8 @@ impl ValueStats {
         let (lo, carry) = self.sum_lo.overflowing_add(v as u64);
         self.sum_lo = lo;
         self.sum_hi = self.sum_hi.wrapping_add((v >> 63) + carry as i64);
-        // The optimiser proves log2_bucket() < 128 and drops the bounds check, but the BPF
-        // verifier cannot follow that proof (it does not model the leading-zeros expansion).
-        // A volatile round trip hides the range from the optimiser, so the check stays.
-        let index = log2_bucket(v);
-        let index = unsafe { core::ptr::read_volatile(&index) };
+        // Opaque, so the bounds check stays and the verifier checks only it (`opaque_index`).
+        let index = opaque_index(log2_bucket(v));
         if let Some(b) = self.buckets.get_mut(index) {
             *b += 1;
         }
@@ -229,9 +224,7 @@ impl LatencyStats {
         }
         self.in_unit.record((ns / unit_ns.max(1)) as i64);
         self.sum_ns = self.sum_ns.wrapping_add(ns);
-        let index = fine_bucket(ns);
-        // See ValueStats::record: keep the bounds check for the verifier.
-        let index = unsafe { core::ptr::read_volatile(&index) };
+        let index = opaque_index(fine_bucket(ns));
         if let Some(b) = self.fine.get_mut(index) {
             *b += 1;
         }
