@@ -120,6 +120,10 @@ fn call(shape: SpanShape, v: u64) -> u64 {
     // SAFETY: the calibration functions only move a register (or push and pop one) and return.
     unsafe {
         if shape.go {
+            // The probes read the fake g with bpf_probe_read_user, which cannot fault a page
+            // in: read here first, so its page is mapped (untouched, whether it was depended
+            // on where the linker put it, and every call of a run could be lost).
+            std::hint::black_box(std::ptr::read_volatile(&PROBE_CAL_FAKE_G[1]));
             probe_cal_go_call(v, function)
         } else {
             function(v)
