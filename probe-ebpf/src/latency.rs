@@ -554,9 +554,9 @@ fn remove_if_empty(key: &EntryKey, stack: &EntryStack) {
     }
 }
 
-/// The exit of the call whose frame `top` was just popped: its duration, unless the filter left
-/// it out, and its probes' cost charged to what encloses it; `args`: its event's arguments
-/// when its `Entry` kept them.
+/// The exit of the call whose frame `top` was just popped: its probes' cost charged to what
+/// encloses it, then its duration, unless the filter left it out; `args`: its event's
+/// arguments when its `Entry` kept them.
 #[inline(always)]
 fn on_matched_exit(
     regs: &pt_regs,
@@ -572,30 +572,31 @@ fn on_matched_exit(
     let context = context_key(key);
     let total = HIT_COSTS.get_ptr_mut(&context);
     let hits_now = total.map_or(0, |t| unsafe { *t });
-    if !top.is_filtered_out() {
-        // Probes that fired inside this call (callees, recursion) cost it what the context's
-        // total grew by; a total that went backwards was evicted: count nothing.
-        let nested = if hits_now >= top.hits_ns { hits_now - top.hits_ns } else { 0 };
-        let raw = now.wrapping_sub(top.entry_ns);
-        // Probe's calibration sites measure the cost itself: nothing taken out (a mask, not a
-        // branch: the verifier follows one path).
-        let keep = (site.cookie.raw as u64).wrapping_sub(1);
-        let ns = raw.saturating_sub(probe_cost(shape.inside_cost_index(), now).saturating_add(nested) & keep);
-        let passed = match filter_verdict(regs, Phase::Exit, ns as i64) {
-            Verdict::Pass => {
-                aggregates.record(site, regs, ns, raw - ns);
-                true
-            }
-            Verdict::Fail => false,
-            Verdict::Unreadable => {
-                aggregates.lose(site, LOSS_FILTER_UNREADABLE);
-                false
-            }
-        };
-        call_events::on_return(regs, key, top.depth, ns, now, site.cookie.go, site.cookie.uretprobe, passed, args);
-    }
-    // Charge this call's own probes to whatever encloses it on this goroutine or thread.
+    // Charged first, and the event sent before the call is recorded: what tells one path here
+    // from another (the total found or not, the shape, Go or not, the arguments kept or not)
+    // is then spent before the recording, and the verifier follows the recording once for
+    // all of them, not once for each combination.
     charge_hit(&context, total, probe_cost(shape.hit_cost_index(), now));
+    if top.is_filtered_out() {
+        return;
+    }
+    // Probes that fired inside this call (callees, recursion) cost it what the context's
+    // total grew by before this call's own charge; a total that went backwards was evicted:
+    // count nothing.
+    let nested = if hits_now >= top.hits_ns { hits_now - top.hits_ns } else { 0 };
+    let raw = now.wrapping_sub(top.entry_ns);
+    // Probe's calibration sites measure the cost itself: nothing taken out (a mask, not a
+    // branch: the verifier follows one path).
+    let keep = (site.cookie.raw as u64).wrapping_sub(1);
+    let ns = raw.saturating_sub(probe_cost(shape.inside_cost_index(), now).saturating_add(nested) & keep);
+    let verdict = filter_verdict(regs, Phase::Exit, ns as i64);
+    let passed = matches!(verdict, Verdict::Pass);
+    call_events::on_return(regs, key, top.depth, ns, now, site.cookie.go, site.cookie.uretprobe, passed, args);
+    match verdict {
+        Verdict::Pass => aggregates.record(site, regs, ns, raw - ns),
+        Verdict::Fail => {}
+        Verdict::Unreadable => aggregates.lose(site, LOSS_FILTER_UNREADABLE),
+    }
 }
 
 /// Pops the frames from the top that `gone(depth)` says are gone; returns how many of them

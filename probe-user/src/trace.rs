@@ -52,6 +52,8 @@ struct Prepared<T> {
 
 /// Checks what the run needs, holds the command, opens the outputs and loads the programs.
 fn prepare<T: Measure>(job: Job, options: &RunOptions) -> Result<Prepared<T>> {
+    // The plan is made: the DWARF it read need not stay for the whole trace.
+    crate::resolve::dwarf::forget_sections();
     session::ensure_privileges()?;
     let kernel = Kernel::detect();
     kernel.ensure_supported()?;

@@ -13,6 +13,7 @@ use object::{Object, ObjectSection};
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 
 /// A type as far as calling conventions care.
 #[derive(Clone, Debug, PartialEq)]
@@ -159,13 +160,65 @@ pub fn functions(path: &Path, wanted: Option<u64>, lists: LocationLists) -> Resu
 /// ranges (`.debug_ranges`, `.debug_rnglists`: functions are found by their entry), nor the
 /// location lists unless asked. (`.debug_line` stays: gimli reads each unit's line program
 /// header.)
-fn load_sections(path: &Path, lists: LocationLists) -> Result<Option<HashMap<&'static str, Vec<u8>>>> {
+fn load_sections(path: &Path, lists: LocationLists) -> Result<Option<Arc<Sections>>> {
     let (file, _) = open_binary_file(path).map_err(|e| match e {
         ReadError::Io(e) => anyhow::anyhow!("{}: {e}", path.display()),
         ReadError::NotRegular(what) => anyhow::anyhow!("{}: {what}", path.display()),
         ReadError::TooLarge(size) => anyhow::anyhow!("{}: {size} bytes, too large", path.display()),
     })?;
-    let cache = object::ReadCache::new(&file);
+    let read = FileRead::of(&file, lists);
+    let mut last = LAST_READ.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, sections)) = last.as_ref().filter(|(done, _)| done.covers(read.as_ref())) {
+        return Ok(sections.clone());
+    }
+    let sections = read_sections(path, &file, lists)?.map(Arc::new);
+    *last = read.map(|read| (read, sections.clone()));
+    Ok(sections)
+}
+
+/// A file's debug sections, decompressed, by their standard names.
+type Sections = HashMap<&'static str, Vec<u8>>;
+
+/// The sections read last, and from which file: a command reads the same program's DWARF for
+/// each `--arg`, again for `--slower-than`'s and for where a goroutine keeps its id, and
+/// inflating a Go program's takes 5-9 ms each time. Let go by `forget_sections` once the plan
+/// is made, so a long trace does not hold them.
+static LAST_READ: std::sync::Mutex<Option<(FileRead, Option<Arc<Sections>>)>> = std::sync::Mutex::new(None);
+
+/// Which file, as it was when read (a file replaced or rewritten since reads anew), and with
+/// or without the location lists.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FileRead {
+    device: u64,
+    inode: u64,
+    size: u64,
+    modified_ns: i128,
+    lists: LocationLists,
+}
+
+impl FileRead {
+    fn of(file: &std::fs::File, lists: LocationLists) -> Option<FileRead> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = file.metadata().ok()?;
+        let modified_ns = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
+        Some(FileRead { device: meta.dev(), inode: meta.ino(), size: meta.size(), modified_ns, lists })
+    }
+
+    /// Whether sections read so answer `read` (those with the location lists hold the others).
+    fn covers(&self, read: Option<&FileRead>) -> bool {
+        let Some(read) = read else { return false };
+        let same_file = FileRead { lists: self.lists, ..*read } == *self;
+        same_file && (self.lists == LocationLists::Read || read.lists == LocationLists::Skip)
+    }
+}
+
+/// Lets go of the sections kept since the last read (see `LAST_READ`).
+pub fn forget_sections() {
+    *LAST_READ.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+fn read_sections(path: &Path, file: &std::fs::File, lists: LocationLists) -> Result<Option<Sections>> {
+    let cache = object::ReadCache::new(file);
     let tables = crate::resolve::elf::string_tables(&cache, crate::resolve::elf::Tables::SectionNames);
     let parsed = object::File::parse(crate::resolve::elf::OnDemand::new(&cache, &tables))
         .with_context(|| format!("{}: not an ELF file", path.display()))?;
@@ -599,43 +652,90 @@ impl<'a, 'd> Reader<'a, 'd> {
 }
 
 /// The offset of field `field` in the struct type named `name` (Go's `runtime.g` and `goid`),
-/// from the file's DWARF: `Ok(None)` when the file has no DWARF or no such field.
+/// from the file's DWARF: `Ok(None)` when the file has no DWARF or no such field. Go declares
+/// a package's types in the package's own unit, so the unit named before the last `.`
+/// (`runtime`) is looked through first, then every unit.
 pub fn struct_field_offset(path: &Path, name: &str, field: &str) -> Result<Option<u64>> {
     let Some(sections) = load_sections(path, LocationLists::Skip)? else { return Ok(None) };
     let dwarf = gimli::Dwarf::load(|id| -> Result<Slice<'_>, gimli::Error> {
         Ok(EndianSlice::new(sections.get(id.name()).map_or(&[][..], |v| &v[..]), LittleEndian))
     })?;
-    let mut units = dwarf.units();
-    while let Some(header) = units.next()? {
-        let unit = dwarf.unit(header)?;
-        let mut tree = unit.entries_tree(None)?;
-        let root = tree.root()?;
-        let mut children = root.children();
-        while let Some(node) = children.next()? {
-            let entry = node.entry();
-            if entry.tag() != gimli::DW_TAG_structure_type {
+    let package = name.rsplit_once('.').map(|(package, _)| package.as_bytes());
+    for only_the_package in [true, false] {
+        if only_the_package && package.is_none() {
+            continue;
+        }
+        let mut units = dwarf.units();
+        while let Some(header) = units.next()? {
+            let unit = dwarf.unit(header)?;
+            let unit_name = unit.name.map(|n| n.slice());
+            if only_the_package && unit_name != package {
                 continue;
             }
-            let named = match entry.attr_value(gimli::DW_AT_name)? {
-                Some(v) => dwarf.attr_string(&unit, v)?.slice() == name.as_bytes(),
-                None => false,
-            };
-            if !named {
-                continue;
-            }
-            let mut members = node.children();
-            while let Some(member) = members.next()? {
-                let m = member.entry();
-                if m.tag() != gimli::DW_TAG_member {
-                    continue;
-                }
-                let Some(v) = m.attr_value(gimli::DW_AT_name)? else { continue };
-                if dwarf.attr_string(&unit, v)?.slice() != field.as_bytes() {
-                    continue;
-                }
-                return Ok(m.attr(gimli::DW_AT_data_member_location)?.and_then(|a| a.udata_value()));
+            if let Some(offset) = field_offset_in_unit(&dwarf, &unit, name, field)? {
+                return Ok(Some(offset));
             }
         }
     }
     Ok(None)
+}
+
+/// `struct_field_offset` in one unit's top-level types.
+fn field_offset_in_unit(
+    dwarf: &gimli::Dwarf<Slice<'_>>,
+    unit: &gimli::Unit<Slice<'_>>,
+    name: &str,
+    field: &str,
+) -> Result<Option<u64>> {
+    let mut tree = unit.entries_tree(None)?;
+    let root = tree.root()?;
+    let mut children = root.children();
+    while let Some(node) = children.next()? {
+        let entry = node.entry();
+        if entry.tag() != gimli::DW_TAG_structure_type {
+            continue;
+        }
+        let named = match entry.attr_value(gimli::DW_AT_name)? {
+            Some(v) => dwarf.attr_string(unit, v)?.slice() == name.as_bytes(),
+            None => false,
+        };
+        if !named {
+            continue;
+        }
+        let mut members = node.children();
+        while let Some(member) = members.next()? {
+            let m = member.entry();
+            if m.tag() != gimli::DW_TAG_member {
+                continue;
+            }
+            let Some(v) = m.attr_value(gimli::DW_AT_name)? else { continue };
+            if dwarf.attr_string(unit, v)?.slice() != field.as_bytes() {
+                continue;
+            }
+            return Ok(m.attr(gimli::DW_AT_data_member_location)?.and_then(|a| a.udata_value()));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(inode: u64, modified_ns: i128, lists: LocationLists) -> FileRead {
+        FileRead { device: 1, inode, size: 4096, modified_ns, lists }
+    }
+
+    #[test]
+    fn sections_read_serve_the_same_file_unchanged_and_no_more_lists_than_read() {
+        let with_lists = read(7, 1, LocationLists::Read);
+        let without = read(7, 1, LocationLists::Skip);
+        assert!(with_lists.covers(Some(&without)));
+        assert!(with_lists.covers(Some(&with_lists)));
+        assert!(without.covers(Some(&without)));
+        assert!(!without.covers(Some(&with_lists)), "the location lists were not read");
+        assert!(!with_lists.covers(Some(&read(8, 1, LocationLists::Skip))), "another file");
+        assert!(!with_lists.covers(Some(&read(7, 2, LocationLists::Skip))), "rewritten since");
+        assert!(!with_lists.covers(None), "a file whose metadata could not be read");
+    }
 }
