@@ -17,9 +17,9 @@ use aya_ebpf::{
     EbpfContext,
 };
 use probe_ebpf::{
-    bank_index, key_loss, value_bucket, Losses, Reg, SlotKey, ValueCookie, ValueSource, ValueStats, ValueSummary,
-    Width, KEY_BYTES, KEY_CALLER, KEY_COMM, KEY_PID, KEY_STACK, KEY_TEXT, KEY_TEXT_TRUNCATED, KEY_TID, KEY_UNREADABLE,
-    KEY_UNSIGNED, LEAF_C_STRING, LEAF_GO_STRING, LOSS_FILTER_UNREADABLE, LOSS_KEY_VANISHED,
+    bank_index, key_loss, opaque_index, value_bucket, Losses, Reg, SlotKey, ValueCookie, ValueSource, ValueStats,
+    ValueSummary, Width, KEY_BYTES, KEY_CALLER, KEY_COMM, KEY_PID, KEY_STACK, KEY_TEXT, KEY_TEXT_TRUNCATED, KEY_TID,
+    KEY_UNREADABLE, KEY_UNSIGNED, LEAF_C_STRING, LEAF_GO_STRING, LOSS_FILTER_UNREADABLE, LOSS_KEY_VANISHED,
 };
 
 /// Per-CPU value aggregates at `bank_index(bank, slot)`; the loader sizes it to the slots.
@@ -128,6 +128,12 @@ fn record_value_by<const FAULT: bool>(regs: *mut pt_regs, ctx: *mut core::ffi::c
             Verdict::Unreadable => return lose(bank, site.slot, LOSS_FILTER_UNREADABLE),
         }
     }
+    // What the key's making must carry past it, opaque: the paths that read the value (one per
+    // width and place, readable or not) then reach `--by stack`'s walk of up to 64 frames as
+    // one, and the verifier follows the walk once, not once per path (3 times before).
+    let unsigned = opaque_index((site.width == Width::U64) as usize) != 0;
+    let readable = opaque_index(value.is_some() as usize) != 0;
+    let v = opaque_index(value.unwrap_or(0) as usize) as i64;
     let key = match by_key(bank, site.slot, unsafe { &*regs }, returned) {
         Ok(key) => key,
         Err(reason) => return lose(bank, site.slot, reason),
@@ -136,12 +142,11 @@ fn record_value_by<const FAULT: bool>(regs: *mut pt_regs, ctx: *mut core::ffi::c
         Ok(s) => unsafe { &mut *s },
         Err(reason) => return lose(bank, site.slot, reason),
     };
-    let Some(v) = value else {
+    if !readable {
         summary.unreadable += 1;
         return;
-    };
+    }
     // Both the summary and the bucket, or neither: a table always adds up.
-    let unsigned = site.width == Width::U64;
     match keyed_value(&BUCKETS_BY, &key.bucket(value_bucket(v, unsigned)), &0) {
         Ok(bucket) => {
             if unsigned {
