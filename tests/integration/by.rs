@@ -214,3 +214,36 @@ fn keyed_kinds_count_from_zero_with_a_program_per_site() {
     }
     assert_nothing_attached();
 }
+
+/// A keyed table counts what the whole table counts beside durations: frames left by a panic
+/// (`abandoned`, found gone at the next entry) and calls nested deeper than probe times
+/// (`too_deep`), under `--by stack` (its key made once per probe hit, at the end) as under
+/// `--by pid`.
+#[test]
+fn keyed_tables_count_abandoned_and_too_deep_calls() {
+    let sum =
+        |tables: &[serde_json::Value], field: &str| tables.iter().map(|t| t[field].as_u64().unwrap()).sum::<u64>();
+    // Each round's ten nested frames of main.Dive are left by one panic.
+    let dive = format!("{} -mode dive", target("latency").display());
+    for by in ["stack", "pid"] {
+        let run = probe(&["latency", "--func", "main.Dive", "--by", by, "--top", "1000", "--json", "-c", &dive]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(reported_calls(&run.stderr, "Dive"), 1010);
+        let tables = json_tables(&run.stdout);
+        assert_eq!((sum(&tables, "count"), sum(&tables, "abandoned")), (10, 1000), "--by {by}: {}", run.stdout);
+        assert_eq!(sum(&tables, "lost"), 0, "--by {by}: {}", run.stdout);
+    }
+    // Deeper recurses 301 deep: probe times the outer 256 levels and counts the rest.
+    let deeper = format!("{} -calls 200 -deeper", go_target_with("truth", "1.19").display());
+    for by in ["stack", "pid"] {
+        let run = probe(&["latency", "--func", "main.Deep", "--by", by, "--top", "1000", "--json", "-c", &deeper]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let (deep, deeper) = (reported_calls(&run.stderr, "Deep"), reported_calls(&run.stderr, "Deeper"));
+        assert_eq!((deep, deeper), (10 * 256, 10 * 301));
+        let tables = json_tables(&run.stdout);
+        assert_eq!(sum(&tables, "too_deep"), 10 * 45, "--by {by}: {}", run.stdout);
+        assert_eq!(sum(&tables, "count") + sum(&tables, "too_deep"), deep + deeper, "--by {by}");
+        assert_eq!((sum(&tables, "abandoned"), sum(&tables, "lost")), (0, 0), "--by {by}");
+    }
+    assert_nothing_attached();
+}
