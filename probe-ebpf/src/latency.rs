@@ -201,7 +201,7 @@ struct Keys;
 /// One run's counts for its key (`Keys`); zero between runs.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct Tally {
+struct Tally {
     /// 1 when a call of `ns` nanoseconds (`subtracted` taken out) is to be recorded.
     recorded: u64,
     ns: u64,
