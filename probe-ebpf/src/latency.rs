@@ -16,8 +16,9 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext},
     EbpfContext,
 };
+use core::cell::Cell;
 use probe_ebpf::{
-    bank_index, in_flight_loss, latency_bucket, Entry, EntryKey, EntryStack, EventArgs, Frame, LatencyCookie,
+    bank_index, in_flight_loss, latency_bucket, opaque, Entry, EntryKey, EntryStack, EventArgs, Frame, LatencyCookie,
     LatencyStats, LatencySummary, SlotKey, SpanShape, LOSS_FILTER_UNREADABLE, LOSS_GOROUTINE_UNREADABLE,
     LOSS_IN_FLIGHT_NO_MEMORY, LOSS_UNMATCHED_RETURN, MAX_NESTING, PROBE_COSTS_LEN,
 };
@@ -97,19 +98,19 @@ pub fn pb_lat_ret(ctx: RetProbeContext) -> u32 {
 /// `latency --by`: as `pb_lat`, into one aggregate per (slot, `BY_KEY`).
 #[uprobe]
 pub fn pb_lat_by(ctx: ProbeContext) -> u32 {
-    on_latency_site(ctx.regs, ctx.as_ptr(), ENTRY, &Keys);
+    on_latency_site(ctx.regs, ctx.as_ptr(), ENTRY, &Keys::new());
     0
 }
 
 #[uprobe]
 pub fn pb_lat_by_exit(ctx: ProbeContext) -> u32 {
-    on_latency_site(ctx.regs, ctx.as_ptr(), EXIT, &Keys);
+    on_latency_site(ctx.regs, ctx.as_ptr(), EXIT, &Keys::new());
     0
 }
 
 #[uretprobe]
 pub fn pb_lat_by_ret(ctx: RetProbeContext) -> u32 {
-    on_latency_site(ctx.regs, ctx.as_ptr(), EXIT, &Keys);
+    on_latency_site(ctx.regs, ctx.as_ptr(), EXIT, &Keys::new());
     0
 }
 
@@ -192,14 +193,15 @@ impl Aggregates for Slots {
 
 /// `--by`: the key's `LatencySummary` and `BUCKETS_BY` counts, created on first use; a key
 /// that cannot be had counts the call in `LOSSES` under the reason why. What a run counts is
-/// gathered in `KEYS_TALLY` and added under the key once, at its end (`finish`): the key (for
-/// `--by stack` a walk of up to 64 frames) is then made at one place, which the verifier
-/// follows once for all the paths that lead there, read back from a map as they are. Made
+/// gathered in its own `Tally` (on its stack) and added under the key once, at its end
+/// (`finish`), read back opaque: the key (for `--by stack` a walk of up to 64 frames) is then
+/// made at one place, which the verifier follows once for all the paths that lead there. Made
 /// wherever a call was counted, the exit program took it 35,413 instructions to follow.
-struct Keys;
+struct Keys {
+    tally: Cell<Tally>,
+}
 
-/// One run's counts for its key (`Keys`); zero between runs.
-#[repr(C)]
+/// One run's counts for its key (`Keys`).
 #[derive(Clone, Copy)]
 struct Tally {
     /// 1 when a call of `ns` nanoseconds (`subtracted` taken out) is to be recorded.
@@ -210,18 +212,10 @@ struct Tally {
     too_deep: u64,
 }
 
-impl Tally {
-    const NONE: Tally = Tally { recorded: 0, ns: 0, subtracted: 0, abandoned: 0, too_deep: 0 };
-}
-
-#[map]
-static KEYS_TALLY: PerCpuArray<Tally> = PerCpuArray::with_max_entries(1, 0);
-
 impl Keys {
-    /// This CPU's tally. Per-CPU: no other program touches it while this one runs here.
     #[inline(always)]
-    fn tally() -> Option<&'static mut Tally> {
-        KEYS_TALLY.get_ptr_mut(0).map(|t| unsafe { &mut *t })
+    fn new() -> Keys {
+        Keys { tally: Cell::new(Tally { recorded: 0, ns: 0, subtracted: 0, abandoned: 0, too_deep: 0 }) }
     }
 
     #[inline(always)]
@@ -234,31 +228,20 @@ impl Keys {
 
 impl Aggregates for Keys {
     #[inline(always)]
-    fn record(&self, site: &Site, _regs: &pt_regs, ns: u64, subtracted: u64) {
-        match Self::tally() {
-            Some(t) => {
-                t.recorded = 1;
-                t.ns = ns;
-                t.subtracted = subtracted;
-            }
-            None => self.lose(site, LOSS_IN_FLIGHT_NO_MEMORY),
-        }
+    fn record(&self, _site: &Site, _regs: &pt_regs, ns: u64, subtracted: u64) {
+        self.tally.set(Tally { recorded: 1, ns, subtracted, ..self.tally.get() });
     }
 
     #[inline(always)]
-    fn abandoned(&self, site: &Site, _regs: &pt_regs, calls: u64) {
-        match Self::tally() {
-            Some(t) => t.abandoned += calls,
-            None => lose_many(site.bank, site.cookie.slot, LOSS_IN_FLIGHT_NO_MEMORY, calls),
-        }
+    fn abandoned(&self, _site: &Site, _regs: &pt_regs, calls: u64) {
+        let t = self.tally.get();
+        self.tally.set(Tally { abandoned: t.abandoned + calls, ..t });
     }
 
     #[inline(always)]
-    fn too_deep(&self, site: &Site, _regs: &pt_regs) {
-        match Self::tally() {
-            Some(t) => t.too_deep += 1,
-            None => self.lose(site, LOSS_IN_FLIGHT_NO_MEMORY),
-        }
+    fn too_deep(&self, _site: &Site, _regs: &pt_regs) {
+        let t = self.tally.get();
+        self.tally.set(Tally { too_deep: t.too_deep + 1, ..t });
     }
 
     #[inline(always)]
@@ -268,29 +251,27 @@ impl Aggregates for Keys {
 
     #[inline(always)]
     fn finish(&self, site: &Site, regs: &pt_regs) {
-        let Some(t) = Self::tally() else { return };
-        let run = *t;
-        if run.recorded == 0 && run.abandoned == 0 && run.too_deep == 0 {
+        let t = self.tally.get();
+        let (recorded, abandoned, too_deep) = (opaque(t.recorded), opaque(t.abandoned), opaque(t.too_deep));
+        if recorded == 0 && abandoned == 0 && too_deep == 0 {
             return; // nothing counted: no key to make
         }
-        *t = Tally::NONE;
+        let (ns, subtracted) = (opaque(t.ns), opaque(t.subtracted));
         let (key, summary) = match Self::summary(site, regs) {
             Ok(found) => found,
-            Err(reason) => {
-                return lose_many(site.bank, site.cookie.slot, reason, run.recorded + run.abandoned + run.too_deep)
-            }
+            Err(reason) => return lose_many(site.bank, site.cookie.slot, reason, recorded + abandoned + too_deep),
         };
-        summary.abandoned += run.abandoned;
-        summary.too_deep += run.too_deep;
-        if run.recorded == 0 {
+        summary.abandoned += abandoned;
+        summary.too_deep += too_deep;
+        if recorded == 0 {
             return;
         }
         // Both the summary and the bucket, or neither: a table always adds up.
         let unit = unit_ns();
-        match keyed_value(&BUCKETS_BY, &key.bucket(latency_bucket(run.ns, unit)), &0) {
+        match keyed_value(&BUCKETS_BY, &key.bucket(latency_bucket(ns, unit)), &0) {
             Ok(bucket) => {
-                summary.record(run.ns, unit);
-                summary.subtracted_ns = summary.subtracted_ns.wrapping_add(run.subtracted);
+                summary.record(ns, unit);
+                summary.subtracted_ns = summary.subtracted_ns.wrapping_add(subtracted);
                 count_in_bucket(bucket);
             }
             Err(reason) => self.lose(site, reason),

@@ -62,8 +62,6 @@ pub const MAP_NESTED: &str = "NESTED";
 pub const MAP_EMPTY_STACK: &str = "EMPTY_STACK";
 pub const MAP_PROBE_COSTS: &str = "PROBE_COSTS";
 pub const MAP_HIT_COSTS: &str = "HIT_COSTS";
-/// `latency --by`: what one run of a program counts, added under the call's key at its end.
-pub const MAP_KEYS_TALLY: &str = "KEYS_TALLY";
 /// `latency --slower-than`/`--events`: the ring buffer the calls leave through (its size in
 /// bytes), the calls it could not take per slot, each slot's `EventSources`, and the
 /// arguments stashed at entries (`EventArgsKey`).
@@ -98,7 +96,7 @@ pub const GLOBAL_FIXED_COOKIE: &str = "FIXED_COOKIE";
 
 /// Maps shared by every copy of the programs in that mode (every map: a copy's own would cost
 /// its size again per site).
-pub const SHARED_MAPS: [&str; 22] = [
+pub const SHARED_MAPS: [&str; 21] = [
     MAP_VALUE_STATS,
     MAP_LATENCY_STATS,
     MAP_VALUE_COUNTS,
@@ -113,7 +111,6 @@ pub const SHARED_MAPS: [&str; 22] = [
     MAP_EMPTY_STACK,
     MAP_PROBE_COSTS,
     MAP_HIT_COSTS,
-    MAP_KEYS_TALLY,
     MAP_INLINED_CALLS,
     MAP_STACK_FRAMES,
     MAP_STACK_SCRATCH,

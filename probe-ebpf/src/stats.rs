@@ -1,6 +1,6 @@
 //! The per-CPU aggregates the array kinds keep: values, and latencies.
 use crate::{
-    fine_bucket, latency_bucket_indexes, log2_bucket, log2_bucket_unsigned, opaque_index, LatencySummary, Losses,
+    fine_bucket, latency_bucket_indexes, log2_bucket, log2_bucket_unsigned, opaque, LatencySummary, Losses,
     ValueSummary, FINE_BUCKETS, LOG2_BUCKETS,
 };
 
@@ -59,7 +59,7 @@ impl ValueStats {
         let (lo, carry) = self.sum_lo.overflowing_add(v);
         self.sum_lo = lo;
         self.sum_hi = self.sum_hi.wrapping_add(carry as i64);
-        let index = opaque_index(log2_bucket_unsigned(v));
+        let index = opaque(log2_bucket_unsigned(v) as u64) as usize;
         if let Some(b) = self.buckets.get_mut(index) {
             *b += 1;
         }
@@ -104,8 +104,8 @@ impl ValueStats {
         let (lo, carry) = self.sum_lo.overflowing_add(v as u64);
         self.sum_lo = lo;
         self.sum_hi = self.sum_hi.wrapping_add((v >> 63) + carry as i64);
-        // Opaque, so the bounds check stays and the verifier checks only it (`opaque_index`).
-        let index = opaque_index(log2_bucket(v));
+        // Opaque, so the bounds check stays and the verifier checks only it (`opaque`).
+        let index = opaque(log2_bucket(v) as u64) as usize;
         if let Some(b) = self.buckets.get_mut(index) {
             *b += 1;
         }
@@ -224,7 +224,7 @@ impl LatencyStats {
         }
         self.in_unit.record((ns / unit_ns.max(1)) as i64);
         self.sum_ns = self.sum_ns.wrapping_add(ns);
-        let index = opaque_index(fine_bucket(ns));
+        let index = opaque(fine_bucket(ns) as u64) as usize;
         if let Some(b) = self.fine.get_mut(index) {
             *b += 1;
         }

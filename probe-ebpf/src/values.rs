@@ -17,7 +17,7 @@ use aya_ebpf::{
     EbpfContext,
 };
 use probe_ebpf::{
-    bank_index, key_loss, opaque_index, value_bucket, Losses, Reg, SlotKey, ValueCookie, ValueSource, ValueStats,
+    bank_index, key_loss, opaque, value_bucket, Losses, Reg, SlotKey, ValueCookie, ValueSource, ValueStats,
     ValueSummary, Width, KEY_BYTES, KEY_CALLER, KEY_COMM, KEY_PID, KEY_STACK, KEY_TEXT, KEY_TEXT_TRUNCATED, KEY_TID,
     KEY_UNREADABLE, KEY_UNSIGNED, LEAF_C_STRING, LEAF_GO_STRING, LOSS_FILTER_UNREADABLE, LOSS_KEY_VANISHED,
 };
@@ -131,9 +131,9 @@ fn record_value_by<const FAULT: bool>(regs: *mut pt_regs, ctx: *mut core::ffi::c
     // What the key's making must carry past it, opaque: the paths that read the value (one per
     // width and place, readable or not) then reach `--by stack`'s walk of up to 64 frames as
     // one, and the verifier follows the walk once, not once per path (3 times before).
-    let unsigned = opaque_index((site.width == Width::U64) as usize) != 0;
-    let readable = opaque_index(value.is_some() as usize) != 0;
-    let v = opaque_index(value.unwrap_or(0) as usize) as i64;
+    let unsigned = opaque((site.width == Width::U64) as u64) != 0;
+    let readable = opaque(value.is_some() as u64) != 0;
+    let v = opaque(value.unwrap_or(0) as u64) as i64;
     let key = match by_key(bank, site.slot, unsafe { &*regs }, returned) {
         Ok(key) => key,
         Err(reason) => return lose(bank, site.slot, reason),
