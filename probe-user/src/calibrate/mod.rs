@@ -338,7 +338,7 @@ impl Calibration {
             let mut recorded = [0u64; FINE_BUCKETS];
             for _ in 0..ROUNDS {
                 let before: LatencyStats = session.peek_slot(slot)?;
-                let mut times = call_times(shape);
+                let mut times = call_times(shape, CALLS);
                 let after: LatencyStats = session.peek_slot(slot)?;
                 let round = recorded_round(&before, &after, shape, CALLS)?;
                 typical.push(typical_ns(&round, after.sum_ns - before.sum_ns));
@@ -366,8 +366,9 @@ impl Calibration {
         let probed = self
             .shapes
             .iter()
+            .zip(untraced)
             .enumerate()
-            .map(|(i, &shape)| watch::Probed { shape, slot: self.first_slot + i as u32 })
+            .map(|(i, (&shape, untraced_ns))| watch::Probed { shape, slot: self.first_slot + i as u32, untraced_ns })
             .collect();
         Ok(Calibrated { costs, apart: None, probed })
     }
@@ -449,9 +450,9 @@ fn recorded_round(
     Ok(fine)
 }
 
-/// The time of each of `CALLS` calls of the shape's function, as its caller sees it.
-fn call_times(shape: SpanShape) -> Vec<u64> {
-    (0..CALLS)
+/// The time of each of `calls` calls of the shape's function, as its caller sees it.
+fn call_times(shape: SpanShape, calls: usize) -> Vec<u64> {
+    (0..calls)
         .map(|v| {
             let start = Instant::now();
             call(shape, v as u64);
@@ -462,7 +463,7 @@ fn call_times(shape: SpanShape) -> Vec<u64> {
 
 /// The median time of one call of the shape's function, as its caller sees it.
 fn median_call_ns(shape: SpanShape) -> u64 {
-    let mut times = call_times(shape);
+    let mut times = call_times(shape, CALLS);
     times.sort_unstable();
     times[CALLS / 2]
 }

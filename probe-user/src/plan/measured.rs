@@ -31,6 +31,9 @@ pub struct Resolution {
     /// How far the cost inside this shape's spans was seen to move from the one subtracted
     /// while the trace ran (`calibrate::watch`), in ns: it widens the resolution.
     drift_ns: Arc<AtomicU64>,
+    /// How far a probed call's cost to its callers (of any shape) was seen to move from the
+    /// one charged, relative to it, in millionths: it widens what callees add.
+    hit_drift_ppm: Arc<AtomicU64>,
 }
 
 /// What a single-stepped probed call costs the traced program can differ from what it costs
@@ -58,6 +61,12 @@ impl Resolution {
     /// Widens it to how far the cost inside this function's shape strayed since start-up.
     pub fn widen(&self, drift_ns: u64) {
         self.drift_ns.fetch_max(drift_ns, Ordering::Relaxed);
+    }
+
+    /// Widens what its traced callees add to it: a probed call's cost to its caller strayed
+    /// this share of the cost charged.
+    pub fn widen_hits(&self, relative: f64) {
+        self.hit_drift_ppm.fetch_max((relative * 1e6).round() as u64, Ordering::Relaxed);
     }
 
     /// Settles it from the calibrated costs of every shape in use: this function's own, and
@@ -91,7 +100,8 @@ impl Resolution {
             return 0;
         }
         let nested = subtracted_per_call_ns.saturating_sub(s.inside_ns) as f64;
-        s.inside_spread_ns.max(self.drift_ns.load(Ordering::Relaxed)) + (nested * s.hit_relative_spread).round() as u64
+        let hit_relative = s.hit_relative_spread.max(self.hit_drift_ppm.load(Ordering::Relaxed) as f64 / 1e6);
+        s.inside_spread_ns.max(self.drift_ns.load(Ordering::Relaxed)) + (nested * hit_relative).round() as u64
     }
 }
 
@@ -190,5 +200,11 @@ mod tests {
         // C with uretprobes on `push` entries: nothing single-stepped, the spread alone.
         let c = settled(SpanShape::ALL[2], [700, 1_000, 60, 20]);
         assert_eq!(c.of_calls(700 + 10 * 1_000), 60 + 200);
+        // The watch saw a probed call cost its caller 36% more than charged (a dear spell):
+        // the callees' part widens by that share, the function's own probes' part does not.
+        go.widen_hits(0.36);
+        go.widen_hits(0.2); // never narrower
+        assert_eq!(go.of_calls(13_000), 300);
+        assert_eq!(go.of_calls(13_000 + 10 * 14_000), 300 + 50_400);
     }
 }
