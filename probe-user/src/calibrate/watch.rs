@@ -73,6 +73,11 @@ struct Seen {
 }
 
 impl Seen {
+    /// A shape calibrated at start-up to `inside_ns` and `hit_ns`, before any round.
+    fn new(probed: Probed, inside_ns: u64, hit_ns: u64) -> Seen {
+        Seen { probed, inside_ns, hit_ns, off_ns: VecDeque::new(), hit_off_ns: VecDeque::new() }
+    }
+
     /// Takes in a round: its inside cost and its calls' median time as their caller saw them.
     /// Returns whether the costs to subtract changed.
     fn round(&mut self, Round { inside, call_ns }: Round) -> bool {
@@ -116,8 +121,7 @@ impl CostWatch {
             .iter()
             .filter_map(|&p| {
                 let cost = costs.iter().find(|c| c.shape == p.shape)?;
-                let (off_ns, hit_off_ns) = Default::default();
-                Some(Seen { probed: p, inside_ns: cost.inside_ns, hit_ns: cost.hit_ns, off_ns, hit_off_ns })
+                Some(Seen::new(p, cost.inside_ns, cost.hit_ns))
             })
             .collect();
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
@@ -257,9 +261,7 @@ mod tests {
 
     #[test]
     fn a_start_in_a_dear_spell_is_undone_by_the_next_cheap_round() {
-        let probed = Probed { shape: SpanShape::ALL[1], slot: 0, untraced_ns: 100 };
-        let mut s =
-            Seen { probed, inside_ns: 13_000, hit_ns: 20_000, off_ns: VecDeque::new(), hit_off_ns: VecDeque::new() };
+        let mut s = Seen::new(Probed { shape: SpanShape::ALL[1], slot: 0, untraced_ns: 100 }, 13_000, 20_000);
         assert!(s.round(seen(Typical::Mean(9_300), 17_100)));
         assert_eq!((s.inside_ns, s.hit_ns), (9_300, 17_000), "the lowest mean and call time");
         assert!(!s.round(seen(Typical::Mean(9_400), 17_200)));
@@ -283,9 +285,7 @@ mod tests {
 
     #[test]
     fn a_call_is_never_charged_less_than_what_its_span_shows() {
-        let probed = Probed { shape: SpanShape::ALL[0], slot: 0, untraced_ns: 500 };
-        let mut s =
-            Seen { probed, inside_ns: 1_200, hit_ns: 8_900, off_ns: VecDeque::new(), hit_off_ns: VecDeque::new() };
+        let mut s = Seen::new(Probed { shape: SpanShape::ALL[0], slot: 0, untraced_ns: 500 }, 1_200, 8_900);
         // A cheap round lowers the hit cost to what its caller saw beyond the untraced call.
         assert!(s.round(seen(Typical::Mean(1_200), 7_100)));
         assert_eq!(s.hit_ns, 6_600);
