@@ -654,7 +654,7 @@ impl<'a, 'd> Reader<'a, 'd> {
 /// The offset of field `field` in the struct type named `name` (Go's `runtime.g` and `goid`),
 /// from the file's DWARF: `Ok(None)` when the file has no DWARF or no such field. Go declares
 /// a package's types in the package's own unit, so the unit named before the last `.`
-/// (`runtime`) is looked through first, then every unit.
+/// (`runtime`) is looked through first, then every other unit.
 pub fn struct_field_offset(path: &Path, name: &str, field: &str) -> Result<Option<u64>> {
     let Some(sections) = load_sections(path, LocationLists::Skip)? else { return Ok(None) };
     let dwarf = gimli::Dwarf::load(|id| -> Result<Slice<'_>, gimli::Error> {
@@ -668,8 +668,9 @@ pub fn struct_field_offset(path: &Path, name: &str, field: &str) -> Result<Optio
         let mut units = dwarf.units();
         while let Some(header) = units.next()? {
             let unit = dwarf.unit(header)?;
-            let unit_name = unit.name.map(|n| n.slice());
-            if only_the_package && unit_name != package {
+            // The package's unit in the first pass, every other one in the second.
+            let in_package = package.is_some() && unit.name.map(|n| n.slice()) == package;
+            if in_package != only_the_package {
                 continue;
             }
             if let Some(offset) = field_offset_in_unit(&dwarf, &unit, name, field)? {
