@@ -139,6 +139,15 @@ fn attach<T: Measure>(prepared: Prepared<T>, options: &RunOptions) -> Result<Tra
         let removal = finish_detach(session, calibrated.apart)?;
         return Err(user(format!("Ctrl-C while attaching: the command was not started{removal}")));
     }
+    // --by caller: return addresses are named from the processes' memory maps, read while
+    // they run.
+    let program = &job.target.program().source;
+    let mut callers = [KEY_CALLER, KEY_STACK].contains(&job.keying.by_key).then(|| Callers::new(program));
+    if let (Some(callers), Some(pid), None) = (callers.as_mut(), pid, child.as_ref()) {
+        // -p: the process may end as soon as the "tracing" line is out, before the loop's
+        // first tick: its map is read before that line.
+        callers.snapshot(pid as u32);
+    }
     // After Ctrl-C while attaching there is no "tracing" line: the run ends at once.
     let mut cost_watch = None;
     if !interrupt::requested() {
@@ -149,10 +158,6 @@ fn attach<T: Measure>(prepared: Prepared<T>, options: &RunOptions) -> Result<Tra
     let calibration = calibrated.apart;
     let events = start_events(&mut session, &job, options);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    // --by caller: return addresses are named from the processes' memory maps, read while
-    // they run.
-    let program = &job.target.program().source;
-    let callers = [KEY_CALLER, KEY_STACK].contains(&job.keying.by_key).then(|| Callers::new(program));
     let mut feed = Feed { started: Instant::now(), drained: Vec::new(), pending: Vec::new(), outputs, callers };
     // Released after that line, so it always comes before anything the command prints.
     if let Some(c) = child.as_mut() {
